@@ -1,0 +1,157 @@
+"""Engine numerics on the tiny fixture (CPU, fp32): the fast path against the explicit oracle."""
+
+import threading
+
+import pytest
+import torch
+
+from p2p_widgets.editor import Editor
+from p2p_widgets.mapper import align
+from p2p_widgets.processors import P2PAttnProcessor
+from p2p_widgets.rules import EditRule, LocalBlend, Replace
+from p2p_widgets.schedule import AlphaSchedule
+
+SRC = "a red circle on a gray background"
+STEPS = 8
+
+
+def both_paths(editor, *args, **kwargs):
+    fast = editor.edit(*args, steps=STEPS, mode="fast", **kwargs)
+    explicit = editor.edit(*args, steps=STEPS, mode="explicit", **kwargs)
+    return fast, explicit
+
+
+CASES = {
+    "replace": dict(targets="a blue circle on a gray background"),
+    "replace_multi_token": dict(targets="a jellybeans circle on a gray background", cross=0.6),
+    "refine": dict(targets="a red circle on a striped gray background", kind="refine"),
+    "reweight_on_replace": dict(targets="a blue circle on a gray background", reweight={"blue": 3.0}),
+    "reweight_on_refine": dict(targets="a big red circle on a gray background", reweight={"big": -1.0}),
+    "local_blend": dict(targets="a blue circle on a gray background", blend=["circle"]),
+    "word_windows": dict(targets="a blue square on a gray background", cross={"default_": 1.0, "square": 0.25}),
+    "sweep": dict(targets=[SRC, SRC, SRC], reweight=[{"red": 0.5}, {"red": 0.0}, {"red": -0.5}]),
+    "no_guidance_low_memory": dict(targets="a blue circle on a gray background", guidance=1.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_path_matches_explicit_oracle(editor, case):
+    kwargs = dict(CASES[case])
+    targets = kwargs.pop("targets")
+    fast, explicit = both_paths(editor, SRC, targets, **kwargs)
+    assert (fast.latents - explicit.latents).abs().max() <= 1e-4
+    for grid in fast.store.grids:  # the stored (post-edit) maps agree too
+        assert torch.allclose(fast.store.average(max(grid)), explicit.store.average(max(grid)), atol=1e-5)
+
+
+def test_edit_changes_the_image_and_injection_matters(editor):
+    edited = editor.edit(SRC, "a blue square on a gray background", steps=STEPS, baseline=True)
+    assert (edited.latents[0] - edited.latents[1]).abs().max() > 1e-3  # the edit is not the source
+    base = editor.edit(SRC, "a blue square on a gray background", steps=STEPS, cross=0.0, self_attn=0.0)
+    # no injection at all is exactly the fixed-seed baseline
+    assert torch.allclose(base.latents, editor.edit(SRC, "a blue square on a gray background", steps=STEPS,
+                                                    rules=[EditRule()]).latents, atol=1e-4)
+    assert (edited.latents[1] - base.latents[1]).abs().max() > 1e-4
+    assert len(edited.baseline) == 2
+
+
+def test_custom_linear_rule_matches_explicit(editor):
+    class DecoderOnly(EditRule):
+        def __init__(self, inner):
+            self.inner = inner
+
+        def cross_weights(self, ctx):
+            return self.inner.cross_weights(ctx) if ctx.place == "up" else None
+
+    mapper = align(SRC, "a blue circle on a gray background", editor.tokenizer)
+    rule = DecoderOnly(Replace(mapper, AlphaSchedule.build(STEPS, cross=1.0)))
+    fast, explicit = both_paths(editor, SRC, mapper.target.text, rules=[rule])
+    assert (fast.latents - explicit.latents).abs().max() <= 1e-4
+
+
+def test_explicit_only_rule_refused_on_fast_path(editor):
+    class Sharpen(EditRule):
+        explicit_only = True
+
+        def edit_cross(self, ctx, a_src, a_edit):
+            return torch.softmax(a_src * 20, dim=-1)
+
+    out = editor.edit(SRC, SRC, steps=2, rules=[Sharpen()], mode="explicit")
+    assert out.images[1].size == (64, 64)
+    with pytest.raises(ValueError, match="explicit"):
+        editor.edit(SRC, SRC, steps=2, rules=[Sharpen()], mode="fast")
+
+
+def test_same_prompt_full_injection_reproduces_the_source(editor):
+    out = editor.edit(SRC, SRC, steps=STEPS, cross=1.0, self_attn=1.0)
+    assert (out.latents[0] - out.latents[1]).abs().max() <= 1e-5
+
+
+def test_stored_target_maps_are_source_maps_through_M(editor):
+    target = "a blue jellybeans on a gray background"  # circle -> two tokens: M spreads the mass
+    out = editor.edit(SRC, target, steps=STEPS, cross=1.0, kind="replace")
+    M = align(SRC, target, editor.tokenizer, kind="replace").matrix
+    for grid in out.store.grids:
+        maps = out.store.average(max(grid))
+        assert torch.allclose(maps[1], maps[0] @ M, atol=1e-6)
+
+
+def test_seeds_are_bitwise_reproducible(editor):
+    a = editor.edit(SRC, "a blue circle on a gray background", steps=4, seed=7)
+    b = editor.edit(SRC, "a blue circle on a gray background", steps=4, seed=7)
+    c = editor.edit(SRC, "a blue circle on a gray background", steps=4, seed=8)
+    assert torch.equal(a.latents, b.latents) and not torch.equal(a.latents, c.latents)
+
+
+def test_low_memory_two_passes_match_one_batch(editor):
+    a = editor.edit(SRC, "a blue circle on a gray background", steps=4)
+    b = editor.edit(SRC, "a blue circle on a gray background", steps=4, low_memory=True)
+    assert (a.latents - b.latents).abs().max() <= 1e-4  # batch composition changes float sums only
+
+
+def test_local_blend_keeps_the_outside(editor):
+    blend = LocalBlend(["circle"], threshold=0.5, start=0)
+    out = editor.edit(SRC, "a red square on a gray background", steps=STEPS, blend=blend)
+    diff = (out.latents[0] - out.latents[1]).abs().sum(0)
+    assert (diff == 0).any() and (diff > 0).any()  # untouched outside the mask, edited inside
+
+
+def test_events_and_stop(editor):
+    events, stop = [], threading.Event()
+
+    def on_step(event):
+        events.append(event)
+        if event.step == 2:
+            stop.set()
+
+    out = editor.edit(SRC, "a blue circle on a gray background", steps=STEPS, callback=on_step, stop_event=stop)
+    assert out.stopped and [e.step for e in events] == [0, 1, 2]
+    assert events[0].timestep > events[-1].timestep  # noisy first
+    assert events[0].preview().shape == (2, 64, 64, 3)
+    assert set(events[0].attention) == {(8, 8), (16, 16)}
+
+
+def _processor_types(editor):
+    return {type(p) for p in editor.unet.attn_processors.values()}
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_processors_restored_after_exception_mid_run(editor, exc):
+    before = dict(editor.unet.attn_processors)
+
+    def boom(event):
+        assert P2PAttnProcessor in _processor_types(editor)  # installed during the run
+        if event.step == 1:
+            raise exc("stop here")
+
+    with pytest.raises(exc):
+        editor.edit(SRC, "a blue circle on a gray background", steps=4, callback=boom)
+    after = editor.unet.attn_processors
+    assert all(after[k] is before[k] for k in before)
+    assert editor.edit(SRC, "a blue circle on a gray background", steps=2).images  # still works
+
+
+def test_sample_one_prompt_stores_attention(editor):
+    out = editor.sample(SRC, steps=3)
+    assert len(out.images) == 1 and out.store.average(8).shape == (1, 8, 8, 77)
+    assert out.store.token_maps(0, [3], side=16).shape == (1, 16, 16)
