@@ -215,14 +215,16 @@ class Editor:
             _check_int("seed", seed, 0, 2**63 - 1)
             noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))  # same on every device
             latents = noise * sched.init_noise_sigma
-        elif not torch.is_tensor(latents) or tuple(latents.shape[-3:]) != shape[1:]:
-            raise P2PError(f"latents must be a tensor of shape {shape}, got {getattr(latents, 'shape', latents)}")
+        elif not torch.is_tensor(latents) or tuple(latents.shape[-3:]) != shape[1:] or latents.ndim not in (3, 4) \
+                or (latents.ndim == 4 and latents.shape[0] not in (1, batch)):
+            raise P2PError(f"latents must be a tensor of shape {shape} (or one per prompt), "
+                           f"got {tuple(getattr(latents, 'shape', ()))}")
         n_evals = len(sched.timesteps)
         if uncond_embeddings is not None and len(uncond_embeddings) != n_evals:
             raise P2PError(f"uncond_embeddings has {len(uncond_embeddings)} entries but the run has {n_evals} "
                            "steps: edit with the inversion's number of steps")
         return dict(scheduler=sched, n_evals=n_evals, guidance=float(guidance), seed=seed, steps=steps,
-                    latents=latents.reshape(shape).to(self.device, self.dtype).expand(batch, *shape[1:]).clone(),
+                    latents=latents.reshape(-1, *shape[1:]).to(self.device, self.dtype).expand(batch, *shape[1:]).clone(),
                     uncond=uncond_embeddings, size=(height, width))
 
     # -- the loop ------------------------------------------------------------------------------

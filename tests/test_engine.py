@@ -109,11 +109,35 @@ def test_low_memory_two_passes_match_one_batch(editor):
     assert (a.latents - b.latents).abs().max() <= 1e-4  # batch composition changes float sums only
 
 
+def test_local_blend_mask_pools_upsamples_and_thresholds():
+    blend = LocalBlend(["circle"], threshold=0.3)
+    maps = torch.zeros(2, 4, 4, 77)
+    maps[0, 0, 0, 3] = 1.0  # the source's word sits in the top-left cell
+    maps[1, 3, 3, 3] = 0.2  # the edit's in the bottom-right one, weaker (normalised per image)
+    maps[1, 0, 3, 5] = 0.5  # a token that is not a blend word
+    weights = torch.zeros(2, 77)
+    weights[:, 3] = 1.0
+    mask = blend.mask(maps, weights, (8, 8))
+    assert mask.shape == (2, 1, 8, 8)
+    assert mask[0, 0, :4, :4].all() and not mask[0, 0, 4:, :].any()  # 3x3 pooled, nearest-upsampled
+    assert mask[1, 0, 4:, 4:].all() and not mask[1, 0, :4, :].any()
+
+
 def test_local_blend_keeps_the_outside(editor):
-    blend = LocalBlend(["circle"], threshold=0.5, start=0)
+    masks = []
+    blend = LocalBlend(["circle"], threshold=0.99, start=0)
+    original = blend.mask
+
+    def spy(*args, **kwargs):
+        masks.append(original(*args, **kwargs))
+        return masks[-1]
+
+    blend.mask = spy
     out = editor.edit(SRC, "a red square on a gray background", steps=STEPS, blend=blend)
+    keep = ~(masks[-1][0] | masks[-1][1])[0]  # outside the union of the source's and the edit's mask
     diff = (out.latents[0] - out.latents[1]).abs().sum(0)
-    assert (diff == 0).any() and (diff > 0).any()  # untouched outside the mask, edited inside
+    assert keep.any() and (diff[keep] == 0).all()  # bit-identical to the source outside the mask
+    assert (diff[~keep] > 0).any()  # and edited inside
 
 
 def test_events_and_stop(editor):

@@ -1,0 +1,163 @@
+"""Shared base for the p2p_widgets anywidget widgets.
+
+What every widget gets from :class:`P2PWidget`:
+
+- its front end from the committed bundle ``p2p_widgets/static/<_bundle>.js`` (and
+  ``<_bundle>.css`` when present), set with the class attribute ``_bundle``;
+- a synced ``error`` trait that the front end shows in a banner (``role="alert"``);
+- strict keyword arguments: an unknown name raises ``TypeError`` instead of being ignored;
+- :meth:`P2PWidget.send_binary` to send a custom message with binary buffers;
+- routing of inbound custom messages ``{"type": <kind>, ...}`` to methods marked with
+  :func:`on_message`; a malformed message sets ``error`` and the widget stays usable;
+- a front-end trait update that fails validation sets ``error`` and puts the front end back to
+  the Python value instead of leaving the two sides out of step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anywidget
+import traitlets
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+_log = logging.getLogger(__name__)
+_MAX_ERROR_CHARS = 2000
+
+
+class MessageError(ValueError):
+    """An inbound custom message is malformed; raised by handlers, shown in the ``error`` trait."""
+
+
+def on_message(kind: str) -> Callable[[Callable], Callable]:
+    """Mark a method as the handler of inbound custom messages whose ``type`` is ``kind``.
+
+    The method is called as ``handler(self, content: dict, buffers: list[memoryview])`` and
+    raises :class:`MessageError` for bad content.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ValueError("message kind must be a non-empty string")
+
+    def mark(fn: Callable) -> Callable:
+        fn._p2p_message_kind = kind
+        return fn
+
+    return mark
+
+
+def bundle_path(name: str, suffix: str = ".js") -> Path:
+    """Path of a built front-end file in ``p2p_widgets/static``."""
+    return STATIC_DIR / f"{name}{suffix}"
+
+
+def _as_buffer(obj: Any) -> memoryview:
+    """bytes-like or numpy array -> a contiguous byte memoryview (no copy when possible)."""
+    if isinstance(obj, (bytes, bytearray)):
+        return memoryview(obj)
+    if isinstance(obj, memoryview):
+        return obj if obj.c_contiguous and obj.format == "B" else memoryview(obj.tobytes())
+    if type(obj).__module__ == "numpy" and hasattr(obj, "dtype"):
+        import numpy as np
+
+        return memoryview(np.ascontiguousarray(obj)).cast("B")
+    raise TypeError(f"buffers must be bytes, bytearray, memoryview or numpy arrays, not {type(obj).__name__}")
+
+
+class P2PWidget(anywidget.AnyWidget):
+    """Base class of the p2p_widgets widgets (see the module docstring)."""
+
+    #: name of the bundle in p2p_widgets/static (without suffix); set it in each subclass
+    _bundle: ClassVar[str | None] = None
+    #: message kind -> method name, collected from @on_message methods along the MRO
+    _message_handlers: ClassVar[dict[str, str]] = {}
+
+    error = traitlets.Unicode("", help="Last error, shown by the front end; empty when none.").tag(sync=True)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        bundle = cls.__dict__.get("_bundle")
+        if bundle:
+            js = bundle_path(bundle, ".js")
+            if not js.is_file():
+                raise FileNotFoundError(f"front-end bundle {js} is missing: run `npm run build` in js/")
+            cls._esm = js
+            css = bundle_path(bundle, ".css")
+            if css.is_file():
+                cls._css = css
+        handlers: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                kind = getattr(value, "_p2p_message_kind", None)
+                if kind is not None:
+                    handlers[kind] = attr
+        cls._message_handlers = handlers
+        super().__init_subclass__(**kwargs)
+
+    def __init__(self, **kwargs: Any) -> None:
+        unknown = sorted(k for k in kwargs if not self.has_trait(k))
+        if unknown:
+            public = sorted(n for n in self.trait_names(sync=True) if not n.startswith("_"))
+            raise TypeError(
+                f"{type(self).__name__} got unknown keyword argument(s) {', '.join(unknown)}; "
+                f"settable traits: {', '.join(public)}"
+            )
+        super().__init__(**kwargs)
+        self.on_msg(self._dispatch_message)
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def report_error(self, message: str) -> None:
+        """Show ``message`` in the widget's error banner (and log it)."""
+        message = str(message)[:_MAX_ERROR_CHARS]
+        _log.debug("%s: %s", type(self).__name__, message)
+        self.error = message
+
+    def clear_error(self) -> None:
+        """Hide the error banner."""
+        self.error = ""
+
+    # -- outbound ------------------------------------------------------------------------------
+
+    def send_binary(self, content: dict, buffers: Sequence[Any] = ()) -> None:
+        """Send a custom message ``content`` (a JSON-able dict with a string ``type``) plus
+        binary ``buffers`` (bytes-like or numpy arrays; the front end gets DataViews)."""
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            raise TypeError("content must be a dict with a string 'type'")
+        self.send(content, buffers=[_as_buffer(b) for b in buffers])
+
+    # -- inbound -------------------------------------------------------------------------------
+
+    def _dispatch_message(self, _widget: Any, content: Any, buffers: Sequence[Any]) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        try:
+            if not isinstance(content, dict):
+                raise MessageError(f"message must be an object, got {type(content).__name__}")
+            if not isinstance(kind, str):
+                raise MessageError("message has no string 'type'")
+            name = self._message_handlers.get(kind)
+            if name is None:
+                raise MessageError(f"unknown message type {kind!r}")
+            getattr(self, name)(content, list(buffers or []))
+        except MessageError as exc:
+            self.report_error(f"{kind if isinstance(kind, str) else 'message'}: {exc}")
+        except Exception as exc:  # a bug in a handler must not break the widget
+            _log.exception("handler for %r failed", kind)
+            self.report_error(f"{kind}: internal error {type(exc).__name__}: {exc}")
+
+    @on_message("client_error")
+    def _on_client_error(self, content: dict, buffers: list) -> None:
+        message = content.get("message")
+        if not isinstance(message, str):
+            raise MessageError("'message' must be a string")
+        self.report_error(f"front end: {message}")
+
+    def set_state(self, sync_data: dict) -> None:
+        """Apply a front-end update; an invalid value sets ``error`` and resyncs the front end."""
+        try:
+            super().set_state(sync_data)
+        except traitlets.TraitError as exc:
+            self.report_error(f"rejected update from the front end: {exc}")
+            self.send_state([k for k in sync_data if k in self.keys])

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The project's one test command (README.md and .ci/run both call it).
+#   bash scripts/test.sh                  # all layers: js unit browser e2e
+#   bash scripts/test.sh js unit          # only some layers
+# Layers: js      = vitest on js/lib and the widget views (happy-dom)
+#         unit    = pytest without the browser markers (Python logic, bundles, packaging)
+#         browser = pytest -m browser (real Chromium on a harness page)
+#         e2e     = pytest -m e2e (JupyterLab in Chromium)
+# Every layer runs even if an earlier one fails; the exit status is non-zero if any layer failed
+# or ran no tests. Pass counts are printed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${PYTHON:-}" ]; then
+  if [ -n "${VIRTUAL_ENV:-}" ]; then PYTHON=python
+  elif [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python
+  else PYTHON=python3
+  fi
+fi
+layers=("$@")
+[ ${#layers[@]} -eq 0 ] && layers=(js unit browser e2e)
+
+out=tests/artifacts/results
+mkdir -p "$out"
+summary=()
+failed=0
+
+junit_counts() {  # prints "P passed, F failed, S skipped" from a junit xml; exit 1 if 0 tests
+  "$PYTHON" - "$1" <<'PY'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except (OSError, ET.ParseError):
+    print("no results"); sys.exit(1)
+suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+passed = n["tests"] - n["failures"] - n["errors"] - n["skipped"]
+print(f"{passed} passed, {n['failures'] + n['errors']} failed, {n['skipped']} skipped")
+sys.exit(0 if n["tests"] else 1)
+PY
+}
+
+run_pytest_layer() {  # name, marker expression
+  local name=$1 expr=$2 rc=0 counts
+  echo "== layer $name: pytest -m '$expr'"
+  "$PYTHON" -m pytest -m "$expr" --junitxml="$out/$name.xml" -o junit_family=xunit2 || rc=$?
+  if ! counts=$(junit_counts "$out/$name.xml") && [ "$rc" -eq 0 ]; then rc=5; fi
+  if [ "$rc" -ne 0 ]; then failed=1; fi
+  summary+=("$(printf '%-8s %-40s exit %s' "$name" "$counts" "$rc")")
+}
+
+run_js_layer() {
+  local rc=0 counts
+  echo "== layer js: vitest"
+  if [ ! -d js/node_modules ]; then
+    echo "js/node_modules is missing: run 'npm ci' in js/" >&2
+    rc=1; counts="not run"
+  else
+    (cd js && npx vitest run --reporter=default --reporter=json --outputFile="../$out/js.json") || rc=$?
+    counts=$(node -e '
+      const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+      console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+      process.exit(r.numTotalTests > 0 ? 0 : 1);' "$out/js.json") || { counts=${counts:-"no results"}; if [ "$rc" -eq 0 ]; then rc=5; fi; }
+  fi
+  if [ "$rc" -ne 0 ]; then failed=1; fi
+  summary+=("$(printf '%-8s %-40s exit %s' js "$counts" "$rc")")
+}
+
+for layer in "${layers[@]}"; do
+  case $layer in
+    js) run_js_layer ;;
+    unit) run_pytest_layer unit "not browser and not e2e" ;;
+    browser) run_pytest_layer browser "browser" ;;
+    e2e) run_pytest_layer e2e "e2e" ;;
+    *) echo "unknown layer: $layer (use js, unit, browser, e2e)" >&2; exit 2 ;;
+  esac
+done
+
+echo
+echo "== test layers"
+printf '%s\n' "${summary[@]}"
+if [ "$failed" -eq 0 ]; then echo "all layers passed"; else echo "SOME LAYERS FAILED"; fi
+exit "$failed"
