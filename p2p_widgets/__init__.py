@@ -24,6 +24,11 @@ _LAZY = {
     "Editor": "p2p_widgets.editor",
     "EditResult": "p2p_widgets.editor",
     "load_pocket": "p2p_widgets.pocket.model",
+    "load_pipeline": "p2p_widgets.models",
+    "TokenAligner": "p2p_widgets.widgets",
+    "AlphaTimeline": "p2p_widgets.widgets",
+    "AttentionPlayer": "p2p_widgets.widgets",
+    "Studio": "p2p_widgets.widgets",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,4 +1,4 @@
-"""Command line: ``p2p-widgets --version`` and ``p2p-widgets demo``.
+"""Command line: ``p2p-widgets demo | edit | eval`` (and ``--version``).
 
 Subcommands register in ``_build_parser``; each sets ``func`` to a callable taking the parsed
 arguments and returning an exit code.
@@ -82,6 +82,85 @@ def _demo(args: argparse.Namespace) -> int:
         return 130
 
 
+EDIT_EXAMPLES = """examples:
+  p2p-widgets edit "a big red circle on a gray background" "a big blue circle on a gray background"
+  p2p-widgets edit "a small red star left of a big blue square on a beige background" \\
+      "a small red star left of a big green square on a beige background" --blend square --seed 3
+  p2p-widgets edit "a big red circle on a gray background" "a big red circle on a gray background" \\
+      --reweight big=3 --out out/bigger
+  p2p-widgets edit "a photo of a cat" "a photo of a dog" --model ./my-sd15-folder --steps 50
+"""
+
+
+def _reweight_pair(text: str):
+    word, sep, value = text.partition("=")
+    try:
+        if not sep or not word:
+            raise ValueError
+        return word, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--reweight takes WORD=VALUE (e.g. big=2.5), got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
+    return value
+
+
+def _edit(args: argparse.Namespace) -> int:
+    import json
+
+    from .editor import Editor
+    from .errors import P2PError
+    from .models import defaults_for, load_pipeline
+
+    defaults = defaults_for(args.model)
+    steps = args.steps or defaults.steps
+    guidance = defaults.guidance if args.guidance is None else args.guidance
+    out = Path(args.out)
+    try:
+        editor = Editor(load_pipeline(args.model))
+        progress = _Progress(steps)
+        result = editor.edit(args.source, args.target, seed=args.seed, steps=steps, guidance=guidance,
+                             cross=args.cross, self_attn=args.self_attn, reweight=dict(args.reweight) or None,
+                             blend=args.blend or None, baseline=True, callback=progress)
+        progress.close()
+    except (P2PError, OSError) as exc:
+        print(f"p2p-widgets edit: {exc}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    result.images[0].save(out / "source.png")
+    result.images[1].save(out / "edit.png")
+    result.baseline[1].save(out / "baseline.png")
+    (out / "edit.json").write_text(json.dumps({**result.spec, "model": args.model}, indent=1))
+    print(f"wrote {out}/source.png, edit.png, baseline.png (fixed seed, no injection), edit.json")
+    return 0
+
+
+class _Progress:
+    """A one-line text progress bar on stderr, fed by the sampler's step events."""
+
+    def __init__(self, total: int):
+        self.total = total
+
+    def __call__(self, event) -> None:
+        done = event.step + 1
+        bar = "#" * (30 * done // self.total)
+        print(f"\r[{bar:<30}] step {done}/{self.total} (t={event.timestep})", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        print(file=sys.stderr)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .eval import main as eval_main
+
+    eval_main(["pocket", "--images", str(args.images), "--seeds", str(args.seeds)])
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2p-widgets", description="Prompt-to-Prompt image editing in Jupyter.")
     parser.add_argument("--version", action="version", version=f"p2p-widgets {__version__}")
@@ -94,6 +173,29 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
     demo.add_argument("--dry-run", action="store_true", help="print the command and URL, start nothing")
     demo.set_defaults(func=_demo)
+
+    edit = sub.add_parser("edit", help="headless edit: source, edit and fixed-seed baseline as PNG + the edit as JSON",
+                          epilog=EDIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    edit.add_argument("source", help="the source prompt")
+    edit.add_argument("target", help="the edited prompt")
+    edit.add_argument("--seed", type=int, default=0)
+    edit.add_argument("--steps", type=int, default=None, help="DDIM steps (pocket: 25, SD: 50)")
+    edit.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (pocket: 5, SD: 7.5)")
+    edit.add_argument("--cross", type=_fraction, default=0.8, help="fraction of steps injecting cross-attention")
+    edit.add_argument("--self", dest="self_attn", type=_fraction, default=0.4,
+                      help="fraction of steps injecting self-attention")
+    edit.add_argument("--reweight", type=_reweight_pair, action="append", default=[], metavar="WORD=VALUE",
+                      help="scale a target word's attention (repeatable; negative allowed)")
+    edit.add_argument("--blend", action="append", default=[], metavar="WORD",
+                      help="LocalBlend word: keep pixels outside its attention (repeatable)")
+    edit.add_argument("--model", default="pocket", help="'pocket' (default, offline) or an SD checkpoint folder/id")
+    edit.add_argument("--out", default="p2p-out", help="output folder (default: %(default)s)")
+    edit.set_defaults(func=_edit)
+
+    evaluate = sub.add_parser("eval", help="evaluate the pocket model and print its table")
+    evaluate.add_argument("--images", type=int, default=256)
+    evaluate.add_argument("--seeds", type=int, default=32)
+    evaluate.set_defaults(func=_eval)
     return parser
 
 

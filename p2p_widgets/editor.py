@@ -285,8 +285,10 @@ class Editor:
         if len(prompts) < 2:
             raise P2PError("LocalBlend needs at least one edited prompt")
         side = blend.resolution
-        if side is None:  # the reference's 16x16 at 64x64 latents: latent / 4, or the nearest we have
-            side = min(sides, key=lambda s: (abs(s - latent_hw[0] / 4), -s))
+        if side is None:
+            # the reference's 16x16 at 64x64 latents is latent / 4; models too small to have that
+            # grid use their finest one (3x3 pooling on a coarser grid would swallow the image)
+            side = latent_hw[0] // 4 if latent_hw[0] // 4 in sides else max(sides)
         elif side not in sides:
             raise P2PError(f"LocalBlend resolution {side} is not an attention grid of this model: {sides}")
         if store.resolutions is not None:

@@ -81,7 +81,7 @@ def _probs(q, k, scale):
 class AttentionController:
     """Run state shared by all processors: step, batch layout, rules, store."""
 
-    def __init__(self, n_prompts, rules, store=None, mode="fast", latent_size=(64, 64), coarsest=8, extra_grids=()):
+    def __init__(self, n_prompts, rules, store=None, mode="fast", latent_size=(64, 64), coarsest=8):
         if mode not in ("fast", "explicit"):
             raise P2PError(f"mode must be 'fast' or 'explicit', got {mode!r}")
         if len(rules) != n_prompts - 1:
@@ -92,10 +92,9 @@ class AttentionController:
                 raise P2PError(f"rules {slow} work on explicit maps: run them with mode='explicit'")
         self.n_prompts, self.rules, self.store, self.mode = n_prompts, list(rules), store, mode
         self.latent_size, self.coarsest = tuple(latent_size), coarsest
-        self.extra_grids = set(extra_grids)  # grids stored for LocalBlend even if the store skips them
         self.step, self.n_evals = 0, 1
         self.block = "both"  # "both": [uncond; cond] in one batch; "uncond" / "cond": low-memory passes
-        self.blend_maps: dict = {}
+        self._on_device: dict = {}  # id(weight tensor) -> (tensor, its copy on the UNet's device)
 
     # -- bookkeeping -------------------------------------------------------------------------
     def grid_of(self, n_queries: int) -> tuple[int, int]:
@@ -109,8 +108,16 @@ class AttentionController:
 
     def end_step(self):
         """Close one UNet evaluation: the store averages its layers."""
-        step_maps = self.store.end_step() if self.store is not None else {}
-        return step_maps
+        self._on_device.clear()
+        return self.store.end_step() if self.store is not None else {}
+
+    def _device(self, t, like):
+        """``t`` on ``like``'s device and dtype, copied once per step (a host-to-device copy per layer
+        would synchronise the GPU 16 times per evaluation)."""
+        hit = self._on_device.get(id(t))
+        if hit is None or hit[0] is not t or hit[1].dtype != like.dtype:
+            hit = self._on_device[id(t)] = (t, t.to(like))  # holding t keeps its id from being reused
+        return hit[1]
 
     # -- attention ---------------------------------------------------------------------------
     def attend(self, proc, q, k, v, scale):
@@ -119,41 +126,47 @@ class AttentionController:
         off = self.n_prompts if self.block == "both" else 0
         grid = self.grid_of(q.shape[2])
         ctx = self.context(proc, grid)
+        weights = self._weights(ctx, v)
         if self.mode == "explicit":
-            out, cond_maps = self._explicit(ctx, q, k, v, scale, off)
+            out, cond_maps = self._explicit(ctx, q, k, v, scale, off, weights)
+        elif all(w is None for w in weights):
+            out, cond_maps = _sdpa(q, k, v, scale), None  # nothing injected here: one fused call
         else:
-            out, cond_maps = self._fast(ctx, q, k, v, scale, off)
-        if proc.is_cross:
-            self._record(ctx, grid, cond_maps, q, k, scale, off)
+            out, cond_maps = self._fast(q, k, v, scale, off, weights)
+        if proc.is_cross and self.store is not None and self.store.wants(grid):
+            if cond_maps is None:
+                cond_maps = self._edited_maps(q, k, scale, off, weights)
+            self.store.add(grid, cond_maps.mean(dim=1))
         return out
 
-    def _weights(self, ctx):
+    def _weights(self, ctx, like):
         """Per edit: ('cross', P, q) | ('self', s) | None (keeps its own attention)."""
         found = []
         for rule in self.rules:
             if ctx.is_cross:
                 w = rule.cross_weights(ctx)
-                found.append(None if w is None else ("cross", *w))
+                if w is None:
+                    found.append(None)
+                else:  # does the edit keep any of its own attention? (asked of the host copy: no sync)
+                    found.append(("cross", self._device(w[0], like), self._device(w[1], like), bool(w[1].any())))
             else:
                 s = float(rule.self_weight(ctx))
                 found.append(None if s == 0.0 else ("self", s))
         return found
 
-    def _fast(self, ctx, q, k, v, scale, off):
-        n = self.n_prompts
+    def _fast(self, q, k, v, scale, off, weights):
         out = torch.empty(*q.shape[:3], v.shape[-1], dtype=v.dtype, device=v.device)
         if off:
             out[:off] = _sdpa(q[:off], k[:off], v[:off], scale)
         src = off
-        weights = self._weights(ctx)
         blocks, own = [v[src : src + 1]], []  # value blocks read through the source's attention
         for e, w in enumerate(weights, start=src + 1):
             if w is None:
                 own.append((e, v[e : e + 1], None))
             elif w[0] == "cross":
-                P, qv = w[1].to(v), w[2].to(v)
+                P, qv, keeps_own = w[1], w[2], w[3]
                 blocks.append(torch.matmul(P, v[e : e + 1]))  # (A_src P) V = A_src (P V)
-                if bool((qv != 0).any()):
+                if keeps_own:
                     own.append((e, v[e : e + 1] * qv[:, None], len(blocks) - 1))
                 else:
                     own.append((e, None, len(blocks) - 1))
@@ -167,16 +180,19 @@ class AttentionController:
         own_rows = [e for e, val, _ in own if val is not None]
         if own_rows:
             vals = torch.cat([val for _, val, _ in own if val is not None])
-            own_out = dict(zip(own_rows, _sdpa(q[own_rows], k[own_rows], vals, scale)))
+            # a slice, not a list index, when the rows are contiguous (as they are for built-in rules):
+            # advanced indexing copies q and k and sends the index to the device
+            rows = slice(own_rows[0], own_rows[-1] + 1) if own_rows == list(range(own_rows[0], own_rows[-1] + 1)) else own_rows
+            own_out = dict(zip(own_rows, _sdpa(q[rows], k[rows], vals, scale)))
         for e, val, block in own:
             total = 0 if block is None else shared[0, ..., block * d : (block + 1) * d]
             out[e] = total + own_out[e] if val is not None else total
         return out, None
 
-    def _explicit(self, ctx, q, k, v, scale, off):
+    def _explicit(self, ctx, q, k, v, scale, off, weights):
         probs = _probs(q, k, scale)
         src = off
-        for e, (rule, w) in enumerate(zip(self.rules, self._weights(ctx)), start=src + 1):
+        for e, (rule, w) in enumerate(zip(self.rules, weights), start=src + 1):
             if ctx.is_cross:
                 probs[e] = rule.edit_cross(ctx, probs[src], probs[e])
             elif w is not None:
@@ -184,20 +200,14 @@ class AttentionController:
         cond = probs[off : off + self.n_prompts]
         return probs @ v, cond
 
-    def _record(self, ctx, grid, cond_maps, q, k, scale, off):
-        """Head-averaged post-edit cross maps of the conditional block, for the store and LocalBlend."""
-        store_wants = self.store is not None and self.store.wants(grid)
-        if not store_wants:
-            return
-        if cond_maps is None:  # fast path: n x L maps are small; form them only where stored
-            rows = slice(off, off + self.n_prompts)
-            cond_maps = _probs(q[rows], k[rows], scale)
-            edited = [cond_maps[0]]
-            for rule, w in zip(self.rules, self._weights(ctx)):
-                e = len(edited)
-                edited.append(cond_maps[e] if w is None else cond_maps[0] @ w[1].to(q) + cond_maps[e] * w[2].to(q))
-            cond_maps = torch.stack(edited)
-        self.store.add(grid, cond_maps.mean(dim=1))
+    def _edited_maps(self, q, k, scale, off, weights):
+        """Post-edit cross maps of the conditional block (fast path: n x L maps are small)."""
+        rows = slice(off, off + self.n_prompts)
+        maps = _probs(q[rows], k[rows], scale)
+        edited = [maps[0]]
+        for e, w in enumerate(weights, start=1):
+            edited.append(maps[e] if w is None else maps[0] @ w[1] + maps[e] * w[2])
+        return torch.stack(edited)
 
 
 @contextlib.contextmanager

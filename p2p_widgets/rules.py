@@ -104,7 +104,8 @@ class Replace(EditRule):
     def cross_weights(self, ctx):
         if ctx.step not in self._cache:
             g = self.gate[ctx.step]
-            self._cache[ctx.step] = (self.mapper.matrix * g, 1.0 - g)
+            # outside every window the edit keeps its own attention: None lets the fast path skip work
+            self._cache[ctx.step] = (self.mapper.matrix * g, 1.0 - g) if bool(g.any()) else None
         return self._cache[ctx.step]
 
     def self_weight(self, ctx):
@@ -142,8 +143,8 @@ class Reweight(EditRule):
         self.scale = scale
 
     def cross_weights(self, ctx):
-        P, q = self.base.cross_weights(ctx)
-        return P * self.scale, q
+        weights = self.base.cross_weights(ctx)
+        return None if weights is None else (weights[0] * self.scale, weights[1])
 
     def self_weight(self, ctx):
         return self.base.self_weight(ctx)
@@ -156,8 +157,9 @@ class LocalBlend:
     or a single list used for every prompt where it is found. The mask is the union over the source
     and the edit of the accumulated cross-attention of the words, 3x3 max-pooled, upsampled to the
     latent, max-normalised and thresholded; ``subtract`` words (per prompt) are removed from it.
-    ``resolution``: attention grid side used for the mask (default: the one closest to latent/4,
-    the reference's 16x16 at 64x64 latents). Applied from ``start`` (fraction or step) on.
+    ``resolution``: attention grid side used for the mask (default: latent side / 4, the reference's
+    16x16 at 64x64 latents, or the finest grid of models without one). Applied from ``start``
+    (fraction or step) on.
     """
 
     def __init__(self, words, threshold: float = 0.3, start=0.2, subtract=None, resolution: int | None = None):

@@ -78,9 +78,18 @@ def build_components(vae_config=None, text_config=None, unet_config=None, seed: 
 
 def assemble_pipeline(vae, text_encoder, unet, tokenizer=None, scheduler_config=None):
     """Wrap components in a ``StableDiffusionPipeline`` with DDIM (no safety checker)."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from transformers.utils import logging as hf_logging
 
     from ..tokenizer import load_tokenizer
+
+    # diffusers' pipeline module imports transformers' image processors, which warn about
+    # torchvision on every import; the pocket model uses no image processor
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+    finally:
+        hf_logging.set_verbosity(level)
 
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -131,20 +140,33 @@ def load_pocket(device: str | None = None, dtype=None, weights_dir: Path | None 
         )
     info = json.loads(info_path.read_text())
     text_config = {k: v for k, v in info["text_encoder"].items() if k in TEXT_CONFIG}
-    vae, text_encoder, unet = build_components(
-        _known(info["vae"], VAE_CONFIG), {**TEXT_CONFIG, **text_config}, _known(info["unet"], UNET_CONFIG)
-    )
+    with torch.device("meta"):  # no random initialisation: the weights are assigned from the files
+        vae, text_encoder, unet = build_components(
+            _known(info["vae"], VAE_CONFIG), {**TEXT_CONFIG, **text_config}, _known(info["unet"], UNET_CONFIG)
+        )
     for name, module in zip(COMPONENTS, (vae, text_encoder, unet)):
         state = load_file(str(weights_dir / f"{name}.safetensors"))
-        missing, unexpected = module.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-        # position_ids is a non-persistent buffer in some transformers versions
-        missing = [k for k in missing if not k.endswith("position_ids")]
+        missing, unexpected = module.load_state_dict({k: v.float() for k, v in state.items()}, strict=False, assign=True)
+        missing = [k for k in missing if not k.endswith("position_ids")]  # a non-persistent buffer
         if missing or unexpected:
             raise RuntimeError(f"pocket {name} weights do not match its config: missing {missing}, unexpected {unexpected}")
+    _materialise_buffers(text_encoder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
-    pipe = assemble_pipeline(vae, text_encoder, unet)
-    return pipe.to(device=device, dtype=dtype)
+    pipe = assemble_pipeline(vae, text_encoder, unet).to(device)
+    return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)  # weights are already fp32
+
+
+def _materialise_buffers(module):
+    """Buffers not stored in the files (CLIP's position ids) are still on the meta device."""
+    import torch
+
+    for sub in module.modules():
+        for key, buf in list(sub._buffers.items()):
+            if buf is not None and buf.is_meta:
+                if not key.endswith("position_ids"):
+                    raise RuntimeError(f"buffer {key} of {type(sub).__name__} is not in the weights")
+                sub._buffers[key] = torch.arange(buf.shape[-1]).expand(buf.shape)
 
 
 def _known(config: dict, defaults: dict) -> dict:

@@ -1,0 +1,41 @@
+"""Loading pipelines: the embedded pocket model, or any Stable Diffusion checkpoint diffusers loads.
+
+Weights load through safetensors only (``use_safetensors=True``) and no downloaded code is ever
+run (no custom pipelines, no remote code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    steps: int
+    guidance: float
+
+
+POCKET_DEFAULTS = SamplingDefaults(steps=25, guidance=5.0)  # what the pocket model was evaluated with
+SD_DEFAULTS = SamplingDefaults(steps=50, guidance=7.5)  # the reference's Stable Diffusion settings
+
+
+def load_pipeline(model: str = "pocket", device: str | None = None, dtype=None):
+    """``"pocket"`` (embedded, offline) or a diffusers folder / hub id of an SD 1.x / 2.x checkpoint."""
+    if model == "pocket":
+        from .pocket.model import load_pocket
+
+        return load_pocket(device=device, dtype=dtype)
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        model, torch_dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def defaults_for(model: str) -> SamplingDefaults:
+    return POCKET_DEFAULTS if model == "pocket" else SD_DEFAULTS

@@ -1,0 +1,82 @@
+"""Plotly figures for notebooks: image rows, per-token attention maps, M, alpha schedules.
+
+Every function returns a ``plotly.graph_objects.Figure`` (exports to HTML or PNG like any figure).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _go():
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    return go, make_subplots
+
+
+def images(images, titles=None, height=260):
+    """A row of PIL images / uint8 arrays."""
+    go, make_subplots = _go()
+    titles = list(titles or [""] * len(images))
+    fig = make_subplots(rows=1, cols=len(images), subplot_titles=titles, horizontal_spacing=0.02)
+    for c, img in enumerate(images, start=1):
+        fig.add_trace(go.Image(z=np.asarray(img)), row=1, col=c)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=height, width=max(260, 220 * len(images)), margin=dict(l=5, r=5, t=40, b=5))
+    return fig
+
+
+def token_maps(store, prompt, prompt_index=0, words=None, side=None, step=None, height=230):
+    """Heat maps of each word's cross-attention (mean over its tokens) for one prompt of a run.
+
+    ``step`` None: the average over all steps; an int: that evaluation only.
+    """
+    go, make_subplots = _go()
+    words = [w.text for w in prompt.words] if words is None else list(words)
+    maps = [store.token_maps(prompt_index, prompt.positions(w), side=side, step=step).mean(0).numpy() for w in words]
+    fig = make_subplots(rows=1, cols=len(words), subplot_titles=words, horizontal_spacing=0.01)
+    for c, m in enumerate(maps, start=1):
+        fig.add_trace(go.Heatmap(z=m[::-1], colorscale="Inferno", showscale=False), row=1, col=c)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(height=height, width=max(300, 130 * len(words)), margin=dict(l=5, r=5, t=40, b=5))
+    return fig
+
+
+def mapper_matrix(mapper, height=380):
+    """M over the used rows (source tokens) and columns (target tokens)."""
+    go, _ = _go()
+    rows, cols = mapper.source.n_tokens, mapper.target.n_tokens
+    m = mapper.matrix[:rows, :cols].numpy()
+    labels = lambda p: [f"{i}:{t}" for i, t in enumerate(p.tokens)]  # noqa: E731
+    fig = go.Figure(go.Heatmap(z=m, x=labels(mapper.target), y=labels(mapper.source), colorscale="Blues",
+                               zmin=0, zmax=1, hovertemplate="source %{y} -> target %{x}: %{z:.2f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="source token")
+    fig.update_xaxes(title="target token")
+    fig.update_layout(height=height, title=f"M ({mapper.kind})", margin=dict(l=5, r=5, t=40, b=5))
+    return fig
+
+
+def schedule(schedule, target, height=300):
+    """Which target tokens take the source's cross-attention at each evaluation (1 = injected)."""
+    go, _ = _go()
+    alpha = schedule.cross_alpha(target)[:, : target.n_tokens].numpy().T
+    fig = go.Figure(go.Heatmap(z=alpha, y=[f"{i}:{t}" for i, t in enumerate(target.tokens)], colorscale="Greens",
+                               zmin=0, zmax=1, showscale=False))
+    lo, hi = schedule.self_attn
+    fig.add_shape(type="rect", x0=lo - 0.5, x1=hi - 0.5, y0=-1.4, y1=-0.6, fillcolor="orange", line_width=0)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title="UNet evaluation (noisy -> clean); orange bar: self-attention injection")
+    fig.update_layout(height=height, margin=dict(l=5, r=5, t=30, b=5), title="alpha schedule")
+    return fig
+
+
+def curve(xs, ys, names, title, xtitle, ytitle, height=300):
+    """Lines ``ys[k]`` over ``xs`` named ``names[k]``."""
+    go, _ = _go()
+    fig = go.Figure([go.Scatter(x=list(xs), y=list(y), name=n, mode="lines+markers") for y, n in zip(ys, names)])
+    fig.update_layout(height=height, title=title, xaxis_title=xtitle, yaxis_title=ytitle,
+                      margin=dict(l=5, r=5, t=40, b=5))
+    return fig
