@@ -154,7 +154,8 @@ class Editor:
     def edit(self, source, targets=(), *, seed: int = 0, steps: int = 50, guidance: float = 7.5, kind="auto",
              mappers=None, cross=0.8, self_attn=0.4, words=None, reweight=None, blend=None, rules=None,
              mode: str = "fast", low_memory: bool = False, baseline: bool = False, store=None, callback=None,
-             stop_event=None, latents=None, uncond_embeddings=None, height=None, width=None, scheduler=None):
+             stop_event=None, latents=None, uncond_embeddings=None, inversion=None, height=None, width=None,
+             scheduler=None):
         """Edit ``source`` into each of ``targets`` (a string or a list of strings).
 
         - ``kind``/``mappers``: how target tokens map to source tokens (``align`` by default);
@@ -167,8 +168,15 @@ class Editor:
         - ``callback(event)``: called with a :class:`StepEvent` after every UNet evaluation;
         - ``stop_event``: a ``threading.Event``; when set, the run stops after the current step;
         - ``latents``/``uncond_embeddings``: start latent and per-step unconditional embeddings
-          (an inversion result) instead of a seed.
+          instead of a seed; ``inversion``: an object with ``latents`` (the trajectory, x_T last),
+          ``uncond_embeddings`` (or None) and ``steps`` (an inversion result) sets both and
+          requires the same number of steps.
         """
+        if inversion is not None:
+            if steps != inversion.steps:
+                raise P2PError(f"the inversion used {inversion.steps} steps but the edit asks for {steps}: "
+                               "edit with the inversion's steps (the timesteps must match)")
+            latents, uncond_embeddings = inversion.latents[-1], inversion.uncond_embeddings
         source = self.prompt(source)
         if not source.text.strip():
             raise P2PError("the source prompt is empty")
@@ -242,7 +250,10 @@ class Editor:
         use_cfg = guidance > 1.0
         uncond = self.encode([self.prompt("")] * len(prompts)) if use_cfg else None
         stopped = False
+        for rule in rules:
+            rule.prepare(self.device, self.dtype)
         with installed(self.unet, controller):
+            timestep_values = sched.timesteps.tolist()  # host copies: int(t) per step would sync a GPU
             for i, t in enumerate(sched.timesteps):
                 controller.step = i
                 if use_cfg and run["uncond"] is not None:
@@ -254,7 +265,7 @@ class Editor:
                 if blend_state is not None and i >= blend_state["start"]:
                     latents = self._local_blend(blend, blend_state, latents, store)
                 if callback is not None:
-                    callback(StepEvent(i, n_evals, int(t), latents, out.pred_original_sample, step_maps, self))
+                    callback(StepEvent(i, n_evals, timestep_values[i], latents, out.pred_original_sample, step_maps, self))
                 if stop_event is not None and stop_event.is_set():
                     stopped = True
                     break

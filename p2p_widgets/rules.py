@@ -65,6 +65,9 @@ class EditRule:
     def self_weight(self, ctx: LayerContext) -> float:
         return 0.0
 
+    def prepare(self, device, dtype) -> None:
+        """Called once before a run: move tensors the rule reuses to the UNet's device."""
+
     def edit_cross(self, ctx: LayerContext, a_src: torch.Tensor, a_edit: torch.Tensor) -> torch.Tensor:
         weights = self.cross_weights(ctx)
         if weights is None:
@@ -95,7 +98,12 @@ class Replace(EditRule):
         self.self_max_resolution = self_max_resolution
         # g[t, j]: share of the mapped source map in target column j at step t
         self.gate = schedule.cross_alpha(mapper.target) * mapper.aligned
+        self._matrix, self._gate = self.mapper.matrix, self.gate  # on the UNet's device after prepare()
         self._cache: dict = {}
+
+    def prepare(self, device, dtype):
+        self._matrix, self._gate = self.mapper.matrix.to(device, dtype), self.gate.to(device, dtype)
+        self._cache = {}
 
     @property
     def target(self) -> Prompt:
@@ -103,9 +111,10 @@ class Replace(EditRule):
 
     def cross_weights(self, ctx):
         if ctx.step not in self._cache:
-            g = self.gate[ctx.step]
-            # outside every window the edit keeps its own attention: None lets the fast path skip work
-            self._cache[ctx.step] = (self.mapper.matrix * g, 1.0 - g) if bool(g.any()) else None
+            # outside every window the edit keeps its own attention: None lets the fast path skip
+            # work (the test reads the host copy of the gate, so it never waits for the GPU)
+            g = self._gate[ctx.step]
+            self._cache[ctx.step] = (self._matrix * g, 1.0 - g) if bool(self.gate[ctx.step].any()) else None
         return self._cache[ctx.step]
 
     def self_weight(self, ctx):
@@ -142,9 +151,13 @@ class Reweight(EditRule):
             scale[base.target.positions(word)] = float(value)
         self.scale = scale
 
+    def prepare(self, device, dtype):
+        self.base.prepare(device, dtype)
+        self._scale = self.scale.to(device, dtype)
+
     def cross_weights(self, ctx):
         weights = self.base.cross_weights(ctx)
-        return None if weights is None else (weights[0] * self.scale, weights[1])
+        return None if weights is None else (weights[0] * getattr(self, "_scale", self.scale), weights[1])
 
     def self_weight(self, ctx):
         return self.base.self_weight(ctx)

@@ -5,7 +5,9 @@ for edited prompts the stored maps are the post-edit maps, as in the reference. 
 head-averaged from the processors at each layer whose query grid is in ``resolutions``; the store
 averages the layers of one grid size per step (on the device) and keeps
 
-- ``steps[t][(h, w)]``: the step's map, (B, h, w, L), on the CPU in ``step_dtype`` (playback);
+- ``steps[t][(h, w)]``: the step's map, (B, h, w, L), in ``step_dtype`` on the model's device
+  (copying every step to the host would synchronise the GPU once per evaluation; readers such
+  as ``step_maps`` and the playback widget move what they show);
 - a running sum over steps per grid (``average()``, LocalBlend masks).
 
 Memory, SD 1.5 at 512 px (64x64 latents; stored grids 32x32, 16x16, 8x8 = 1,344 positions),
@@ -52,7 +54,7 @@ class AttentionStore:
         for g, m in step.items():
             self.sums[g] = self.sums[g] + m if g in self.sums else m.clone()
         if self.keep_steps:
-            self.steps.append({g: m.to("cpu", self.step_dtype) for g, m in step.items()})
+            self.steps.append({g: m.to(self.step_dtype) for g, m in step.items()})
         self._layer_sum, self._layer_count = {}, {}
         self.n_steps += 1
         return step
@@ -75,14 +77,14 @@ class AttentionStore:
     def average(self, side: int | None = None) -> torch.Tensor:
         """(B, h, w, L) mean over all steps so far (and over layers) at one grid."""
         g = self.grid(side)
-        return self.sums[g] / max(self.n_steps, 1)
+        return (self.sums[g] / max(self.n_steps, 1)).cpu()
 
     def step_maps(self, step: int, side: int | None = None) -> torch.Tensor:
         if not self.keep_steps:
             raise P2PError("this store was created with keep_steps=False")
         if not 0 <= step < len(self.steps):
             raise P2PError(f"step {step} is out of range: {len(self.steps)} steps stored")
-        return self.steps[step][self.grid(side)].float()
+        return self.steps[step][self.grid(side)].float().cpu()
 
     def token_maps(self, prompt_index: int, positions, side: int | None = None, step: int | None = None):
         """(len(positions), h, w) maps of token ``positions`` of prompt ``prompt_index``."""

@@ -10,6 +10,8 @@ _LAZY = {
     "MessageError": "p2p_widgets.widgets._base",
     "on_message": "p2p_widgets.widgets._base",
     "PingWidget": "p2p_widgets.widgets.ping",
+    "TokenAligner": "p2p_widgets.widgets.aligner",
+    "AlphaTimeline": "p2p_widgets.widgets.timeline",
 }
 
 __all__ = list(_LAZY)

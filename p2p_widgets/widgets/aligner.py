@@ -1,0 +1,292 @@
+"""TokenAligner: build the mapper matrix M of Prompt-to-Prompt by hand.
+
+>>> from p2p_widgets.widgets import TokenAligner
+>>> aligner = TokenAligner("a photo of an orange cat", "a photo of a big tabby cat")
+>>> aligner                          # drag source chips onto target chips; click a link to remove it
+>>> aligner.mapper.matrix            # the engine's Mapper (77 x 77), built from the links
+>>> aligner.auto_align("refine")     # refill the links from the engine's aligner
+
+Python is the source of truth. The front end may only write ``source``, ``target``, ``links``,
+``show_special`` and ``kind``; every such write is validated here (positions in range, finite
+weights, right types) and an invalid one is rejected: ``error`` says why and the front end is put
+back to the Python value.
+
+Links are ``[source position, target position, weight]`` over the real tokens of the two prompts
+(BOS is position 0, EOS the last); padding is never linked by hand. The mapper adds BOS -> BOS,
+EOS -> EOS and padding -> padding wherever no link feeds those target positions
+(:meth:`p2p_widgets.mapper.Mapper.from_links`). Target tokens that no link feeds are new tokens:
+they keep their own attention.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+import traitlets
+
+from ..errors import P2PError
+from ..mapper import Mapper, align
+from ..prompts import Prompt
+from ._base import MessageError, P2PWidget, on_message
+
+KINDS = ("auto", "replace", "refine")
+#: largest |weight| accepted for a link (larger values are almost certainly typos)
+MAX_WEIGHT = 10.0
+_FRONTEND_KEYS = frozenset({"source", "target", "links", "show_special", "kind"})
+_TEXT_KEYS = ("source", "target")
+_CACHE_SIZE = 32
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def token_rows(prompt: Prompt) -> list[dict]:
+    """The prompt's tokens as plain data for the front end.
+
+    One dict per real token (BOS .. EOS): ``pos`` (token position), ``text`` (the token decoded
+    alone), ``word`` (word index, -1 for BOS/EOS), ``word_text`` and ``special`` ("bos", "eos"
+    or "")."""
+    word_of = {p: w for w in prompt.words for p in w.positions}
+    rows = []
+    for pos, text in enumerate(prompt.tokens):
+        word = word_of.get(pos)
+        special = "bos" if pos == 0 else "eos" if pos == prompt.eos_position else ""
+        rows.append(
+            {
+                "pos": pos,
+                "text": text,
+                "word": word.index if word is not None and not special else -1,
+                "word_text": word.text if word is not None and not special else "",
+                "special": special,
+            }
+        )
+    return rows
+
+
+def _same_links(a: list, b: list, tol: float = 1e-6) -> bool:
+    return len(a) == len(b) and all(
+        x[0] == y[0] and x[1] == y[1] and abs(x[2] - y[2]) <= tol for x, y in zip(a, b)
+    )
+
+
+def _position_map(old: Prompt, new: Prompt) -> dict[int, int]:
+    """Old token position -> new position for tokens that survive an edit of the prompt text."""
+    matcher = difflib.SequenceMatcher(a=old.ids, b=new.ids, autojunk=False)
+    mapping = {}
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal":
+            mapping.update(zip(range(a0, a1), range(b0, b1)))
+    mapping[0] = 0  # BOS stays BOS, EOS stays EOS whatever the text between them
+    mapping[old.eos_position] = new.eos_position
+    return mapping
+
+
+class TokenAligner(P2PWidget):
+    """Source tokens on one row, target tokens on the other; links between them build M.
+
+    Parameters
+    ----------
+    source, target:
+        The prompts (text). Editable later from Python or in the widget.
+    tokenizer:
+        The CLIP tokenizer (default: :func:`p2p_widgets.tokenizer.load_tokenizer`).
+    kind:
+        How :meth:`auto_align` fills the links: ``"auto"``, ``"replace"`` or ``"refine"``. The
+        links start as ``auto_align(kind)`` unless ``links`` is given.
+    links, show_special:
+        Optional initial values of the traits of the same name.
+    """
+
+    _bundle = "aligner"
+
+    source = traitlets.Unicode("", help="Source prompt.").tag(sync=True)
+    target = traitlets.Unicode("", help="Target (edited) prompt.").tag(sync=True)
+    source_tokens = traitlets.List(traitlets.Dict(), help="Source tokens (computed in Python).").tag(sync=True)
+    target_tokens = traitlets.List(traitlets.Dict(), help="Target tokens (computed in Python).").tag(sync=True)
+    # Any, not List: the validator below checks the type itself and says what is wrong
+    links = traitlets.Any([], help="[[source pos, target pos, weight], ...] sorted, no duplicates.").tag(sync=True)
+    show_special = traitlets.Bool(False, help="Show BOS/EOS chips.").tag(sync=True)
+    kind = traitlets.Enum(KINDS, default_value="auto", help="Aligner used by auto_align().").tag(sync=True)
+
+    def __init__(self, source: str = "", target: str = "", tokenizer=None, kind: str = "auto", **kwargs: Any):
+        if tokenizer is None:
+            from ..tokenizer import load_tokenizer
+
+            tokenizer = load_tokenizer()
+        self._tokenizer = tokenizer
+        self._prompts: dict[str, Prompt] = {}
+        self._auto_links: list | None = None
+        self._ready = False
+        links = kwargs.pop("links", None)
+        super().__init__(source=source, target=target, kind=kind, **kwargs)
+        self._retokenize()
+        if links is None:
+            self.auto_align(self.kind)
+        else:
+            self.links = links
+        self._ready = True
+
+    # -- prompts and tokens --------------------------------------------------------------------
+
+    def _prompt(self, text: str) -> Prompt:
+        prompt = self._prompts.get(text)
+        if prompt is None:
+            prompt = Prompt.from_text(text, self._tokenizer)
+            if len(self._prompts) >= _CACHE_SIZE:
+                self._prompts.pop(next(iter(self._prompts)))
+            self._prompts[text] = prompt
+        return prompt
+
+    @property
+    def source_prompt(self) -> Prompt:
+        return self._prompt(self.source)
+
+    @property
+    def target_prompt(self) -> Prompt:
+        return self._prompt(self.target)
+
+    @traitlets.validate("source", "target")
+    def _check_text(self, proposal):
+        text = proposal["value"]
+        try:
+            self._prompt(text)
+        except P2PError as exc:
+            raise traitlets.TraitError(f"{proposal['trait'].name}: {exc}") from None
+        return text
+
+    def _retokenize(self) -> None:
+        self.source_tokens = token_rows(self.source_prompt)
+        self.target_tokens = token_rows(self.target_prompt)
+
+    @traitlets.observe("source", "target")
+    def _on_text(self, change):
+        if not self._ready:
+            return
+        side = change["name"]
+        old, new = self._prompt(change["old"]), self._prompt(change["new"])
+        untouched = self._auto_links is not None and _same_links(self.links, self._auto_links)
+        with self.hold_sync():
+            self._retokenize()
+            if untouched:  # the user never edited the links: align the new prompts afresh
+                self.auto_align(self.kind)
+            else:  # keep the links whose two tokens are still there
+                self.links = self._remap(self.links, side, _position_map(old, new))
+
+    @staticmethod
+    def _remap(links, side, mapping) -> list:
+        kept = []
+        for i, j, w in links:
+            if side == "source":
+                i = mapping.get(i)
+            else:
+                j = mapping.get(j)
+            if i is not None and j is not None:
+                kept.append([i, j, w])
+        return kept
+
+    # -- links -----------------------------------------------------------------------------------
+
+    @traitlets.validate("links")
+    def _check_links(self, proposal):
+        return self._validated_links(proposal["value"])
+
+    def _validated_links(self, value) -> list:
+        if not isinstance(value, (list, tuple)):
+            raise traitlets.TraitError(f"links must be a list of [source, target, weight], got {type(value).__name__}")
+        n_src, n_tgt = self.source_prompt.n_tokens, self.target_prompt.n_tokens
+        out, seen = [], set()
+        for k, link in enumerate(value):
+            if not isinstance(link, (list, tuple)) or len(link) != 3:
+                raise traitlets.TraitError(f"link {k} must be [source, target, weight], got {link!r}")
+            i, j, w = link
+            for name, v, n, prompt in (("source", i, n_src, self.source), ("target", j, n_tgt, self.target)):
+                if not _is_int(v):
+                    raise traitlets.TraitError(f"link {k}: {name} position must be an integer, got {v!r}")
+                if not 0 <= v < n:
+                    raise traitlets.TraitError(
+                        f"link {k}: {name} position {v} is out of range: {prompt!r} has tokens 0..{n - 1}"
+                    )
+            if isinstance(w, bool) or not isinstance(w, (int, float)):
+                raise traitlets.TraitError(f"link {k}: weight must be a number, got {w!r}")
+            w = float(w)
+            if not math.isfinite(w):
+                raise traitlets.TraitError(f"link {k}: weight {w!r} is not a finite number")
+            if abs(w) > MAX_WEIGHT:
+                raise traitlets.TraitError(f"link {k}: weight {w} is outside [-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}]")
+            if (i, j) in seen:
+                raise traitlets.TraitError(f"link {k}: source {i} -> target {j} is linked twice")
+            seen.add((i, j))
+            out.append([i, j, w])
+        out.sort(key=lambda link: (link[0], link[1]))
+        return out
+
+    def link(self, source_pos: int, target_pos: int, weight: float | None = None) -> None:
+        """Link source token ``source_pos`` to target token ``target_pos``.
+
+        Without ``weight`` the source's weight is split evenly over its targets (as the widget
+        does when its current weights are an even split)."""
+        links = [list(x) for x in self.links if not (x[0] == source_pos and x[1] == target_pos)]
+        if weight is None:
+            mine = [x for x in self.links if x[0] == source_pos]
+            even = all(abs(x[2] - 1 / len(mine)) < 1e-6 for x in mine) if mine else True
+            k = len([x for x in links if x[0] == source_pos]) + 1
+            if even:
+                links = [[a, b, 1 / k] if a == source_pos else [a, b, c] for a, b, c in links]
+            weight = 1 / k
+        self.links = [*links, [source_pos, target_pos, weight]]
+
+    def unlink(self, source_pos: int, target_pos: int) -> None:
+        """Remove the link source_pos -> target_pos (KeyError if there is none)."""
+        links = [x for x in self.links if not (x[0] == source_pos and x[1] == target_pos)]
+        if len(links) == len(self.links):
+            raise KeyError(f"no link from source {source_pos} to target {target_pos}")
+        self.links = links
+
+    def auto_align(self, kind: str | None = None) -> None:
+        """Replace the links with the engine's alignment (``"auto"``, ``"replace"`` or ``"refine"``)."""
+        kind = self.kind if kind is None else kind
+        if kind not in KINDS:
+            raise P2PError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        src, tgt = self.source_prompt, self.target_prompt
+        mapper = align(src, tgt, self._tokenizer, kind)
+        links = [[i, j, w] for i, j, w in mapper.links if i < src.n_tokens and j < tgt.n_tokens]
+        self.links = links
+        self._auto_links = [list(x) for x in self.links]
+
+    @property
+    def mapper(self) -> Mapper:
+        """The engine's :class:`~p2p_widgets.mapper.Mapper` built from the links (a new object
+        on every access; BOS, EOS and padding are fed automatically where no link feeds them)."""
+        return Mapper.from_links(self.source_prompt, self.target_prompt, self.links, include_special=True)
+
+    # -- front end -------------------------------------------------------------------------------
+
+    @on_message("auto_align")
+    def _on_auto_align(self, content: dict, buffers: list) -> None:
+        kind = content.get("kind", self.kind)
+        if kind not in KINDS:
+            raise MessageError(f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+        self.clear_error()
+        self.auto_align(kind)
+
+    def set_state(self, sync_data: dict) -> None:
+        """Apply a front-end update: only the editable traits, prompt text before links."""
+        foreign = sorted(k for k in sync_data if k in self.keys and k not in _FRONTEND_KEYS)
+        if foreign:
+            self.report_error(f"rejected update from the front end: {', '.join(foreign)} cannot be set there")
+            self.send_state([k for k in sync_data if k in self.keys])
+            return
+        if any(k in _FRONTEND_KEYS for k in sync_data):
+            self.clear_error()
+        # new prompt text first, so that links in the same update are checked against it
+        text = {k: v for k, v in sync_data.items() if k in _TEXT_KEYS}
+        rest = {k: v for k, v in sync_data.items() if k not in _TEXT_KEYS}
+        for part in (text, rest):
+            if part:
+                super().set_state(part)
+
+    def __repr__(self) -> str:
+        return f"TokenAligner(source={self.source!r}, target={self.target!r}, links={len(self.links)})"
