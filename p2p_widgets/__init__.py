@@ -25,10 +25,12 @@ _LAZY = {
     "EditResult": "p2p_widgets.editor",
     "load_pocket": "p2p_widgets.pocket.model",
     "load_pipeline": "p2p_widgets.models",
-    "TokenAligner": "p2p_widgets.widgets",
-    "AlphaTimeline": "p2p_widgets.widgets",
-    "AttentionPlayer": "p2p_widgets.widgets",
-    "Studio": "p2p_widgets.widgets",
+    "TokenAligner": "p2p_widgets.widgets.aligner",
+    "AlphaTimeline": "p2p_widgets.widgets.timeline",
+    "AttentionPlayer": "p2p_widgets.widgets.player",
+    "Studio": "p2p_widgets.widgets.studio",
+    "spec_to_json": "p2p_widgets.export",
+    "edit_from_spec": "p2p_widgets.export",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -219,6 +219,7 @@ class Editor:
                 raise P2PError(f"{name} {v} must be a multiple of {self.vae_factor * 2 ** (len(self.unet.down_blocks) - 1)}")
         sched.set_timesteps(steps, device=self.device)
         shape = (1, self.unet.config.in_channels, height // self.vae_factor, width // self.vae_factor)
+        latents_given = latents
         if latents is None:
             _check_int("seed", seed, 0, 2**63 - 1)
             noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))  # same on every device
@@ -231,7 +232,8 @@ class Editor:
         if uncond_embeddings is not None and len(uncond_embeddings) != n_evals:
             raise P2PError(f"uncond_embeddings has {len(uncond_embeddings)} entries but the run has {n_evals} "
                            "steps: edit with the inversion's number of steps")
-        return dict(scheduler=sched, n_evals=n_evals, guidance=float(guidance), seed=seed, steps=steps,
+        start = "seed" if latents_given is None else "latents"  # a rerun from the seed needs a seed start
+        return dict(scheduler=sched, n_evals=n_evals, guidance=float(guidance), seed=seed, steps=steps, start=start,
                     latents=latents.reshape(-1, *shape[1:]).to(self.device, self.dtype).expand(batch, *shape[1:]).clone(),
                     uncond=uncond_embeddings, size=(height, width))
 
@@ -332,6 +334,7 @@ class Editor:
         return {
             "prompts": [p.text for p in prompts],
             "seed": run["seed"],
+            "start": run["start"],
             "steps": run["steps"],
             "guidance": run["guidance"],
             "size": list(run["size"]),

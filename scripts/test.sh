@@ -10,6 +10,9 @@
 # or ran no tests. Pass counts are printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# one torch thread per process: the browser layers run a kernel, a server and Chromium on 2 cores,
+# and oversubscribed torch threads slow CPU sampling there by orders of magnitude
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 if [ -z "${PYTHON:-}" ]; then
   if [ -n "${VIRTUAL_ENV:-}" ]; then PYTHON=python

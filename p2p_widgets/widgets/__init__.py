@@ -12,6 +12,9 @@ _LAZY = {
     "PingWidget": "p2p_widgets.widgets.ping",
     "TokenAligner": "p2p_widgets.widgets.aligner",
     "AlphaTimeline": "p2p_widgets.widgets.timeline",
+    "AttentionPlayer": "p2p_widgets.widgets.player",
+    "Studio": "p2p_widgets.widgets.studio",
+    "StudioPanel": "p2p_widgets.widgets.studio",
 }
 
 __all__ = list(_LAZY)

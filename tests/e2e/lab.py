@@ -226,6 +226,57 @@ class LabNotebook:
                 raise AssertionError("cell errors: " + "; ".join(f"{e['ename']}: {e['evalue']}" for e in errors))
         return outputs
 
+    def run_cell(self, index: int, wait: bool = True, check_errors: bool = True) -> list[dict]:
+        """Run the cell at ``index`` (among all cells) with JupyterLab's command.
+
+        Returns once the cell has started (its prompt shows ``*`` or a new execution count); with
+        ``wait`` it then waits until the cell is done and returns its outputs (error outputs fail
+        unless ``check_errors=False``). ``wait=False`` lets a test act while the cell runs."""
+        self._evaluate(
+            """
+            const cell = panel.content.widgets[arg];
+            if (!cell || cell.model.type !== 'code') throw new Error('cell ' + arg + ' is not a code cell');
+            const before = cell.model.executionCount;
+            panel.content.activeCellIndex = arg;
+            // not awaited (the cell may run for long); the command resolves once the kernel has sent
+            // the reply and gone idle, i.e. after every output of the cell
+            const done = (window.__p2pCellDone = window.__p2pCellDone || {});
+            done[arg] = false;
+            const finish = () => { done[arg] = true; };
+            app.commands.execute('notebook:run-cell').then(finish, finish);
+            const t0 = Date.now();
+            while (Date.now() - t0 < 20000) {
+              if (cell.promptNode.textContent.indexOf('*') >= 0 || cell.model.executionCount !== before) return true;
+              await new Promise((r) => setTimeout(r, 20));
+            }
+            throw new Error('cell ' + arg + ' did not start');
+            """,
+            index,
+        )
+        if not wait:
+            return []
+        return self.wait_cell(index, check_errors)
+
+    def wait_cell(self, index: int, check_errors: bool = True) -> list[dict]:
+        """Wait until the cell at ``index``, started with :meth:`run_cell`, has finished (reply
+        received and kernel idle again, so all its outputs are in); return its outputs."""
+        self.page.wait_for_function(
+            "(index) => !!window.__p2pCellDone && window.__p2pCellDone[index] === true",
+            arg=index,
+            timeout=self.timeout_ms,
+            polling=100,
+        )
+        outputs = self._evaluate("return panel.content.widgets[arg].model.outputs.toJSON();", index)
+        if check_errors:
+            errors = [o for o in outputs if o.get("output_type") == "error"]
+            if errors:
+                raise AssertionError("cell errors: " + "; ".join(f"{e['ename']}: {e['evalue']}" for e in errors))
+        return outputs
+
+    def kernel_busy(self) -> bool:
+        """Whether the notebook's kernel is executing something right now."""
+        return self._evaluate("return panel.sessionContext.session.kernel.status === 'busy';")
+
     def cell_outputs(self) -> list[list[dict]]:
         return self._evaluate(
             "return panel.content.widgets.filter((c) => c.model.type === 'code').map((c) => c.model.outputs.toJSON());"

@@ -1,0 +1,238 @@
+// @vitest-environment happy-dom
+import { afterEach, describe, expect, it } from "vitest";
+import * as playerModule from "../src/player.js";
+import { FakeModel, instantiate } from "./fake-model.js";
+import { frame, header } from "./frames-fixture.js";
+
+const TOKENS = [
+  ["<|startoftext|>", "a", "red", "cat", "<|endoftext|>"],
+  ["<|startoftext|>", "a", "blue", "cat", "<|endoftext|>"],
+];
+const mounted = [];
+const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
+
+function state(extra = {}) {
+  return {
+    status: "idle", run_id: 0, n_evals: 0, prompts: [], grids: [], step: 0, playing: false, follow: true,
+    tokens: [[0, 2], [1, 2]], resolution: 0, normalize: "token", opacity: 0.6, fps: 30, ...extra,
+  };
+}
+
+async function mount(extra = {}) {
+  const widget = await instantiate(playerModule);
+  const model = new FakeModel(state(extra));
+  const stopInit = await widget.initialize({ model });
+  const el = document.createElement("div");
+  document.body.appendChild(el);
+  const stopRender = await widget.render({ model, el });
+  mounted.push(el);
+  return { widget, model, el, stopInit, stopRender };
+}
+
+function stream(model, steps, { run = 1, nEvals = 10, end = false } = {}) {
+  model.receive(header(run, TOKENS, nEvals));
+  for (const s of steps) {
+    const { msg, buffers } = frame({ run, step: s, timestep: 1000 - 100 * s, tokens: 5 });
+    model.receive(msg, buffers);
+  }
+  if (end) model.receive({ type: "end", run, status: "done", steps });
+}
+
+const root = (el) => el.querySelector(".p2p-player");
+const shown = (el) => Number(root(el).dataset.shownStep);
+
+afterEach(() => {
+  for (const el of mounted.splice(0)) el.remove();
+});
+
+describe("player view", () => {
+  it("asks Python to replay what it lacks when the model starts", async () => {
+    const { model } = await mount();
+    expect(model.sent[0].content).toEqual({ type: "replay", run: null, have: [] });
+  });
+
+  it("shows a row per prompt, the selected tokens as tiles and follows live frames", async () => {
+    const { el, model } = await mount();
+    expect(el.querySelector(".p2p-player__empty").hidden).toBe(false);
+    stream(model, [0, 3]);
+    await tick();
+    const rows = el.querySelectorAll(".p2p-player__row");
+    expect(rows.length).toBe(2);
+    expect([...rows].map((r) => r.querySelector(".p2p-player__role").textContent)).toEqual(["source", "edit"]);
+    expect([...el.querySelectorAll(".p2p-player__tile figcaption")].map((c) => c.textContent)).toEqual(["x0", "red", "x0", "blue"]);
+    expect(root(el).dataset.frames).toBe("2");
+    expect(shown(el)).toBe(3);
+    const canvases = el.querySelectorAll("canvas");
+    expect(canvases.length).toBe(4);
+    for (const c of canvases) expect([c.width, c.height, c.dataset.step]).toEqual([8, 8, "3"]);
+    expect(el.querySelector(".p2p-player__step").textContent).toMatch(/^step 4 \/ 10 · t=700 · live$/);
+    stream(model, [5], { run: 1 }); // the same run continues: follows to 5
+    await tick();
+    expect(shown(el)).toBe(5);
+    expect(root(el).dataset.frames).toBe("3");
+  });
+
+  it("scrubs with the slider and saves the step on release, turning follow-live off", async () => {
+    const { el, model } = await mount();
+    stream(model, [0, 2, 4, 6]);
+    await tick();
+    const slider = el.querySelector(".p2p-player__slider");
+    expect(slider.max).toBe("9");
+    slider.value = "3";
+    slider.dispatchEvent(new Event("input", { bubbles: true }));
+    expect(shown(el)).toBe(2); // the newest received step at or before 3
+    expect(el.querySelector(".p2p-player__step").textContent).toContain("(showing 2)");
+    expect(model.get("follow")).toBe(false);
+    const saves = model.saves;
+    slider.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.get("step")).toBe(3);
+    expect(model.saves).toBe(saves + 1);
+    stream(model, [8], { run: 1 });
+    await tick();
+    expect(shown(el)).toBe(2); // not following any more
+  });
+
+  it("steps through received frames with the arrow keys, Home and End", async () => {
+    const { el, model } = await mount();
+    stream(model, [0, 2, 4, 6]);
+    await tick();
+    const r = root(el);
+    const key = (k) => r.dispatchEvent(new KeyboardEvent("keydown", { key: k, bubbles: true }));
+    key("ArrowLeft");
+    expect([shown(el), model.get("step")]).toEqual([4, 4]);
+    key("ArrowLeft");
+    key("ArrowLeft");
+    expect(shown(el)).toBe(0);
+    key("ArrowLeft");
+    expect(shown(el)).toBe(0);
+    key("ArrowRight");
+    expect(shown(el)).toBe(2);
+    key("End");
+    expect(shown(el)).toBe(6);
+    key("Home");
+    expect([shown(el), model.get("step")]).toEqual([0, 0]);
+  });
+
+  it("plays to the end of a finished run, then pauses and saves", async () => {
+    const { el, model } = await mount({ fps: 60 });
+    stream(model, [0, 1, 2, 3], { end: true });
+    await tick();
+    root(el).dispatchEvent(new KeyboardEvent("keydown", { key: "Home", bubbles: true }));
+    el.querySelector(".p2p-player__play").click();
+    expect(model.get("playing")).toBe(true);
+    expect(el.querySelector(".p2p-player__play").textContent).toBe("Pause");
+    await tick(300);
+    expect(shown(el)).toBe(3);
+    expect(model.get("playing")).toBe(false);
+    expect(model.get("step")).toBe(3);
+    expect(el.querySelector(".p2p-player__play").textContent).toBe("Play");
+  });
+
+  it("follows the step, playing and tokens traits set from Python", async () => {
+    const { el, model } = await mount();
+    stream(model, [0, 1, 2]);
+    await tick();
+    model.set("step", 1);
+    await tick();
+    expect(shown(el)).toBe(1);
+    model.set("tokens", [[1, 1], [1, 3]]);
+    await tick();
+    expect([...el.querySelectorAll(".p2p-player__tile figcaption")].map((c) => c.textContent)).toEqual(["x0", "x0", "a", "cat"]);
+  });
+
+  it("toggles tokens with the chips", async () => {
+    const { el, model } = await mount();
+    stream(model, [0]);
+    await tick();
+    const chip = (b, t) => el.querySelector(`.p2p-player__chip[data-prompt="${b}"][data-token="${t}"]`);
+    expect(chip(0, 2).getAttribute("aria-pressed")).toBe("true");
+    expect(chip(0, 0).textContent).toBe("⟨start⟩");
+    chip(0, 3).click();
+    expect(model.get("tokens")).toEqual([[0, 2], [0, 3], [1, 2]]);
+    await tick();
+    chip(0, 2).click();
+    expect(model.get("tokens")).toEqual([[0, 3], [1, 2]]);
+  });
+
+  it("resolution, scale and overlay controls write their traits", async () => {
+    const { el, model } = await mount();
+    stream(model, [0]);
+    await tick();
+    const res = el.querySelector(".p2p-player__resolution");
+    expect([...res.options].map((o) => o.value)).toEqual(["0", "4", "2"]);
+    res.value = "2";
+    res.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.get("resolution")).toBe(2);
+    const norm = el.querySelector(".p2p-player__normalize");
+    norm.value = "global";
+    norm.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.get("normalize")).toBe("global");
+    const op = el.querySelector(".p2p-player__opacity");
+    op.value = "0.25";
+    op.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(model.get("opacity")).toBe(0.25);
+  });
+
+  it("reports a malformed frame to Python instead of throwing, and keeps working", async () => {
+    const { el, model } = await mount();
+    model.receive(header(1, TOKENS));
+    const { msg, buffers } = frame({ tokens: 5 });
+    model.receive(msg, buffers.slice(0, 2));
+    const errors = model.sent.filter((m) => m.content.type === "client_error");
+    expect(errors.length).toBe(1);
+    expect(errors[0].content.message).toMatch(/frame: frame needs 5 buffers/);
+    model.receive(msg, buffers);
+    await tick();
+    expect(root(el).dataset.frames).toBe("1");
+  });
+
+  it("a new run replaces the frames; a second view shares them", async () => {
+    const { widget, model, el } = await mount();
+    stream(model, [0, 1, 2], { end: true });
+    stream(model, [0], { run: 2 });
+    await tick();
+    expect(root(el).dataset.frames).toBe("1");
+    expect(root(el).dataset.run).toBe("2");
+    const el2 = document.createElement("div");
+    document.body.appendChild(el2);
+    mounted.push(el2);
+    await widget.render({ model, el: el2 });
+    await tick();
+    expect(root(el2).dataset.frames).toBe("1");
+    expect(el2.querySelectorAll(".p2p-player__row").length).toBe(2);
+  });
+
+  it("shows the error trait and asks Python for the GIF", async () => {
+    const { el, model } = await mount();
+    model.set("error", "step <7> is out of range");
+    const banner = el.querySelector(".p2p-error");
+    expect([banner.hidden, banner.textContent]).toEqual([false, "step <7> is out of range"]);
+    stream(model, [0]);
+    await tick();
+    el.querySelector(".p2p-player__gif").click();
+    expect(model.sent.at(-1).content).toEqual({ type: "export_gif" });
+  });
+
+  it("prompt text is shown as text", async () => {
+    const { el, model } = await mount();
+    model.receive({ ...header(1, TOKENS), prompts: [{ text: "<img src=x onerror=alert(1)>", tokens: TOKENS[0] }] });
+    await tick();
+    const p = el.querySelector(".p2p-player__prompt");
+    expect(p.textContent).toBe("<img src=x onerror=alert(1)>");
+    expect(p.querySelector("img")).toBeNull();
+  });
+
+  it("cleanup removes every listener, timer and the DOM", async () => {
+    const { el, model, stopInit, stopRender } = await mount({ fps: 60 });
+    stream(model, [0, 1, 2]);
+    await tick();
+    el.querySelector(".p2p-player__play").click();
+    stopRender();
+    stopInit();
+    expect(model.listenerCount()).toBe(0);
+    expect(el.children.length).toBe(0);
+    const step = model.get("step");
+    await tick(100);
+    expect(model.get("step")).toBe(step);
+  });
+});

@@ -1,0 +1,204 @@
+// @vitest-environment happy-dom
+import { afterEach, describe, expect, it } from "vitest";
+import * as studioModule from "../src/studio.js";
+import { FakeModel, instantiate } from "./fake-model.js";
+
+const mounted = [];
+
+function state(extra = {}) {
+  return {
+    source: "a red cat", target: "a blue dog", seed: 0, steps: 10, guidance: 5, kind: "auto",
+    windows: { cross: [0, 8], self_attn: [0, 4], words: [], blend_start: 2 }, reweight: {}, blend_words: [],
+    blend_threshold: 0.3, baseline: false, source_words: ["a", "red", "cat"], target_words: ["a", "blue", "dog"],
+    has_aligner: true, has_timeline: false, status: "idle", progress: [0, 0], images: [], spec_json: "",
+    model_name: "pocket model", ...extra,
+  };
+}
+
+async function mount(extra = {}) {
+  const widget = await instantiate(studioModule);
+  const model = new FakeModel(state(extra));
+  const stopInit = await widget.initialize({ model });
+  const el = document.createElement("div");
+  document.body.appendChild(el);
+  const stopRender = await widget.render({ model, el });
+  mounted.push(el);
+  return { model, el, stopInit, stopRender };
+}
+
+const q = (el, sel) => el.querySelector(sel);
+function change(node, value) {
+  if (value !== undefined) node.value = value;
+  node.dispatchEvent(new Event("change", { bubbles: true }));
+}
+
+afterEach(() => {
+  for (const el of mounted.splice(0)) el.remove();
+});
+
+describe("studio panel", () => {
+  it("shows the settings and commits edits on change", async () => {
+    const { el, model } = await mount();
+    expect(q(el, ".p2p-studio__source").value).toBe("a red cat");
+    expect(q(el, ".p2p-studio__steps").value).toBe("10");
+    change(q(el, ".p2p-studio__target"), "a blue bird");
+    change(q(el, ".p2p-studio__seed"), "42");
+    change(q(el, ".p2p-studio__guidance"), "7.5");
+    change(q(el, ".p2p-studio__kind"), "refine");
+    const baseline = q(el, ".p2p-studio__baseline");
+    baseline.checked = true;
+    change(baseline);
+    expect([model.get("target"), model.get("seed"), model.get("guidance"), model.get("kind"), model.get("baseline")]).toEqual(
+      ["a blue bird", 42, 7.5, "refine", true],
+    );
+    expect(model.saves).toBe(5);
+  });
+
+  it("has a reweight slider per target word; 1 removes the word", async () => {
+    const { el, model } = await mount({ reweight: { dog: 2 } });
+    const rows = [...el.querySelectorAll(".p2p-studio__weight")];
+    expect(rows.map((r) => r.dataset.word)).toEqual(["a", "blue", "dog"]);
+    expect(rows[2].querySelector("output").textContent).toBe("2.0");
+    const blue = rows[1].querySelector("input");
+    blue.value = "-1.5";
+    blue.dispatchEvent(new Event("input", { bubbles: true }));
+    expect(rows[1].querySelector("output").textContent).toBe("-1.5");
+    change(blue);
+    expect(model.get("reweight")).toEqual({ dog: 2, blue: -1.5 });
+    el.querySelector('.p2p-studio__reset[data-word="dog"]').click();
+    expect(model.get("reweight")).toEqual({ blue: -1.5 });
+    const again = el.querySelector('.p2p-studio__weight[data-word="blue"] input');
+    change(again, "1");
+    expect(model.get("reweight")).toEqual({});
+  });
+
+  it("toggles LocalBlend words from both prompts", async () => {
+    const { el, model } = await mount();
+    const chips = [...el.querySelectorAll(".p2p-studio__chip")];
+    expect(chips.map((c) => c.textContent)).toEqual(["a", "red", "cat", "blue", "dog"]);
+    chips[2].click();
+    expect(model.get("blend_words")).toEqual(["cat"]);
+    el.querySelector('.p2p-studio__chip[data-word="dog"]').click();
+    expect(model.get("blend_words")).toEqual(["cat", "dog"]);
+    expect(el.querySelector('.p2p-studio__chip[data-word="cat"]').getAttribute("aria-pressed")).toBe("true");
+    el.querySelector('.p2p-studio__chip[data-word="cat"]').click();
+    expect(model.get("blend_words")).toEqual(["dog"]);
+  });
+
+  it("offers schedule sliders only without a timeline", async () => {
+    const { el, model } = await mount();
+    const schedule = q(el, ".p2p-studio__schedule");
+    expect(schedule.hidden).toBe(false);
+    change(q(el, ".p2p-studio__cross"), "5");
+    expect(model.get("windows").cross).toEqual([0, 5]);
+    model.set("has_timeline", true);
+    expect(schedule.hidden).toBe(true);
+  });
+
+  it("Run and Stop send actions; controls lock while running and progress shows", async () => {
+    const { el, model } = await mount();
+    const run = q(el, ".p2p-studio__run");
+    const stop = q(el, ".p2p-studio__stop");
+    expect([run.disabled, stop.disabled]).toEqual([false, true]);
+    run.click();
+    expect(model.sent.at(-1).content).toEqual({ type: "run" });
+    model.set("status", "running");
+    model.set("progress", [3, 10]);
+    expect([run.disabled, stop.disabled, q(el, ".p2p-studio__source").disabled]).toEqual([true, false, true]);
+    expect(q(el, ".p2p-studio__status").textContent).toBe("running · step 3/10");
+    expect(q(el, ".p2p-studio__progress").value).toBe(3);
+    stop.click();
+    expect(model.sent.at(-1).content).toEqual({ type: "stop" });
+    model.set("status", "stopped");
+    expect(q(el, ".p2p-studio__status").textContent).toBe("stopped early · step 3/10");
+    expect(run.disabled).toBe(false);
+  });
+
+  it("Ctrl+Enter runs", async () => {
+    const { el, model } = await mount();
+    q(el, ".p2p-studio__target").dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", ctrlKey: true, bubbles: true }));
+    expect(model.sent.map((m) => m.content.type)).toEqual(["run"]);
+  });
+
+  it("shows result images from PNG bytes with a save button each", async () => {
+    const { el, model } = await mount();
+    const png = Uint8Array.from([137, 80, 78, 71, 13, 10, 26, 10]);
+    const view = new DataView(png.buffer);
+    model.set("images", [
+      { label: "source", name: "source.png", png: view },
+      { label: "edit", name: "edit.png", png: view },
+    ]);
+    const figs = [...el.querySelectorAll(".p2p-studio__image")];
+    expect(figs.map((f) => f.dataset.label)).toEqual(["source", "edit"]);
+    expect(figs[1].querySelector("img").getAttribute("src")).toMatch(/^blob:/);
+    expect(figs[1].querySelector("img").alt).toBe("edit");
+    expect(q(el, ".p2p-studio__gif").disabled).toBe(false);
+  });
+
+  it("exports JSON client-side and asks Python for the GIF", async () => {
+    const { el, model } = await mount();
+    const json = q(el, ".p2p-studio__json");
+    expect(json.disabled).toBe(true);
+    model.set("spec_json", '{"prompts": ["a", "b"]}');
+    expect(json.disabled).toBe(false);
+    let clicked = null;
+    const orig = HTMLAnchorElement.prototype.click;
+    HTMLAnchorElement.prototype.click = function () {
+      clicked = { download: this.download, href: this.href };
+    };
+    try {
+      json.click();
+    } finally {
+      HTMLAnchorElement.prototype.click = orig;
+    }
+    expect(clicked.download).toBe("p2p_edit.json");
+    expect(clicked.href).toMatch(/^blob:/);
+    model.set("images", [{ label: "edit", name: "edit.png", png: new DataView(new Uint8Array(4).buffer) }]);
+    q(el, ".p2p-studio__gif").click();
+    expect(model.sent.at(-1).content).toEqual({ type: "export_gif" });
+  });
+
+  it("a download message from Python saves once per model, and a bad one is reported", async () => {
+    const { model } = await mount();
+    let names = [];
+    const orig = HTMLAnchorElement.prototype.click;
+    HTMLAnchorElement.prototype.click = function () {
+      names.push(this.download);
+    };
+    try {
+      model.receive({ type: "download", name: "p2p_playback.gif", mime: "image/gif" }, [Uint8Array.from([71, 73, 70])]);
+      model.receive({ type: "download", name: "../../etc/passwd", mime: "text/plain" }, [Uint8Array.from([1])]);
+    } finally {
+      HTMLAnchorElement.prototype.click = orig;
+    }
+    expect(names).toEqual(["p2p_playback.gif"]);
+    expect(model.sent.at(-1).content.type).toBe("client_error");
+    expect(model.sent.at(-1).content.message).toMatch(/unsafe file name/);
+  });
+
+  it("loads an edit JSON file by sending its text", async () => {
+    const { el, model } = await mount();
+    const input = q(el, ".p2p-studio__file");
+    const file = new File(['{"format": "p2p_widgets.edit"}'], "edit.json", { type: "application/json" });
+    Object.defineProperty(input, "files", { value: [file], configurable: true });
+    change(input);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(model.sent.at(-1).content).toEqual({ type: "load_spec", text: '{"format": "p2p_widgets.edit"}' });
+  });
+
+  it("shows errors in the banner and prompt text as text", async () => {
+    const { el, model } = await mount({ model_name: "<b>x</b>" });
+    model.set("error", "reweight: 'zebra' is not a word of the target");
+    const banner = q(el, ".p2p-error");
+    expect([banner.hidden, banner.textContent]).toEqual([false, "reweight: 'zebra' is not a word of the target"]);
+    expect(q(el, ".p2p-studio__model").querySelector("b")).toBeNull();
+  });
+
+  it("cleanup removes listeners and the DOM", async () => {
+    const { el, model, stopInit, stopRender } = await mount();
+    stopRender();
+    stopInit();
+    expect(model.listenerCount()).toBe(0);
+    expect(el.children.length).toBe(0);
+  });
+});

@@ -1,0 +1,511 @@
+"""AttentionPlayer: watch the x0 predictions and per-token cross-attention while the sampler runs.
+
+>>> from p2p_widgets import Editor, load_pocket
+>>> from p2p_widgets.widgets import AttentionPlayer
+>>> editor = Editor(load_pocket())
+>>> player = AttentionPlayer()
+>>> player                                            # display it first: frames arrive live
+>>> result = player.run(editor, "a big red circle left of a small blue square on a gray background",
+...                     "a big red star left of a small blue square on a gray background", steps=25, guidance=5.0)
+>>> player.to_gif("playback.gif")                     # the playback as an animated GIF
+
+Or with your own call: ``cb = player.begin(prompts)``, ``editor.edit(..., callback=cb)``,
+``player.end(result)``.
+
+Each step becomes a binary frame (see :mod:`p2p_widgets.frames`): PNG previews of the source's
+and the edits' x0 predictions and uint8 attention maps per token and grid. Sending is throttled
+(:class:`~p2p_widgets.frames.Throttle`) so it stays a small share of the sampling time; the steps
+skipped live are sent when the run ends, so the finished run has every step. The front end keeps
+the frames per model (a second view of the same player has them too), and a reloaded page asks
+Python for them again (``replay``), answered from a bounded cache.
+
+Python holds the view state in traits the front end may write (``step``, ``playing``,
+``follow``, ``tokens``, ``resolution``, ``normalize``, ``opacity``, ``fps``); every such write is
+validated here and an invalid one sets ``error`` and is put back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import traitlets
+
+from ..frames import (
+    IMAGE_FORMATS,
+    STATUSES,
+    Frame,
+    FrameCache,
+    Throttle,
+    decode_frame,
+    dequantize,
+    encode_frame,
+    heat_lut,
+    run_header,
+)
+from ._base import MessageError, P2PWidget, on_message
+
+_log = logging.getLogger(__name__)
+
+NORMALIZE = ("token", "global")
+_FRONTEND_KEYS = frozenset({"step", "playing", "follow", "tokens", "resolution", "normalize", "opacity", "fps"})
+_MAX_DEFAULT_TOKENS = 4
+_BACKFILL_CHUNK = 16
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def default_tokens(token_lists: Sequence[Sequence[str]]) -> list[list[int]]:
+    """A first token selection: per prompt, the content tokens the other prompts do not have
+    (the edited words), else its first content tokens; at most four per prompt."""
+    chosen = []
+    for b, tokens in enumerate(token_lists):
+        content = list(range(1, max(len(tokens) - 1, 1)))
+        others = {t for k, other in enumerate(token_lists) if k != b for t in other[1:-1]}
+        differing = [p for p in content if tokens[p] not in others]
+        picked = (differing or content[:2])[:_MAX_DEFAULT_TOKENS]
+        chosen.extend([b, p] for p in picked)
+    return chosen
+
+
+class _Run:
+    """Bookkeeping of one streamed run (lives from begin() to end())."""
+
+    def __init__(self, run_id: int, token_counts: list[int], stop_event, throttle: Throttle, backfill: bool):
+        self.id = run_id
+        self.token_counts = token_counts
+        self.n_tokens = max(token_counts)
+        self.stop_event = stop_event
+        self.throttle = throttle
+        self.backfill = backfill
+        self.pending: dict[int, tuple] = {}  # step -> (timestep, x0, maps), on the model's device
+        self.editor = None
+        self.last_step = -1
+        self.broken = False
+        self.encode_seconds = 0.0
+        self.lock = threading.Lock()
+
+
+class AttentionPlayer(P2PWidget):
+    """Live per-step playback of x0 previews with per-token cross-attention overlays.
+
+    Parameters (all optional; the same names are traits)
+    ----------
+    fmt:
+        ``"png"`` (default) or ``"webp"``: how previews travel (both lossless).
+    min_interval, max_share:
+        Throttle: at least ``min_interval`` seconds between live frames, and sending limited to
+        ``max_share`` of the sampling time (first and last steps always go).
+    backfill:
+        Send the steps skipped live when the run ends (default True).
+    max_cache_bytes:
+        Bound of the Python-side frame cache used to replay after a page reload.
+    """
+
+    _bundle = "player"
+
+    # run state (written by Python only)
+    status = traitlets.Enum(STATUSES, default_value="idle", help="State of the current run.").tag(sync=True)
+    run_id = traitlets.Int(0, help="Id of the current run (0: none yet).").tag(sync=True)
+    n_evals = traitlets.Int(0, help="UNet evaluations of the current run.").tag(sync=True)
+    prompts = traitlets.List(help="[{'text', 'tokens'}] of the current run, source first.").tag(sync=True)
+    grids = traitlets.List(help="Attention grids [[h, w], ...] of the current run, finest first.").tag(sync=True)
+    # view state (the front end may write these)
+    step = traitlets.Int(0, help="Playhead: the step shown (the nearest received step at or before it).").tag(sync=True)
+    playing = traitlets.Bool(False, help="Playing back.").tag(sync=True)
+    follow = traitlets.Bool(True, help="Jump to each new frame as it arrives.").tag(sync=True)
+    tokens = traitlets.List(help="Selected tokens [[prompt index, token position], ...].").tag(sync=True)
+    resolution = traitlets.Int(0, help="Grid side of the maps shown; 0 averages every grid.").tag(sync=True)
+    normalize = traitlets.Enum(NORMALIZE, default_value="token", help="'token': each map to its own peak; "
+                               "'global': one scale for all selected tokens.").tag(sync=True)
+    opacity = traitlets.Float(0.6, help="Opacity of the heat maps over the previews.").tag(sync=True)
+    fps = traitlets.Float(6.0, help="Playback speed in frames per second.").tag(sync=True)
+
+    fmt = traitlets.Enum(tuple(IMAGE_FORMATS), default_value="png", help="Preview encoding.")
+    min_interval = traitlets.Float(0.05, help="Throttle: seconds between live frames at least.")
+    max_share = traitlets.Float(0.05, help="Throttle: largest share of sampling time spent streaming.")
+    backfill = traitlets.Bool(True, help="Send the steps skipped live when the run ends.")
+    max_cache_bytes = traitlets.Int(64 << 20, help="Bound of the replay cache in bytes.")
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._cache = FrameCache(self.max_cache_bytes)
+        self._run: _Run | None = None
+        self._run_counter = 0
+        self._clock: Callable[[], float] = time.perf_counter
+        self._send_lock = threading.Lock()
+        #: totals over the player's life, for benchmarks: frames and bytes sent, seconds spent
+        self.stats = {"frames": 0, "bytes": 0, "seconds": 0.0, "live_frames": 0}
+
+    # -- validation ------------------------------------------------------------------------------
+
+    @traitlets.validate("step")
+    def _check_step(self, proposal):
+        value = proposal["value"]
+        if value < 0 or (self.n_evals and value >= self.n_evals):
+            raise traitlets.TraitError(f"step {value} is outside [0, {max(self.n_evals - 1, 0)}]")
+        return value
+
+    @traitlets.validate("tokens")
+    def _check_tokens(self, proposal):
+        value = proposal["value"]
+        counts = [len(p["tokens"]) for p in self.prompts]
+        out, seen = [], set()
+        for k, item in enumerate(value):
+            if not isinstance(item, (list, tuple)) or len(item) != 2 or not all(_is_int(v) for v in item):
+                raise traitlets.TraitError(f"token {k} must be [prompt index, position], got {item!r}")
+            b, pos = item
+            if counts:
+                if not 0 <= b < len(counts):
+                    raise traitlets.TraitError(f"token {k}: prompt index {b} is outside [0, {len(counts) - 1}]")
+                if not 0 <= pos < counts[b]:
+                    raise traitlets.TraitError(
+                        f"token {k}: position {pos} is outside [0, {counts[b] - 1}] for {self.prompts[b]['text']!r}"
+                    )
+            elif b < 0 or pos < 0:
+                raise traitlets.TraitError(f"token {k}: negative index in {item!r}")
+            if (b, pos) not in seen:
+                seen.add((b, pos))
+                out.append([b, pos])
+        return sorted(out)
+
+    @traitlets.validate("resolution")
+    def _check_resolution(self, proposal):
+        value = proposal["value"]
+        sides = sorted({max(g) for g in self.grids})
+        if value != 0 and (value < 0 or (sides and value not in sides)):
+            raise traitlets.TraitError(f"resolution must be 0 (all grids) or one of {sides}, got {value}")
+        return value
+
+    @traitlets.validate("opacity")
+    def _check_opacity(self, proposal):
+        value = proposal["value"]
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            raise traitlets.TraitError(f"opacity must be in [0, 1], got {value}")
+        return value
+
+    @traitlets.validate("fps")
+    def _check_fps(self, proposal):
+        value = proposal["value"]
+        if not math.isfinite(value) or not 0.5 <= value <= 60.0:
+            raise traitlets.TraitError(f"fps must be in [0.5, 60], got {value}")
+        return value
+
+    @traitlets.validate("min_interval")
+    def _check_min_interval(self, proposal):
+        value = proposal["value"]
+        if not math.isfinite(value) or value < 0:
+            raise traitlets.TraitError(f"min_interval must be >= 0, got {value}")
+        return value
+
+    @traitlets.validate("max_share")
+    def _check_max_share(self, proposal):
+        value = proposal["value"]
+        if not 0.0 < value <= 1.0:
+            raise traitlets.TraitError(f"max_share must be in (0, 1], got {value}")
+        return value
+
+    def set_state(self, sync_data: dict) -> None:
+        """Apply a front-end update: only the view-state traits may be written there."""
+        foreign = sorted(k for k in sync_data if k in self.keys and k not in _FRONTEND_KEYS)
+        if foreign:
+            self.report_error(f"rejected update from the front end: {', '.join(foreign)} cannot be set there")
+            self.send_state([k for k in sync_data if k in self.keys])
+            return
+        super().set_state(sync_data)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def _post(self, content: dict, buffers=()) -> None:
+        with self._send_lock:
+            self.send_binary(content, buffers)
+
+    def _emit(self, frame: Frame, live: bool) -> None:
+        self._cache.add(frame)
+        self._post(frame.content, frame.buffers)
+        self.stats["frames"] += 1
+        self.stats["bytes"] += frame.nbytes
+        if live:
+            self.stats["live_frames"] += 1
+
+    # -- a run -----------------------------------------------------------------------------------
+
+    def begin(self, prompts: Sequence, *, tokenizer=None, stop_event: threading.Event | None = None,
+              n_evals: int | None = None) -> Callable:
+        """Start streaming a run of ``prompts`` (source first; Prompt objects or strings) and
+        return the callback to pass to :meth:`Editor.edit` (``callback=...``).
+
+        ``stop_event``: the run's stop event, so that the step it stops after is sent live."""
+        from ..prompts import Prompt
+
+        objs = []
+        for p in prompts:
+            if not isinstance(p, Prompt):
+                if tokenizer is None:
+                    from ..tokenizer import load_tokenizer
+
+                    tokenizer = load_tokenizer()
+                p = Prompt.from_text(p, tokenizer)
+            objs.append(p)
+        if not objs:
+            raise ValueError("begin() needs at least one prompt")
+        self._run_counter = max(self._run_counter, self.run_id) + 1
+        header = run_header(self._run_counter, objs, n_evals, self.fmt)
+        token_lists = [row["tokens"] for row in header["prompts"]]
+        same_prompts = [p["text"] for p in self.prompts] == [p["text"] for p in header["prompts"]]
+        throttle = Throttle(self.min_interval, self.max_share, clock=self._clock)
+        run = _Run(self._run_counter, [len(t) for t in token_lists], stop_event, throttle, self.backfill)
+        self._cache = FrameCache(self.max_cache_bytes)
+        self._cache.begin(header)
+        self._run = run
+        with self.hold_sync():
+            self.status = "running"
+            self.n_evals = n_evals or 0
+            self.grids = []
+            self.prompts = header["prompts"]
+            self.run_id = run.id
+            self.step = 0
+            self.playing = False
+            if not same_prompts or not self.tokens:
+                self.tokens = default_tokens(token_lists)
+            self.clear_error()
+        self._post(header)
+        throttle.start()
+
+        def callback(event) -> None:
+            self._on_step(run, event)
+
+        return callback
+
+    def _on_step(self, run: _Run, event) -> None:
+        if run is not self._run or run.broken:
+            return
+        try:
+            with run.lock:
+                run.editor = event.editor
+                run.last_step = event.step
+                if self.n_evals != event.n_evals or not self.grids:
+                    grids = [list(g) for g in sorted(event.attention, key=lambda g: (-(g[0] * g[1]), g))]
+                    with self.hold_sync():
+                        self.n_evals = event.n_evals
+                        if self.resolution not in {max(g) for g in grids}:
+                            self.resolution = 0
+                        self.grids = grids
+                stopping = run.stop_event is not None and run.stop_event.is_set()
+                if run.throttle.due(event.step, event.n_evals, last=stopping):
+                    t0 = self._clock()
+                    frame = encode_frame(run=run.id, step=event.step, timestep=event.timestep,
+                                         images=event.preview(), maps=event.attention, n_tokens=run.n_tokens,
+                                         fmt=self.fmt)
+                    self._emit(frame, live=True)
+                    cost = self._clock() - t0
+                    run.throttle.record(cost)
+                    self.stats["seconds"] += cost
+                elif run.backfill:
+                    # kept on the model's device: copying to the host here would sync a GPU every step
+                    maps = {g: m[..., : run.n_tokens].detach().clone() for g, m in event.attention.items()}
+                    run.pending[event.step] = (int(event.timestep), event.x0.detach().clone(), maps)
+        except Exception as exc:  # streaming must never break the sampler
+            run.broken = True
+            _log.exception("AttentionPlayer: streaming failed")
+            self.report_error(f"streaming stopped: {type(exc).__name__}: {exc}")
+
+    def end(self, result=None, status: str | None = None) -> None:
+        """Finish the run: send the steps skipped live (``backfill``) and the end message.
+
+        ``status`` defaults to ``"stopped"`` for a stopped result, else ``"done"``."""
+        run = self._run
+        if run is None:
+            return
+        if status is None:
+            status = "stopped" if getattr(result, "stopped", False) else "done"
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        with run.lock:
+            if run.pending and not run.broken and status != "error":
+                t0 = self._clock()
+                try:
+                    self._send_backfill(run)
+                except Exception as exc:
+                    _log.exception("AttentionPlayer: backfill failed")
+                    self.report_error(f"could not send the remaining steps: {type(exc).__name__}: {exc}")
+                self.stats["seconds"] += self._clock() - t0
+            run.pending.clear()
+            end = {"type": "end", "run": run.id, "status": status, "steps": self._cache.steps}
+            self._cache.finish(end)
+            self._post(end)
+            self.status = status
+            self._run = None
+
+    def _send_backfill(self, run: _Run) -> None:
+        import torch
+
+        steps = sorted(run.pending)
+        for k in range(0, len(steps), _BACKFILL_CHUNK):
+            chunk = steps[k : k + _BACKFILL_CHUNK]
+            x0 = torch.cat([run.pending[s][1] for s in chunk])
+            previews = run.editor.preview(x0)
+            b = len(previews) // len(chunk)
+            for i, s in enumerate(chunk):
+                timestep, _, maps = run.pending[s]
+                frame = encode_frame(run=run.id, step=s, timestep=timestep, images=previews[i * b : (i + 1) * b],
+                                     maps=maps, n_tokens=run.n_tokens, fmt=self.fmt)
+                self._emit(frame, live=False)
+
+    def run(self, editor, source, targets=(), *, callback: Callable | None = None,
+            stop_event: threading.Event | None = None, **edit_kwargs):
+        """``editor.edit(source, targets, **edit_kwargs)`` streamed into this player; returns the
+        :class:`~p2p_widgets.editor.EditResult`. ``callback`` is called after the player's."""
+        targets = [targets] if isinstance(targets, str) else list(targets)
+        prompts = [editor.prompt(source), *[editor.prompt(t) for t in targets]]
+        stream = self.begin(prompts, stop_event=stop_event)
+
+        def both(event):
+            stream(event)
+            if callback is not None:
+                callback(event)
+
+        try:
+            result = editor.edit(prompts[0], prompts[1:], callback=both, stop_event=stop_event, **edit_kwargs)
+        except BaseException as exc:
+            self.end(status="error")
+            if isinstance(exc, Exception):
+                self.report_error(f"{type(exc).__name__}: {exc}")
+            raise
+        self.end(result)
+        return result
+
+    def clear(self) -> None:
+        """Forget every frame (here and in the front end)."""
+        self._run = None
+        self._run_counter = max(self._run_counter, self.run_id) + 1
+        self._cache = FrameCache(self.max_cache_bytes)
+        with self.hold_sync():
+            self.status = "idle"
+            self.run_id = self._run_counter
+            self.n_evals = 0
+            self.prompts = []
+            self.grids = []
+            self.tokens = []
+            self.step = 0
+        self._post({"type": "clear", "run": self._run_counter})
+
+    # -- reading the frames back -------------------------------------------------------------------
+
+    @property
+    def cached_steps(self) -> list[int]:
+        """Steps held in the replay cache (every step of a finished run unless it was thinned)."""
+        return self._cache.steps
+
+    def frame(self, step: int) -> dict:
+        """The decoded frame of ``step`` (see :func:`p2p_widgets.frames.decode_frame`)."""
+        try:
+            frame = self._cache.get(step)
+        except KeyError:
+            raise KeyError(f"no frame for step {step}; cached steps: {self.cached_steps}") from None
+        return decode_frame(frame.content, frame.buffers)
+
+    def token_heat(self, decoded: dict, prompt_index: int, position: int, resolution: int | None = None) -> np.ndarray:
+        """A token's (h, w) float map from a decoded frame: one grid, or every grid averaged
+        (upsampled to the finest) for ``resolution`` 0/None."""
+        grids = list(decoded["maps"])
+        if resolution:
+            grids = [g for g in grids if max(g) == resolution] or grids[:1]
+        finest = max(grids, key=lambda g: g[0] * g[1])
+        acc = np.zeros(finest, np.float32)
+        for g in grids:
+            m = dequantize(decoded["maps"][g][prompt_index, position], decoded["scales"][g][prompt_index, position])
+            acc += np.kron(m, np.ones((finest[0] // g[0], finest[1] // g[1]), np.float32))
+        return acc / len(grids)
+
+    def to_gif(self, path=None, *, tokens=None, resolution=None, normalize=None, opacity=None, fps=None,
+               scale: int = 4) -> bytes:
+        """The cached playback as an animated GIF (bytes; also written to ``path`` if given).
+
+        One row per prompt: the x0 preview, then the preview under each selected token's heat map
+        (``tokens``, ``resolution``, ``normalize``, ``opacity`` and ``fps`` default to the
+        player's traits). Every pixel is repeated ``scale`` times."""
+        from PIL import Image
+
+        steps = self.cached_steps
+        if not steps:
+            raise ValueError("no frames yet: run an edit first")
+        if not _is_int(scale) or not 1 <= scale <= 16:
+            raise ValueError(f"scale must be an integer in [1, 16], got {scale!r}")
+        tokens = [list(t) for t in (self.tokens if tokens is None else tokens)]
+        resolution = self.resolution if resolution is None else resolution
+        normalize = self.normalize if normalize is None else normalize
+        opacity = self.opacity if opacity is None else float(opacity)
+        fps = self.fps if fps is None else float(fps)
+        lut = heat_lut()
+        pictures = []
+        for s in steps:
+            decoded = self.frame(s)
+            images = decoded["images"]
+            h, w = images[0].shape[:2]
+            heats = {(b, p): self.token_heat(decoded, b, p, resolution) for b, p in tokens if b < len(images)}
+            peak = max((float(m.max()) for m in heats.values()), default=0.0)
+            cols = 1 + max((sum(1 for b2, _ in heats if b2 == b) for b in range(len(images))), default=0)
+            canvas = np.full((len(images) * (h + 1) - 1, cols * (w + 1) - 1, 3), 255, np.uint8)
+            for b, image in enumerate(images):
+                y = b * (h + 1)
+                canvas[y : y + h, :w] = image
+                col = 1
+                for (b2, _), m in heats.items():
+                    if b2 != b:
+                        continue
+                    top = float(m.max()) if normalize == "token" else peak
+                    v = m / top if top > 0 else np.zeros_like(m)
+                    up = np.kron(v, np.ones((h // m.shape[0], w // m.shape[1]), np.float32))
+                    colour = lut[np.clip(np.rint(up * 255), 0, 255).astype(np.uint8)].astype(np.float32)
+                    mixed = (1 - opacity) * image.astype(np.float32) + opacity * colour
+                    x = col * (w + 1)
+                    canvas[y : y + h, x : x + w] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+                    col += 1
+            pictures.append(Image.fromarray(np.kron(canvas, np.ones((scale, scale, 1), np.uint8))))
+        import io
+
+        out = io.BytesIO()
+        pictures[0].save(out, format="GIF", save_all=True, append_images=pictures[1:],
+                         duration=max(20, int(round(1000 / fps))), loop=0)
+        data = out.getvalue()
+        if path is not None:
+            with open(path, "wb") as f:
+                f.write(data)
+        return data
+
+    # -- messages from the front end ----------------------------------------------------------------
+
+    @on_message("replay")
+    def _on_replay(self, content: dict, buffers: list) -> None:
+        run, have = content.get("run"), content.get("have", [])
+        if run is not None and not _is_int(run):
+            raise MessageError(f"'run' must be an integer or null, got {run!r}")
+        if not isinstance(have, list) or not all(_is_int(s) and s >= 0 for s in have) or len(have) > 100_000:
+            raise MessageError("'have' must be a list of step numbers")
+        if self._cache.header is None:
+            return
+        if run != self._cache.run:
+            have = []
+        self._post(self._cache.header)
+        for frame in self._cache.missing(have):
+            self._post(frame.content, frame.buffers)
+        if self._cache.end is not None:
+            self._post(self._cache.end)
+
+    @on_message("export_gif")
+    def _on_export_gif(self, content: dict, buffers: list) -> None:
+        if not self.cached_steps:
+            raise MessageError("no frames to export yet: run an edit first")
+        data = self.to_gif()
+        self._post({"type": "download", "name": "p2p_playback.gif", "mime": "image/gif"}, [data])
+
+    def __repr__(self) -> str:
+        return f"AttentionPlayer(status={self.status!r}, run_id={self.run_id}, frames={len(self._cache)})"

@@ -1,0 +1,100 @@
+"""Layer 3: the Studio panel bundle in real Chromium, bound to a real Studio (tiny model):
+Run from the page, results drawn, errors in the banner, JSON export and import."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from p2p_widgets.widgets.studio import Studio
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def studio(editor):
+    # background=False: the bound harness page is driven from this thread only
+    s = Studio(editor=editor, source="a red cat on a mat", target="a blue dog on a mat", steps=3, guidance=7.5,
+               background=False)
+    s.player.send = lambda *a, **k: None
+    return s
+
+
+def test_run_from_the_page_shows_the_results(widget_page, studio):
+    page = widget_page(studio.panel)
+    page.page.locator(".p2p-studio__seed").fill("5")
+    page.page.locator(".p2p-studio__seed").dispatch_event("change")
+    page.click(".p2p-studio__run")
+    page.sync()  # seed, then the run message: the Studio samples and pushes its traits to the page
+    assert studio.panel.seed == 5 and studio.result is not None
+    page.page.wait_for_function("() => document.querySelectorAll('.p2p-studio__image img').length === 2")
+    page.page.wait_for_function(
+        "() => [...document.querySelectorAll('.p2p-studio__image img')]"
+        ".every((i) => i.complete && i.naturalWidth === 64)"
+    )
+    assert page.text(".p2p-studio__status") == "done"
+    # the page shows exactly the edited image: draw it into a canvas and compare pixels
+    pixels = page.page.evaluate(
+        """() => { const img = document.querySelectorAll('.p2p-studio__image img')[1];
+            const c = document.createElement('canvas'); c.width = 64; c.height = 64;
+            const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+            return Array.from(ctx.getImageData(0, 0, 64, 64).data); }"""
+    )
+    rgba = np.array(pixels, np.uint8).reshape(64, 64, 4)
+    assert np.array_equal(rgba[..., :3], np.asarray(studio.result.images[1]))
+    page.screenshot("studio_panel")
+
+
+def test_errors_show_in_the_banner_and_the_panel_stays_usable(widget_page, studio):
+    page = widget_page(studio.panel)
+    page.page.locator(".p2p-studio__seed").fill("-3")
+    page.page.locator(".p2p-studio__seed").dispatch_event("change")
+    page.sync()
+    banner = page.page.locator(".p2p-error")
+    assert banner.is_visible() and "seed must be in" in banner.text_content()
+    assert studio.panel.seed == 0
+    page.click('.p2p-studio__chip[data-word="dog"]')
+    page.click(".p2p-studio__run")
+    page.sync()
+    assert studio.panel.status == "done" and studio.panel.blend_words == ["dog"]
+    assert banner.is_hidden()
+
+
+def test_json_export_downloads_and_loading_it_reruns_the_same_edit(widget_page, studio, tmp_path):
+    page = widget_page(studio.panel)
+    page.click('.p2p-studio__weight[data-word="blue"] .p2p-studio__reset')  # no-op: blue is at 1
+    slider = page.page.locator('.p2p-studio__weight[data-word="blue"] input')
+    slider.fill("2.5")
+    page.click(".p2p-studio__run")
+    page.sync()
+    first = studio.result
+    with page.page.expect_download() as info:
+        page.click(".p2p-studio__json")
+    download = info.value
+    assert download.suggested_filename == "p2p_edit.json"
+    path = tmp_path / "edit.json"
+    download.save_as(path)
+    spec = json.loads(path.read_text())
+    assert spec["rules"][0]["values"] == {"blue": 2.5}
+    assert path.read_text() == studio.to_json()
+
+    studio.panel.seed = 11  # change the settings, then load the file through the page
+    studio.panel.reweight = {}
+    page.page.locator(".p2p-studio__file").set_input_files(str(path))
+    page.wait_for_sent("load_spec")
+    page.sync()
+    assert (studio.panel.seed, studio.panel.reweight, studio.panel.error) == (0, {"blue": 2.5}, "")
+    page.click(".p2p-studio__run")
+    page.sync()
+    assert torch.equal(studio.result.latents, first.latents)
+
+
+def test_schedule_controls_hide_when_the_timeline_is_shown(widget_page, editor):
+    with_timeline = Studio(editor=editor, steps=3, background=False)
+    page = widget_page(with_timeline.panel)
+    assert with_timeline.panel.has_timeline
+    assert page.page.locator(".p2p-studio__schedule").is_hidden()
+    without = Studio(editor=editor, steps=3, background=False, timeline=False)
+    page2 = widget_page(without.panel)
+    assert page2.page.locator(".p2p-studio__schedule").is_visible()

@@ -1,0 +1,292 @@
+"""AttentionPlayer (Python side): streaming, throttling, backfill, the frame cache and replay,
+Stop, and errors surfacing in the ``error`` trait. Uses the tiny fixture pipeline (CPU)."""
+
+import io
+import threading
+
+import numpy as np
+import pytest
+
+from p2p_widgets.frames import decode_frame, decode_image
+from p2p_widgets.widgets.player import AttentionPlayer, default_tokens
+
+SOURCE = "a red cat on a mat"
+TARGET = "a blue dog on a mat"
+STEPS = 5
+
+
+class Recorder:
+    """Stands in for the comm: records every custom message with its buffers as bytes."""
+
+    def __init__(self, widget):
+        self.messages = []
+        widget.send = self.send
+
+    def send(self, content, buffers=None):
+        self.messages.append((content, [bytes(b) for b in buffers or []]))
+
+    def types(self):
+        return [c["type"] for c, _ in self.messages]
+
+    def frames(self):
+        return [(c, b) for c, b in self.messages if c["type"] == "frame"]
+
+    def clear(self):
+        self.messages.clear()
+
+
+@pytest.fixture
+def player():
+    p = AttentionPlayer()
+    return p, Recorder(p)
+
+
+@pytest.fixture(scope="module")
+def streamed(editor):
+    """One streamed run: the player, its recorder, the result, and what was sent before edit() returned."""
+    p = AttentionPlayer(min_interval=0.0, max_share=1.0)  # no throttling: every step goes live
+    rec = Recorder(p)
+    seen_live = []
+    result = p.run(editor, SOURCE, TARGET, steps=STEPS, seed=1,
+                   callback=lambda ev: seen_live.append((ev.step, len(rec.frames()))))
+    return p, rec, result, seen_live
+
+
+def test_run_streams_header_frames_and_end(streamed):
+    p, rec, result, seen_live = streamed
+    types = rec.types()
+    assert types[0] == "run" and types[-1] == "end"
+    assert types.count("frame") == STEPS
+    header = rec.messages[0][0]
+    assert [row["text"] for row in header["prompts"]] == [SOURCE, TARGET]
+    assert header["prompts"][0]["tokens"][0].startswith("<|startoftext|>")
+    # frames are sent while the sampler runs: after step k's callback, k + 1 frames are out
+    assert seen_live == [(k, k + 1) for k in range(STEPS)]
+    assert [c["step"] for c, _ in rec.frames()] == list(range(STEPS))
+    end = rec.messages[-1][0]
+    assert end == {"type": "end", "run": header["run"], "status": "done", "steps": list(range(STEPS))}
+    assert (p.status, p.n_evals, p.cached_steps) == ("done", STEPS, list(range(STEPS)))
+    assert p.grids == [[16, 16], [8, 8]]
+
+
+def test_frames_carry_previews_and_token_maps(streamed, editor):
+    p, rec, result, _ = streamed
+    content, buffers = rec.frames()[-1]
+    n_tokens = max(len(editor.prompt(t).tokens) for t in (SOURCE, TARGET))
+    assert content["tokens"] == n_tokens and content["n_images"] == 2
+    assert content["mime"] == "image/png" and content["image_size"] == [64, 64]
+    decoded = decode_frame(content, buffers)
+    assert [im.shape for im in decoded["images"]] == [(64, 64, 3)] * 2
+    assert decoded["maps"][(16, 16)].shape == (2, n_tokens, 16, 16)
+    assert decoded["maps"][(8, 8)].dtype == np.uint8
+    # the last frame's preview is the final x0 prediction: close to the decoded result image
+    final = np.asarray(result.images[1]).astype(int)
+    assert np.abs(decoded["images"][1].astype(int) - final).mean() < 8
+    # the stored maps agree with the engine's store for that step
+    want = result.store.step_maps(STEPS - 1, 16)[1, ..., :n_tokens].permute(2, 0, 1).numpy()
+    got = p.token_heat(decoded, 1, 0, 16)[None]
+    assert np.abs(got - want[:1]).max() < 2 * want[:1].max() / 255 + 1e-3
+
+
+def test_no_binary_data_in_widget_state(streamed):
+    from ipywidgets.widgets.widget import _remove_buffers
+
+    p = streamed[0]
+    _, _, buffers = _remove_buffers(p.get_state())
+    assert buffers == []  # frames travel as messages, never as traits
+
+
+def test_throttled_run_backfills_the_skipped_steps(editor, player):
+    p, rec = player
+    p.min_interval = 1000.0  # only the first and the last step go live
+    result = p.run(editor, SOURCE, TARGET, steps=STEPS, seed=2)
+    steps = [c["step"] for c, _ in rec.frames()]
+    assert steps[:2] == [0, STEPS - 1]  # live: first and last
+    assert sorted(steps) == list(range(STEPS))  # then the rest, after the run
+    assert p.stats["live_frames"] == 2 and p.stats["frames"] == STEPS
+    assert rec.types()[-1] == "end" and not result.stopped
+    # a backfilled frame decodes like a live one
+    d = p.frame(2)
+    assert d["images"][0].shape == (64, 64, 3) and d["step"] == 2
+
+
+def test_without_backfill_only_live_steps_exist(editor, player):
+    p, rec = player
+    p.min_interval, p.backfill = 1000.0, False
+    p.run(editor, SOURCE, TARGET, steps=STEPS, seed=2)
+    assert [c["step"] for c, _ in rec.frames()] == [0, STEPS - 1]
+    assert p.cached_steps == [0, STEPS - 1]
+
+
+def test_replay_resends_the_cached_frames_identically(streamed):
+    p, rec, _, _ = streamed
+    originals = {c["step"]: (c, b) for c, b in rec.frames()}
+    sink = Recorder(p)
+    p._handle_custom_msg({"type": "replay", "run": None, "have": []}, [])
+    assert sink.types() == ["run", *["frame"] * STEPS, "end"]
+    for c, b in sink.frames():
+        assert (c, b) == originals[c["step"]]  # byte-identical
+    sink.clear()
+    p._handle_custom_msg({"type": "replay", "run": p.run_id, "have": [0, 1, 3]}, [])
+    assert [c["step"] for c, _ in sink.frames()] == [2, 4]
+    sink.clear()
+    p._handle_custom_msg({"type": "replay", "run": p.run_id - 1, "have": [0, 1, 3]}, [])  # an older run
+    assert [c["step"] for c, _ in sink.frames()] == list(range(STEPS))
+    assert p.error == ""
+    rec.send = sink.send  # keep later tests reading the module fixture unaffected
+    p.send = rec.send
+
+
+def test_replay_before_any_run_sends_nothing(player):
+    p, rec = player
+    p._handle_custom_msg({"type": "replay", "run": None, "have": []}, [])
+    assert rec.messages == [] and p.error == ""
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ({"type": "replay", "have": "all"}, "'have'"),
+        ({"type": "replay", "have": [-1]}, "'have'"),
+        ({"type": "replay", "run": "x"}, "'run'"),
+        ({"type": "no_such_thing"}, "unknown message type"),
+        ({"type": "export_gif"}, "no frames"),
+    ],
+)
+def test_malformed_messages_set_error_and_the_widget_stays_usable(player, editor, content, message):
+    p, rec = player
+    p._handle_custom_msg(content, [])
+    assert message in p.error
+    p.clear_error()
+    p.run(editor, SOURCE, TARGET, steps=2, seed=0)
+    assert p.status == "done" and p.error == ""
+
+
+def test_front_end_writes_are_validated(streamed):
+    p = streamed[0]
+    p.set_state({"step": 3, "tokens": [[1, 2], [0, 1], [1, 2]], "normalize": "global", "opacity": 0.25})
+    assert (p.step, p.tokens, p.normalize, p.opacity, p.error) == (3, [[0, 1], [1, 2]], "global", 0.25, "")
+    for bad, message in [
+        ({"step": STEPS}, "step"),
+        ({"tokens": [[2, 0]]}, "prompt index"),
+        ({"tokens": [[0, 99]]}, "position 99"),
+        ({"resolution": 12}, "resolution"),
+        ({"opacity": 1.5}, "opacity"),
+        ({"status": "done"}, "cannot be set there"),
+        ({"n_evals": 3}, "cannot be set there"),
+    ]:
+        p.clear_error()
+        p.set_state(bad)
+        assert message in p.error, bad
+    assert (p.step, p.opacity, p.n_evals) == (3, 0.25, STEPS)  # unchanged
+    p.set_state({"resolution": 8})
+    assert p.resolution == 8
+
+
+def test_stop_ends_the_run_early_and_sends_its_last_step(editor, player):
+    p, rec = player
+    p.min_interval = 1000.0  # only steps forced out go live
+    stop = threading.Event()
+
+    def stop_at_two(ev):
+        if ev.step == 2:
+            stop.set()
+
+    result = p.run(editor, SOURCE, TARGET, steps=8, seed=0, stop_event=stop, callback=stop_at_two)
+    assert result.stopped
+    steps = [c["step"] for c, _ in rec.frames()]
+    assert steps[0] == 0 and sorted(steps) == [0, 1, 2]
+    end = rec.messages[-1][0]
+    assert end["status"] == "stopped" and end["steps"] == [0, 1, 2]
+    assert p.status == "stopped"
+
+
+def test_stop_set_before_the_step_callback_sends_that_step_live(editor, player):
+    p, rec = player
+    p.min_interval, p.backfill = 1000.0, False
+    stop = threading.Event()
+    cb = p.begin([SOURCE, TARGET], tokenizer=editor.tokenizer, stop_event=stop)
+
+    def both(ev):
+        if ev.step == 3:
+            stop.set()  # e.g. the Stop button, between two steps
+        cb(ev)
+
+    result = editor.edit(SOURCE, TARGET, steps=8, seed=0, callback=both, stop_event=stop)
+    p.end(result)
+    assert [c["step"] for c, _ in rec.frames()] == [0, 3]
+    assert p.status == "stopped"
+
+
+def test_a_streaming_failure_never_breaks_the_sampler(editor, player, monkeypatch):
+    import p2p_widgets.widgets.player as mod
+
+    p, rec = player
+
+    def broken(**kwargs):
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(mod, "encode_frame", broken)
+    result = p.run(editor, SOURCE, TARGET, steps=3, seed=0)
+    assert len(result.images) == 2 and not result.stopped
+    assert "streaming stopped" in p.error and "encoder exploded" in p.error
+    assert rec.types()[-1] == "end"
+
+
+def test_a_failed_run_reports_the_error(editor, player):
+    p, rec = player
+    with pytest.raises(ValueError, match="not in the prompt"):
+        p.run(editor, SOURCE, TARGET, steps=3, reweight={"zebra": 2.0})
+    assert p.status == "error" and "zebra" in p.error
+    assert rec.types()[-1] == "end" and rec.messages[-1][0]["status"] == "error"
+
+
+def test_gif_export(streamed):
+    from PIL import Image
+
+    p = streamed[0]
+    data = p.to_gif(scale=2)
+    assert data[:6] == b"GIF89a"
+    with Image.open(io.BytesIO(data)) as gif:
+        assert gif.n_frames == STEPS
+        n_cols = 1 + max(sum(1 for b, _ in p.tokens if b == k) for k in range(2))
+        assert gif.size == ((n_cols * 65 - 1) * 2, (2 * 65 - 1) * 2)
+
+
+def test_gif_download_message(streamed):
+    p, rec, _, _ = streamed
+    sink = Recorder(p)
+    p._handle_custom_msg({"type": "export_gif"}, [])
+    (content, buffers), = sink.messages
+    assert content == {"type": "download", "name": "p2p_playback.gif", "mime": "image/gif"}
+    assert buffers[0][:6] == b"GIF89a"
+    p.send = rec.send
+
+
+def test_default_token_selection_picks_the_edited_words(tokenizer):
+    from p2p_widgets.prompts import Prompt
+
+    a, b = (Prompt.from_text(t, tokenizer) for t in (SOURCE, TARGET))
+    chosen = default_tokens([a.tokens, b.tokens])
+    assert [a.tokens[p] for k, p in chosen if k == 0] == ["red", "cat"]
+    assert [b.tokens[p] for k, p in chosen if k == 1] == ["blue", "dog"]
+    same = default_tokens([a.tokens, a.tokens])  # nothing differs: the first content tokens
+    assert [p for _, p in same] == [1, 2, 1, 2]
+
+
+def test_clear_forgets_frames(editor, player):
+    p, rec = player
+    p.run(editor, SOURCE, TARGET, steps=2, seed=0)
+    assert p.cached_steps == [0, 1]
+    rec.clear()
+    p.clear()
+    assert rec.types() == ["clear"] and p.cached_steps == [] and p.status == "idle"
+    p._handle_custom_msg({"type": "replay", "run": None, "have": []}, [])
+    assert rec.types() == ["clear"]
+
+
+def test_preview_images_are_pngs(streamed):
+    _, rec, _, _ = streamed
+    content, buffers = rec.frames()[0]
+    assert all(b.startswith(b"\x89PNG") for b in buffers[:2])
+    assert decode_image(buffers[0]).shape == (64, 64, 3)

@@ -1,0 +1,278 @@
+"""Studio (Python side): composition, runs in a worker thread, Stop, errors in the panel,
+export/import of the edit, images and GIF. Uses the tiny fixture pipeline except where noted."""
+
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from p2p_widgets.errors import P2PError
+from p2p_widgets.frames import decode_image
+from p2p_widgets.widgets.player import AttentionPlayer
+from p2p_widgets.widgets.studio import Studio, StudioPanel
+
+SOURCE = "a red cat on a mat"
+TARGET = "a blue dog on a mat"
+
+
+class Sink:
+    def __init__(self, widget):
+        self.messages = []
+        widget.send = lambda content, buffers=None: self.messages.append((content, [bytes(b) for b in buffers or []]))
+
+
+@pytest.fixture
+def studio(editor):
+    s = Studio(editor=editor, source=SOURCE, target=TARGET, steps=4, guidance=7.5)
+    Sink(s.player)
+    Sink(s.panel)
+    yield s
+    if s.running:
+        s.stop()
+        s.wait(30)
+
+
+def test_composes_panel_aligner_timeline_and_player(studio):
+    from p2p_widgets.widgets.aligner import TokenAligner
+    from p2p_widgets.widgets.timeline import AlphaTimeline
+
+    panel, aligner, timeline, player = studio.children
+    assert isinstance(panel, StudioPanel) and isinstance(player, AttentionPlayer)
+    assert isinstance(aligner, TokenAligner) and isinstance(timeline, AlphaTimeline)
+    assert panel.has_aligner and panel.has_timeline
+    assert (aligner.source, aligner.target, timeline.target, timeline.n_evals) == (SOURCE, TARGET, TARGET, 4)
+    assert panel.target_words == ["a", "blue", "dog", "on", "mat"]
+
+
+def test_settings_flow_into_the_parts(studio):
+    studio.panel.reweight = {"dog": 2.0, "blue": 1.0}  # 1 means unchanged and is dropped
+    assert studio.panel.reweight == {"dog": 2.0}
+    studio.panel.target = "a blue bird on a mat"
+    assert studio.aligner.target == studio.timeline.target == "a blue bird on a mat"
+    assert studio.panel.reweight == {}  # "dog" is gone from the target
+    studio.panel.steps = 10
+    assert studio.timeline.n_evals == 10 and studio.children[2] is studio.timeline
+    assert studio.timeline.windows["cross"] == [0, 8]  # 0.8 of the run, as before
+    from p2p_widgets.mapper import align
+
+    before = [list(x) for x in studio.aligner.links]
+    studio.panel.kind = "refine"  # the alignment select re-aligns the aligner
+    src, tgt = studio.panel.prompt(SOURCE), studio.panel.prompt("a blue bird on a mat")
+    refine = [[i, j, w] for i, j, w in align(src, tgt, studio.editor.tokenizer, "refine").links
+              if i < src.n_tokens and j < tgt.n_tokens]
+    assert studio.aligner.links == refine != before
+    assert studio.edit_kwargs()["rules"][0].__class__.__name__ == "Refine"
+
+
+def test_prompts_edited_in_the_aligner_reach_the_panel(studio):
+    studio.aligner.set_state({"target": "a blue bird on a mat"})  # typed into the aligner's box
+    assert studio.aligner.error == ""
+    assert studio.panel.target == studio.timeline.target == "a blue bird on a mat"
+    assert "bird" in studio.panel.target_words
+    assert studio.edit_kwargs()["rules"][0].target.text == "a blue bird on a mat"
+
+
+def test_run_message_runs_in_a_worker_thread(studio):
+    studio.panel._handle_custom_msg({"type": "run"}, [])
+    result = studio.wait(60)
+    p = studio.panel
+    assert (p.status, p.progress, p.error) == ("done", [4, 4], "")
+    assert [im["label"] for im in p.images] == ["source", "edit"]
+    assert all(decode_image(im["png"]).shape == (64, 64, 3) for im in p.images)
+    assert np.array_equal(decode_image(p.images[1]["png"]), np.asarray(result.images[1]))
+    assert json.loads(p.spec_json)["prompts"] == [SOURCE, TARGET]
+    assert studio.player.cached_steps == [0, 1, 2, 3] and studio.player.status == "done"
+
+
+def test_stop_message_ends_a_run_early_and_the_studio_runs_again(studio):
+    reached, release = threading.Event(), threading.Event()
+
+    def gate(event):
+        if event.step == 1:
+            reached.set()
+            release.wait(30)
+
+    studio.panel.steps = 12
+    studio.run(callback=gate)
+    assert reached.wait(60)
+    assert studio.panel.status == "running"
+    studio.panel._handle_custom_msg({"type": "stop"}, [])  # what the Stop button sends
+    assert studio.panel.status == "stopping"
+    release.set()
+    result = studio.wait(60)
+    assert result.stopped and studio.panel.status == "stopped"
+    assert studio.panel.progress == [2, 12]
+    assert studio.panel.images[1]["label"] == "edit (stopped early)"
+    assert studio.player.status == "stopped" and studio.player.cached_steps == [0, 1]
+
+    studio.run()
+    again = studio.wait(60)
+    assert not again.stopped and studio.panel.status == "done" and studio.panel.progress == [12, 12]
+
+
+def test_a_second_run_while_running_is_refused(studio):
+    reached, release = threading.Event(), threading.Event()
+    studio.run(callback=lambda e: (reached.set(), release.wait(30)) if e.step == 0 else None)
+    assert reached.wait(60)
+    studio.panel._handle_custom_msg({"type": "run"}, [])
+    assert "a run is in progress" in studio.panel.error
+    studio.panel.set_state({"seed": 5})  # settings are frozen during a run
+    assert "while a run is in progress" in studio.panel.error and studio.panel.seed == 0
+    release.set()
+    studio.wait(60)
+    assert studio.panel.status == "done"
+
+
+def test_a_failing_run_shows_its_error_and_the_studio_stays_usable(studio, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the GPU caught fire")
+
+    monkeypatch.setattr(studio.editor, "edit", broken)
+    studio.run()
+    with pytest.raises(RuntimeError):
+        studio.wait(60)
+    assert studio.panel.status == "error"
+    assert "the GPU caught fire" in studio.panel.error
+    monkeypatch.undo()
+    studio.run()
+    studio.wait(60)
+    assert studio.panel.status == "done" and studio.panel.error == ""
+
+
+def test_errors_building_the_edit_show_in_the_panel(studio, monkeypatch):
+    def bad_mapper():
+        raise P2PError("word 'zebra' is not in the prompt")
+
+    monkeypatch.setattr(studio, "mapper", bad_mapper)
+    studio.panel._handle_custom_msg({"type": "run"}, [])  # the Run button
+    assert "zebra" in studio.panel.error and studio.panel.status == "error"
+    assert not studio.running
+    monkeypatch.undo()
+    studio.panel._handle_custom_msg({"type": "run"}, [])
+    studio.wait(60)
+    assert studio.panel.status == "done" and studio.panel.error == ""
+
+
+@pytest.mark.parametrize(
+    "update,message",
+    [
+        ({"seed": -5}, "seed"),
+        ({"steps": 0}, "steps"),
+        ({"guidance": 99.0}, "guidance"),
+        ({"target": "cat " * 90}, "tokens"),
+        ({"reweight": {"zebra": 2.0}}, "not a word of the target"),
+        ({"reweight": {"dog": 50}}, "outside"),
+        ({"blend_words": ["zebra"]}, "neither prompt"),
+        ({"windows": {"cross": [0, 9], "self_attn": [0, 1], "blend_start": 0}}, "cross window"),
+        ({"status": "done"}, "cannot be set there"),
+        ({"images": []}, "cannot be set there"),
+    ],
+)
+def test_bad_front_end_writes_set_error_and_change_nothing(studio, update, message):
+    before = {k: getattr(studio.panel, k) for k in ("seed", "steps", "guidance", "target", "reweight", "status")}
+    studio.panel.set_state(update)
+    assert message in studio.panel.error
+    assert {k: getattr(studio.panel, k) for k in before} == before
+
+
+def test_bad_messages_set_error(studio):
+    for content, message in [
+        ({"type": "load_spec", "text": "{nope"}, "not valid JSON"),
+        ({"type": "load_spec"}, "'text'"),
+        ({"type": "export_gif"}, "no frames"),
+        ({"type": "launch_rockets"}, "unknown message type"),
+    ]:
+        studio.panel.clear_error()
+        studio.panel._handle_custom_msg(content, [])
+        assert message in studio.panel.error
+    studio.run(background=False)
+    assert studio.panel.status == "done"
+
+
+def test_exported_json_reloads_and_reruns_to_the_same_image(studio):
+    studio.panel.reweight = {"blue": 1.5}
+    studio.panel.blend_words = ["cat", "dog"]
+    studio.panel.seed = 7
+    studio.timeline.set_window("dog", 1, 3)
+    first = studio.run(background=False)
+    text = studio.to_json()
+    spec = json.loads(text)
+    assert spec["rules"][0]["values"] == {"blue": 1.5}
+    assert spec["rules"][0]["schedule"]["words"] == {"dog": [1, 3]}
+    assert spec["blend"]["words"] == ["cat", "dog"]
+
+    # change everything, then load the export through the front end's message
+    studio.panel.seed, studio.panel.reweight, studio.panel.blend_words = 1, {}, []
+    studio.panel.target = "a green frog on a mat"
+    studio.panel._handle_custom_msg({"type": "load_spec", "text": text}, [])
+    assert studio.panel.error == ""
+    assert (studio.panel.target, studio.panel.seed, studio.panel.reweight) == (TARGET, 7, {"blue": 1.5})
+    assert studio.timeline.schedule.to_dict() == spec["rules"][0]["schedule"]
+    again = studio.run(background=False)
+    assert torch.equal(again.latents, first.latents)
+    assert studio.panel.images[1]["png"] == decode_png_bytes(first)
+    assert json.loads(studio.to_json()) == spec
+
+
+def decode_png_bytes(result):
+    from p2p_widgets.frames import encode_image
+
+    return encode_image(np.asarray(result.images[1]))
+
+
+def test_reload_and_rerun_without_aligner_and_timeline(editor):
+    s = Studio(editor=editor, source=SOURCE, target="a red cat sitting on a mat", steps=3,
+               aligner=False, timeline=False)
+    Sink(s.player)
+    assert s.children == (s.panel, s.player) and not s.panel.has_aligner and not s.panel.has_timeline
+    s.panel.kind = "refine"
+    s.panel.windows = {"cross": [0, 2], "self_attn": [0, 1], "words": [], "blend_start": 0}
+    first = s.run(background=False)
+    text = s.to_json()
+    s.panel.kind, s.panel.seed = "auto", 9
+    s.load_json(text)
+    assert torch.equal(s.run(background=False).latents, first.latents)
+
+
+def test_load_rejects_specs_the_studio_cannot_hold(studio, editor):
+    result = editor.edit(SOURCE, [TARGET, "a green frog on a mat"], steps=2)
+    from p2p_widgets.export import spec_to_json
+
+    with pytest.raises(P2PError, match="one target"):
+        studio.load_json(spec_to_json(result))
+    studio.panel._handle_custom_msg({"type": "load_spec", "text": spec_to_json(result)}, [])
+    assert "one target" in studio.panel.error
+
+
+def test_images_and_gif_export(studio, tmp_path):
+    from PIL import Image
+
+    studio.panel.baseline = True
+    studio.run(background=False)
+    assert [im["label"] for im in studio.panel.images] == ["source", "edit", "without P2P (same seed)"]
+    paths = studio.save_images(tmp_path)
+    assert sorted(p.name for p in paths) == ["baseline.png", "edit.png", "source.png"]
+    assert Image.open(paths[1]).size == (64, 64)
+    sink = Sink(studio.panel)
+    studio.panel._handle_custom_msg({"type": "export_gif"}, [])
+    (content, buffers), = sink.messages
+    assert content["type"] == "download" and content["mime"] == "image/gif"
+    with Image.open(io.BytesIO(buffers[0])) as gif:
+        assert gif.n_frames == 4
+
+
+def test_default_studio_uses_the_pocket_model():
+    from p2p_widgets.widgets.studio import POCKET_SOURCE, POCKET_TARGET
+
+    s = Studio()
+    Sink(s.player)
+    p = s.panel
+    assert (p.source, p.target, p.steps, p.guidance) == (POCKET_SOURCE, POCKET_TARGET, 25, 5.0)
+    assert "pocket" in p.model_name and s.editor.default_size == 32
+    p.steps = 3
+    result = s.run(background=False)
+    assert result.images[1].size == (32, 32) and p.status == "done"
+    assert s.player.grids == [[16, 16], [8, 8]]
