@@ -281,6 +281,8 @@ def build():
         # markdown cells start with a heading or with "MD:"; the rest are code
         nb.cells = [new_markdown_cell(c.removeprefix("MD:")) if c.startswith(("#", "MD:")) else new_code_cell(c)
                     for c in cells]
+        for i, cell in enumerate(nb.cells):
+            cell.id = f"{name[:2]}-{i:02d}"  # stable ids: regenerating changes nothing unless a cell did
         nb.metadata = {
             "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
             "language_info": {"name": "python"},

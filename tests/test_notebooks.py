@@ -29,5 +29,10 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
         nb, timeout=600, kernel_name=nb.metadata.kernelspec.name, resources={"metadata": {"path": str(path.parent)}}
     )
     client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outputs if o.output_type == "error"]
     assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
+    # the figures the notebook promises were drawn (plotly figures in its outputs)
+    figures = sum("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
+    promised = nb.metadata.get("p2p_widgets", {}).get("min_figures", 0)
+    assert figures >= promised, f"{path.name} drew {figures} figures, promises {promised}"
