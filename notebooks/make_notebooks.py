@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-OUT = Path(__file__).resolve().parent.parent / "notebooks"
+OUT = Path(__file__).resolve().parent
 
 SETUP = """import torch
 import p2p_widgets as p2p

@@ -6,7 +6,7 @@ CLIPTokenizer wants ``vocab.json`` + ``merges.txt`` instead; this script rebuild
 
 Usage:
     pip download --no-deps -d /tmp/oc open-clip-torch
-    python scripts/derive_clip_tokenizer.py /tmp/oc/open_clip_torch-*.whl
+    python -m p2p_widgets._clip.derive /tmp/oc/open_clip_torch-*.whl
 """
 
 import gzip
@@ -15,7 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "p2p_widgets" / "_clip"
+OUT = Path(__file__).resolve().parent
 N_MERGES = 49408 - 2 * 256 - 2  # vocab = bytes, bytes + "</w>", merges, two specials
 
 

@@ -3,5 +3,5 @@
 # Extra arguments go to `p2p-widgets demo` (e.g. --port 8888 --no-browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-venv.sh
+bash .ci/setup-venv.sh
 exec .venv/bin/p2p-widgets demo "$@"

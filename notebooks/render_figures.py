@@ -1,6 +1,6 @@
 """Render the README pictures from the pocket model (deterministic for the seeds below).
 
-    python scripts/render_figures.py        # writes notebooks/figures/{samples,p2p_strips}.png
+    python notebooks/render_figures.py       # writes notebooks/figures/{samples,p2p_strips}.png
 
 - samples.png: prompts -> images (one seed each);
 - p2p_strips.png: per edit, source | same seed without P2P | Prompt-to-Prompt | the source's
@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 import p2p_widgets as p2p
 from p2p_widgets.models import POCKET_DEFAULTS
 
-OUT = Path(__file__).resolve().parent.parent / "notebooks" / "figures"
+OUT = Path(__file__).resolve().parent / "figures"
 SCALE = 4  # 32 px images drawn at 128 px
 CELL = 32 * SCALE
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Device script: train the pocket model on one GPU in ~8 minutes and return the fp16 weights.
 # Run through the device tool with `.whl` carried (diffusers + importlib_metadata wheels):
-#   bash scripts/gpu_train_pocket.sh
+#   bash .ci/device/train_pocket.sh
 # Outputs under $OUT/pocket: vae/text_encoder/unet .safetensors, pocket.json, train.log, samples.png
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1

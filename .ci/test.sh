@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README.md and .ci/run both call it).
-#   bash scripts/test.sh                  # all layers: js unit browser e2e
-#   bash scripts/test.sh js unit          # only some layers
+#   bash .ci/test.sh                  # all layers: js unit browser e2e
+#   bash .ci/test.sh js unit          # only some layers
 # Layers: js      = vitest on js/lib and the widget views (happy-dom)
 #         unit    = pytest without the browser markers (Python logic, bundles, packaging)
 #         browser = pytest -m browser (real Chromium on a harness page)

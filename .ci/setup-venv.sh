@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or update) the project venv in .venv and install p2p_widgets into it, editable.
-#   bash scripts/setup-venv.sh          # runtime only (what the demo needs)
-#   bash scripts/setup-venv.sh test     # + test extras (what .ci/run needs)
+#   bash .ci/setup-venv.sh          # runtime only (what the demo needs)
+#   bash .ci/setup-venv.sh test     # + test extras (what .ci/run needs)
 # torch is installed first and pinned (TORCH_SPEC): an unpinned torch resolves to a multi-GB CUDA
 # build on many machines. Set TORCH_SPEC=torch to let pip choose.
 set -euo pipefail
