@@ -93,6 +93,10 @@ def components(mask: np.ndarray) -> list[np.ndarray]:
     return sorted((c for c in found if c.sum() >= MIN_PIXELS), key=lambda c: -c.sum())
 
 
+def _cross(o, a, b) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
 def _hull_area(points: np.ndarray) -> float:
     pts = sorted(set(map(tuple, points)))
     if len(pts) < 3:
@@ -101,7 +105,7 @@ def _hull_area(points: np.ndarray) -> float:
     def half(seq):
         out = []
         for p in seq:
-            while len(out) >= 2 and np.cross(np.subtract(out[-1], out[-2]), np.subtract(p, out[-2])) <= 0:
+            while len(out) >= 2 and _cross(out[-2], out[-1], p) <= 0:
                 out.pop()
             out.append(p)
         return out
