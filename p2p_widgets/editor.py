@@ -299,9 +299,9 @@ class Editor:
             raise P2PError("LocalBlend needs at least one edited prompt")
         side = blend.resolution
         if side is None:
-            # the reference's 16x16 at 64x64 latents is latent / 4; models too small to have that
-            # grid use their finest one (3x3 pooling on a coarser grid would swallow the image)
-            side = latent_hw[0] // 4 if latent_hw[0] // 4 in sides else max(sides)
+            # the reference's 16x16 at 64x64 latents is latent / 4; models without that grid use
+            # the nearest one (the pocket model: 8x8, where its attention is localised)
+            side = min(sides, key=lambda s: (abs(s - latent_hw[0] / 4), -s))
         elif side not in sides:
             raise P2PError(f"LocalBlend resolution {side} is not an attention grid of this model: {sides}")
         if store.resolutions is not None:

@@ -8,7 +8,7 @@ Prints ``name: value`` lines:
   divided by the mask's area fraction (1 = uniform), at each attention grid;
 - ``p2p_<edit>_<metric>`` beside ``baseline_<edit>_<metric>`` (same noise, no injection) over
   ``--seeds`` scenes: IoU of the untouched and the edited object's masks (source vs edit), target
-  fidelity, and PSNR outside the edited region for the LocalBlend background change.
+  fidelity, and PSNR outside the edited region for the LocalBlend edits (colour swap, background).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def _edited(scene, kind, rng):
     bg = np.asarray(BACKGROUNDS[scene.background], dtype=np.float32)
     colors = [c for c in COLORS if c not in (a.color, b.color) and np.linalg.norm(np.asarray(COLORS[c]) - bg) >= 110]
     shapes = [s for s in SHAPES if s != a.shape]
-    if kind in ("color_swap", "object_swap"):
+    if kind in ("color_swap", "object_swap", "color_swap_blend"):
         a.color = colors[int(rng.integers(len(colors)))]
     if kind in ("shape_swap", "object_swap"):
         a.shape = shapes[int(rng.integers(len(shapes)))]
@@ -133,15 +133,28 @@ def _edited(scene, kind, rng):
     return target
 
 
-EDIT_KINDS = ("color_swap", "shape_swap", "object_swap", "size_reweight", "background_blend")
+EDIT_KINDS = ("color_swap", "shape_swap", "object_swap", "size_reweight", "color_swap_blend", "background_blend")
 
 
-def p2p_efficacy(editor, reader, n_seeds, steps, guidance, seed=2024):
+def _dilate(mask, steps=2):
+    """Grow a mask by ``steps`` pixels (4-neighbourhood): decoded edges spread past latent cells."""
+    m = mask.copy()
+    for _ in range(steps):
+        g = m.copy()
+        g[1:] |= m[:-1]
+        g[:-1] |= m[1:]
+        g[:, 1:] |= m[:, :-1]
+        g[:, :-1] |= m[:, 1:]
+        m = g
+    return m
+
+
+def p2p_efficacy(editor, reader, n_seeds, steps, guidance, seed=2024, kinds=EDIT_KINDS):
     rng = np.random.default_rng(seed)
     results = {}
-    for kind in EDIT_KINDS:
+    for kind in kinds:
         rows = {"p2p": {}, "baseline": {}}
-        scenes = _two_object_scenes(n_seeds * 2, seed + len(results))
+        scenes = _two_object_scenes(n_seeds * 2, seed + EDIT_KINDS.index(kind))
         done = 0
         for i, scene in enumerate(scenes):
             if done == n_seeds:
@@ -160,7 +173,10 @@ def p2p_efficacy(editor, reader, n_seeds, steps, guidance, seed=2024):
             if kind == "background_blend":  # the background changes; the objects' words are protected
                 objects = [w for o in scene.objects for w in (o.color, o.shape)]
                 kwargs["blend"] = LocalBlend([[scene.background, "background"], [target.background, "background"]],
-                                             subtract=[objects, objects])
+                                             subtract=[objects, objects], threshold=0.6)
+            if kind == "color_swap_blend":  # the reference's use: only the edited object may change
+                a_src, a_tgt = scene.objects[0], target.objects[0]
+                kwargs["blend"] = LocalBlend([[a_src.color, a_src.shape], [a_tgt.color, a_tgt.shape]])
             out = editor.edit(src_text, tgt_text, **kwargs)
             _, src_found = reader.read(np.asarray(out.images[0]), scene.background, "plain")
             src_match = match_objects(scene, src_found)
@@ -174,7 +190,12 @@ def p2p_efficacy(editor, reader, n_seeds, steps, guidance, seed=2024):
                     r.setdefault("iou_edited", []).append(iou(src_match[0].mask, match[0].mask))
                 r.setdefault("target", []).append(_target_ok(kind, target, match, src_match, reader, image))
                 if kind == "background_blend" and all(m is not None for m in src_match):
-                    keep = src_match[0].mask | src_match[1].mask
+                    keep = src_match[0].mask | src_match[1].mask  # the objects must not change
+                elif kind == "color_swap_blend" and src_match[0] is not None and match[0] is not None:
+                    keep = ~_dilate(src_match[0].mask | match[0].mask)  # all but the edited object
+                else:
+                    keep = None
+                if keep is not None and keep.any():
                     diff = np.asarray(out.images[0], np.float64) - np.asarray(image, np.float64)
                     r.setdefault("mse_outside", []).append(float((diff[keep] ** 2).mean()))
         for r in rows.values():  # PSNR of the pooled error (a mean of per-image PSNRs is dominated by exact copies)
@@ -195,11 +216,12 @@ def _target_ok(kind, target, match, src_match, reader, image):
     if a is None:
         return False
     want = target.objects[0]
-    return {"color_swap": a.color == want.color, "shape_swap": a.shape == want.shape,
+    return {"color_swap": a.color == want.color, "color_swap_blend": a.color == want.color,
+            "shape_swap": a.shape == want.shape,
             "object_swap": a.color == want.color and a.shape == want.shape}[kind]
 
 
-def evaluate_pocket(n_images=256, n_seeds=32, steps=25, guidance=POCKET_GUIDANCE, out=print):
+def evaluate_pocket(n_images=256, n_seeds=32, steps=25, guidance=POCKET_GUIDANCE, out=print, kinds=EDIT_KINDS):
     from .editor import Editor
     from .pocket.model import load_pocket
 
@@ -210,13 +232,15 @@ def evaluate_pocket(n_images=256, n_seeds=32, steps=25, guidance=POCKET_GUIDANCE
     out(f"guidance: {guidance}")
     for k, v in reader_accuracy(reader).items():
         out(f"reader_{k}_on_ground_truth: {v:.3f}")
-    hits, conc = fidelity(editor, reader, n_images, steps, guidance)
-    out(f"fidelity_images: {n_images}")
-    for k, v in hits.items():
-        out(f"fidelity_{k}: {v:.3f}")
-    for k, v in sorted(conc.items()):
-        out(f"attention_{k}: {v:.2f}")
-    for kind, rows in p2p_efficacy(editor, reader, n_seeds, steps, guidance).items():
+    if n_images:
+        hits, conc = fidelity(editor, reader, n_images, steps, guidance)
+        out(f"fidelity_images: {n_images}")
+        for k, v in hits.items():
+            out(f"fidelity_{k}: {v:.3f}")
+        for k, v in sorted(conc.items()):
+            out(f"attention_{k}: {v:.2f}")
+    out(f"p2p_seeds: {n_seeds}")
+    for kind, rows in p2p_efficacy(editor, reader, n_seeds, steps, guidance, kinds=kinds).items():
         for name, metrics in rows.items():
             for k, v in metrics.items():
                 out(f"{name}_{kind}_{k}: {v:.3f}")
@@ -232,9 +256,11 @@ def main(argv=None):
     e.add_argument("--seeds", type=int, default=32)
     e.add_argument("--steps", type=int, default=25)
     e.add_argument("--guidance", type=float, default=POCKET_GUIDANCE)
+    e.add_argument("--kinds", nargs="+", choices=EDIT_KINDS, default=list(EDIT_KINDS), help="P2P edits to score")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
-    evaluate_pocket(args.images, args.seeds, args.steps, args.guidance, out=lambda s: print(s, flush=True))
+    evaluate_pocket(args.images, args.seeds, args.steps, args.guidance, out=lambda s: print(s, flush=True),
+                    kinds=tuple(args.kinds))
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ class LocalBlend:
     and the edit of the accumulated cross-attention of the words, 3x3 max-pooled, upsampled to the
     latent, max-normalised and thresholded; ``subtract`` words (per prompt) are removed from it.
     ``resolution``: attention grid side used for the mask (default: latent side / 4, the reference's
-    16x16 at 64x64 latents, or the finest grid of models without one). Applied from ``start``
+    16x16 at 64x64 latents, or the nearest grid of models without one). Applied from ``start``
     (fraction or step) on.
     """
 
