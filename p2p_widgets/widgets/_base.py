@@ -115,6 +115,18 @@ class P2PWidget(anywidget.AnyWidget):
         _log.debug("%s: %s", type(self).__name__, message)
         self.error = message
 
+    def _accept_frontend_keys(self, sync_data: dict, allowed) -> bool:
+        """Refuse a front-end update that writes traits other than ``allowed``: show the error and
+        send the Python values back. Clears a shown error when the update is acceptable."""
+        foreign = sorted(k for k in sync_data if k in self.keys and k not in allowed)
+        if foreign:
+            self.report_error(f"rejected update from the front end: {', '.join(foreign)} cannot be set there")
+            self.send_state([k for k in sync_data if k in self.keys])
+            return False
+        if any(k in allowed for k in sync_data):
+            self.clear_error()
+        return True
+
     def clear_error(self) -> None:
         """Hide the error banner."""
         self.error = ""

@@ -274,13 +274,8 @@ class TokenAligner(P2PWidget):
 
     def set_state(self, sync_data: dict) -> None:
         """Apply a front-end update: only the editable traits, prompt text before links."""
-        foreign = sorted(k for k in sync_data if k in self.keys and k not in _FRONTEND_KEYS)
-        if foreign:
-            self.report_error(f"rejected update from the front end: {', '.join(foreign)} cannot be set there")
-            self.send_state([k for k in sync_data if k in self.keys])
+        if not self._accept_frontend_keys(sync_data, _FRONTEND_KEYS):
             return
-        if any(k in _FRONTEND_KEYS for k in sync_data):
-            self.clear_error()
         # new prompt text first, so that links in the same update are checked against it
         text = {k: v for k, v in sync_data.items() if k in _TEXT_KEYS}
         rest = {k: v for k, v in sync_data.items() if k not in _TEXT_KEYS}

@@ -306,13 +306,8 @@ class AlphaTimeline(P2PWidget):
 
     def set_state(self, sync_data: dict) -> None:
         """Apply a front-end update: only ``windows`` may be written there."""
-        foreign = sorted(k for k in sync_data if k in self.keys and k not in _FRONTEND_KEYS)
-        if foreign:
-            self.report_error(f"rejected update from the front end: {', '.join(foreign)} cannot be set there")
-            self.send_state([k for k in sync_data if k in self.keys])
+        if not self._accept_frontend_keys(sync_data, _FRONTEND_KEYS):
             return
-        if any(k in _FRONTEND_KEYS for k in sync_data):
-            self.clear_error()
         super().set_state(sync_data)
 
     # -- plotly ----------------------------------------------------------------------------------
