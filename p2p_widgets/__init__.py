@@ -29,6 +29,8 @@ _LAZY = {
     "AlphaTimeline": "p2p_widgets.widgets.timeline",
     "AttentionPlayer": "p2p_widgets.widgets.player",
     "Studio": "p2p_widgets.widgets.studio",
+    "Inversion": "p2p_widgets.inversion",
+    "invert": "p2p_widgets.inversion",
     "spec_to_json": "p2p_widgets.export",
     "edit_from_spec": "p2p_widgets.export",
 }

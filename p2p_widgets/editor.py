@@ -201,6 +201,13 @@ class Editor:
             result.baseline = plain.images
         return result
 
+    def invert(self, image, prompt, method: str = "null-text", **kwargs):
+        """Invert a real image (PIL, array or path) for editing: see :func:`p2p_widgets.inversion.invert`.
+        Edit it with ``edit(prompt, targets, inversion=result, steps=result.steps)``."""
+        from .inversion import invert
+
+        return invert(self, image, prompt, method=method, **kwargs)
+
     def sample(self, prompt, **kwargs) -> EditResult:
         """Generate one prompt (no edit) while storing its attention: ``result.images[0]``."""
         return self.edit(prompt, [], **kwargs)
