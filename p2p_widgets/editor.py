@@ -173,6 +173,8 @@ class Editor:
           requires the same number of steps.
         """
         if inversion is not None:
+            if hasattr(inversion, "check"):
+                inversion.check(self)  # model, latent shape, embedding width, prediction type, timesteps
             if steps != inversion.steps:
                 raise P2PError(f"the inversion used {inversion.steps} steps but the edit asks for {steps}: "
                                "edit with the inversion's steps (the timesteps must match)")
@@ -195,6 +197,8 @@ class Editor:
         prompts = [source, *targets]
         result = self._sample(prompts, rules, run, mode=mode, low_memory=low_memory, store=store, blend=blend,
                               callback=callback, stop_event=stop_event)
+        if inversion is not None and hasattr(inversion, "describe"):
+            result.spec["inversion"] = inversion.describe()
         if baseline and not result.stopped:
             plain = self._sample(prompts, [EditRule()] * len(targets), run, mode="fast", low_memory=low_memory,
                                  store=AttentionStore(keep_steps=False), blend=None)
@@ -203,7 +207,8 @@ class Editor:
 
     def invert(self, image, prompt, method: str = "null-text", **kwargs):
         """Invert a real image (PIL, array or path) for editing: see :func:`p2p_widgets.inversion.invert`.
-        Edit it with ``edit(prompt, targets, inversion=result, steps=result.steps)``."""
+        Edit it with ``edit(prompt, targets, inversion=result, steps=result.steps, guidance=result.guidance)``
+        (null-text embeddings are optimised for that guidance)."""
         from .inversion import invert
 
         return invert(self, image, prompt, method=method, **kwargs)
