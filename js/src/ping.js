@@ -1,6 +1,7 @@
 // PingWidget front end: a label, a button that increments `count`, and a canvas that shows the
 // latest grey frame sent from Python. Exercises every transport the real widgets use: synced
 // traits both ways, Python -> JS custom messages with a binary buffer, JS -> Python replies.
+import "../lib/common.css"; // the error banner and screen-reader-only classes
 import "./ping.css";
 import { mountErrorBanner } from "../lib/error_banner.js";
 import { parseFrame } from "../lib/messages.js";

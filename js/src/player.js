@@ -6,6 +6,7 @@
 // them. After a page reload `initialize` asks Python to replay what this front end lacks.
 // View state (step, playing, follow, tokens, resolution, normalize, opacity, fps) lives in traits;
 // the playhead is only saved on commit (pause, scrub release, key press), never per frame.
+import "../lib/common.css"; // the error banner and screen-reader-only classes
 import "./player.css";
 import { downloadBytes } from "../lib/download.js";
 import { mountErrorBanner } from "../lib/error_banner.js";

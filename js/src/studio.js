@@ -1,6 +1,7 @@
 // Studio panel front end: prompts, sampling settings, reweight sliders, LocalBlend words,
 // Run/Stop with progress, the result images and the exports. Python validates every write and
 // runs everything; this view only edits traits (committed on change) and sends actions.
+import "../lib/common.css"; // the error banner and screen-reader-only classes
 import "./studio.css";
 import { downloadBytes } from "../lib/download.js";
 import { mountErrorBanner } from "../lib/error_banner.js";
