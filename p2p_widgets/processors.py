@@ -119,17 +119,6 @@ class AttentionController:
             hit = self._on_device[id(t)] = (t, t.to(like))  # holding t keeps its id from being reused
         return hit[1]
 
-    @staticmethod
-    def _keeps_own(rule, ctx, weights) -> bool:
-        """Does the edit keep any of its own attention here? Built-in rules answer from host
-        copies (asking a GPU tensor would wait for the GPU at every layer)."""
-        gate = getattr(rule, "gate", None)
-        if gate is None and hasattr(rule, "base"):
-            gate = getattr(rule.base, "gate", None)
-        if gate is not None:
-            return bool((gate[ctx.step] < 1).any())
-        return bool((weights[1] != 0).any())
-
     # -- attention ---------------------------------------------------------------------------
     def attend(self, proc, q, k, v, scale):
         if self.block == "uncond" or self.n_prompts == 0:
@@ -159,7 +148,7 @@ class AttentionController:
                 if w is None:
                     found.append(None)
                 else:
-                    found.append(("cross", self._device(w[0], like), self._device(w[1], like), self._keeps_own(rule, ctx, w)))
+                    found.append(("cross", self._device(w[0], like), self._device(w[1], like), rule.keeps_own(ctx, w)))
             else:
                 s = float(rule.self_weight(ctx))
                 found.append(None if s == 0.0 else ("self", s))

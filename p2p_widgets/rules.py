@@ -68,6 +68,12 @@ class EditRule:
     def prepare(self, device, dtype) -> None:
         """Called once before a run: move tensors the rule reuses to the UNet's device."""
 
+    def keeps_own(self, ctx: LayerContext, weights) -> bool:
+        """Does the edit keep any of its own attention (``q != 0``) for these ``cross_weights``?
+        Rules whose ``q`` lives on a GPU should answer from a host copy: asking the device
+        tensor waits for the GPU at every layer."""
+        return bool((weights[1] != 0).any())
+
     def edit_cross(self, ctx: LayerContext, a_src: torch.Tensor, a_edit: torch.Tensor) -> torch.Tensor:
         weights = self.cross_weights(ctx)
         if weights is None:
@@ -117,6 +123,9 @@ class Replace(EditRule):
             self._cache[ctx.step] = (self._matrix * g, 1.0 - g) if bool(self.gate[ctx.step].any()) else None
         return self._cache[ctx.step]
 
+    def keeps_own(self, ctx, weights):
+        return bool((self.gate[ctx.step] < 1).any())  # q = 1 - g, read from the host copy of g
+
     def self_weight(self, ctx):
         limit = self.self_max_resolution
         if limit is None:
@@ -149,7 +158,7 @@ class Reweight(EditRule):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise P2PError(f"reweight value for {word!r} is not a finite number: {value!r}")
             scale[base.target.positions(word)] = float(value)
-        self.scale = scale
+        self.scale = self._scale = scale  # _scale: on the UNet's device after prepare()
 
     def prepare(self, device, dtype):
         self.base.prepare(device, dtype)
@@ -157,7 +166,10 @@ class Reweight(EditRule):
 
     def cross_weights(self, ctx):
         weights = self.base.cross_weights(ctx)
-        return None if weights is None else (weights[0] * getattr(self, "_scale", self.scale), weights[1])
+        return None if weights is None else (weights[0] * self._scale, weights[1])
+
+    def keeps_own(self, ctx, weights):
+        return self.base.keeps_own(ctx, weights)  # Reweight leaves the edit's own part as the base has it
 
     def self_weight(self, ctx):
         return self.base.self_weight(ctx)
