@@ -5,7 +5,6 @@ import threading
 import pytest
 import torch
 
-from p2p_widgets.editor import Editor
 from p2p_widgets.mapper import align
 from p2p_widgets.processors import P2PAttnProcessor
 from p2p_widgets.rules import EditRule, LocalBlend, Replace

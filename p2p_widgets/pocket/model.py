@@ -9,7 +9,6 @@ self-attention at 16x16 and 8x8, and DDIM with SD's settings.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
