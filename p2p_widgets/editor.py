@@ -9,6 +9,7 @@ playback widget, user code); a set ``stop_event`` ends the run cleanly after the
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -65,20 +66,54 @@ def _check_int(name, value, low, high):
     return value
 
 
+@dataclass
+class TextConditioning:
+    """What the UNet reads from the prompts: token states, plus SDXL's pooled text and size ids."""
+
+    hidden: torch.Tensor  # (B, L, D)
+    added: dict | None = None  # SDXL: {"text_embeds": (B, P), "time_ids": (B, 6)}
+
+    def unet_kwargs(self) -> dict:
+        kwargs = {"encoder_hidden_states": self.hidden}
+        if self.added is not None:
+            kwargs["added_cond_kwargs"] = self.added
+        return kwargs
+
+    def with_hidden(self, hidden: torch.Tensor) -> "TextConditioning":
+        """The same extra conditioning (broadcast to ``hidden``'s batch) with other token states."""
+        added = None if self.added is None else {k: v[:1].expand(len(hidden), -1) for k, v in self.added.items()}
+        return TextConditioning(hidden, added)
+
+    def with_pooled(self, pooled: torch.Tensor | None) -> "TextConditioning":
+        if pooled is None or self.added is None:
+            return self
+        pooled = pooled.to(self.added["text_embeds"]).expand(len(self.hidden), -1)
+        return TextConditioning(self.hidden, {**self.added, "text_embeds": pooled})
+
+    @staticmethod
+    def cat(first: "TextConditioning", second: "TextConditioning") -> "TextConditioning":
+        added = None if first.added is None else {k: torch.cat([first.added[k], second.added[k]]) for k in first.added}
+        return TextConditioning(torch.cat([first.hidden, second.hidden]), added)
+
+
 class Editor:
-    """Prompt-to-Prompt on a diffusers Stable Diffusion pipeline (SD 1.x / 2.x and the pocket model)."""
+    """Prompt-to-Prompt on a diffusers Stable Diffusion pipeline (SD 1.x / 2.x, SDXL, the pocket model)."""
 
     def __init__(self, pipe, device=None):
         for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
             if getattr(pipe, part, None) is None:
                 raise P2PError(f"the pipeline has no {part}: Editor needs a Stable Diffusion pipeline")
-        if getattr(pipe, "text_encoder_2", None) is not None:
-            raise P2PError("SDXL pipelines (two text encoders) are not supported yet; use SD 1.x / 2.x")
+        self.is_xl = getattr(pipe, "text_encoder_2", None) is not None
+        if self.is_xl:
+            _check_xl(pipe)
         self.pipe = pipe
         if device is not None:
             pipe.to(device)
         self.unet, self.vae = pipe.unet, pipe.vae
         self.tokenizer, self.text_encoder = pipe.tokenizer, pipe.text_encoder
+        self.text_encoders = [(pipe.tokenizer, pipe.text_encoder)]
+        if self.is_xl:
+            self.text_encoders.append((pipe.tokenizer_2, pipe.text_encoder_2))
         self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.attention_sides = self._attention_sides()
 
@@ -106,17 +141,70 @@ class Editor:
     def prompt(self, text) -> Prompt:
         return text if isinstance(text, Prompt) else Prompt.from_text(text, self.tokenizer)
 
+    @property
+    def embedding_width(self) -> int:
+        """Width of the token states the UNet attends to (SDXL: both encoders' widths added)."""
+        return sum(enc.config.hidden_size for _, enc in self.text_encoders)
+
     @torch.no_grad()
     def encode(self, prompts: list[Prompt]) -> torch.Tensor:
-        ids = self.tokenizer([p.text for p in prompts], padding="max_length", max_length=prompts[0].max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self.text_encoder.device))[0].to(self.dtype)
+        """(B, L, D) token states: the text encoder's last layer (SD), or SDXL's two penultimate layers."""
+        return self._encode(prompts)[0]
+
+    def _encode(self, prompts):
+        if not self.is_xl:
+            ids = self._ids(self.tokenizer, prompts)
+            return self.text_encoder(ids.to(self.text_encoder.device))[0].to(self.dtype), None
+        hidden, pooled = [], None
+        for tokenizer, encoder in self.text_encoders:  # as diffusers' SDXL pipeline encodes prompts
+            out = encoder(self._ids(tokenizer, prompts).to(encoder.device), output_hidden_states=True)
+            hidden.append(out.hidden_states[-2])
+            pooled = out[0]  # the second encoder's projected text embedding
+        return torch.cat(hidden, dim=-1).to(self.dtype), pooled.to(self.dtype)
+
+    @staticmethod
+    def _ids(tokenizer, prompts):
+        return tokenizer([p.text for p in prompts], padding="max_length", max_length=prompts[0].max_length,
+                         truncation=True, return_tensors="pt").input_ids
+
+    @torch.no_grad()
+    def conditioning(self, prompts: list[Prompt], size=None, uncond: bool = False) -> TextConditioning:
+        """What the UNet reads for ``prompts`` (``uncond``: the empty prompt, once per prompt) at ``size``.
+
+        SDXL follows its pipeline's defaults: the unconditional embeddings are zeros when the
+        pipeline says ``force_zeros_for_empty_prompt``; the size ids say original = target = ``size``,
+        crop (0, 0).
+        """
+        if uncond:
+            prompts = [self.prompt("")] * len(prompts)
+        hidden, pooled = self._encode(prompts)
+        if not self.is_xl:
+            return TextConditioning(hidden)
+        if uncond and self.pipe.config.get("force_zeros_for_empty_prompt", True):
+            hidden, pooled = torch.zeros_like(hidden), torch.zeros_like(pooled)
+        h, w = size or (self.default_size, self.default_size)
+        time_ids = torch.tensor([[h, w, 0, 0, h, w]], device=self.device, dtype=self.dtype).expand(len(prompts), -1)
+        return TextConditioning(hidden, {"text_embeds": pooled, "time_ids": time_ids})
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """(B, H, W, 3) uint8 images from latents."""
-        images = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        with self._vae_precision() as vae:
+            images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
         return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    @contextlib.contextmanager
+    def _vae_precision(self):
+        """The VAE, in fp32 for the duration when it is SDXL's fp16 VAE that asks for it (it overflows)."""
+        vae = self.vae
+        upcast = self.is_xl and vae.dtype == torch.float16 and vae.config.get("force_upcast", False)
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            yield vae
+        finally:
+            if upcast:
+                vae.to(torch.float16)
 
     # Linear latent -> RGB approximation for SD's VAE (least squares over decoded images; a preview,
     # not a decode): used where a full decode per step would cost too much.
@@ -179,11 +267,13 @@ class Editor:
                 raise P2PError(f"the inversion used {inversion.steps} steps but the edit asks for {steps}: "
                                "edit with the inversion's steps (the timesteps must match)")
             latents, uncond_embeddings = inversion.latents[-1], inversion.uncond_embeddings
+        uncond_pooled = getattr(inversion, "uncond_pooled", None)  # SDXL: the inversion's pooled uncond text
         source = self.prompt(source)
         if not source.text.strip():
             raise P2PError("the source prompt is empty")
         targets = [self.prompt(t) for t in ([targets] if isinstance(targets, (str, Prompt)) else list(targets))]
         run = self._prepare(steps, guidance, seed, height, width, scheduler, latents, uncond_embeddings, 1 + len(targets))
+        run["uncond_pooled"] = uncond_pooled
         if rules is None:
             rules = self.build_rules(source, targets, run["n_evals"], kind=kind, mappers=mappers, cross=cross,
                                      self_attn=self_attn, words=words, reweight=reweight,
@@ -260,9 +350,10 @@ class Editor:
         blend_state = self._blend_state(blend, prompts, latent_hw, sides, store, n_evals)
         controller = AttentionController(len(prompts), rules, store, mode, latent_hw, min(sides))
         controller.n_evals = n_evals
-        cond = self.encode(prompts)
+        cond = self.conditioning(prompts, run["size"])
         use_cfg = guidance > 1.0
-        uncond = self.encode([self.prompt("")] * len(prompts)) if use_cfg else None
+        uncond = self.conditioning(prompts, run["size"], uncond=True) if use_cfg else None
+        pooled = run["uncond_pooled"]
         stopped = False
         for rule in rules:
             rule.prepare(self.device, self.dtype)
@@ -271,7 +362,8 @@ class Editor:
             for i, t in enumerate(sched.timesteps):
                 controller.step = i
                 if use_cfg and run["uncond"] is not None:
-                    uncond = run["uncond"][i].to(self.device, self.dtype).expand(len(prompts), -1, -1)
+                    uncond = uncond.with_hidden(run["uncond"][i].to(self.device, self.dtype).expand(len(prompts), -1, -1))
+                    uncond = uncond.with_pooled(None if pooled is None else pooled[i].to(self.device, self.dtype))
                 eps = self._predict(controller, latents, t, cond, uncond, guidance, low_memory)
                 step_maps = controller.end_step()
                 out = sched.step(eps, t, latents)
@@ -292,15 +384,16 @@ class Editor:
     def _predict(self, controller, latents, t, cond, uncond, guidance, low_memory):
         if uncond is None:  # no guidance
             controller.block = "cond"
-            return self.unet(latents, t, encoder_hidden_states=cond).sample
+            return self.unet(latents, t, **cond.unet_kwargs()).sample
         if low_memory:  # two passes: uncond (never edited), then cond
             controller.block = "uncond"
-            eps_u = self.unet(latents, t, encoder_hidden_states=uncond).sample
+            eps_u = self.unet(latents, t, **uncond.unet_kwargs()).sample
             controller.block = "cond"
-            eps_c = self.unet(latents, t, encoder_hidden_states=cond).sample
+            eps_c = self.unet(latents, t, **cond.unet_kwargs()).sample
         else:
             controller.block = "both"
-            eps = self.unet(torch.cat([latents, latents]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+            both = TextConditioning.cat(uncond, cond)
+            eps = self.unet(torch.cat([latents, latents]), t, **both.unet_kwargs()).sample
             eps_u, eps_c = eps.chunk(2)
         return eps_u + guidance * (eps_c - eps_u)
 
@@ -365,3 +458,15 @@ def _per_target(name, value, n):
             raise P2PError(f"{name} has {len(value)} entries but there are {n} edited prompts")
         return list(value)
     return [value] * n
+
+
+def _check_xl(pipe):
+    """SDXL base pipelines only: both text encoders and the pooled-text + size conditioning."""
+    for part in ("tokenizer_2", "text_encoder_2"):
+        if getattr(pipe, part, None) is None:
+            raise P2PError(f"the SDXL pipeline has no {part}")
+    config = pipe.unet.config
+    if config.get("addition_embed_type") != "text_time":
+        raise P2PError("the pipeline has two text encoders but its UNet does not take SDXL's text_time conditioning")
+    if pipe.config.get("requires_aesthetics_score", False):
+        raise P2PError("SDXL refiner pipelines (aesthetic-score conditioning) are not supported; use an SDXL base model")

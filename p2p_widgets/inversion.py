@@ -3,7 +3,8 @@
 An :class:`Inversion` holds what :meth:`Editor.edit` needs to start from a real image instead of
 a seed: the DDIM trajectory of the image's latents (``latents``: x_0 first, x_T last) and, per
 sampling step, the unconditional embedding to use with classifier-free guidance
-(``uncond_embeddings``; ``None`` means the usual empty-prompt embedding). Edit with
+(``uncond_embeddings``; ``None`` means the usual empty-prompt embedding; SDXL adds the pooled
+unconditional text embedding per step, ``uncond_pooled``). Edit with
 ``editor.edit(inv.prompt, targets, inversion=inv, steps=inv.steps, guidance=inv.guidance)``.
 
 Methods (``method=``):
@@ -86,6 +87,7 @@ class Inversion:
     iterations: list = field(default_factory=list)  # null-text: inner iterations used per step
     seconds: float = 0.0
     stopped: bool = False  # a stop event ended the optimisation early (later steps reuse the last embedding)
+    uncond_pooled: list | None = None  # SDXL: per sampling step (1, P) pooled text of the unconditional branch
 
     @property
     def x_T(self) -> torch.Tensor:
@@ -123,12 +125,14 @@ class Inversion:
 
     def check(self, editor):
         """Raise a :class:`P2PError` naming the problem if ``editor``'s model cannot use this inversion."""
+        if self.uncond_pooled is not None and not editor.is_xl:
+            raise P2PError("the inversion has SDXL pooled text embeddings but this model is not an SDXL model")
         shape = (editor.unet.config.in_channels, *self.latents.shape[-2:])
         if tuple(self.latents.shape[1:]) != shape:
             raise P2PError(f"the inversion's latents are {tuple(self.latents.shape[1:])} but this model uses "
                            f"{editor.unet.config.in_channels} latent channels")
         if self.uncond_embeddings is not None:
-            dim = editor.text_encoder.config.hidden_size
+            dim = editor.embedding_width
             got = self.uncond_embeddings[0].shape[-1]
             if got != dim:
                 raise P2PError(f"the inversion's embeddings have width {got} but this model's text encoder has {dim}: "
@@ -164,6 +168,9 @@ class Inversion:
         if self.uncond_embeddings is not None:
             tensors["uncond_embeddings"] = torch.stack([e.detach().float().reshape(e.shape[-2:]).cpu()
                                                         for e in self.uncond_embeddings]).contiguous()
+        if self.uncond_pooled is not None:
+            tensors["uncond_pooled"] = torch.stack([e.detach().float().reshape(-1).cpu()
+                                                    for e in self.uncond_pooled]).contiguous()
         if self.image is not None:
             tensors["image"] = torch.from_numpy(np.ascontiguousarray(self.image))
         meta = {**self.describe(), "tensors": tensor_path.name}
@@ -198,6 +205,9 @@ class Inversion:
         emb = tensors.get("uncond_embeddings")
         if emb is not None and emb.shape[0] != steps:
             raise P2PError(f"{tensor_path} holds {emb.shape[0]} unconditional embeddings for {steps} steps")
+        pooled = tensors.get("uncond_pooled")
+        if pooled is not None and pooled.shape[0] != steps:
+            raise P2PError(f"{tensor_path} holds {pooled.shape[0]} pooled unconditional embeddings for {steps} steps")
         image = tensors.get("image")
         return cls(
             method=meta["method"], prompt=meta["prompt"], steps=steps, guidance=float(meta["guidance"]),
@@ -206,6 +216,7 @@ class Inversion:
             model=meta.get("model", ""), prediction_type=meta.get("prediction_type", "epsilon"),
             options=meta.get("options", {}), losses=meta.get("losses", []), iterations=meta.get("iterations", []),
             seconds=float(meta.get("seconds", 0.0)), stopped=bool(meta.get("stopped", False)),
+            uncond_pooled=None if pooled is None else [e[None] for e in pooled],
         )
 
 
@@ -386,8 +397,8 @@ def encode_image(editor, pixels: np.ndarray) -> torch.Tensor:
     return posterior.mean * vae.config.scaling_factor
 
 
-def _model_output(editor, latents, t, embedding):
-    return editor.unet(latents, t, encoder_hidden_states=embedding).sample
+def _model_output(editor, latents, t, conditioning):
+    return editor.unet(latents, t, **conditioning.unet_kwargs()).sample
 
 
 @torch.no_grad()
@@ -420,13 +431,21 @@ def null_text_optimisation(editor, trajectory, cond, uncond, sched, guidance, pr
     learning rate ``lr * (1 - i / (2 * steps))`` (the reference's 1 - i / 100 at 50 steps), at most
     ``inner_steps`` iterations, stopping once the MSE to the trajectory falls below
     ``early_stop + early_stop_growth * i``; then the current latent advances with the guided step
-    using the optimised embedding. Returns (embeddings, final losses, iterations, stopped).
+    using the optimised embedding. SDXL's pooled unconditional text is optimised beside the token
+    states (it steers the UNet as much). Returns (embeddings, pooled embeddings or None, final
+    losses, iterations, stopped).
     """
     n = len(sched.timesteps)
     z = trajectory[-1]
-    embedding = uncond.detach().clone()
-    embeddings, losses, iterations = [], [], []
+    params = [uncond.hidden.detach().clone()]
+    if uncond.added is not None:
+        params.append(uncond.added["text_embeds"].detach().clone())
+    history, losses, iterations = [], [], []
     stopped = False
+
+    def conditioning(values):
+        return uncond.with_hidden(values[0]).with_pooled(values[1] if len(values) > 1 else None)
+
     for i, t in enumerate(sched.timesteps.tolist()):
         if stop_event is not None and stop_event.is_set():
             stopped = True
@@ -435,33 +454,36 @@ def null_text_optimisation(editor, trajectory, cond, uncond, sched, guidance, pr
         target = trajectory[n - 1 - i]
         with torch.no_grad():
             out_c = _model_output(editor, z, t, cond)
-        embedding = embedding.detach().requires_grad_(True)
-        optimiser = torch.optim.Adam([embedding], lr=lr * (1.0 - i / (2.0 * n)))
+        params = [p.detach().requires_grad_(True) for p in params]
+        optimiser = torch.optim.Adam(params, lr=lr * (1.0 - i / (2.0 * n)))
         loss_value, k = float("nan"), 0
         threshold = early_stop + early_stop_growth * i
         for k in range(1, inner_steps + 1):
             with torch.enable_grad():
-                out_u = _model_output(editor, z, t, embedding)
+                out_u = _model_output(editor, z, t, conditioning(params))
                 out = out_u + guidance * (out_c - out_u)
                 loss = torch.nn.functional.mse_loss(a * z + b * out, target)
-                (grad,) = torch.autograd.grad(loss, [embedding])  # no gradients into the model's weights
-            embedding.grad = grad
+                grads = torch.autograd.grad(loss, params)  # no gradients into the model's weights
+            for p, g in zip(params, grads):
+                p.grad = g
             optimiser.step()
             loss_value = float(loss.detach())
             if loss_value < threshold:
                 break
-        embedding = embedding.detach()
-        embeddings.append(embedding.clone())
+        params = [p.detach() for p in params]
+        history.append([p.clone() for p in params])
         losses.append(loss_value)
         iterations.append(k)
         with torch.no_grad():
-            out_u = _model_output(editor, z, t, embedding)
+            out_u = _model_output(editor, z, t, conditioning(params))
             z = a * z + b * (out_u + guidance * (out_c - out_u))
         if callback is not None:
             callback(InversionStep("null-text", i, n, loss_value, k))
-    if len(embeddings) < n:  # stopped: the remaining steps reuse the last embedding (the next warm start)
-        embeddings += [embedding.detach().clone() for _ in range(n - len(embeddings))]
-    return embeddings, losses, iterations, stopped
+    if len(history) < n:  # stopped: the remaining steps reuse the last embedding (the next warm start)
+        history += [[p.clone() for p in params] for _ in range(n - len(history))]
+    embeddings = [h[0] for h in history]
+    pooled = [h[1] for h in history] if len(params) > 1 else None
+    return embeddings, pooled, losses, iterations, stopped
 
 
 # -- the cache -------------------------------------------------------------------------------------
@@ -557,24 +579,28 @@ def invert(editor, image, prompt, method: str = "null-text", *, steps: int = 50,
     report = _reporter(callback, bar)
     try:
         z0 = encode_image(editor, pixels).to(editor.device, editor.dtype)
-        cond = editor.encode([editor.prompt(prompt)])
+        cond = editor.conditioning([editor.prompt(prompt)], tuple(pixels.shape[:2]))
         try:
             trajectory = ddim_trajectory(editor, z0, cond, sched, prediction_type, report, stop_event)
         except _Stopped:
             raise P2PError("inversion stopped by the stop event during the DDIM phase (no result)") from None
-        losses, iterations, stopped = [], [], False
+        losses, iterations, stopped, uncond_pooled = [], [], False, None
         if method == "ddim":
             uncond = None
         elif method == "negative-prompt":
-            embedding = cond.detach().float().cpu()
+            embedding = cond.hidden.detach().float().cpu()
             uncond = [embedding] * steps
+            if cond.added is not None:  # SDXL: the prompt's pooled text on the unconditional branch too
+                uncond_pooled = [cond.added["text_embeds"].detach().float().cpu()] * steps
         else:
-            empty = editor.encode([editor.prompt("")])
-            uncond, losses, iterations, stopped = null_text_optimisation(
+            empty = editor.conditioning([editor.prompt(prompt)], tuple(pixels.shape[:2]), uncond=True)
+            uncond, uncond_pooled, losses, iterations, stopped = null_text_optimisation(
                 editor, trajectory, cond, empty, sched, guidance, prediction_type,
                 inner_steps=opts["inner_steps"], lr=opts["lr"], early_stop=opts["early_stop"],
                 early_stop_growth=opts["early_stop_growth"], callback=report, stop_event=stop_event)
             uncond = [e.float().cpu() for e in uncond]
+            if uncond_pooled is not None:
+                uncond_pooled = [e.float().cpu() for e in uncond_pooled]
     finally:
         if bar is not None:
             bar.close()
@@ -582,7 +608,7 @@ def invert(editor, image, prompt, method: str = "null-text", *, steps: int = 50,
         method=method, prompt=prompt, steps=steps, guidance=guidance,
         latents=torch.cat(trajectory).float().cpu(), uncond_embeddings=uncond, timesteps=timesteps,
         image=pixels, model=mid, prediction_type=prediction_type, options=options, losses=losses,
-        iterations=iterations, seconds=time.perf_counter() - t0, stopped=stopped,
+        iterations=iterations, seconds=time.perf_counter() - t0, stopped=stopped, uncond_pooled=uncond_pooled,
     )
     if cache and not stopped:
         store[key] = result

@@ -20,19 +20,29 @@ SD_DEFAULTS = SamplingDefaults(steps=50, guidance=7.5)  # the reference's Stable
 
 
 def load_pipeline(model: str = "pocket", device: str | None = None, dtype=None):
-    """``"pocket"`` (embedded, offline) or a diffusers folder / hub id of an SD 1.x / 2.x checkpoint."""
+    """``"pocket"`` (embedded, offline) or a diffusers folder / hub id of an SD 1.x / 2.x or SDXL checkpoint."""
     if model == "pocket":
         from .pocket.model import load_pocket
 
         return load_pocket(device=device, dtype=dtype)
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from .errors import P2PError
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
-    pipe = StableDiffusionPipeline.from_pretrained(
-        model, torch_dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False
-    )
+    # the class comes from model_index.json, read as data: only these two classes are ever built
+    class_name = DiffusionPipeline.load_config(model).get("_class_name", "")
+    if class_name == "StableDiffusionXLPipeline":
+        pipe = StableDiffusionXLPipeline.from_pretrained(model, torch_dtype=dtype, use_safetensors=True)
+    elif class_name == "StableDiffusionPipeline":
+        pipe = StableDiffusionPipeline.from_pretrained(
+            model, torch_dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False
+        )
+    else:
+        raise P2PError(f"{model} is a {class_name or 'pipeline of unknown class'}: p2p_widgets loads "
+                       "StableDiffusionPipeline (SD 1.x / 2.x) and StableDiffusionXLPipeline checkpoints")
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

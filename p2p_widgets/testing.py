@@ -49,3 +49,61 @@ def tiny_pipeline(seed: int = 0, prediction_type: str = "epsilon"):
     """A fresh tiny pipeline (fp32, CPU) whose weights depend only on ``seed``."""
     vae, text_encoder, unet = build_components(TINY_VAE, TINY_TEXT, TINY_UNET, seed=seed)
     return assemble_pipeline(vae, text_encoder, unet, scheduler_config={**SCHEDULER_CONFIG, "prediction_type": prediction_type})
+
+
+def latent_blind(pipe):
+    """Make ``pipe``'s UNet see zeros instead of the latent (its prediction then depends only on the
+    timestep and the text), so the DDIM update is exactly invertible: for inversion tests."""
+    import torch
+
+    def hook(module, args, kwargs):
+        if args:
+            return (torch.zeros_like(args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "sample": torch.zeros_like(kwargs["sample"])}
+
+    pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
+    return pipe
+
+
+# SDXL's layout, scaled down the same way: two text encoders (the second with a projection for the
+# pooled text), token states concatenated (32 + 32), a UNet with text_time added conditioning and
+# attention only in its lower blocks (2 transformer layers at 8x8, like SDXL's deeper stacks).
+TINY_XL_UNET = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(16, 32),
+    layers_per_block=1,
+    transformer_layers_per_block=(1, 2),
+    attention_head_dim=(2, 4),
+    use_linear_projection=True,
+    cross_attention_dim=64,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=6 * 8 + 32,
+    norm_num_groups=8,
+)
+
+
+def tiny_xl_pipeline(seed: int = 0, force_zeros_for_empty_prompt: bool = True):
+    """A fresh tiny ``StableDiffusionXLPipeline`` (fp32, CPU, DDIM) whose weights depend only on ``seed``."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from .tokenizer import load_tokenizer
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**TINY_VAE)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**TINY_TEXT, projection_dim=32))
+    unet = UNet2DConditionModel(**TINY_XL_UNET)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=load_tokenizer(),
+        tokenizer_2=load_tokenizer(pad_token="!"), unet=unet, scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
+        force_zeros_for_empty_prompt=force_zeros_for_empty_prompt, add_watermarker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -18,20 +18,11 @@ from p2p_widgets import inversion as inv_mod
 from p2p_widgets.editor import Editor
 from p2p_widgets.errors import P2PError
 from p2p_widgets.inversion import Inversion, InversionStep, invert, load_image
+from p2p_widgets.testing import latent_blind as _latent_blind
 from p2p_widgets.testing import tiny_pipeline
 
 PROMPT = "a red circle on a gray background"
 STEPS = 4
-
-
-def _latent_blind(pipe):
-    def hook(module, args, kwargs):
-        if args:
-            return (torch.zeros_like(args[0]), *args[1:]), kwargs
-        return args, {**kwargs, "sample": torch.zeros_like(kwargs["sample"])}
-
-    pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
-    return pipe
 
 
 @pytest.fixture(scope="module", params=["epsilon", "v_prediction"])
