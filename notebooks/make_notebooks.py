@@ -246,8 +246,10 @@ float((check.latents - ramp.latents).abs().max())""",
 ])
 
 NOTEBOOKS["07_real_checkpoints"] = (1, [
-    "# Real checkpoints: Stable Diffusion 1.5 / 2.1\n\nThe same workflow runs on any SD 1.x / 2.x checkpoint "
-    "diffusers loads (weights through safetensors only). On a GPU use 50 steps and guidance 7.5.",
+    "# Real checkpoints: Stable Diffusion 1.5 / 2.1 / SDXL\n\nThe same workflow runs on any SD 1.x / 2.x or "
+    "SDXL base checkpoint diffusers loads (weights through safetensors only). On a GPU use 50 steps and "
+    "guidance 7.5; for SDXL (e.g. `stabilityai/stable-diffusion-xl-base-1.0`) use 1024 px, where its "
+    "attention grids are 32x32 and 64x64 (it has no attention at the finest level).",
     """import torch
 import p2p_widgets as p2p
 from p2p_widgets import plots
