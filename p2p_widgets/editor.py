@@ -189,13 +189,14 @@ class Editor:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """(B, H, W, 3) uint8 images from latents."""
-        with self._vae_precision() as vae:
+        with self.safe_vae() as vae:
             images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
         return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
     @contextlib.contextmanager
-    def _vae_precision(self):
-        """The VAE, in fp32 for the duration when it is SDXL's fp16 VAE that asks for it (it overflows)."""
+    def safe_vae(self):
+        """Context giving the VAE, in fp32 for the duration when it is SDXL's fp16 VAE, which overflows
+        in fp16 (its config says ``force_upcast``), as diffusers' SDXL pipeline does."""
         vae = self.vae
         upcast = self.is_xl and vae.dtype == torch.float16 and vae.config.get("force_upcast", False)
         if upcast:

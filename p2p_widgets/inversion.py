@@ -392,9 +392,9 @@ def model_id(editor) -> str:
 def encode_image(editor, pixels: np.ndarray) -> torch.Tensor:
     """(1, C, h, w) latents of an (H, W, 3) uint8 image: VAE posterior mean times the scaling factor."""
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
-    vae = editor.vae
-    posterior = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
-    return posterior.mean * vae.config.scaling_factor
+    with editor.safe_vae() as vae:
+        posterior = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
+        return (posterior.mean * vae.config.scaling_factor).to(editor.dtype)
 
 
 def _model_output(editor, latents, t, conditioning):

@@ -34,17 +34,25 @@ def load_pipeline(model: str = "pocket", device: str | None = None, dtype=None):
     dtype = dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
     # the class comes from model_index.json, read as data: only these two classes are ever built
     class_name = DiffusionPipeline.load_config(model).get("_class_name", "")
+    options = {_dtype_keyword(): dtype, "use_safetensors": True}
     if class_name == "StableDiffusionXLPipeline":
-        pipe = StableDiffusionXLPipeline.from_pretrained(model, torch_dtype=dtype, use_safetensors=True)
+        pipe = StableDiffusionXLPipeline.from_pretrained(model, **options)
     elif class_name == "StableDiffusionPipeline":
         pipe = StableDiffusionPipeline.from_pretrained(
-            model, torch_dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False
+            model, safety_checker=None, requires_safety_checker=False, **options
         )
     else:
         raise P2PError(f"{model} is a {class_name or 'pipeline of unknown class'}: p2p_widgets loads "
                        "StableDiffusionPipeline (SD 1.x / 2.x) and StableDiffusionXLPipeline checkpoints")
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _dtype_keyword() -> str:
+    """diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns); older releases know only the old."""
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
 
 def defaults_for(model: str) -> SamplingDefaults:

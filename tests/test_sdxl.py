@@ -156,3 +156,14 @@ def test_load_pipeline_refuses_other_pipeline_classes(tmp_path):
     (tmp_path / "model_index.json").write_text('{"_class_name": "KandinskyPipeline"}')
     with pytest.raises(P2PError, match="KandinskyPipeline"):
         load_pipeline(str(tmp_path), device="cpu")
+
+
+def test_fp16_sdxl_vae_decodes_in_fp32_and_stays_fp16():
+    """SDXL's VAE overflows in fp16; like diffusers' pipeline the editor upcasts it for the call."""
+    pipe = tiny_xl_pipeline(seed=1)
+    pipe.vae.to(torch.float16)
+    seen = []
+    pipe.vae.decoder.register_forward_pre_hook(lambda module, args: seen.append(module.conv_in.weight.dtype))
+    editor = Editor(pipe)
+    images = editor.decode(torch.zeros(1, 4, 16, 16))
+    assert seen == [torch.float32] and pipe.vae.dtype == torch.float16 and images.dtype == np.uint8
