@@ -1,6 +1,6 @@
 """Benchmarks: ``python -m p2p_widgets.bench engine|stream|invert``.
 
-``engine [--model tiny|sdgeom|sd15|pocket] [--steps N]``: see below; ``stream``: the playback
+``engine [--model tiny|tinyxl|sdgeom|sd15|sdxl|pocket] [--steps N]``: see below; ``stream``: the playback
 widget's overhead (bench_stream.py); ``invert``: image inversion methods (bench_invert.py).
 
 ``engine`` times, on one model and the same batch (a source and one edit, guidance in the batch):
@@ -38,22 +38,38 @@ SDGEOM_VAE = dict(block_out_channels=(16, 32, 32, 32), layers_per_block=1, laten
 SDGEOM_TEXT = dict(vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                    num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
                    pad_token_id=49407)
-SIZES = {"tiny": 64, "sdgeom": 256, "sd15": 512, "pocket": 32}
+# SDXL base's architecture (UNet 2.6 B parameters, CLIP-L + OpenCLIP-bigG text encoders), for GPUs
+SDXL_UNET = dict(sample_size=128, cross_attention_dim=2048, attention_head_dim=(5, 10, 20), layers_per_block=2,
+                 block_out_channels=(320, 640, 1280), transformer_layers_per_block=(1, 2, 10),
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                 use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+                 projection_class_embeddings_input_dim=2816)
+SDXL_VAE = {**SD15_VAE, "scaling_factor": 0.13025}
+SDXL_TEXT2 = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+                  num_attention_heads=20, max_position_embeddings=77, hidden_act="gelu", projection_dim=1280,
+                  bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+SIZES = {"tiny": 64, "tinyxl": 64, "sdgeom": 256, "sd15": 512, "sdxl": 1024, "pocket": 32}
 
 
 def build_model(name: str, device: str, dtype):
+    import torch
+
     from .pocket.model import assemble_pipeline, build_components, load_pocket
-    from .testing import tiny_pipeline
+    from .testing import tiny_pipeline, tiny_xl_pipeline, xl_pipeline
 
     if name == "tiny":
         pipe = tiny_pipeline()
+    elif name == "tinyxl":
+        pipe = tiny_xl_pipeline()
     elif name == "pocket":
         pipe = load_pocket(device="cpu", dtype=None)
+    elif name == "sdxl":
+        with torch.device(device):  # random init on the target device: seconds instead of minutes on CPU
+            pipe = xl_pipeline(SDXL_VAE, SD15_TEXT, SDXL_TEXT2, SDXL_UNET)
     else:
-        import torch
-
         configs = (SDGEOM_VAE, SDGEOM_TEXT, SDGEOM_UNET) if name == "sdgeom" else (SD15_VAE, SD15_TEXT, SD15_UNET)
-        with torch.device(device):  # random init on the target device: seconds instead of a minute on CPU
+        with torch.device(device):
             pipe = assemble_pipeline(*build_components(*configs, seed=0))
     return pipe.to(device=device, dtype=dtype)
 

@@ -18,6 +18,11 @@ with a colour swap of the first object (Prompt-to-Prompt, the editor's default w
   ground-truth masks (what the inversion alone keeps);
 - ``reader_*``: the same reads on the input images themselves (the metric's own ceiling; ``_ok``:
   share at or above 0.85).
+
+``--model sd15`` (or another architecture of ``bench engine``, random weights, float32 as null-text
+needs) times each method on one image at the model's size instead (there is no ground truth to
+score): ``<method>_seconds``, and for null-text the optimiser iterations it ran (random weights
+rarely reach the early stop, so expect ``--inner-steps`` per step: an upper bound on real weights).
 """
 
 from __future__ import annotations
@@ -133,6 +138,28 @@ def _encode(editor, image):
     return encode_image(editor, image)
 
 
+def timing(model, steps=50, guidance=7.5, methods=METHODS, inner_steps=None, device=None, out=print):
+    """Seconds per inversion of one image on an architecture with random weights (``bench engine``'s)."""
+    from .bench import SIZES, build_model
+    from .editor import Editor
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    editor = Editor(build_model(model, device, torch.float32))
+    size = SIZES[model]
+    image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+    out(f"model: {model} ({size} px, fp32, random weights), device: {name}")
+    out(f"steps: {steps}")
+    out(f"guidance: {guidance}")
+    invert(editor, image, "a photo of a cat", "ddim", steps=2, guidance=guidance, cache=False)  # warm-up
+    for method in methods:
+        inv = invert(editor, image, "a photo of a cat", method, steps=steps, guidance=guidance, cache=False,
+                     inner_steps=inner_steps)
+        out(f"{method}_seconds: {inv.seconds:.2f}")
+        if method == "null-text":
+            out(f"{method}_optimiser_iterations: {sum(inv.iterations)}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m p2p_widgets.bench_invert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,6 +179,8 @@ def add_arguments(p):
     p.add_argument("--cross", type=float, default=0.8)
     p.add_argument("--self-attn", type=float, default=0.4)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--model", default="pocket",
+                   help="pocket (the scored benchmark) or an architecture of `bench engine` (timing only)")
 
 
 def run_from_args(args):
@@ -161,6 +190,12 @@ def run_from_args(args):
         raise SystemExit(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.model != "pocket":
+        from .bench import SIZES
+
+        if args.model not in SIZES:
+            raise SystemExit(f"unknown model {args.model!r}: choose from {', '.join(sorted(SIZES))}")
+        return timing(args.model, args.steps, args.guidance, methods, args.inner_steps, out=lambda s: print(s, flush=True))
     run(args.images, args.steps, args.guidance, methods, args.seed, args.patterns, args.inner_steps,
         args.cross, args.self_attn, out=lambda s: print(s, flush=True))
 

@@ -89,6 +89,13 @@ TINY_XL_UNET = dict(
 
 def tiny_xl_pipeline(seed: int = 0, force_zeros_for_empty_prompt: bool = True):
     """A fresh tiny ``StableDiffusionXLPipeline`` (fp32, CPU, DDIM) whose weights depend only on ``seed``."""
+    return xl_pipeline(TINY_VAE, TINY_TEXT, {**TINY_TEXT, "projection_dim": 32}, TINY_XL_UNET, seed,
+                       force_zeros_for_empty_prompt)
+
+
+def xl_pipeline(vae_config, text_config, text2_config, unet_config, seed: int = 0,
+                force_zeros_for_empty_prompt: bool = True):
+    """A ``StableDiffusionXLPipeline`` with seeded random weights from configs (DDIM, offline tokenizers)."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -96,14 +103,12 @@ def tiny_xl_pipeline(seed: int = 0, force_zeros_for_empty_prompt: bool = True):
     from .tokenizer import load_tokenizer
 
     torch.manual_seed(seed)
-    vae = AutoencoderKL(**TINY_VAE)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**TINY_TEXT, projection_dim=32))
-    unet = UNet2DConditionModel(**TINY_XL_UNET)
     pipe = StableDiffusionXLPipeline(
-        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=load_tokenizer(),
-        tokenizer_2=load_tokenizer(pad_token="!"), unet=unet, scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
-        force_zeros_for_empty_prompt=force_zeros_for_empty_prompt, add_watermarker=False,
+        vae=AutoencoderKL(**vae_config), text_encoder=CLIPTextModel(CLIPTextConfig(**text_config)),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text2_config)), tokenizer=load_tokenizer(),
+        tokenizer_2=load_tokenizer(pad_token="!"), unet=UNet2DConditionModel(**unet_config),
+        scheduler=DDIMScheduler(**SCHEDULER_CONFIG), force_zeros_for_empty_prompt=force_zeros_for_empty_prompt,
+        add_watermarker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
