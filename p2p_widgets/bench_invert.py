@@ -10,14 +10,17 @@ with a colour swap of the first object (Prompt-to-Prompt, the editor's default w
 - ``<method>_psnr`` and ``<method>_gap_to_vae_db``: reconstruction PSNR against the input
   image (mean over images of the per-image PSNR) and its distance to ``vae_psnr``;
 - ``<method>_seconds``: mean seconds per inversion; ``<method>_edit_seconds``: per edit;
-- ``<method>_swap_target``: share of edits whose first object reads as the target colour;
+- ``<method>_swap_target``: share of edits whose first object reads as the target colour
+  (``swap``: P2P with ``--cross``/``--self-attn``; ``local_swap``: the recommended real-image
+  colour edit, see :func:`local_swap_options`);
 - ``<method>_swap_iou_untouched``: mean IoU of the other object's mask (read back from the
   edit) with its ground-truth mask, and ``..._ok`` the share at or above 0.85; the same for the
   edited object (``..._iou_edited``: its shape should stay);
 - ``<method>_recon_iou``: mean IoU of both objects read from the reconstruction with their
   ground-truth masks (what the inversion alone keeps);
 - ``reader_*``: the same reads on the input images themselves (the metric's own ceiling; ``_ok``:
-  share at or above 0.85).
+  share at or above 0.85) and on the VAE's reconstructions (``_on_vae``: the ceiling of any edit
+  decoded through this VAE).
 
 ``--model sd15`` (or another architecture of ``bench engine``, random weights, float32 as null-text
 needs) times each method on one image at the model's size instead (there is no ground truth to
@@ -38,6 +41,7 @@ from .eval import POCKET_GUIDANCE
 from .inversion import METHODS, invert
 from .pocket.metrics import SceneReader, iou, match_objects, psnr
 from .pocket.scenes import BACKGROUNDS, COLORS, caption_of, sample_scene
+from .rules import LocalBlend
 
 IOU_OK = 0.85
 
@@ -64,14 +68,21 @@ def _caption(scene):
     return caption_of(scene.objects, scene.relation, scene.background, scene.pattern)
 
 
-def _read_scores(reader, scene, target, image, rows):
+def _read_scores(reader, scene, target, image, rows, prefix="swap"):
     _, objs = reader.read(np.asarray(image), target.background, target.pattern)
     match = match_objects(target, objs)
-    rows.setdefault("swap_target", []).append(match[0] is not None and match[0].color == target.objects[0].color)
+    rows.setdefault(f"{prefix}_target", []).append(match[0] is not None and match[0].color == target.objects[0].color)
     for k, name in ((1, "untouched"), (0, "edited")):
         value = iou(match[k].mask, scene.masks[k]) if match[k] is not None else 0.0
-        rows.setdefault(f"swap_iou_{name}", []).append(value)
-        rows.setdefault(f"swap_iou_{name}_ok", []).append(value >= IOU_OK)
+        rows.setdefault(f"{prefix}_iou_{name}", []).append(value)
+        rows.setdefault(f"{prefix}_iou_{name}_ok", []).append(value >= IOU_OK)
+
+
+def local_swap_options(scene, target, cross=0.8):
+    """The recommended colour edit of a real image: self-attention kept through the run (the layout
+    is the photo's), LocalBlend on the edited object's words so nothing else is regenerated."""
+    a, b = scene.objects[0], target.objects[0]
+    return dict(cross=cross, self_attn=1.0, blend=LocalBlend([[a.color, a.shape], [b.color, b.shape]], threshold=0.5))
 
 
 def run(n_images=16, steps=25, guidance=POCKET_GUIDANCE, methods=METHODS, seed=2024, p_pattern=0.0,
@@ -87,12 +98,15 @@ def run(n_images=16, steps=25, guidance=POCKET_GUIDANCE, methods=METHODS, seed=2
     out(f"images: {n_images}")
     out(f"steps: {steps}")
     out(f"guidance: {guidance}")
-    out(f"edit: colour swap of the first object, cross {cross}, self {self_attn}")
-    vae, gt_rows = [], {}
+    out(f"edit swap: colour swap of the first object, cross {cross}, self {self_attn}")
+    out(f"edit local_swap: the same swap, cross {cross}, self 1.0, LocalBlend on the object's words (threshold 0.5)")
+    vae, gt_rows, vae_rows = [], {}, {}
     rows = {m: {"psnr": [], "seconds": [], "edit_seconds": []} for m in methods}
     for i, (scene, target) in enumerate(pairs):
         image = scene.image
-        vae.append(psnr(image, editor.decode(_encode(editor, image))[0]))
+        vae_image = editor.decode(_encode(editor, image))[0]
+        vae.append(psnr(image, vae_image))
+        _read_scores(reader, scene, scene, vae_image, vae_rows)
         # the reader on the input itself, scored as if it were the edit (colours of the source, so
         # only the IoU lines are meaningful there)
         _read_scores(reader, scene, scene, image, gt_rows)
@@ -110,6 +124,8 @@ def run(n_images=16, steps=25, guidance=POCKET_GUIDANCE, methods=METHODS, seed=2
             edit = inv.edit(editor, _caption(target), cross=cross, self_attn=self_attn)
             r["edit_seconds"].append(time.perf_counter() - t0)
             _read_scores(reader, scene, target, edit.images[1], r)
+            local = inv.edit(editor, _caption(target), **local_swap_options(scene, target, cross))
+            _read_scores(reader, scene, target, local.images[1], r, prefix="local_swap")
         out(f"# image {i + 1}/{n_images} done ({time.time() - t_start:.0f} s): "
             + ", ".join(f"{m} {rows[m]['psnr'][-1]:.1f} dB" for m in methods) + f", vae {vae[-1]:.1f} dB")
     vae_psnr = float(np.mean(vae))
@@ -117,6 +133,8 @@ def run(n_images=16, steps=25, guidance=POCKET_GUIDANCE, methods=METHODS, seed=2
     for k in ("untouched", "edited"):
         out(f"reader_iou_{k}_on_input: {np.mean(gt_rows[f'swap_iou_{k}']):.3f}")
         out(f"reader_iou_{k}_on_input_ok: {np.mean(gt_rows[f'swap_iou_{k}_ok']):.3f}")
+        out(f"reader_iou_{k}_on_vae: {np.mean(vae_rows[f'swap_iou_{k}']):.3f}")
+        out(f"reader_iou_{k}_on_vae_ok: {np.mean(vae_rows[f'swap_iou_{k}_ok']):.3f}")
     for method in methods:
         r = rows[method]
         out(f"{method}_psnr: {np.mean(r['psnr']):.2f}")
@@ -124,9 +142,9 @@ def run(n_images=16, steps=25, guidance=POCKET_GUIDANCE, methods=METHODS, seed=2
         out(f"{method}_recon_iou: {np.mean(r['recon_iou']):.3f}")
         out(f"{method}_seconds: {np.mean(r['seconds']):.2f}")
         out(f"{method}_edit_seconds: {np.mean(r['edit_seconds']):.2f}")
-        for k in ("swap_target", "swap_iou_untouched", "swap_iou_untouched_ok", "swap_iou_edited",
-                  "swap_iou_edited_ok"):
-            out(f"{method}_{k}: {np.mean(r[k]):.3f}")
+        for edit in ("swap", "local_swap"):
+            for k in ("target", "iou_untouched", "iou_untouched_ok", "iou_edited", "iou_edited_ok"):
+                out(f"{method}_{edit}_{k}: {np.mean(r[f'{edit}_{k}']):.3f}")
     out(f"total_seconds: {time.time() - t_start:.0f}")
     return rows
 

@@ -180,8 +180,8 @@ class LocalBlend:
 
     ``words``: one word or a list of words per prompt, source first (``[src_words, edit1_words, ...]``),
     or a single list used for every prompt where it is found. The mask is the union over the source
-    and the edit of the accumulated cross-attention of the words, 3x3 max-pooled, upsampled to the
-    latent, max-normalised and thresholded; ``subtract`` words (per prompt) are removed from it.
+    and the edit of the accumulated cross-attention of the words, upsampled to the latent, max-pooled
+    over 1/16 of its side (the reference's 3x3 pool at 16x16), max-normalised and thresholded; ``subtract`` words (per prompt) are removed from it.
     ``resolution``: attention grid side used for the mask (default: latent side / 4, the reference's
     16x16 at 64x64 latents, or the nearest grid of models without one). Applied from ``start``
     (fraction or step) on.
@@ -220,9 +220,13 @@ class LocalBlend:
     def mask(self, maps: torch.Tensor, token_weights: torch.Tensor, latent_hw, pool: bool = True) -> torch.Tensor:
         """Boolean masks (B, 1, h, w) from summed maps (B, gh, gw, L) and token weights (B, L)."""
         m = (maps * token_weights[:, None, None, :].to(maps)).sum(-1)[:, None]
-        if pool:
-            m = torch.nn.functional.max_pool2d(m, 3, stride=1, padding=1)
         m = torch.nn.functional.interpolate(m, size=tuple(latent_hw), mode="nearest")
+        if pool:
+            # grow by 1/16 of the latent side: the reference's 3x3 pool on its 16x16 grid at 64x64
+            # latents, exactly, and the same share of the image on any grid and model size (a 3x3
+            # pool on a coarser grid would grow the mask over neighbouring objects)
+            r = max(1, round(max(latent_hw) / 16))
+            m = torch.nn.functional.max_pool2d(m, 2 * r + 1, stride=1, padding=r)
         peak = m.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]
         return (m / peak) > self.threshold
 

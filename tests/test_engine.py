@@ -118,8 +118,23 @@ def test_local_blend_mask_pools_upsamples_and_thresholds():
     weights[:, 3] = 1.0
     mask = blend.mask(maps, weights, (8, 8))
     assert mask.shape == (2, 1, 8, 8)
-    assert mask[0, 0, :4, :4].all() and not mask[0, 0, 4:, :].any()  # 3x3 pooled, nearest-upsampled
-    assert mask[1, 0, 4:, 4:].all() and not mask[1, 0, :4, :].any()
+    # nearest-upsampled (each cell is 2x2 latent pixels), then grown by max(1, 8 / 16) = 1 pixel
+    assert mask[0, 0, :3, :3].all() and not mask[0, 0, 3:, :].any() and not mask[0, 0, :, 3:].any()
+    assert mask[1, 0, 5:, 5:].all() and not mask[1, 0, :5, :].any()
+
+
+def test_local_blend_pool_is_the_references_at_its_resolution():
+    """At 64x64 latents from a 16x16 grid the growth equals the reference's 3x3 pool then upsample."""
+    torch.manual_seed(0)
+    maps = torch.rand(1, 16, 16, 77) ** 8  # peaky maps: thresholds cut through pooled regions
+    weights = torch.zeros(1, 77)
+    weights[0, 4] = 1.0
+    blend = LocalBlend(["circle"], threshold=0.3)
+    ours = blend.mask(maps, weights, (64, 64))
+    m = maps[..., 4][:, None]
+    m = torch.nn.functional.interpolate(torch.nn.functional.max_pool2d(m, 3, 1, 1), size=(64, 64))
+    reference = m / m.amax() > 0.3
+    assert torch.equal(ours, reference) and 0 < reference.float().mean() < 1
 
 
 def test_local_blend_keeps_the_outside(editor):
