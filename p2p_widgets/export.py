@@ -9,8 +9,10 @@ The JSON holds everything :meth:`Editor.edit` needs to repeat the run: prompts (
 seed, steps, guidance, image size, attention path (``mode``), and per edited prompt its rule
 with the mapper matrix M as (source position, target position, weight) links, the alpha schedule
 as integer windows over the UNet evaluations, reweighting values, plus LocalBlend settings.
-Runs started from custom latents or inverted embeddings cannot be exported this way (their
-start is not a seed).
+An edit of a real image records its inversion (``"inversion"``: method, prompt, steps, image
+hash, ...) and reruns only with that inversion: ``save_edit(result, "edit.json", inversion)``
+writes the JSON and the inversion beside it (``edit.inversion.json`` + ``.safetensors``), and
+``load_edit(editor, "edit.json")`` reruns it. Other runs from custom latents cannot be exported.
 
 Everything read from JSON is validated; a malformed document raises
 :class:`~p2p_widgets.errors.P2PError` naming the field.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from .errors import P2PError
@@ -90,9 +93,10 @@ def validate_spec(spec: Any) -> dict:
         raise P2PError("'prompts' must be a non-empty list of strings (source first)")
     if not prompts[0].strip():
         raise P2PError("the source prompt is empty")
-    if spec.get("start", "seed") != "seed":
-        raise P2PError("this edit started from given latents (an inversion), not from its seed: "
-                       "a rerun from the JSON would give a different image; save the inversion with it")
+    start = spec.get("start", "seed")
+    if start != "seed" and not (start == "latents" and isinstance(spec.get("inversion"), dict)):
+        raise P2PError("this edit started from given latents, not from its seed or an inversion: "
+                       "a rerun from the JSON would give a different image")
     if not _is_int(spec.get("seed")) or not 0 <= spec["seed"] < 2**63:
         raise P2PError(f"'seed' must be an integer in [0, 2**63), got {spec.get('seed')!r}")
     if not _is_int(spec.get("steps")) or not 1 <= spec["steps"] <= 1000:
@@ -179,22 +183,77 @@ def rules_from_spec(editor, spec: dict):
     return prompts, rules, blend
 
 
-def edit_kwargs_from_spec(editor, spec: dict) -> dict:
-    """Arguments for ``editor.edit(**kwargs)`` that repeat the exported run."""
+def check_inversion(spec: dict, inversion) -> None:
+    """Raise a :class:`P2PError` unless ``inversion`` is the one the spec's edit started from."""
+    want = spec.get("inversion")
+    if want is None:
+        raise P2PError("this edit started from a seed, not from an inversion")
+    have = inversion.describe()
+    for key in ("image_sha256", "method", "prompt", "steps", "guidance", "timesteps", "options"):
+        if want.get(key) != have.get(key):
+            raise P2PError(f"the inversion's {key} is {have.get(key)!r} but the edit was made from one with "
+                           f"{want.get(key)!r}")
+
+
+def edit_kwargs_from_spec(editor, spec: dict, inversion=None) -> dict:
+    """Arguments for ``editor.edit(**kwargs)`` that repeat the exported run (``inversion``: the
+    :class:`~p2p_widgets.inversion.Inversion` an edit of a real image started from)."""
     prompts, rules, blend = rules_from_spec(editor, spec)
     kwargs = dict(source=prompts[0], targets=prompts[1:], seed=spec["seed"], steps=spec["steps"],
                   guidance=float(spec["guidance"]), rules=rules, blend=blend, mode=spec.get("mode", "fast"))
+    if spec.get("start", "seed") != "seed":
+        if inversion is None:
+            raise P2PError("this edit started from an inverted image: pass its inversion (see load_edit)")
+        check_inversion(spec, inversion)
+        kwargs["inversion"] = inversion
+    elif inversion is not None:
+        raise P2PError("this edit started from a seed, not from an inversion")
     if spec.get("size"):
         kwargs["height"], kwargs["width"] = spec["size"]
     return kwargs
 
 
-def edit_from_spec(editor, spec: dict | str, **overrides):
-    """Re-run an exported edit (a spec dict or its JSON text) on ``editor``; ``overrides`` go to
-    :meth:`Editor.edit` (e.g. ``callback``, ``baseline``, ``stop_event``)."""
+def edit_from_spec(editor, spec: dict | str, inversion=None, **overrides):
+    """Re-run an exported edit (a spec dict or its JSON text) on ``editor``; ``inversion`` for an
+    edit of a real image; ``overrides`` go to :meth:`Editor.edit` (e.g. ``callback``, ``baseline``)."""
     if isinstance(spec, (str, bytes, bytearray)):
         spec = spec_from_json(spec)
-    kwargs = edit_kwargs_from_spec(editor, spec)
+    kwargs = edit_kwargs_from_spec(editor, spec, inversion)
     kwargs.update(overrides)
     source, targets = kwargs.pop("source"), kwargs.pop("targets")
     return editor.edit(source, targets, **kwargs)
+
+
+def _inversion_prefix(path: Path) -> Path:
+    return path.with_name(path.stem + ".inversion")
+
+
+def save_edit(result, path, inversion=None) -> list[Path]:
+    """Write an edit's JSON to ``path``; an edit of a real image needs its ``inversion``, written
+    beside it (``<stem>.inversion.json`` and ``.safetensors``). Returns the files written."""
+    path = Path(path)
+    spec = spec_to_dict(result)
+    if spec.get("start", "seed") != "seed":
+        if inversion is None:
+            raise P2PError("this edit started from an inverted image: pass its inversion to save it beside the JSON")
+        check_inversion(spec, inversion)
+    elif inversion is not None:
+        raise P2PError("this edit started from a seed, not from an inversion")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = list(inversion.save(_inversion_prefix(path))) if inversion is not None else []
+    path.write_text(spec_to_json(spec))
+    return [path, *written]
+
+
+def load_edit(editor, path, **overrides):
+    """Re-run an edit written by :func:`save_edit` (with its inversion, when it has one)."""
+    path = Path(path)
+    if not path.exists():
+        raise P2PError(f"no edit file at {path}")
+    spec = spec_from_json(path.read_text())
+    inversion = None
+    if spec.get("start", "seed") != "seed":
+        from .inversion import Inversion
+
+        inversion = Inversion.load(_inversion_prefix(path))
+    return edit_from_spec(editor, spec, inversion, **overrides)

@@ -75,6 +75,7 @@ def _spec(reweighted, **changes):
         ({"rules": [{"rule": "MyRule"}]}, "can be rebuilt"),
         ({"blend": {"words": ["cat"], "threshold": 2}}, "threshold"),
         ({"size": [64]}, "size"),
+        ({"start": "latents"}, "not from its seed or an inversion"),
     ],
 )
 def test_malformed_specs_are_rejected_with_the_field_named(reweighted, changes, message):

@@ -331,3 +331,27 @@ def test_load_names_missing_or_broken_files(blind_eps, image, tmp_path):
     (tmp_path / "y.json").write_text("{not json")
     with pytest.raises(P2PError, match="is not valid JSON"):
         Inversion.load(tmp_path / "y")
+
+
+def test_an_edit_of_an_inverted_image_saves_and_reruns_with_its_inversion(blind_eps, image, tmp_path):
+    from p2p_widgets.export import edit_from_spec, load_edit, save_edit, spec_to_dict
+
+    inv = invert(blind_eps, image, PROMPT, "negative-prompt", steps=STEPS, guidance=5.0, cache=False)
+    target = "a blue circle on a gray background"
+    result = inv.edit(blind_eps, target, reweight={"blue": 2.0})
+    with pytest.raises(P2PError, match="pass its inversion"):
+        save_edit(result, tmp_path / "edit.json")
+    files = save_edit(result, tmp_path / "edit.json", inv)
+    assert sorted(f.name for f in files) == ["edit.inversion.json", "edit.inversion.safetensors", "edit.json"]
+    again = load_edit(blind_eps, tmp_path / "edit.json")
+    assert torch.equal(again.latents, result.latents)
+    # the JSON alone does not rerun, nor with another image's inversion
+    spec = spec_to_dict(result)
+    with pytest.raises(P2PError, match="pass its inversion"):
+        edit_from_spec(blind_eps, spec)
+    other = invert(blind_eps, 255 - image, PROMPT, "negative-prompt", steps=STEPS, guidance=5.0, cache=False)
+    with pytest.raises(P2PError, match="image_sha256"):
+        edit_from_spec(blind_eps, spec, other)
+    seeded = blind_eps.edit(PROMPT, target, steps=STEPS)
+    with pytest.raises(P2PError, match="started from a seed"):
+        save_edit(seeded, tmp_path / "seeded.json", inv)

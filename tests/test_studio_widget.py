@@ -276,3 +276,87 @@ def test_default_studio_uses_the_pocket_model():
     result = s.run(background=False)
     assert result.images[1].size == (32, 32) and p.status == "done"
     assert s.player.grids == [[16, 16], [8, 8]]
+
+
+# -- real images ------------------------------------------------------------------------------------
+
+def _png_bytes(side=80, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    img = np.full((side, side, 3), 120, np.uint8)
+    img[20:50, 25:60] = (220, 40, 40)
+    img = np.clip(img.astype(int) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_an_uploaded_image_is_inverted_and_edited(studio):
+    from p2p_widgets.inversion import clear_cache
+
+    clear_cache(studio.editor)
+    studio.panel.invert_method = "negative-prompt"
+    studio.panel._handle_custom_msg({"type": "image", "name": "photo.png"}, [memoryview(_png_bytes())])
+    p = studio.panel
+    assert p.error == "" and p.input_name == "photo.png"
+    assert decode_image(p.input_image).shape == (64, 64, 3)  # centre-cropped and resized to the model
+    phases, progress = [], []
+    p.observe(lambda c: phases.append(c["new"]), names=["phase"])
+    p.observe(lambda c: progress.append(list(c["new"])), names=["progress"])
+    p.baseline = True
+    studio.run()
+    result = studio.wait(60)
+    assert phases == ["inverting (negative-prompt)", "sampling", ""]
+    assert [4, 4] in progress[:5]  # the inversion's own progress came first
+    assert [im["label"] for im in p.images] == ["input image", "reconstruction", "edit", "without P2P (same noise)"]
+    assert np.array_equal(decode_image(p.images[0]["png"]), studio.image)
+    spec = json.loads(p.spec_json)
+    assert spec["start"] == "latents" and spec["inversion"]["method"] == "negative-prompt"
+
+    # the same edit again: the inversion is cached, the result identical
+    studio.run(background=False)
+    assert torch.equal(studio.result.latents, result.latents)
+
+    # the JSON reloads while that image is loaded; without it, it is refused with the reason
+    studio.load_json(p.spec_json)
+    assert p.error == "" and p.invert_method == "negative-prompt"
+    studio.panel._handle_custom_msg({"type": "clear_image"}, [])
+    assert studio.image is None and p.input_image == b""
+    with pytest.raises(P2PError, match="load that image"):
+        studio.load_json(spec)
+    studio.run(background=False)
+    assert [im["label"] for im in p.images] == ["source", "edit", "without P2P (same seed)"]
+
+
+def test_null_text_inversion_in_the_studio_stops_cleanly(studio):
+    studio.set_image(_png_bytes(64, seed=1), name="photo.png")
+    studio.panel.invert_method = "null-text"
+    studio.panel.steps = 6
+    reached = threading.Event()
+    studio.panel.observe(lambda c: reached.set() if c["new"][0] >= 8 else None, names=["progress"])
+    studio.run()
+    assert reached.wait(60)
+    studio.stop()
+    studio.wait(60)
+    assert studio.panel.status == "stopped" and studio.panel.phase == ""
+    assert studio.panel.images == []  # nothing was edited
+    studio.panel.invert_method = "ddim"
+    studio.run(background=False)
+    assert studio.panel.status == "done" and len(studio.panel.images) == 3
+
+
+@pytest.mark.parametrize("buffers,message", [
+    ([], "one buffer"),
+    ([b"not an image"], "not an image file"),
+    ([b""], "1 to"),
+])
+def test_bad_image_messages_set_error_and_keep_the_image(studio, buffers, message):
+    studio.set_image(_png_bytes(), name="first.png")
+    studio.panel._handle_custom_msg({"type": "image", "name": "x.png"}, [memoryview(b) for b in buffers])
+    assert message in studio.panel.error
+    assert studio.panel.input_name == "first.png" and studio.image is not None
+    studio.panel._handle_custom_msg({"type": "image", "name": 5}, [memoryview(_png_bytes())])
+    assert "'name'" in studio.panel.error
+    studio.panel.set_state({"input_image": b"x"})  # Python writes the image trait, not the page
+    assert "cannot be set there" in studio.panel.error

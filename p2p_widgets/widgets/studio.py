@@ -7,10 +7,12 @@
 >>> studio.run(background=False)          # sampler in this cell (frames still stream live)
 >>> studio.to_json()                      # the last edit as JSON; studio.load_json(text) reloads it
 >>> studio.save_images("out/")            # source.png, edit.png (and baseline.png)
+>>> studio.set_image("photo.png")         # edit a real image: the source prompt is its caption
+>>> studio.clear_image()                  # back to images from a seed
 >>> studio.player.to_gif("run.gif")       # the playback as an animated GIF
 
 Parts (each also usable alone): :class:`StudioPanel` (prompts, seed, steps, guidance, edit
-kind, reweight sliders, LocalBlend words, Run/Stop, results, export), the
+kind, reweight sliders, LocalBlend words, Run/Stop, results, export, a real image to edit), the
 :class:`~p2p_widgets.widgets.aligner.TokenAligner` (the mapper M), the
 :class:`~p2p_widgets.widgets.timeline.AlphaTimeline` (the alpha schedule) and the
 :class:`~p2p_widgets.widgets.player.AttentionPlayer` (live playback).
@@ -20,6 +22,12 @@ from the browser) reaches Python mid-run; with ``background=False`` the sampler 
 calling cell, frames still stream, but Stop only arrives after the cell ends. Interrupting the
 kernel does not stop a worker thread: use Stop or :meth:`Studio.stop`. Errors (bad prompts,
 words missing from a prompt, a failed run) show in the panel's banner and the Studio stays usable.
+
+A real image (dropped on the panel, chosen with its file button, or :meth:`Studio.set_image`) is
+inverted with the source prompt as its caption (``invert_method``, cached per image, prompt,
+method, steps and guidance) before the edit runs from the inversion instead of a seed; the
+results then show the input, its reconstruction (the source branch), the edit and, if asked,
+the edit without P2P from the same inverted noise.
 """
 
 from __future__ import annotations
@@ -48,8 +56,9 @@ MAX_WEIGHT = 10.0
 MAX_SEED = 2**53 - 1  # what a JavaScript number holds exactly
 _FRONTEND_KEYS = frozenset(
     {"source", "target", "seed", "steps", "guidance", "kind", "windows", "reweight", "blend_words",
-     "blend_threshold", "baseline"}
+     "blend_threshold", "baseline", "invert_method"}
 )
+MAX_IMAGE_BYTES = 25_000_000  # an uploaded image file (it is resized to the model's size)
 
 POCKET_SOURCE = "a big red circle left of a small blue square on a gray background"
 POCKET_TARGET = "a big red star left of a small blue square on a gray background"
@@ -104,6 +113,8 @@ class StudioPanel(P2PWidget):
     blend_words = traitlets.List(traitlets.Unicode(), help="LocalBlend words (empty: no LocalBlend).").tag(sync=True)
     blend_threshold = traitlets.Float(0.3, help="LocalBlend mask threshold in (0, 1).").tag(sync=True)
     baseline = traitlets.Bool(False, help="Also render the same seed without P2P.").tag(sync=True)
+    invert_method = traitlets.Enum(("null-text", "negative-prompt", "ddim"), default_value="null-text",
+                                   help="How a real image is inverted before editing.").tag(sync=True)
 
     # written by Python only
     source_words = traitlets.List(traitlets.Unicode(), help="Words of the source (computed).").tag(sync=True)
@@ -115,6 +126,9 @@ class StudioPanel(P2PWidget):
     images = traitlets.List(help="Results: [{'label', 'name', 'png': bytes}], source first.").tag(sync=True)
     spec_json = traitlets.Unicode("", help="The last run's edit as JSON (export).").tag(sync=True)
     model_name = traitlets.Unicode("", help="What the Studio samples with (display).").tag(sync=True)
+    input_image = traitlets.Bytes(b"", help="PNG of the real image to edit, at the model's size (empty: none).").tag(sync=True)
+    input_name = traitlets.Unicode("", help="File name of the real image (display).").tag(sync=True)
+    phase = traitlets.Unicode("", help="What a run is doing now: 'inverting' or 'sampling' (display).").tag(sync=True)
 
     def __init__(self, tokenizer=None, **kwargs: Any):
         if tokenizer is None:
@@ -300,6 +314,28 @@ class StudioPanel(P2PWidget):
         except P2PError as exc:
             raise MessageError(str(exc)) from None
 
+    @on_message("image")
+    def _on_image(self, content: dict, buffers: list) -> None:
+        name = content.get("name", "image")
+        if not isinstance(name, str) or len(name) > 500:
+            raise MessageError("'name' must be the image's file name")
+        if len(buffers) != 1:
+            raise MessageError("an image message carries the file's bytes as one buffer")
+        data = bytes(buffers[0])
+        if not data or len(data) > MAX_IMAGE_BYTES:
+            raise MessageError(f"{name}: an image file must hold 1 to {MAX_IMAGE_BYTES} bytes, got {len(data)}")
+        try:
+            self._studio().set_image(data, name=name)
+        except P2PError as exc:
+            raise MessageError(str(exc)) from None
+
+    @on_message("clear_image")
+    def _on_clear_image(self, content: dict, buffers: list) -> None:
+        try:
+            self._studio().clear_image()
+        except P2PError as exc:
+            raise MessageError(str(exc)) from None
+
     @on_message("export_gif")
     def _on_gif(self, content: dict, buffers: list) -> None:
         player = self._studio().player
@@ -384,6 +420,7 @@ class Studio(ipywidgets.VBox):
         self._stop_event: threading.Event | None = None
         self._run_error: BaseException | None = None
         self._pinned: dict | None = None
+        self._image: np.ndarray | None = None  # the real image to edit, prepared at the model's size
         self._lock = threading.Lock()
         super().__init__(children=self._children(), **kwargs)
         self.add_class("p2p-studio-box")
@@ -503,6 +540,45 @@ class Studio(ipywidgets.VBox):
         return dict(seed=p.seed, steps=p.steps, guidance=float(p.guidance), rules=[rule], blend=blend,
                     baseline=p.baseline)
 
+    # -- a real image ----------------------------------------------------------------------------------
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """The real image being edited, (H, W, 3) uint8 at the model's size; None: images from a seed."""
+        return self._image
+
+    def set_image(self, image, name: str = "image") -> None:
+        """Edit a real image (PIL image, array, file path, or an image file's bytes); the source prompt
+        is its caption. Centre-cropped and resized to the model's size."""
+        from PIL import Image, UnidentifiedImageError
+
+        from ..inversion import load_image
+
+        if self.running:
+            raise P2PError("cannot change the image while a run is in progress")
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            import io
+
+            try:
+                image = Image.open(io.BytesIO(bytes(image)))
+                image.load()
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+                raise P2PError(f"{name} is not an image file this Studio can read ({exc})") from None
+        pixels = load_image(image, self.editor.default_size, "center")
+        self._image = pixels
+        with self.panel.hold_sync():
+            self.panel.clear_error()
+            self.panel.input_image = encode_image(pixels)
+            self.panel.input_name = str(name)
+
+    def clear_image(self) -> None:
+        """Go back to generating images from the seed."""
+        if self.running:
+            raise P2PError("cannot change the image while a run is in progress")
+        self._image = None
+        with self.panel.hold_sync():
+            self.panel.input_image, self.panel.input_name = b"", ""
+
     # -- runs ----------------------------------------------------------------------------------------
 
     @property
@@ -524,6 +600,9 @@ class Studio(ipywidgets.VBox):
             try:
                 kwargs = self.edit_kwargs()
                 source, target = self.panel.prompt(self.panel.source), self.panel.prompt(self.panel.target)
+                if self._image is not None:  # what the inversion needs, read now: settings may change later
+                    kwargs["invert"] = dict(image=self._image, method=self.panel.invert_method,
+                                            steps=kwargs["steps"], guidance=kwargs["guidance"])
             except (P2PError, traitlets.TraitError) as exc:
                 self.panel.report_error(str(exc))
                 self.panel.status = "error"
@@ -553,31 +632,61 @@ class Studio(ipywidgets.VBox):
             panel.progress = [event.step + 1, event.n_evals]
 
         try:
+            invert = kwargs.pop("invert", None)
+            if invert is not None:
+                kwargs["inversion"] = self._invert(source, invert, stop_event)
+                if kwargs["inversion"] is None:  # stopped while inverting: nothing to edit yet
+                    with panel.hold_sync():
+                        panel.phase, panel.status = "", "stopped"
+                    return
+            panel.phase = "sampling"
             result = self.player.run(self.editor, source, [target], callback=progress, stop_event=stop_event, **kwargs)
-            images = self._result_images(result)
+            images = self._result_images(result, self._image if invert is not None else None)
             spec = spec_to_json(result)
         except BaseException as exc:  # shown in the widget; a thread has nowhere else to report
             self._run_error = exc
             _log.debug("Studio run failed", exc_info=True)
             with panel.hold_sync():
                 panel.report_error(f"run failed: {type(exc).__name__}: {exc}")
-                panel.status = "error"
+                panel.phase, panel.status = "", "error"
             return
         self.result = result
         with panel.hold_sync():
+            panel.phase = ""
             panel.images = images
             panel.spec_json = spec
             panel.status = "stopped" if result.stopped else "done"
 
+    def _invert(self, source, invert: dict, stop_event):
+        """The inversion of the Studio's image with the source prompt (cached), or None if stopped."""
+        panel = self.panel
+
+        def progress(event):  # both phases of null-text count: the DDIM pass, then the optimisation
+            done = event.step + 1 + (invert["steps"] if event.phase == "null-text" else 0)
+            panel.progress = [done, invert["steps"] * (2 if invert["method"] == "null-text" else 1)]
+
+        panel.phase = f"inverting ({invert['method']})"
+        try:
+            inversion = self.editor.invert(invert["image"], source.text, method=invert["method"], steps=invert["steps"],
+                                           guidance=invert["guidance"], callback=progress, stop_event=stop_event)
+        except P2PError:
+            if stop_event.is_set():
+                return None
+            raise
+        return None if inversion.stopped else inversion
+
     @staticmethod
-    def _result_images(result) -> list:
-        out = [
-            {"label": "source", "name": "source.png", "png": encode_image(np.asarray(result.images[0].convert("RGB")))},
+    def _result_images(result, image=None) -> list:
+        first = "source" if image is None else "reconstruction"
+        out = [] if image is None else [{"label": "input image", "name": "input.png", "png": encode_image(image)}]
+        out += [
+            {"label": first, "name": f"{first}.png", "png": encode_image(np.asarray(result.images[0].convert("RGB")))},
             {"label": "edit" + (" (stopped early)" if result.stopped else ""), "name": "edit.png",
              "png": encode_image(np.asarray(result.images[1].convert("RGB")))},
         ]
         if result.baseline:
-            out.append({"label": "without P2P (same seed)", "name": "baseline.png",
+            out.append({"label": "without P2P (same seed)" if image is None else "without P2P (same noise)",
+                        "name": "baseline.png",
                         "png": encode_image(np.asarray(result.baseline[1].convert("RGB")))})
         return out
 
@@ -626,6 +735,15 @@ class Studio(ipywidgets.VBox):
                            f"{self.editor.default_size}x{self.editor.default_size}")
         if spec.get("mode", "fast") != "fast":
             raise P2PError("the Studio runs the fast path; use edit_from_spec for mode 'explicit'")
+        inversion = spec.get("inversion")
+        if inversion is not None:
+            from ..inversion import _pixels_hash
+
+            if self._image is None or _pixels_hash(self._image) != inversion.get("image_sha256"):
+                raise P2PError("this edit is of a real image: load that image into the Studio first "
+                               "(its file button or set_image), then the JSON")
+            if inversion.get("method") not in ("null-text", "negative-prompt", "ddim"):
+                raise P2PError(f"unknown inversion method {inversion.get('method')!r}")
         from ..rules import LocalBlend  # noqa: F401  (validates the engine is importable)
         from ..schedule import AlphaSchedule
 
@@ -653,9 +771,13 @@ class Studio(ipywidgets.VBox):
             panel.blend_words = [words] if isinstance(words, str) else [w for w in words if isinstance(w, str)]
             if blend:
                 panel.blend_threshold = float(blend.get("threshold", 0.3))
+            if inversion is not None:
+                panel.invert_method = inversion["method"]
             d = schedule.to_dict()
             panel.windows = {"cross": d["cross"], "self_attn": d["self_attn"],
                              "words": [[w, *v] for w, v in d["words"].items()], "blend_start": d["blend_start"]}
+        if inversion is None and self._image is not None:
+            self.clear_image()  # the edit starts from its seed
         if self.aligner is not None:
             self.aligner.links = real
         if self.timeline is not None:
