@@ -98,6 +98,29 @@ export default () => ({
     settings.append(field(doc, "Seed", seed), field(doc, "Steps", steps), field(doc, "Guidance", guidance),
       field(doc, "Alignment", kind), baselineLabel);
 
+    // a real image to edit (optional): dropped here or chosen with the file button
+    const realBox = el(doc, "fieldset", "p2p-studio__real");
+    realBox.append(el(doc, "legend", "", "Real image (optional): drop a picture or choose a file; the source prompt is its caption"));
+    const imageInput = input(doc, "file", "p2p-studio__image-file", { accept: "image/*", "aria-label": "image to edit" });
+    const preview = el(doc, "img", "p2p-studio__input-preview");
+    preview.alt = "the image to edit";
+    const imageName = el(doc, "span", "p2p-studio__input-name");
+    const invertMethod = el(doc, "select", "p2p-studio__invert");
+    invertMethod.setAttribute("aria-label", "inversion method");
+    for (const [value, text] of [
+      ["null-text", "null-text (best, slow)"],
+      ["negative-prompt", "negative prompt (fast)"],
+      ["ddim", "DDIM (plain)"],
+    ]) {
+      const o = el(doc, "option", "", text);
+      o.value = value;
+      invertMethod.append(o);
+    }
+    const clearImage = el(doc, "button", "p2p-studio__clear-image", "Remove image");
+    clearImage.type = "button";
+    realBox.append(imageInput, preview, imageName, field(doc, "Inversion", invertMethod), clearImage);
+    let previewUrl = null;
+
     // schedule (only when no AlphaTimeline is shown)
     const schedule = el(doc, "div", "p2p-studio__schedule");
     const crossEnd = input(doc, "range", "p2p-studio__cross", { min: 0, step: 1, "aria-label": "cross-attention injection ends at step" });
@@ -150,7 +173,7 @@ export default () => ({
     loadLabel.append(doc.createTextNode("Load edit JSON "), loadInput);
     exportBar.append(jsonButton, gifButton, loadLabel);
 
-    root.append(header, prompts, settings, schedule, reweightBox, blendBox, actions, results, exportBar);
+    root.append(header, prompts, settings, realBox, schedule, reweightBox, blendBox, actions, results, exportBar);
     host.appendChild(root);
     const removeBanner = mountErrorBanner(model, root);
 
@@ -170,6 +193,7 @@ export default () => ({
       guidance.value = String(model.get("guidance") ?? 0);
       kind.value = model.get("kind") || "auto";
       baseline.checked = model.get("baseline") === true;
+      invertMethod.value = model.get("invert_method") || "null-text";
       threshold.value = String(model.get("blend_threshold") ?? 0.3);
       thresholdOut.textContent = Number(threshold.value).toFixed(2);
     }
@@ -224,19 +248,50 @@ export default () => ({
       }
     }
 
+    function showInputImage() {
+      if (previewUrl) win.URL.revokeObjectURL(previewUrl);
+      previewUrl = null;
+      const png = model.get("input_image");
+      const bytes = png ? asBytes(png) : new Uint8Array(0);
+      const has = bytes.length > 0;
+      if (has) {
+        previewUrl = win.URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+        preview.src = previewUrl;
+      } else {
+        preview.removeAttribute("src");
+      }
+      preview.hidden = !has;
+      clearImage.hidden = !has;
+      imageName.textContent = has ? String(model.get("input_name") || "") : "none: images come from the seed";
+      root.dataset.image = has ? "yes" : "no";
+      seed.title = has ? "not used: the edit starts from the inverted image" : "";
+    }
+
+    function sendImage(file) {
+      if (!file) return;
+      file.arrayBuffer().then(
+        (buffer) => model.send({ type: "image", name: file.name }, undefined, [buffer]),
+        (err) => model.send({ type: "client_error", message: `could not read ${file.name}: ${err.message}` }),
+      );
+    }
+
     function showStatus() {
       const status = model.get("status") || "idle";
       const [done, total] = model.get("progress") || [0, 0];
       bar.max = Math.max(1, total);
       bar.value = Math.min(done, Math.max(1, total));
       let text = STATUS_TEXT[status] || status;
+      const phase = model.get("phase");
+      if (phase && (status === "running" || status === "stopping")) text += ` · ${phase}`;
       if ((status === "running" || status === "stopping" || status === "stopped") && total) text += ` · step ${done}/${total}`;
       statusText.textContent = text;
       root.dataset.status = status;
       const running = busy();
       runButton.disabled = running;
       stopButton.disabled = !running;
-      for (const node of [source, target, seed, steps, guidance, kind, baseline, loadInput]) node.disabled = running;
+      for (const node of [source, target, seed, steps, guidance, kind, baseline, loadInput, imageInput, invertMethod, clearImage]) {
+        node.disabled = running;
+      }
       jsonButton.disabled = !model.get("spec_json");
       gifButton.disabled = running || !(model.get("images") || []).length;
     }
@@ -277,6 +332,11 @@ export default () => ({
       else if (t === guidance) commit({ guidance: Number.parseFloat(guidance.value) });
       else if (t === kind) commit({ kind: kind.value });
       else if (t === baseline) commit({ baseline: baseline.checked });
+      else if (t === invertMethod) commit({ invert_method: invertMethod.value });
+      else if (t === imageInput && imageInput.files && imageInput.files[0]) {
+        sendImage(imageInput.files[0]);
+        imageInput.value = "";
+      }
       else if (t === threshold) commit({ blend_threshold: Number(threshold.value) });
       else if (t === crossEnd || t === selfEnd) {
         const w = model.get("windows") || {};
@@ -328,6 +388,10 @@ export default () => ({
         model.send({ type: "export_gif" });
         return;
       }
+      if (t === clearImage) {
+        model.send({ type: "clear_image" });
+        return;
+      }
       const save = t.closest(".p2p-studio__save");
       if (save) {
         const item = (model.get("images") || [])[Number(save.dataset.index)];
@@ -358,6 +422,21 @@ export default () => ({
         if (!busy()) model.send({ type: "run" });
       }
     };
+    const onDragOver = (e) => {
+      if (busy()) return;
+      e.preventDefault(); // allows the drop
+      realBox.classList.add("p2p-studio__real--over");
+    };
+    const onDragLeave = () => realBox.classList.remove("p2p-studio__real--over");
+    const onDrop = (e) => {
+      e.preventDefault();
+      realBox.classList.remove("p2p-studio__real--over");
+      const files = e.dataTransfer && e.dataTransfer.files;
+      if (!busy() && files && files.length) sendImage(files[0]);
+    };
+    realBox.addEventListener("dragover", onDragOver);
+    realBox.addEventListener("dragleave", onDragLeave);
+    realBox.addEventListener("drop", onDrop);
     root.addEventListener("change", onChange);
     root.addEventListener("input", onInput);
     root.addEventListener("click", onClick);
@@ -371,6 +450,10 @@ export default () => ({
       ["change:guidance", showValues],
       ["change:kind", showValues],
       ["change:baseline", showValues],
+      ["change:invert_method", showValues],
+      ["change:input_image", showInputImage],
+      ["change:input_name", showInputImage],
+      ["change:phase", showStatus],
       ["change:blend_threshold", showValues],
       ["change:model_name", showValues],
       ["change:windows", showSchedule],
@@ -390,6 +473,7 @@ export default () => ({
     showReweight();
     showBlend();
     showImages();
+    showInputImage();
 
     return () => {
       for (const [event, fn] of handlers) model.off(event, fn);
@@ -397,7 +481,11 @@ export default () => ({
       root.removeEventListener("input", onInput);
       root.removeEventListener("click", onClick);
       root.removeEventListener("keydown", onKey);
+      realBox.removeEventListener("dragover", onDragOver);
+      realBox.removeEventListener("dragleave", onDragLeave);
+      realBox.removeEventListener("drop", onDrop);
       for (const u of urls) win.URL.revokeObjectURL(u);
+      if (previewUrl) win.URL.revokeObjectURL(previewUrl);
       removeBanner();
       root.remove();
     };

@@ -194,6 +194,49 @@ describe("studio panel", () => {
     expect(q(el, ".p2p-studio__model").querySelector("b")).toBeNull();
   });
 
+  it("sends a chosen or dropped image as bytes and shows the loaded one", async () => {
+    const { el, model } = await mount({ invert_method: "null-text", input_image: new Uint8Array(0), input_name: "" });
+    expect(q(el, ".p2p-studio__input-preview").hidden).toBe(true);
+    expect(q(el, ".p2p-studio__clear-image").hidden).toBe(true);
+    const input = q(el, ".p2p-studio__image-file");
+    const file = new File([new Uint8Array([137, 80, 78, 71])], "photo <b>.png", { type: "image/png" });
+    Object.defineProperty(input, "files", { value: [file], configurable: true });
+    change(input);
+    await new Promise((r) => setTimeout(r, 20));
+    const sent = model.sent.at(-1);
+    expect(sent.content).toEqual({ type: "image", name: "photo <b>.png" });
+    expect([...new Uint8Array(sent.buffers[0])]).toEqual([137, 80, 78, 71]);
+
+    const drop = new Event("drop", { bubbles: true, cancelable: true });
+    drop.dataTransfer = { files: [new File([new Uint8Array([1, 2])], "dropped.png")] };
+    q(el, ".p2p-studio__real").dispatchEvent(drop);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(drop.defaultPrevented).toBe(true);
+    expect(model.sent.at(-1).content).toEqual({ type: "image", name: "dropped.png" });
+
+    model.set("input_name", "photo <b>.png");
+    model.set("input_image", new Uint8Array([137, 80, 78, 71]));
+    expect(q(el, ".p2p-studio__input-preview").hidden).toBe(false);
+    expect(q(el, ".p2p-studio__input-name").textContent).toBe("photo <b>.png"); // text, never markup
+    expect(q(el, ".p2p-studio__input-name").querySelector("b")).toBeNull();
+    change(q(el, ".p2p-studio__invert"), "negative-prompt");
+    expect(model.get("invert_method")).toBe("negative-prompt");
+    q(el, ".p2p-studio__clear-image").click();
+    expect(model.sent.at(-1).content).toEqual({ type: "clear_image" });
+  });
+
+  it("shows the inversion phase while running and locks the image controls", async () => {
+    const { el, model } = await mount({ status: "running", progress: [3, 20], phase: "inverting (null-text)" });
+    expect(q(el, ".p2p-studio__status").textContent).toBe("running · inverting (null-text) · step 3/20");
+    expect(q(el, ".p2p-studio__image-file").disabled).toBe(true);
+    expect(q(el, ".p2p-studio__invert").disabled).toBe(true);
+    const drop = new Event("drop", { bubbles: true, cancelable: true });
+    drop.dataTransfer = { files: [new File([new Uint8Array([1])], "late.png")] };
+    q(el, ".p2p-studio__real").dispatchEvent(drop);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(model.sent.filter((m) => m.content.type === "image")).toEqual([]);
+  });
+
   it("cleanup removes listeners and the DOM", async () => {
     const { el, model, stopInit, stopRender } = await mount();
     stopRender();

@@ -98,3 +98,33 @@ def test_schedule_controls_hide_when_the_timeline_is_shown(widget_page, editor):
     without = Studio(editor=editor, steps=3, background=False, timeline=False)
     page2 = widget_page(without.panel)
     assert page2.page.locator(".p2p-studio__schedule").is_visible()
+
+
+def test_a_real_image_from_the_file_button_is_inverted_and_edited(widget_page, studio, tmp_path):
+    from PIL import Image
+
+    img = np.full((96, 80, 3), 120, np.uint8)
+    img[30:60, 20:50] = (220, 40, 40)
+    path = tmp_path / "photo.png"
+    Image.fromarray(img).save(path)
+    page = widget_page(studio.panel)
+    page.page.locator(".p2p-studio__invert").select_option("negative-prompt")
+    page.page.locator(".p2p-studio__image-file").set_input_files(str(path))
+    page.wait_for_sent("image")
+    page.sync()
+    assert studio.image is not None and studio.panel.invert_method == "negative-prompt"
+    page.page.wait_for_function(
+        "() => { const i = document.querySelector('.p2p-studio__input-preview');"
+        " return !i.hidden && i.complete && i.naturalWidth === 64; }"
+    )
+    assert page.text(".p2p-studio__input-name") == "photo.png"
+    page.click(".p2p-studio__run")
+    page.sync()
+    page.page.wait_for_function("() => document.querySelectorAll('.p2p-studio__image img').length === 3")
+    labels = page.page.eval_on_selector_all(".p2p-studio__image", "(fs) => fs.map((f) => f.dataset.label)")
+    assert labels == ["input image", "reconstruction", "edit"]
+    page.screenshot("studio_real_image")
+    page.click(".p2p-studio__clear-image")
+    page.sync()
+    assert studio.image is None
+    assert page.page.locator(".p2p-studio__input-preview").is_hidden()
