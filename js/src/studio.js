@@ -36,6 +36,18 @@ function input(doc, type, className, attrs = {}) {
   return node;
 }
 
+/** A <select> of [value, text] options. */
+function select(doc, className, ariaLabel, options) {
+  const node = el(doc, "select", className);
+  node.setAttribute("aria-label", ariaLabel);
+  for (const [value, text] of options) {
+    const o = el(doc, "option", "", text);
+    o.value = value;
+    node.append(o);
+  }
+  return node;
+}
+
 /** Reweight value shown next to a slider. */
 export function formatWeight(v) {
   return (Math.round(v * 10) / 10).toFixed(1);
@@ -80,17 +92,11 @@ export default () => ({
     const seed = input(doc, "number", "p2p-studio__seed", { min: 0, step: 1, "aria-label": "seed" });
     const steps = input(doc, "number", "p2p-studio__steps", { min: 1, max: 1000, step: 1, "aria-label": "steps" });
     const guidance = input(doc, "number", "p2p-studio__guidance", { min: 0, max: 50, step: 0.5, "aria-label": "guidance" });
-    const kind = el(doc, "select", "p2p-studio__kind");
-    kind.setAttribute("aria-label", "token alignment");
-    for (const [value, text] of [
+    const kind = select(doc, "p2p-studio__kind", "token alignment", [
       ["auto", "auto"],
       ["replace", "word swap (replace)"],
       ["refine", "refine (added words)"],
-    ]) {
-      const o = el(doc, "option", "", text);
-      o.value = value;
-      kind.append(o);
-    }
+    ]);
     const baseline = input(doc, "checkbox", "p2p-studio__baseline");
     const settings = el(doc, "div", "p2p-studio__settings");
     const baselineLabel = el(doc, "label", "p2p-studio__field p2p-studio__check");
@@ -105,17 +111,11 @@ export default () => ({
     const preview = el(doc, "img", "p2p-studio__input-preview");
     preview.alt = "the image to edit";
     const imageName = el(doc, "span", "p2p-studio__input-name");
-    const invertMethod = el(doc, "select", "p2p-studio__invert");
-    invertMethod.setAttribute("aria-label", "inversion method");
-    for (const [value, text] of [
+    const invertMethod = select(doc, "p2p-studio__invert", "inversion method", [
       ["null-text", "null-text (best, slow)"],
       ["negative-prompt", "negative prompt (fast)"],
       ["ddim", "DDIM (plain)"],
-    ]) {
-      const o = el(doc, "option", "", text);
-      o.value = value;
-      invertMethod.append(o);
-    }
+    ]);
     const clearImage = el(doc, "button", "p2p-studio__clear-image", "Remove image");
     clearImage.type = "button";
     realBox.append(imageInput, preview, imageName, field(doc, "Inversion", invertMethod), clearImage);
