@@ -100,7 +100,8 @@ export default () => ({
     const baseline = input(doc, "checkbox", "p2p-studio__baseline");
     const settings = el(doc, "div", "p2p-studio__settings");
     const baselineLabel = el(doc, "label", "p2p-studio__field p2p-studio__check");
-    baselineLabel.append(baseline, doc.createTextNode(" also without P2P (same seed)"));
+    const baselineText = doc.createTextNode(" also without P2P (same seed)");
+    baselineLabel.append(baseline, baselineText);
     settings.append(field(doc, "Seed", seed), field(doc, "Steps", steps), field(doc, "Guidance", guidance),
       field(doc, "Alignment", kind), baselineLabel);
 
@@ -265,6 +266,7 @@ export default () => ({
       imageName.textContent = has ? String(model.get("input_name") || "") : "none: images come from the seed";
       root.dataset.image = has ? "yes" : "no";
       seed.title = has ? "not used: the edit starts from the inverted image" : "";
+      baselineText.textContent = has ? " also without P2P (same inverted noise)" : " also without P2P (same seed)";
     }
 
     function sendImage(file) {

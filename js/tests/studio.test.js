@@ -217,6 +217,7 @@ describe("studio panel", () => {
     model.set("input_name", "photo <b>.png");
     model.set("input_image", new Uint8Array([137, 80, 78, 71]));
     expect(q(el, ".p2p-studio__input-preview").hidden).toBe(false);
+    expect(q(el, ".p2p-studio__check").textContent).toBe(" also without P2P (same inverted noise)");
     expect(q(el, ".p2p-studio__input-name").textContent).toBe("photo <b>.png"); // text, never markup
     expect(q(el, ".p2p-studio__input-name").querySelector("b")).toBeNull();
     change(q(el, ".p2p-studio__invert"), "negative-prompt");
