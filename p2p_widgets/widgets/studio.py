@@ -32,6 +32,7 @@ the edit without P2P from the same inverted noise.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import threading
@@ -128,7 +129,7 @@ class StudioPanel(P2PWidget):
     model_name = traitlets.Unicode("", help="What the Studio samples with (display).").tag(sync=True)
     input_image = traitlets.Bytes(b"", help="PNG of the real image to edit, at the model's size (empty: none).").tag(sync=True)
     input_name = traitlets.Unicode("", help="File name of the real image (display).").tag(sync=True)
-    phase = traitlets.Unicode("", help="What a run is doing now: 'inverting' or 'sampling' (display).").tag(sync=True)
+    phase = traitlets.Unicode("", help="What a run is doing now: 'inverting (<method>)' or 'sampling' (display).").tag(sync=True)
 
     def __init__(self, tokenizer=None, **kwargs: Any):
         if tokenizer is None:
@@ -557,8 +558,6 @@ class Studio(ipywidgets.VBox):
         if self.running:
             raise P2PError("cannot change the image while a run is in progress")
         if isinstance(image, (bytes, bytearray, memoryview)):
-            import io
-
             try:
                 image = Image.open(io.BytesIO(bytes(image)))
                 image.load()
