@@ -99,6 +99,15 @@ plots.curve(range(STEPS), curves, ['triangle', 'circle'], 'maps sharpen: normali
             'UNet evaluation', 'entropy (1 = uniform)')""",
     "## Two resolutions\n\nThe pocket UNet attends at 16x16 and 8x8. Coarse layers carry the layout.",
     "plots.token_maps(result.store, result.prompts[0], words=words, side=16)",
+    "## Heads and UNet parts differ\n\nThe maps above average every head and layer. A store made with "
+    "`detail=True` also keeps each head, per UNet part (down, mid, up): heads specialise, and the "
+    "encoder ('down') and decoder ('up') see the words differently.",
+    """from p2p_widgets import AttentionStore
+detail = AttentionStore(detail=True)
+editor.sample(prompt, seed=1, steps=STEPS, guidance=GUIDANCE, store=detail)
+display(plots.token_maps(detail, prompt_obj, words=words, side=8, place='down'))
+plots.token_maps(detail, prompt_obj, words=words, side=8, place='up')""",
+    "plots.head_maps(detail, prompt_obj, 'triangle', side=8, place='up')",
     "## Self-attention's principal components\n\nSelf-attention maps (pixel -> pixel) group pixels of the "
     "same object. Their top three principal components, shown as RGB, outline the scene.",
     """captured = {}

@@ -213,7 +213,8 @@ def run_from_args(args):
 
         if args.model not in SIZES:
             raise SystemExit(f"unknown model {args.model!r}: choose from {', '.join(sorted(SIZES))}")
-        return timing(args.model, args.steps, args.guidance, methods, args.inner_steps, out=lambda s: print(s, flush=True))
+        return timing(args.model, args.steps, args.guidance, methods, args.inner_steps,
+                      out=lambda s: print(s, flush=True))
     run(args.images, args.steps, args.guidance, methods, args.seed, args.patterns, args.inner_steps,
         args.cross, args.self_attn, out=lambda s: print(s, flush=True))
 

@@ -33,7 +33,7 @@ class StepEvent:
     latents: torch.Tensor  # (B, C, h, w) after this step
     x0: torch.Tensor  # (B, C, h, w) the scheduler's prediction of the clean latents
     attention: dict  # grid (h, w) -> (B, h, w, L) this step's head/layer-averaged cross maps
-    editor: "Editor" = field(repr=False, default=None)
+    editor: Editor = field(repr=False, default=None)
 
     def preview(self) -> np.ndarray:
         """(B, H, W, 3) uint8 images of the x0 prediction (cheap: see ``Editor.preview``)."""
@@ -79,19 +79,19 @@ class TextConditioning:
             kwargs["added_cond_kwargs"] = self.added
         return kwargs
 
-    def with_hidden(self, hidden: torch.Tensor) -> "TextConditioning":
+    def with_hidden(self, hidden: torch.Tensor) -> TextConditioning:
         """The same extra conditioning (broadcast to ``hidden``'s batch) with other token states."""
         added = None if self.added is None else {k: v[:1].expand(len(hidden), -1) for k, v in self.added.items()}
         return TextConditioning(hidden, added)
 
-    def with_pooled(self, pooled: torch.Tensor | None) -> "TextConditioning":
+    def with_pooled(self, pooled: torch.Tensor | None) -> TextConditioning:
         if pooled is None or self.added is None:
             return self
         pooled = pooled.to(self.added["text_embeds"]).expand(len(self.hidden), -1)
         return TextConditioning(self.hidden, {**self.added, "text_embeds": pooled})
 
     @staticmethod
-    def cat(first: "TextConditioning", second: "TextConditioning") -> "TextConditioning":
+    def cat(first: TextConditioning, second: TextConditioning) -> TextConditioning:
         added = None if first.added is None else {k: torch.cat([first.added[k], second.added[k]]) for k in first.added}
         return TextConditioning(torch.cat([first.hidden, second.hidden]), added)
 
@@ -363,7 +363,8 @@ class Editor:
             for i, t in enumerate(sched.timesteps):
                 controller.step = i
                 if use_cfg and run["uncond"] is not None:
-                    uncond = uncond.with_hidden(run["uncond"][i].to(self.device, self.dtype).expand(len(prompts), -1, -1))
+                    hidden = run["uncond"][i].to(self.device, self.dtype).expand(len(prompts), -1, -1)
+                    uncond = uncond.with_hidden(hidden)
                     uncond = uncond.with_pooled(None if pooled is None else pooled[i].to(self.device, self.dtype))
                 eps = self._predict(controller, latents, t, cond, uncond, guidance, low_memory)
                 step_maps = controller.end_step()
@@ -470,4 +471,5 @@ def _check_xl(pipe):
     if config.get("addition_embed_type") != "text_time":
         raise P2PError("the pipeline has two text encoders but its UNet does not take SDXL's text_time conditioning")
     if pipe.config.get("requires_aesthetics_score", False):
-        raise P2PError("SDXL refiner pipelines (aesthetic-score conditioning) are not supported; use an SDXL base model")
+        raise P2PError("SDXL refiner pipelines (aesthetic-score conditioning) are not supported; "
+                       "use an SDXL base model")

@@ -464,7 +464,7 @@ def null_text_optimisation(editor, trajectory, cond, uncond, sched, guidance, pr
                 out = out_u + guidance * (out_c - out_u)
                 loss = torch.nn.functional.mse_loss(a * z + b * out, target)
                 grads = torch.autograd.grad(loss, params)  # no gradients into the model's weights
-            for p, g in zip(params, grads):
+            for p, g in zip(params, grads, strict=True):
                 p.grad = g
             optimiser.step()
             loss_value = float(loss.detach())

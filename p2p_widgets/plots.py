@@ -28,20 +28,34 @@ def images(images, titles=None, height=260):
     return fig
 
 
-def token_maps(store, prompt, prompt_index=0, words=None, side=None, step=None, height=230):
+def token_maps(store, prompt, prompt_index=0, words=None, side=None, step=None, height=230, place=None, head=None):
     """Heat maps of each word's cross-attention (mean over its tokens) for one prompt of a run.
 
-    ``step`` None: the average over all steps; an int: that evaluation only.
+    ``step`` None: the average over all steps; an int: that evaluation only. ``place`` / ``head``:
+    one UNet part / one head (a store made with ``detail=True``).
     """
-    go, make_subplots = _go()
     words = [w.text for w in prompt.words] if words is None else list(words)
-    maps = [store.token_maps(prompt_index, prompt.positions(w), side=side, step=step).mean(0).numpy() for w in words]
-    fig = make_subplots(rows=1, cols=len(words), subplot_titles=words, horizontal_spacing=0.01)
+    maps = [store.token_maps(prompt_index, prompt.positions(w), side=side, step=step, place=place, head=head)
+            .mean(0).numpy() for w in words]
+    return _heatmap_row(maps, words, height)
+
+
+def head_maps(store, prompt, word, prompt_index=0, side=None, place=None, height=230):
+    """One word's map per attention head (a store made with ``detail=True``), over all steps."""
+    n_heads = store.n_heads(side, place)
+    maps = [store.token_maps(prompt_index, prompt.positions(word), side=side, place=place, head=h).mean(0).numpy()
+            for h in range(n_heads)]
+    return _heatmap_row(maps, [f"{word}: head {h}" for h in range(n_heads)], height)
+
+
+def _heatmap_row(maps, titles, height):
+    go, make_subplots = _go()
+    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=titles, horizontal_spacing=0.01)
     for c, m in enumerate(maps, start=1):
         fig.add_trace(go.Heatmap(z=m[::-1], colorscale="Inferno", showscale=False), row=1, col=c)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
-    fig.update_layout(height=height, width=max(300, 130 * len(words)), margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_layout(height=height, width=max(300, 130 * len(maps)), margin=dict(l=5, r=5, t=40, b=5))
     return fig
 
 

@@ -136,7 +136,7 @@ class AttentionController:
         if proc.is_cross and self.store is not None and self.store.wants(grid):
             if cond_maps is None:
                 cond_maps = self._edited_maps(q, k, scale, off, weights)
-            self.store.add(grid, cond_maps.mean(dim=1))
+            self.store.add(grid, cond_maps.mean(dim=1), place=proc.place, heads=cond_maps)
         return out
 
     def _weights(self, ctx, like):

@@ -181,7 +181,8 @@ class LocalBlend:
     ``words``: one word or a list of words per prompt, source first (``[src_words, edit1_words, ...]``),
     or a single list used for every prompt where it is found. The mask is the union over the source
     and the edit of the accumulated cross-attention of the words, upsampled to the latent, max-pooled
-    over 1/16 of its side (the reference's 3x3 pool at 16x16), max-normalised and thresholded; ``subtract`` words (per prompt) are removed from it.
+    over 1/16 of its side (the reference's 3x3 pool at 16x16), max-normalised and thresholded;
+    ``subtract`` words (per prompt) are removed from it.
     ``resolution``: attention grid side used for the mask (default: latent side / 4, the reference's
     16x16 at 64x64 latents, or the nearest grid of models without one). Applied from ``start``
     (fraction or step) on.

@@ -5,6 +5,7 @@ import threading
 import pytest
 import torch
 
+from p2p_widgets.errors import P2PError
 from p2p_widgets.mapper import align
 from p2p_widgets.processors import P2PAttnProcessor
 from p2p_widgets.rules import EditRule, LocalBlend, Replace
@@ -193,3 +194,27 @@ def test_sample_one_prompt_stores_attention(editor):
     out = editor.sample(SRC, steps=3)
     assert len(out.images) == 1 and out.store.average(8).shape == (1, 8, 8, 77)
     assert out.store.token_maps(0, [3], side=16).shape == (1, 16, 16)
+
+
+def test_detail_store_keeps_heads_and_unet_parts_that_average_to_the_plain_maps(editor):
+    from p2p_widgets.store import AttentionStore
+
+    store = AttentionStore(detail=True)
+    editor.edit(SRC, "a blue circle on a gray background", steps=STEPS, store=store)
+    for side in (8, 16):
+        assert torch.allclose(store.detail_maps(side), store.average(side), atol=1e-5)  # the oracle
+    assert {place for place, _ in store.detail_sums} == {"down", "mid", "up"}
+    assert store.n_heads(16, "up") == 2
+    heads = [store.detail_maps(16, "up", h) for h in range(2)]
+    assert not torch.allclose(heads[0], heads[1])  # heads look at different things
+    assert torch.allclose((heads[0] + heads[1]) / 2, store.detail_maps(16, "up"), atol=1e-6)
+    word = store.token_maps(0, [3], side=16, place="down", head=1)
+    assert word.shape == (1, 16, 16)
+    for call, message in [
+        (lambda: store.detail_maps(16, "mid"), "no 'mid' layers"),
+        (lambda: store.detail_maps(16, "up", 5), "head 5 is out of range"),
+        (lambda: store.token_maps(0, [3], step=0, place="up"), "over all steps"),
+        (lambda: editor.edit(SRC, [], steps=2).store.detail_maps(), "detail=True"),
+    ]:
+        with pytest.raises(P2PError, match=message):
+            call()

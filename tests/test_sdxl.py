@@ -110,7 +110,7 @@ def test_sdxl_inversion_round_trip_and_files(tmp_path):
 
     fast.save(tmp_path / "inv")
     loaded = Inversion.load(tmp_path / "inv")
-    assert all(torch.equal(a, b) for a, b in zip(loaded.uncond_pooled, fast.uncond_pooled))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.uncond_pooled, fast.uncond_pooled, strict=True))
     a = fast.edit(xl, "a blue circle on a gray background").latents
     b = loaded.edit(xl, "a blue circle on a gray background").latents
     assert torch.equal(a, b)

@@ -127,9 +127,11 @@ class StudioPanel(P2PWidget):
     images = traitlets.List(help="Results: [{'label', 'name', 'png': bytes}], source first.").tag(sync=True)
     spec_json = traitlets.Unicode("", help="The last run's edit as JSON (export).").tag(sync=True)
     model_name = traitlets.Unicode("", help="What the Studio samples with (display).").tag(sync=True)
-    input_image = traitlets.Bytes(b"", help="PNG of the real image to edit, at the model's size (empty: none).").tag(sync=True)
+    input_image = traitlets.Bytes(b"", help="PNG of the real image to edit, at the model's size (empty: none)."
+                                  ).tag(sync=True)
     input_name = traitlets.Unicode("", help="File name of the real image (display).").tag(sync=True)
-    phase = traitlets.Unicode("", help="What a run is doing now: 'inverting (<method>)' or 'sampling' (display).").tag(sync=True)
+    phase = traitlets.Unicode("", help="What a run is doing now: 'inverting (<method>)' or 'sampling' (display)."
+                              ).tag(sync=True)
 
     def __init__(self, tokenizer=None, **kwargs: Any):
         if tokenizer is None:
