@@ -89,6 +89,8 @@ EDIT_EXAMPLES = """examples:
   p2p-widgets edit "a big red circle on a gray background" "a big red circle on a gray background" \\
       --reweight big=3 --out out/bigger
   p2p-widgets edit "a photo of a cat" "a photo of a dog" --model ./my-sd15-folder --steps 50
+  p2p-widgets edit "a big red circle on a gray background" "a big green circle on a gray background" \
+      --image my_drawing.png --self 1 --blend circle
 """
 
 
@@ -120,10 +122,15 @@ def _edit(args: argparse.Namespace) -> int:
     steps = args.steps or defaults.steps
     guidance = defaults.guidance if args.guidance is None else args.guidance
     out = Path(args.out)
+    inversion = None
     try:
         editor = Editor(load_pipeline(args.model))
+        if args.image:  # a real image: invert it with the source prompt as its caption, edit from there
+            inversion = editor.invert(args.image, args.source, method=args.invert, steps=steps, guidance=guidance,
+                                      progress=True)
         progress = _Progress(steps)
-        result = editor.edit(args.source, args.target, seed=args.seed, steps=steps, guidance=guidance,
+        start = dict(inversion=inversion) if inversion is not None else dict(seed=args.seed)
+        result = editor.edit(args.source, args.target, steps=steps, guidance=guidance, **start,
                              cross=args.cross, self_attn=args.self_attn, reweight=dict(args.reweight) or None,
                              blend=args.blend or None, baseline=True, callback=progress)
         progress.close()
@@ -134,8 +141,19 @@ def _edit(args: argparse.Namespace) -> int:
     result.images[0].save(out / "source.png")
     result.images[1].save(out / "edit.png")
     result.baseline[1].save(out / "baseline.png")
-    (out / "edit.json").write_text(json.dumps({**result.spec, "model": args.model}, indent=1))
-    print(f"wrote {out}/source.png, edit.png, baseline.png (fixed seed, no injection), edit.json")
+    spec = {**result.spec, "model": args.model}
+    if inversion is None:
+        (out / "edit.json").write_text(json.dumps(spec, indent=1))
+        print(f"wrote {out}/source.png, edit.png, baseline.png (fixed seed, no injection), edit.json")
+        return 0
+    from PIL import Image
+
+    from .export import save_edit
+
+    Image.fromarray(inversion.image).save(out / "input.png")
+    save_edit(spec, out / "edit.json", inversion)
+    print(f"wrote {out}/input.png, source.png (reconstruction), edit.png, baseline.png (same inverted noise, "
+          "no injection), edit.json with edit.inversion.json/.safetensors (rerun: export.load_edit)")
     return 0
 
 
@@ -188,6 +206,10 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="scale a target word's attention (repeatable; negative allowed)")
     edit.add_argument("--blend", action="append", default=[], metavar="WORD",
                       help="LocalBlend word: keep pixels outside its attention (repeatable)")
+    edit.add_argument("--image", metavar="PATH", help="edit this picture (the source prompt is its caption) "
+                      "instead of generating from --seed")
+    edit.add_argument("--invert", default="null-text", choices=("null-text", "negative-prompt", "ddim"),
+                      help="how --image is inverted (default: %(default)s)")
     edit.add_argument("--model", default="pocket", help="'pocket' (default, offline) or an SD checkpoint folder/id")
     edit.add_argument("--out", default="p2p-out", help="output folder (default: %(default)s)")
     edit.set_defaults(func=_edit)

@@ -43,3 +43,30 @@ def test_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         cli.main(["edit", "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+def test_edit_of_a_real_image_writes_the_inversion_and_reruns(tmp_path, capsys):
+    import numpy as np
+
+    from p2p_widgets.editor import Editor
+    from p2p_widgets.export import load_edit
+    from p2p_widgets.pocket.model import load_pocket
+    from p2p_widgets.pocket.scenes import sample_scene
+
+    scene = sample_scene(np.random.default_rng(3), p_two=0.0)
+    Image.fromarray(scene.image).save(tmp_path / "drawing.png")
+    target = scene.caption.replace(scene.objects[0].color, "green" if scene.objects[0].color != "green" else "pink", 1)
+    out = tmp_path / "run"
+    code = cli.main(["edit", scene.caption, target, "--image", str(tmp_path / "drawing.png"), "--invert",
+                     "negative-prompt", "--steps", "4", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    names = {p.name for p in out.iterdir()}
+    assert names == {"input.png", "source.png", "edit.png", "baseline.png", "edit.json", "edit.inversion.json",
+                     "edit.inversion.safetensors"}
+    spec = json.loads((out / "edit.json").read_text())
+    assert spec["model"] == "pocket" and spec["inversion"]["method"] == "negative-prompt"
+    again = load_edit(Editor(load_pocket()), out / "edit.json")
+    assert np.array_equal(np.asarray(again.images[1]), np.asarray(Image.open(out / "edit.png")))
+
+    code = cli.main(["edit", scene.caption, target, "--image", str(tmp_path / "missing.png"), "--out", str(out)])
+    assert code == 2 and "missing.png" in capsys.readouterr().err
