@@ -322,12 +322,11 @@ local = inv.edit(editor, target, self_attn=1.0,
 plots.images([photo, plain.images[1], local.images[1]], ["input", "P2P defaults", "self 1.0 + LocalBlend"])""",
     "## Save the edit with its inversion, rerun it later\n\n`save_edit` writes the edit's JSON and the "
     "inversion (latents, embeddings, image) beside it as safetensors; `load_edit` reruns it exactly.",
-    """import tempfile, torch
-from p2p_widgets.export import load_edit, save_edit
+    """import tempfile
 folder = tempfile.mkdtemp()
-files = save_edit(local, f"{folder}/edit.json", inv)
+files = p2p.save_edit(local, f"{folder}/edit.json", inv)
 print([f.name for f in files])
-torch.equal(load_edit(editor, f"{folder}/edit.json").latents, local.latents)""",
+torch.equal(p2p.load_edit(editor, f"{folder}/edit.json").latents, local.latents)""",
     "MD:In the Studio: `studio.set_image(photo)` (or its file button / drop zone), type the caption as the "
     "source, choose the inversion method, Run.",
 ])

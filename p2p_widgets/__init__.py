@@ -33,6 +33,8 @@ _LAZY = {
     "invert": "p2p_widgets.inversion",
     "spec_to_json": "p2p_widgets.export",
     "edit_from_spec": "p2p_widgets.export",
+    "save_edit": "p2p_widgets.export",
+    "load_edit": "p2p_widgets.export",
 }
 
 __all__ = ["__version__", *_LAZY]
