@@ -57,7 +57,7 @@ export default () => {
 
       const button = doc.createElement("button");
       button.type = "button";
-      button.className = "p2p-ping__button";
+      button.className = "p2p-btn p2p-ping__button";
       button.textContent = "Ping";
 
       const count = doc.createElement("span");

@@ -100,7 +100,7 @@ export default () => {
 
       // -- controls --
       const bar = el(doc, "div", "p2p-player__bar");
-      const playButton = el(doc, "button", "p2p-player__play", "Play");
+      const playButton = el(doc, "button", "p2p-btn p2p-player__play", "Play");
       playButton.type = "button";
       playButton.setAttribute("aria-label", "play");
       const slider = el(doc, "input", "p2p-player__slider");
@@ -119,10 +119,10 @@ export default () => {
 
       const opts = el(doc, "div", "p2p-player__opts");
       const resLabel = el(doc, "label", "", "maps ");
-      const resSelect = el(doc, "select", "p2p-player__resolution");
+      const resSelect = el(doc, "select", "p2p-btn p2p-player__resolution");
       resLabel.append(resSelect);
       const normLabel = el(doc, "label", "", "scale ");
-      const normSelect = el(doc, "select", "p2p-player__normalize");
+      const normSelect = el(doc, "select", "p2p-btn p2p-player__normalize");
       for (const [value, text] of [
         ["token", "per token"],
         ["global", "shared (global)"],
@@ -141,7 +141,7 @@ export default () => {
       opLabel.append(opacity);
       const headsNote = el(doc, "span", "p2p-player__note", "heads: mean");
       headsNote.title = "maps are averaged over attention heads and over the layers of each grid";
-      const gifButton = el(doc, "button", "p2p-player__gif", "Save GIF");
+      const gifButton = el(doc, "button", "p2p-btn p2p-player__gif", "Save GIF");
       gifButton.type = "button";
       opts.append(resLabel, normLabel, opLabel, headsNote, gifButton);
 
@@ -216,7 +216,7 @@ export default () => {
           chips.setAttribute("role", "group");
           chips.setAttribute("aria-label", `tokens of the ${roleName(b, prompts.length)} prompt`);
           prompt.tokens.forEach((_, pos) => {
-            const chip = el(doc, "button", "p2p-player__chip", tokenLabel(prompt.tokens, pos));
+            const chip = el(doc, "button", "p2p-btn p2p-player__chip", tokenLabel(prompt.tokens, pos));
             chip.type = "button";
             chip.dataset.prompt = String(b);
             chip.dataset.token = String(pos);

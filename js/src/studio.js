@@ -36,6 +36,13 @@ function input(doc, type, className, attrs = {}) {
   return node;
 }
 
+/** A button that submits nothing, styled by common.css's .p2p-btn. */
+function button(doc, className, text) {
+  const node = el(doc, "button", `p2p-btn ${className}`, text);
+  node.type = "button";
+  return node;
+}
+
 /** A <select> of [value, text] options. */
 function select(doc, className, ariaLabel, options) {
   const node = el(doc, "select", className);
@@ -117,8 +124,7 @@ export default () => ({
       ["negative-prompt", "negative prompt (fast)"],
       ["ddim", "DDIM (plain)"],
     ]);
-    const clearImage = el(doc, "button", "p2p-studio__clear-image", "Remove image");
-    clearImage.type = "button";
+    const clearImage = button(doc, "p2p-studio__clear-image", "Remove image");
     realBox.append(imageInput, preview, imageName, field(doc, "Inversion", invertMethod), clearImage);
     let previewUrl = null;
 
@@ -149,10 +155,8 @@ export default () => ({
 
     // actions
     const actions = el(doc, "div", "p2p-studio__actions");
-    const runButton = el(doc, "button", "p2p-studio__run", "Run");
-    runButton.type = "button";
-    const stopButton = el(doc, "button", "p2p-studio__stop", "Stop");
-    stopButton.type = "button";
+    const runButton = button(doc, "p2p-studio__run", "Run");
+    const stopButton = button(doc, "p2p-studio__stop", "Stop");
     const bar = el(doc, "progress", "p2p-studio__progress");
     bar.max = 1;
     bar.value = 0;
@@ -165,10 +169,8 @@ export default () => ({
     // results and exports
     const results = el(doc, "div", "p2p-studio__results");
     const exportBar = el(doc, "div", "p2p-studio__export");
-    const jsonButton = el(doc, "button", "p2p-studio__json", "Export edit JSON");
-    jsonButton.type = "button";
-    const gifButton = el(doc, "button", "p2p-studio__gif", "Save playback GIF");
-    gifButton.type = "button";
+    const jsonButton = button(doc, "p2p-studio__json", "Export edit JSON");
+    const gifButton = button(doc, "p2p-studio__gif", "Save playback GIF");
     const loadLabel = el(doc, "label", "p2p-studio__load");
     const loadInput = input(doc, "file", "p2p-studio__file", { accept: ".json,application/json" });
     loadLabel.append(doc.createTextNode("Load edit JSON "), loadInput);
@@ -224,8 +226,7 @@ export default () => ({
         const value = word in values ? values[word] : 1;
         slider.value = String(value);
         const out = el(doc, "output", "p2p-studio__value", formatWeight(value));
-        const reset = el(doc, "button", "p2p-studio__reset", "1");
-        reset.type = "button";
+        const reset = button(doc, "p2p-studio__reset", "1");
         reset.title = `reset ${word} to 1`;
         reset.setAttribute("aria-label", `reset the weight of ${word} to 1`);
         reset.dataset.word = word;
@@ -241,8 +242,7 @@ export default () => ({
       const chosen = new Set(model.get("blend_words") || []);
       blendChips.replaceChildren();
       for (const word of words) {
-        const chip = el(doc, "button", "p2p-studio__chip", word);
-        chip.type = "button";
+        const chip = button(doc, "p2p-studio__chip", word);
         chip.dataset.word = word;
         chip.setAttribute("aria-pressed", chosen.has(word) ? "true" : "false");
         blendChips.append(chip);
@@ -312,8 +312,7 @@ export default () => ({
         const img = el(doc, "img");
         img.src = url;
         img.alt = String(item.label || `image ${k}`);
-        const save = el(doc, "button", "p2p-studio__save", "PNG");
-        save.type = "button";
+        const save = button(doc, "p2p-studio__save", "PNG");
         save.dataset.index = String(k);
         save.setAttribute("aria-label", `save the ${item.label} image as PNG`);
         const cap = el(doc, "figcaption");
