@@ -173,3 +173,37 @@ class P2PWidget(anywidget.AnyWidget):
         except traitlets.TraitError as exc:
             self.report_error(f"rejected update from the front end: {exc}")
             self.send_state([k for k in sync_data if k in self.keys])
+
+
+class PromptCache:
+    """Prompts of the last ``size`` texts seen. Widgets re-read their prompts on every edit;
+    tokenizing again each time would cost a tokenizer call per keystroke."""
+
+    def __init__(self, tokenizer=None, size: int = 32):
+        if tokenizer is None:
+            from ..tokenizer import load_tokenizer
+
+            tokenizer = load_tokenizer()
+        self.tokenizer, self.size = tokenizer, size
+        self._prompts: dict = {}
+
+    def __call__(self, text: str):
+        from ..prompts import Prompt
+
+        prompt = self._prompts.get(text)
+        if prompt is None:
+            prompt = Prompt.from_text(text, self.tokenizer)  # raises a P2PError naming the problem
+            if len(self._prompts) >= self.size:
+                self._prompts.pop(next(iter(self._prompts)))
+            self._prompts[text] = prompt
+        return prompt
+
+    def check_trait(self, proposal) -> str:
+        """For ``@traitlets.validate`` of a prompt-text trait: the text, or a TraitError naming the trait."""
+        from ..errors import P2PError
+
+        try:
+            self(proposal["value"])
+        except P2PError as exc:
+            raise traitlets.TraitError(f"{proposal['trait'].name}: {exc}") from None
+        return proposal["value"]

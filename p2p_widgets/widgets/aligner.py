@@ -29,14 +29,13 @@ import traitlets
 from ..errors import P2PError
 from ..mapper import Mapper, align
 from ..prompts import Prompt
-from ._base import MessageError, P2PWidget, on_message
+from ._base import MessageError, P2PWidget, PromptCache, on_message
 
 KINDS = ("auto", "replace", "refine")
 #: largest |weight| accepted for a link (larger values are almost certainly typos)
 MAX_WEIGHT = 10.0
 _FRONTEND_KEYS = frozenset({"source", "target", "links", "show_special", "kind"})
 _TEXT_KEYS = ("source", "target")
-_CACHE_SIZE = 32
 
 
 def _is_int(value: object) -> bool:
@@ -112,12 +111,8 @@ class TokenAligner(P2PWidget):
     kind = traitlets.Enum(KINDS, default_value="auto", help="Aligner used by auto_align().").tag(sync=True)
 
     def __init__(self, source: str = "", target: str = "", tokenizer=None, kind: str = "auto", **kwargs: Any):
-        if tokenizer is None:
-            from ..tokenizer import load_tokenizer
-
-            tokenizer = load_tokenizer()
-        self._tokenizer = tokenizer
-        self._prompts: dict[str, Prompt] = {}
+        self._prompt = PromptCache(tokenizer)
+        self._tokenizer = self._prompt.tokenizer
         self._auto_links: list | None = None
         self._ready = False
         links = kwargs.pop("links", None)
@@ -131,15 +126,6 @@ class TokenAligner(P2PWidget):
 
     # -- prompts and tokens --------------------------------------------------------------------
 
-    def _prompt(self, text: str) -> Prompt:
-        prompt = self._prompts.get(text)
-        if prompt is None:
-            prompt = Prompt.from_text(text, self._tokenizer)
-            if len(self._prompts) >= _CACHE_SIZE:
-                self._prompts.pop(next(iter(self._prompts)))
-            self._prompts[text] = prompt
-        return prompt
-
     @property
     def source_prompt(self) -> Prompt:
         return self._prompt(self.source)
@@ -150,12 +136,7 @@ class TokenAligner(P2PWidget):
 
     @traitlets.validate("source", "target")
     def _check_text(self, proposal):
-        text = proposal["value"]
-        try:
-            self._prompt(text)
-        except P2PError as exc:
-            raise traitlets.TraitError(f"{proposal['trait'].name}: {exc}") from None
-        return text
+        return self._prompt.check_trait(proposal)
 
     def _retokenize(self) -> None:
         self.source_tokens = token_rows(self.source_prompt)

@@ -46,7 +46,7 @@ import traitlets
 from ..errors import P2PError
 from ..export import spec_from_json, spec_to_dict, spec_to_json, validate_spec
 from ..frames import encode_image
-from ._base import MessageError, P2PWidget, on_message
+from ._base import MessageError, P2PWidget, PromptCache, on_message
 from .player import AttentionPlayer
 
 _log = logging.getLogger(__name__)
@@ -134,12 +134,7 @@ class StudioPanel(P2PWidget):
                               ).tag(sync=True)
 
     def __init__(self, tokenizer=None, **kwargs: Any):
-        if tokenizer is None:
-            from ..tokenizer import load_tokenizer
-
-            tokenizer = load_tokenizer()
-        self._tokenizer = tokenizer
-        self._prompts: dict = {}
+        self._prompts = PromptCache(tokenizer)
         self.studio: Studio | None = None
         kwargs.setdefault("windows", _default_windows(kwargs.get("steps", 25)))
         super().__init__(**kwargs)
@@ -148,24 +143,12 @@ class StudioPanel(P2PWidget):
     # -- prompts -----------------------------------------------------------------------------------
 
     def prompt(self, text: str):
-        from ..prompts import Prompt
-
-        p = self._prompts.get(text)
-        if p is None:
-            p = Prompt.from_text(text, self._tokenizer)
-            if len(self._prompts) > 32:
-                self._prompts.pop(next(iter(self._prompts)))
-            self._prompts[text] = p
-        return p
+        """The :class:`~p2p_widgets.prompts.Prompt` of ``text`` (cached)."""
+        return self._prompts(text)
 
     @traitlets.validate("source", "target")
     def _check_text(self, proposal):
-        text = proposal["value"]
-        try:
-            self.prompt(text)
-        except P2PError as exc:
-            raise traitlets.TraitError(f"{proposal['trait'].name}: {exc}") from None
-        return text
+        return self._prompts.check_trait(proposal)
 
     @traitlets.observe("source", "target")
     def _on_text(self, change):
