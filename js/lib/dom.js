@@ -21,8 +21,9 @@ const SVG_NS = "http://www.w3.org/2000/svg";
  * - `dataset`: data-* values (as strings);
  * - `style`: inline style properties (custom properties `--x` through setProperty);
  * - names with a dash (`aria-label`, `data-x`) and `role`: setAttribute(name, String(value));
- * - any other name is assigned as a property (`type`, `value`, `tabIndex`, `hidden`, `title`, ...),
- *   in the order given (an input's `type` must come before its `value`).
+ * - a name the element has as a property is assigned (`type`, `value`, `tabIndex`, `hidden`,
+ *   `title`, `spellcheck`, ...), in the order given (an input's `type` must come before its `value`);
+ * - any other name: setAttribute(name, String(value)) (e.g. `spellcheck` where the DOM lacks it).
  * null and undefined values are skipped.
  */
 
@@ -36,7 +37,7 @@ function setAll(node, attrs) {
     } else if (name === "text") node.textContent = String(value);
     else if (name === "dataset") for (const [k, v] of Object.entries(value)) node.dataset[k] = String(v);
     else if (name === "style") setStyle(node, value);
-    else if (name === "role" || name.includes("-")) node.setAttribute(name, String(value));
+    else if (name === "role" || name.includes("-") || !(name in node)) node.setAttribute(name, String(value));
     else node[name] = value;
   }
 }

@@ -35,6 +35,12 @@ describe("element builder", () => {
     expect(node.style.getPropertyValue("--p2p-n")).toBe("4");
   });
 
+  it("a name the element lacks as a property becomes an attribute (spellcheck off everywhere)", () => {
+    const node = el("input", { type: "text", spellcheck: false, accept: "image/*" });
+    expect(node.getAttribute("spellcheck")).toBe("false");
+    expect(node.getAttribute("accept")).toBe("image/*");
+  });
+
   it("skips null, undefined and an empty class", () => {
     const node = el("div", { class: "", title: undefined, "aria-label": null });
     expect(node.hasAttribute("class")).toBe(false);
