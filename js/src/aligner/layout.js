@@ -1,0 +1,101 @@
+// The aligner's fixed parts: toolbar (prompts, auto-align, BOS/EOS), help, the stage with the two
+// chip rows and the SVG layer of links, the links list and the heat map of M.
+import { button, selectOf } from "../../lib/dom.js";
+
+export const SIDES = ["source", "target"];
+
+const HELP =
+  "Drag a source token onto a target token, or pick a token (click, Enter or Space) and then place it on " +
+  "the other row. Arrows move between tokens, Down/Up between rows, Escape cancels, Delete removes a " +
+  "token's links. Click a link to remove it. Target tokens without a link are new: they keep their own attention.";
+
+/** @param {import("../../lib/dom.js").Builder} el */
+function toolbar(el) {
+  const inputs = {};
+  const fields = SIDES.map((side) => {
+    inputs[side] = el("input", {
+      class: "p2p-aligner__input p2p-focusable",
+      type: "text",
+      dataset: { side },
+      spellcheck: false,
+    });
+    return el("label", { class: "p2p-aligner__field" }, [
+      el("span", { class: "p2p-aligner__fieldname", text: side }),
+      inputs[side],
+    ]);
+  });
+  const kindSelect = selectOf(el, { class: "p2p-aligner__kind p2p-focusable", "aria-label": "auto-align method" },
+    ["auto", "replace", "refine"].map((kind) => [kind, kind]));
+  const autoButton = button(el, "p2p-aligner__auto", "Auto-align");
+  const specialBox = el("input", { class: "p2p-focusable", type: "checkbox" });
+  const specialLabel = el("label", { class: "p2p-aligner__special" }, [specialBox, el("span", { text: "show BOS/EOS" })]);
+  const bar = el("div", { class: "p2p-aligner__toolbar" }, [...fields, kindSelect, autoButton, specialLabel]);
+  return { bar, inputs, kindSelect, autoButton, specialBox };
+}
+
+/** @param {import("../../lib/dom.js").Builder} el */
+function stage(el) {
+  const chipBoxes = {};
+  const rows = SIDES.map((side) => {
+    chipBoxes[side] = el("div", { class: "p2p-aligner__chips" });
+    return el("div", { class: "p2p-aligner__row", dataset: { side }, role: "group", "aria-label": `${side} tokens` }, [
+      el("span", { class: "p2p-aligner__rowlabel", text: side }),
+      chipBoxes[side],
+    ]);
+  });
+  const linkLayer = el.svg("g");
+  const ghost = el.svg("line", { class: "p2p-aligner__ghost", visibility: "hidden" });
+  const svg = el.svg("svg", { class: "p2p-aligner__links", "aria-hidden": "true" }, [linkLayer, ghost]);
+  const box = el("div", { class: "p2p-aligner__stage" }, [rows[0], svg, rows[1]]);
+  return { box, chipBoxes, svg, linkLayer, ghost };
+}
+
+/** @param {import("../../lib/dom.js").Builder} el */
+function panels(el) {
+  const listBody = el("tbody");
+  const list = el("table", { class: "p2p-aligner__list" }, [
+    el("caption", { text: "Links (source → target, weight)" }),
+    listBody,
+  ]);
+  const listEmpty = el("p", { class: "p2p-aligner__empty", text: "No links: every target token keeps its own attention." });
+  const heat = el("table", { class: "p2p-aligner__heat" });
+  const box = el("div", { class: "p2p-aligner__panels" }, [
+    el("div", { class: "p2p-aligner__listbox" }, [list, listEmpty]),
+    el("div", { class: "p2p-aligner__heatbox" }, [heat]),
+  ]);
+  return { box, list, listBody, listEmpty, heat };
+}
+
+/**
+ * @param {import("../../lib/dom.js").Builder} el
+ * @param {string} uid  unique prefix for ids (the help text is the chips' description)
+ */
+export function layout(el, uid) {
+  const tools = toolbar(el);
+  const help = el("p", { class: "p2p-aligner__help", text: HELP, id: `${uid}-help` });
+  const st = stage(el);
+  const pn = panels(el);
+  const root = el("div", { class: "p2p-aligner p2p-root", "data-lm-suppress-shortcuts": "true" }, [
+    tools.bar,
+    help,
+    st.box,
+    pn.box,
+  ]);
+  return {
+    root,
+    help,
+    inputs: tools.inputs,
+    kindSelect: tools.kindSelect,
+    autoButton: tools.autoButton,
+    specialBox: tools.specialBox,
+    stage: st.box,
+    chipBoxes: st.chipBoxes,
+    svg: st.svg,
+    linkLayer: st.linkLayer,
+    ghost: st.ghost,
+    list: pn.list,
+    listBody: pn.listBody,
+    listEmpty: pn.listEmpty,
+    heat: pn.heat,
+  };
+}
