@@ -1,0 +1,80 @@
+// Form edits: every control writes its trait on change (one save each); sliders show their value
+// while they move.
+import { formatWeight } from "./format.js";
+import { sendImage } from "./image.js";
+
+/** @typedef {import("./view.js").StudioView} StudioView */
+
+/** A file's text to Python as {"type": "load_spec", text}. */
+function loadSpec(v, file) {
+  file.text().then(
+    (text) => v.model.send({ type: "load_spec", text }),
+    (err) => v.model.send({ type: "client_error", message: `could not read ${file.name}: ${err.message}` }),
+  );
+}
+
+function commitWindowEnd(v, t) {
+  const w = v.model.get("windows") || {};
+  const key = t === v.crossEnd ? "cross" : "self_attn";
+  const start = (w[key] || [0, 0])[0];
+  v.commit({ windows: { ...w, [key]: [Math.min(start, Number(t.value)), Number(t.value)] } });
+}
+
+function commitWeight(v, t) {
+  const word = t.closest(".p2p-studio__weight").dataset.word;
+  const values = { ...(v.model.get("reweight") || {}) };
+  const w = Math.round(Number(t.value) * 10) / 10;
+  if (w === 1) delete values[word];
+  else values[word] = w;
+  v.commit({ reweight: values });
+}
+
+const isWeightSlider = (t) => t.classList && t.classList.contains("p2p-studio__slider");
+
+/** The trait a plain control writes, and how its value is read. */
+function plainEdit(v, t) {
+  if (t === v.source) return { source: v.source.value };
+  if (t === v.target) return { target: v.target.value };
+  if (t === v.seed) return { seed: Number.parseInt(v.seed.value, 10) };
+  if (t === v.steps) return { steps: Number.parseInt(v.steps.value, 10) };
+  if (t === v.guidance) return { guidance: Number.parseFloat(v.guidance.value) };
+  if (t === v.kind) return { kind: v.kind.value };
+  if (t === v.baseline) return { baseline: v.baseline.checked };
+  if (t === v.invertMethod) return { invert_method: v.invertMethod.value };
+  if (t === v.threshold) return { blend_threshold: Number(v.threshold.value) };
+  return null;
+}
+
+function onChange(v, e) {
+  const t = e.target;
+  const plain = plainEdit(v, t);
+  if (plain) v.commit(plain);
+  else if (t === v.imageInput) {
+    if (v.imageInput.files && v.imageInput.files[0]) {
+      sendImage(v, v.imageInput.files[0]);
+      v.imageInput.value = "";
+    }
+  } else if (t === v.crossEnd || t === v.selfEnd) commitWindowEnd(v, t);
+  else if (isWeightSlider(t)) commitWeight(v, t);
+  else if (t === v.loadInput && v.loadInput.files && v.loadInput.files[0]) {
+    loadSpec(v, v.loadInput.files[0]);
+    v.loadInput.value = "";
+  }
+}
+
+function onInput(v, e) {
+  const t = e.target;
+  if (t === v.threshold) v.thresholdOut.textContent = Number(v.threshold.value).toFixed(2);
+  else if (t === v.crossEnd) v.crossOut.textContent = `${v.crossEnd.value} / ${v.model.get("steps")}`;
+  else if (t === v.selfEnd) v.selfOut.textContent = `${v.selfEnd.value} / ${v.model.get("steps")}`;
+  else if (isWeightSlider(t)) t.parentElement.querySelector("output").textContent = formatWeight(Number(t.value));
+}
+
+/**
+ * @param {StudioView} v
+ * @param {ReturnType<typeof import("../../lib/scope.js").createScope>} scope
+ */
+export function attachEdits(v, scope) {
+  scope.on(v.root, "change", (e) => onChange(v, e));
+  scope.on(v.root, "input", (e) => onInput(v, e));
+}

@@ -1,0 +1,61 @@
+// The real image to edit: shown from the `input_image` trait, sent to Python as bytes when chosen
+// with the file button or dropped on its box (not while a run is busy).
+import { asBytes } from "../../lib/pixels.js";
+
+/** @typedef {import("./view.js").StudioView} StudioView */
+
+function revokePreview(v) {
+  if (v.previewUrl) v.win.URL.revokeObjectURL(v.previewUrl);
+  v.previewUrl = null;
+}
+
+/** The loaded image (or none), its name, and the texts that depend on having one. */
+export function showInputImage(v) {
+  revokePreview(v);
+  const png = v.model.get("input_image");
+  const bytes = png ? asBytes(png) : new Uint8Array(0);
+  const has = bytes.length > 0;
+  if (has) {
+    v.previewUrl = v.win.URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+    v.preview.src = v.previewUrl;
+  } else {
+    v.preview.removeAttribute("src");
+  }
+  v.preview.hidden = !has;
+  v.clearImage.hidden = !has;
+  v.imageName.textContent = has ? String(v.model.get("input_name") || "") : "none: images come from the seed";
+  v.root.dataset.image = has ? "yes" : "no";
+  v.seed.title = has ? "not used: the edit starts from the inverted image" : "";
+  v.baselineText.textContent = has ? " also without P2P (same inverted noise)" : " also without P2P (same seed)";
+}
+
+/** Send a file's bytes to Python as {"type": "image", name} with one buffer. */
+export function sendImage(v, file) {
+  if (!file) return;
+  file.arrayBuffer().then(
+    (buffer) => v.model.send({ type: "image", name: file.name }, undefined, [buffer]),
+    (err) => v.model.send({ type: "client_error", message: `could not read ${file.name}: ${err.message}` }),
+  );
+}
+
+/**
+ * Dropping a picture on the real-image box sends it.
+ * @param {StudioView} v
+ * @param {ReturnType<typeof import("../../lib/scope.js").createScope>} scope
+ */
+export function attachDrop(v, scope) {
+  const box = v.realBox;
+  scope.on(box, "dragover", (e) => {
+    if (v.busy()) return;
+    e.preventDefault(); // allows the drop
+    box.classList.add("p2p-studio__real--over");
+  });
+  scope.on(box, "dragleave", () => box.classList.remove("p2p-studio__real--over"));
+  scope.on(box, "drop", (e) => {
+    e.preventDefault();
+    box.classList.remove("p2p-studio__real--over");
+    const files = e.dataTransfer && e.dataTransfer.files;
+    if (!v.busy() && files && files.length) sendImage(v, files[0]);
+  });
+  scope.add(() => revokePreview(v));
+}
