@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command (README.md and .ci/run both call it).
-#   bash .ci/test.sh                  # all layers: js unit browser e2e
+#   bash .ci/test.sh                  # all layers: lint js unit browser e2e
 #   bash .ci/test.sh js unit          # only some layers
-# Layers: js      = vitest on js/lib and the widget views (happy-dom)
+# Layers: lint    = ruff check + ruff format --check on the Python, ESLint on js/
+#         js      = vitest on js/lib and the widget views (happy-dom)
 #         unit    = pytest without the browser markers (Python logic, bundles, packaging)
 #         browser = pytest -m browser (real Chromium on a harness page)
 #         e2e     = pytest -m e2e (JupyterLab in Chromium)
@@ -21,7 +22,7 @@ if [ -z "${PYTHON:-}" ]; then
   fi
 fi
 layers=("$@")
-[ ${#layers[@]} -eq 0 ] && layers=(js unit browser e2e)
+[ ${#layers[@]} -eq 0 ] && layers=(lint js unit browser e2e)
 
 out=tests/artifacts/results
 mkdir -p "$out"
@@ -69,13 +70,28 @@ run_js_layer() {
   summary+=("$(printf '%-8s %-40s exit %s' js "$counts" "$rc")")
 }
 
+run_lint_layer() {
+  local rc=0 checks=0
+  echo "== layer lint: ruff check, ruff format --check, eslint"
+  "$PYTHON" -m ruff check . || rc=1; checks=$((checks + 1))
+  "$PYTHON" -m ruff format --check . || rc=1; checks=$((checks + 1))
+  if [ -d js/node_modules ]; then
+    (cd js && npm run --silent lint) || rc=1; checks=$((checks + 1))
+  else
+    echo "js/node_modules is missing: run 'npm ci' in js/" >&2; rc=1
+  fi
+  if [ "$rc" -ne 0 ]; then failed=1; fi
+  summary+=("$(printf '%-8s %-40s exit %s' lint "$checks checks run" "$rc")")
+}
+
 for layer in "${layers[@]}"; do
   case $layer in
+    lint) run_lint_layer ;;
     js) run_js_layer ;;
     unit) run_pytest_layer unit "not browser and not e2e" ;;
     browser) run_pytest_layer browser "browser" ;;
     e2e) run_pytest_layer e2e "e2e" ;;
-    *) echo "unknown layer: $layer (use js, unit, browser, e2e)" >&2; exit 2 ;;
+    *) echo "unknown layer: $layer (use lint, js, unit, browser, e2e)" >&2; exit 2 ;;
   esac
 done
 

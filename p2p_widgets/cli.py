@@ -89,7 +89,7 @@ EDIT_EXAMPLES = """examples:
   p2p-widgets edit "a big red circle on a gray background" "a big red circle on a gray background" \\
       --reweight big=3 --out out/bigger
   p2p-widgets edit "a photo of a cat" "a photo of a dog" --model ./my-sd15-folder --steps 50
-  p2p-widgets edit "a big red circle on a gray background" "a big green circle on a gray background" \
+  p2p-widgets edit "a big red circle on a gray background" "a big green circle on a gray background" \\
       --image my_drawing.png --self 1 --blend circle
 """
 
@@ -112,16 +112,18 @@ def _fraction(text: str) -> float:
 
 
 def _edit(args: argparse.Namespace) -> int:
-    import json
-
-    from .editor import Editor
+    from .engine.export import save_edit
+    from .engine.sampler import Editor
     from .errors import P2PError
     from .models import defaults_for, load_pipeline
 
     defaults = defaults_for(args.model)
-    steps = args.steps or defaults.steps
+    steps = defaults.steps if args.steps is None else args.steps
     guidance = defaults.guidance if args.guidance is None else args.guidance
     out = Path(args.out)
+    if out.exists() and not out.is_dir():  # checked before the work, not after it
+        print(f"p2p-widgets edit: --out {out} is a file; give a folder for the images and the JSON", file=sys.stderr)
+        return 2
     inversion = None
     try:
         editor = Editor(load_pipeline(args.model))
@@ -141,17 +143,15 @@ def _edit(args: argparse.Namespace) -> int:
     result.images[0].save(out / "source.png")
     result.images[1].save(out / "edit.png")
     result.baseline[1].save(out / "baseline.png")
-    spec = {**result.spec, "model": args.model}
+    result.spec = result.spec.replace(model=args.model)
     if inversion is None:
-        (out / "edit.json").write_text(json.dumps(spec, indent=1))
+        save_edit(result, out / "edit.json")
         print(f"wrote {out}/source.png, edit.png, baseline.png (fixed seed, no injection), edit.json")
         return 0
     from PIL import Image
 
-    from .export import save_edit
-
     Image.fromarray(inversion.image).save(out / "input.png")
-    save_edit(spec, out / "edit.json", inversion)
+    save_edit(result, out / "edit.json", inversion)
     print(f"wrote {out}/input.png, source.png (reconstruction), edit.png, baseline.png (same inverted noise, "
           "no injection), edit.json with edit.inversion.json/.safetensors (rerun: export.load_edit)")
     return 0
@@ -173,7 +173,7 @@ class _Progress:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .eval import main as eval_main
+    from .pocket.eval import main as eval_main
 
     eval_main(["pocket", "--images", str(args.images), "--seeds", str(args.seeds)])
     return 0

@@ -1,4 +1,14 @@
-"""Errors with messages that name the problem; all subclass ValueError so callers can catch broadly."""
+"""The one error root, and the small value checks every layer uses.
+
+Every error a user can cause is a :class:`P2PError` (a ``ValueError``, so broad ``except`` clauses
+keep working) whose message names the problem; areas subclass it (words, prompts, frames, widget
+messages).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
 
 
 class P2PError(ValueError):
@@ -6,6 +16,8 @@ class P2PError(ValueError):
 
 
 class WordNotFound(P2PError):
+    """A word asked for is not in the prompt."""
+
     def __init__(self, word, prompt_text: str, words):
         listed = ", ".join(repr(w) for w in words)
         super().__init__(f"word {word!r} is not in the prompt {prompt_text!r}; its words are: {listed}")
@@ -13,7 +25,34 @@ class WordNotFound(P2PError):
 
 
 class PromptTooLong(P2PError):
+    """A prompt has more tokens than the text encoder takes."""
+
     def __init__(self, prompt_text: str, n_tokens: int, limit: int):
         super().__init__(
             f"prompt has {n_tokens} tokens with BOS/EOS but the text encoder takes {limit}: {prompt_text[:80]!r}..."
         )
+
+
+class FrameError(P2PError):
+    """A frame (binary message to or from the front end) is malformed."""
+
+
+class MessageError(P2PError):
+    """A message from the front end was refused; the text is shown in the widget's error banner."""
+
+
+def is_int(value: object) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """A finite real number (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int(name: str, value, low: int, high: int) -> int:
+    """``value`` as a Python int, or a :class:`P2PError` naming ``name`` and the range."""
+    if not is_int(value) or not low <= value <= high:
+        raise P2PError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return int(value)

@@ -6,17 +6,7 @@ run (no custom pipelines, no remote code).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class SamplingDefaults:
-    steps: int
-    guidance: float
-
-
-POCKET_DEFAULTS = SamplingDefaults(steps=25, guidance=5.0)  # what the pocket model was evaluated with
-SD_DEFAULTS = SamplingDefaults(steps=50, guidance=7.5)  # the reference's Stable Diffusion settings
+from .engine.defaults import POCKET_DEFAULTS, SD_DEFAULTS, SamplingDefaults
 
 
 def load_pipeline(model: str = "pocket", device: str | None = None, dtype=None):

@@ -8,7 +8,7 @@ import torch
 import traitlets
 
 from p2p_widgets.errors import P2PError
-from p2p_widgets.mapper import Mapper, align
+from p2p_widgets.engine.mapper import Mapper, align
 from p2p_widgets.widgets import TokenAligner
 from p2p_widgets.widgets.aligner import MAX_WEIGHT, token_rows
 
@@ -194,7 +194,7 @@ def test_strict_constructor(tokenizer):
 
 
 def test_token_rows_of_an_empty_prompt(tokenizer):
-    from p2p_widgets.prompts import Prompt
+    from p2p_widgets.engine.prompts import Prompt
 
     rows = token_rows(Prompt.from_text("", tokenizer))
     assert [r["special"] for r in rows] == ["bos", "eos"]

@@ -21,20 +21,20 @@ def test_engine_bench_prints_times_memory_and_ratios_for_sdxl():
 
 def test_sdxl_bench_architecture_is_sdxl_base():
     """The GPU benchmark's random-weight SDXL has SDXL base's parameter counts (built on the meta device)."""
-    from p2p_widgets.bench import SD15_TEXT, SDXL_TEXT2, SDXL_UNET, SDXL_VAE
-    from p2p_widgets.editor import Editor
-    from p2p_widgets.testing import xl_pipeline
+    from p2p_widgets.bench.geometries import SD15_TEXT, SDXL_TEXT2, SDXL_UNET, SDXL_VAE
+    from p2p_widgets.engine.sampler import Editor
+    from p2p_widgets.bench.geometries import xl_pipeline
 
     with torch.device("meta"):
         pipe = xl_pipeline(SDXL_VAE, SD15_TEXT, SDXL_TEXT2, SDXL_UNET)
     count = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in ("unet", "text_encoder_2")}
     assert count == {"unet": 2_567_463_684, "text_encoder_2": 694_659_840}
     editor = Editor(pipe)
-    assert editor.embedding_width == 2048 and editor._attention_sides(128) == [32, 64]
+    assert editor.embedding_width == 2048 and editor.attention_sides(128) == [32, 64]
 
 
 def test_inversion_timing_mode_on_an_architecture():
-    from p2p_widgets.bench_invert import timing
+    from p2p_widgets.bench.invert import timing
 
     lines = []
     timing("tiny", steps=2, guidance=5.0, inner_steps=2, device="cpu", out=lines.append)

@@ -1,6 +1,6 @@
 """``python -m p2p_widgets.bench stream`` (p2p_widgets/bench_stream.py) on the tiny model."""
 
-from p2p_widgets.bench_stream import main, measure
+from p2p_widgets.bench.stream import main, measure
 
 
 def test_measure_reports_overhead_and_bytes():

@@ -48,8 +48,8 @@ def test_help_has_examples(capsys):
 def test_edit_of_a_real_image_writes_the_inversion_and_reruns(tmp_path, capsys):
     import numpy as np
 
-    from p2p_widgets.editor import Editor
-    from p2p_widgets.export import load_edit
+    from p2p_widgets.engine.sampler import Editor
+    from p2p_widgets.engine.export import load_edit
     from p2p_widgets.pocket.model import load_pocket
     from p2p_widgets.pocket.scenes import sample_scene
 

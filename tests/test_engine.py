@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from p2p_widgets.errors import P2PError
-from p2p_widgets.mapper import align
-from p2p_widgets.processors import P2PAttnProcessor
-from p2p_widgets.rules import EditRule, LocalBlend, Replace
-from p2p_widgets.schedule import AlphaSchedule
+from p2p_widgets.engine.mapper import align
+from p2p_widgets.engine.processors import P2PAttnProcessor
+from p2p_widgets.engine.blend import LocalBlend
+from p2p_widgets.engine.rules import EditRule, Replace
+from p2p_widgets.engine.schedule import AlphaSchedule
 
 SRC = "a red circle on a gray background"
 STEPS = 8
@@ -197,7 +198,7 @@ def test_sample_one_prompt_stores_attention(editor):
 
 
 def test_detail_store_keeps_heads_and_unet_parts_that_average_to_the_plain_maps(editor):
-    from p2p_widgets.store import AttentionStore
+    from p2p_widgets.engine.store import AttentionStore
 
     store = AttentionStore(detail=True)
     editor.edit(SRC, "a blue circle on a gray background", steps=STEPS, store=store)

@@ -1,4 +1,4 @@
-"""Edit export (p2p_widgets/export.py): JSON that re-runs to the same latents, bit for bit on CPU."""
+"""Edit export (engine/spec.py, engine/export.py): JSON that re-runs to the same latents, bit for bit on CPU."""
 
 import json
 
@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from p2p_widgets.errors import P2PError
-from p2p_widgets.export import edit_from_spec, spec_from_json, spec_to_dict, spec_to_json, validate_spec
+from p2p_widgets.engine.export import edit_from_spec, spec_from_json, spec_to_json
+from p2p_widgets.engine.spec import EditSpec
+
+
+def spec_to_dict(result):
+    return json.loads(spec_to_json(result))
+
+
+def validate_spec(data):
+    return EditSpec.from_dict(data)
 
 STEPS = 4
 
@@ -19,12 +28,13 @@ def reweighted(editor):
 
 def test_json_holds_prompts_seed_mapper_schedule_and_rules(reweighted):
     data = json.loads(spec_to_json(reweighted))
-    assert data["format"] == "p2p_widgets.edit" and data["version"] == 1
+    assert data["format"] == "p2p_widgets.edit" and data["version"] == 2
     assert data["prompts"] == ["a red cat on a mat", "a blue dog on a mat"]
     assert (data["seed"], data["steps"], data["guidance"]) == (3, STEPS, 7.5)
     assert (data["size"], data["mode"]) == ([64, 64], "fast")
     (rule,) = data["rules"]
     assert rule["rule"] == "Reweight" and rule["values"] == {"blue": 2.5}
+    rule = rule["base"]
     assert rule["schedule"] == {"n_evals": STEPS, "cross": [0, 2], "self_attn": [1, 3], "words": {"dog": [0, 2]},
                                 "blend_start": 0}
     links = rule["mapper"]["links"]
@@ -44,7 +54,7 @@ def test_refine_and_replace_rerun_exactly(editor):
                                  ("a big red cat", "a big red dog", "replace")]:
         result = editor.edit(source, target, steps=3, seed=5, kind=kind)
         spec = spec_from_json(spec_to_json(result))
-        assert spec["rules"][0]["rule"] == ("Refine" if kind == "refine" else "Replace")
+        assert spec.rules[0]["rule"] == ("Refine" if kind == "refine" else "Replace")
         assert torch.equal(edit_from_spec(editor, spec).latents, result.latents)
 
 
@@ -64,7 +74,7 @@ def _spec(reweighted, **changes):
     "changes,message",
     [
         ({"format": "other"}, "format"),
-        ({"version": 2}, "version"),
+        ({"version": 3}, "version"),
         ({"prompts": []}, "prompts"),
         ({"seed": -1}, "seed"),
         ({"seed": 1.5}, "seed"),
@@ -72,7 +82,7 @@ def _spec(reweighted, **changes):
         ({"guidance": float("nan")}, "guidance"),
         ({"mode": "magic"}, "mode"),
         ({"rules": []}, "one rule per edited prompt"),
-        ({"rules": [{"rule": "MyRule"}]}, "can be rebuilt"),
+        ({"rules": [{"rule": "MyRule"}]}, "unknown rule 'MyRule'"),
         ({"blend": {"words": ["cat"], "threshold": 2}}, "threshold"),
         ({"size": [64]}, "size"),
         ({"start": "latents"}, "not from its seed or an inversion"),
@@ -83,15 +93,15 @@ def test_malformed_specs_are_rejected_with_the_field_named(reweighted, changes, 
         validate_spec(_spec(reweighted, **changes))
 
 
-def test_bad_links_and_foreign_mappers_are_rejected(reweighted):
+def test_bad_links_and_foreign_mappers_are_rejected(editor, reweighted):
     spec = spec_to_dict(reweighted)
-    spec["rules"][0]["mapper"]["links"].append([1, "x", 1.0])
-    with pytest.raises(P2PError, match="link"):
-        validate_spec(spec)
+    spec["rules"][0]["base"]["mapper"]["links"].append([1, "x", 1.0])
+    with pytest.raises(P2PError, match="rule 0: .*target position 'x'"):
+        validate_spec(spec).build_rules(editor)
     spec = spec_to_dict(reweighted)
-    spec["rules"][0]["mapper"]["target"] = "something else"
+    spec["rules"][0]["base"]["mapper"]["target"] = "something else"
     with pytest.raises(P2PError, match="mapper is for"):
-        validate_spec(spec)
+        validate_spec(spec).build_rules(editor)
 
 
 def test_not_json():
@@ -103,6 +113,6 @@ def test_not_json():
 
 def test_out_of_range_link_positions_fail_when_rebuilt(editor, reweighted):
     spec = spec_to_dict(reweighted)
-    spec["rules"][0]["mapper"]["links"].append([80, 1, 1.0])
+    spec["rules"][0]["base"]["mapper"]["links"].append([80, 1, 1.0])
     with pytest.raises(P2PError, match="source position 80"):
         edit_from_spec(editor, spec)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from p2p_widgets.frames import (
+from p2p_widgets.stream.frames import (
     HEAT_ANCHORS,
     Frame,
     FrameCache,
@@ -155,7 +155,7 @@ def test_decode_rejects_wrong_buffers():
 
 
 def test_run_header(tokenizer):
-    from p2p_widgets.prompts import Prompt
+    from p2p_widgets.engine.prompts import Prompt
 
     prompts = [Prompt.from_text(t, tokenizer) for t in ("a red cat", "a blue cat")]
     header = run_header(4, prompts, 25)

@@ -14,12 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from p2p_widgets import inversion as inv_mod
-from p2p_widgets.editor import Editor
+from p2p_widgets.engine import inversion as inv_mod
+from p2p_widgets.engine.sampler import Editor
 from p2p_widgets.errors import P2PError
-from p2p_widgets.inversion import Inversion, InversionStep, invert, load_image
-from p2p_widgets.testing import latent_blind as _latent_blind
-from p2p_widgets.testing import tiny_pipeline
+from p2p_widgets.engine.inversion import Inversion, InversionStep, invert, load_image
+from p2p_widgets.bench.geometries import latent_blind as _latent_blind
+from p2p_widgets.bench.geometries import tiny_pipeline
 
 PROMPT = "a red circle on a gray background"
 STEPS = 4
@@ -72,7 +72,7 @@ def test_ddim_inversion_is_exact_for_a_latent_blind_model(blind, image):
     assert inv.prediction_type == blind.pipe.scheduler.config.prediction_type
     # regenerating at guidance 1 retraces the trajectory back to the image's latent
     assert _latent_error(blind, inv, 1.0) < 1e-9 * max(1.0, float(inv.x_T.pow(2).mean()))
-    z0 = inv_mod.encode_image(blind, inv.image)
+    z0 = blind.encode_image(inv.image)
     assert torch.allclose(inv.x_0, z0[0].float())
 
 
@@ -122,7 +122,7 @@ def test_pocket_round_trip_null_text_and_negative_prompt_beat_ddim():
 
     editor = Editor(load_pocket(device="cpu", dtype=torch.float32))
     images, captions, _ = make_dataset(1, seed=3)
-    vae = psnr(images[0], editor.decode(inv_mod.encode_image(editor, images[0]))[0])
+    vae = psnr(images[0], editor.decode(editor.encode_image(images[0]))[0])
     got = {}
     for method in ("ddim", "null-text", "negative-prompt"):
         inv = invert(editor, images[0], captions[0], method, steps=8, guidance=5.0, cache=False)
@@ -334,7 +334,7 @@ def test_load_names_missing_or_broken_files(blind_eps, image, tmp_path):
 
 
 def test_an_edit_of_an_inverted_image_saves_and_reruns_with_its_inversion(blind_eps, image, tmp_path):
-    from p2p_widgets.export import edit_from_spec, load_edit, save_edit, spec_to_dict
+    from p2p_widgets.engine.export import edit_from_spec, load_edit, save_edit
 
     inv = invert(blind_eps, image, PROMPT, "negative-prompt", steps=STEPS, guidance=5.0, cache=False)
     target = "a blue circle on a gray background"
@@ -346,7 +346,7 @@ def test_an_edit_of_an_inverted_image_saves_and_reruns_with_its_inversion(blind_
     again = load_edit(blind_eps, tmp_path / "edit.json")
     assert torch.equal(again.latents, result.latents)
     # the JSON alone does not rerun, nor with another image's inversion
-    spec = spec_to_dict(result)
+    spec = result.spec
     with pytest.raises(P2PError, match="pass its inversion"):
         edit_from_spec(blind_eps, spec)
     other = invert(blind_eps, 255 - image, PROMPT, "negative-prompt", steps=STEPS, guidance=5.0, cache=False)

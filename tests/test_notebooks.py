@@ -36,3 +36,27 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
     figures = sum("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
     promised = nb.metadata.get("p2p_widgets", {}).get("min_figures", 0)
     assert figures >= promised, f"{path.name} drew {figures} figures, promises {promised}"
+
+
+def _generator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "notebooks" / "make_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_notebooks_are_what_the_generator_writes(tmp_path):
+    written = _generator().build(tmp_path)
+    assert sorted(p.name for p in written) == [p.name for p in NOTEBOOKS]
+    for path in written:
+        assert path.read_text() == (ROOT / "notebooks" / path.name).read_text(), f"regenerate {path.name}"
+
+
+def test_a_code_cell_that_starts_with_a_comment_stays_code(tmp_path, monkeypatch):
+    make = _generator()
+    monkeypatch.setattr(make, "NOTEBOOKS", {"99_probe": (0, [make.md("# A heading"), "# a comment\nx = 1"])})
+    (path,) = make.build(tmp_path)
+    cells = nbformat.read(path, as_version=4).cells
+    assert [c.cell_type for c in cells] == ["markdown", "code"]

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from p2p_widgets.frames import decode_frame, decode_image
+from p2p_widgets.stream.frames import decode_frame, decode_image
 from p2p_widgets.widgets.player import AttentionPlayer, default_tokens
 
 SOURCE = "a red cat on a mat"
@@ -264,7 +264,7 @@ def test_gif_download_message(streamed):
 
 
 def test_default_token_selection_picks_the_edited_words(tokenizer):
-    from p2p_widgets.prompts import Prompt
+    from p2p_widgets.engine.prompts import Prompt
 
     a, b = (Prompt.from_text(t, tokenizer) for t in (SOURCE, TARGET))
     chosen = default_tokens([a.tokens, b.tokens])

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from p2p_widgets.editor import Editor
+from p2p_widgets.engine.sampler import Editor
 from p2p_widgets.errors import P2PError
-from p2p_widgets.testing import latent_blind, tiny_pipeline, tiny_xl_pipeline
+from p2p_widgets.bench.geometries import latent_blind, tiny_pipeline, tiny_xl_pipeline
 
 SRC = "a red circle on a gray background"
 STEPS = 6
@@ -91,7 +91,7 @@ def _latent_error(editor, inv, guidance):
 
 def test_sdxl_inversion_round_trip_and_files(tmp_path):
     """On the latent-blind XL fixture (exact DDIM inversion, see test_inversion.py)."""
-    from p2p_widgets.inversion import Inversion
+    from p2p_widgets.engine.inversion import Inversion
 
     xl = Editor(latent_blind(tiny_xl_pipeline(seed=1)))
     image = np.asarray(xl.sample(SRC, seed=3, steps=STEPS, guidance=1.0).images[0])
@@ -106,7 +106,9 @@ def test_sdxl_inversion_round_trip_and_files(tmp_path):
     assert len(fast.uncond_pooled) == STEPS and fast.uncond_pooled[0].shape == (1, 32)
     guided = xl.edit(SRC, [], inversion=fast, steps=STEPS, guidance=5.0).latents
     unguided = xl.edit(SRC, [], inversion=ddim, steps=STEPS, guidance=1.0).latents
-    assert torch.allclose(guided, unguided, atol=1e-5), (guided - unguided).abs().max()
+    # equal up to float rounding: the guided run batches [uncond, cond], the unguided one cond alone, and
+    # batch size picks different CPU kernels (1.1e-5 seen on this machine's CPU, also before any change)
+    assert torch.allclose(guided, unguided, atol=5e-5), (guided - unguided).abs().max()
 
     fast.save(tmp_path / "inv")
     loaded = Inversion.load(tmp_path / "inv")

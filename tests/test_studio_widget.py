@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from p2p_widgets.errors import P2PError
-from p2p_widgets.frames import decode_image
+from p2p_widgets.stream.frames import decode_image
 from p2p_widgets.widgets.player import AttentionPlayer
 from p2p_widgets.widgets.studio import Studio, StudioPanel
 
@@ -56,7 +56,7 @@ def test_settings_flow_into_the_parts(studio):
     studio.panel.steps = 10
     assert studio.timeline.n_evals == 10 and studio.children[2] is studio.timeline
     assert studio.timeline.windows["cross"] == [0, 8]  # 0.8 of the run, as before
-    from p2p_widgets.mapper import align
+    from p2p_widgets.engine.mapper import align
 
     before = [list(x) for x in studio.aligner.links]
     studio.panel.kind = "refine"  # the alignment select re-aligns the aligner
@@ -64,7 +64,7 @@ def test_settings_flow_into_the_parts(studio):
     refine = [[i, j, w] for i, j, w in align(src, tgt, studio.editor.tokenizer, "refine").links
               if i < src.n_tokens and j < tgt.n_tokens]
     assert studio.aligner.links == refine != before
-    assert studio.edit_kwargs()["rules"][0].__class__.__name__ == "Refine"
+    assert studio.spec().rules[0]["rule"] == "Refine"
 
 
 def test_prompts_edited_in_the_aligner_reach_the_panel(studio):
@@ -72,7 +72,7 @@ def test_prompts_edited_in_the_aligner_reach_the_panel(studio):
     assert studio.aligner.error == ""
     assert studio.panel.target == studio.timeline.target == "a blue bird on a mat"
     assert "bird" in studio.panel.target_words
-    assert studio.edit_kwargs()["rules"][0].target.text == "a blue bird on a mat"
+    assert studio.spec().rules[0]["mapper"]["target"] == "a blue bird on a mat"
 
 
 def test_run_message_runs_in_a_worker_thread(studio):
@@ -130,7 +130,7 @@ def test_a_failing_run_shows_its_error_and_the_studio_stays_usable(studio, monke
     def broken(*args, **kwargs):
         raise RuntimeError("the GPU caught fire")
 
-    monkeypatch.setattr(studio.editor, "edit", broken)
+    monkeypatch.setattr(studio.editor, "run", broken)
     studio.run()
     with pytest.raises(RuntimeError):
         studio.wait(60)
@@ -201,7 +201,7 @@ def test_exported_json_reloads_and_reruns_to_the_same_image(studio):
     text = studio.to_json()
     spec = json.loads(text)
     assert spec["rules"][0]["values"] == {"blue": 1.5}
-    assert spec["rules"][0]["schedule"]["words"] == {"dog": [1, 3]}
+    assert spec["rules"][0]["base"]["schedule"]["words"] == {"dog": [1, 3]}
     assert spec["blend"]["words"] == ["cat", "dog"]
 
     # change everything, then load the export through the front end's message
@@ -210,7 +210,7 @@ def test_exported_json_reloads_and_reruns_to_the_same_image(studio):
     studio.panel._handle_custom_msg({"type": "load_spec", "text": text}, [])
     assert studio.panel.error == ""
     assert (studio.panel.target, studio.panel.seed, studio.panel.reweight) == (TARGET, 7, {"blue": 1.5})
-    assert studio.timeline.schedule.to_dict() == spec["rules"][0]["schedule"]
+    assert studio.timeline.schedule.to_dict() == spec["rules"][0]["base"]["schedule"]
     again = studio.run(background=False)
     assert torch.equal(again.latents, first.latents)
     assert studio.panel.images[1]["png"] == decode_png_bytes(first)
@@ -218,7 +218,7 @@ def test_exported_json_reloads_and_reruns_to_the_same_image(studio):
 
 
 def decode_png_bytes(result):
-    from p2p_widgets.frames import encode_image
+    from p2p_widgets.stream.frames import encode_image
 
     return encode_image(np.asarray(result.images[1]))
 
@@ -239,7 +239,7 @@ def test_reload_and_rerun_without_aligner_and_timeline(editor):
 
 def test_load_rejects_specs_the_studio_cannot_hold(studio, editor):
     result = editor.edit(SOURCE, [TARGET, "a green frog on a mat"], steps=2)
-    from p2p_widgets.export import spec_to_json
+    from p2p_widgets.engine.export import spec_to_json
 
     with pytest.raises(P2PError, match="one target"):
         studio.load_json(spec_to_json(result))
@@ -265,7 +265,9 @@ def test_images_and_gif_export(studio, tmp_path):
 
 
 def test_default_studio_uses_the_pocket_model():
-    from p2p_widgets.widgets.studio import POCKET_SOURCE, POCKET_TARGET
+    from p2p_widgets.engine.defaults import POCKET_DEFAULTS
+
+    POCKET_SOURCE, POCKET_TARGET = POCKET_DEFAULTS.source, POCKET_DEFAULTS.target
 
     s = Studio()
     Sink(s.player)
@@ -293,7 +295,7 @@ def _png_bytes(side=80, seed=0):
 
 
 def test_an_uploaded_image_is_inverted_and_edited(studio):
-    from p2p_widgets.inversion import clear_cache
+    from p2p_widgets.engine.inversion import clear_cache
 
     clear_cache(studio.editor)
     studio.panel.invert_method = "negative-prompt"

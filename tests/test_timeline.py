@@ -7,7 +7,7 @@ import pytest
 import traitlets
 
 from p2p_widgets.errors import P2PError
-from p2p_widgets.schedule import AlphaSchedule
+from p2p_widgets.engine.schedule import AlphaSchedule
 from p2p_widgets.widgets import AlphaTimeline
 from p2p_widgets.widgets.timeline import PRESETS, scheduler_timesteps
 
@@ -67,7 +67,7 @@ def test_schedule_in_and_out(tokenizer):
 
 
 def test_windows_from_the_front_end_reach_the_schedule_and_the_alpha_table(t):
-    from p2p_widgets.prompts import Prompt
+    from p2p_widgets.engine.prompts import Prompt
 
     w = {"cross": [0, 30], "self_attn": [2, 12], "words": [["tabby", 0, 5]], "blend_start": 7}
     t.set_state({"windows": w})
@@ -157,7 +157,7 @@ def test_python_helpers(t):
 
 
 def test_edit_kwargs_drive_the_editor_with_the_same_alpha(t, editor):
-    from p2p_widgets.prompts import Prompt
+    from p2p_widgets.engine.prompts import Prompt
 
     t.set_window("tabby", 0, 4)
     kwargs = t.edit_kwargs()

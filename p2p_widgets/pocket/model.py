@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..engine.defaults import POCKET_DEFAULTS, register_defaults
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 COMPONENTS = ("vae", "text_encoder", "unet")
 
@@ -79,7 +81,7 @@ def assemble_pipeline(vae, text_encoder, unet, tokenizer=None, scheduler_config=
     """Wrap components in a ``StableDiffusionPipeline`` with DDIM (no safety checker)."""
     from transformers.utils import logging as hf_logging
 
-    from ..tokenizer import load_tokenizer
+    from ..engine.tokenizer import load_tokenizer
 
     # diffusers' pipeline module imports transformers' image processors, which warn about
     # torchvision on every import; the pocket model uses no image processor
@@ -153,7 +155,8 @@ def load_pocket(device: str | None = None, dtype=None, weights_dir: Path | None 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
     pipe = assemble_pipeline(vae, text_encoder, unet).to(device)
-    return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)  # weights are already fp32
+    pipe = pipe if dtype == torch.float32 else pipe.to(dtype=dtype)  # weights are already fp32
+    return register_defaults(pipe, POCKET_DEFAULTS)
 
 
 def _materialise_buffers(module):

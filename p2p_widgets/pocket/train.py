@@ -233,7 +233,7 @@ def main(argv=None):
     torch.backends.cudnn.allow_tf32 = True
     log(f"args {vars(args)} device {device} torch {torch.__version__}")
 
-    from ..tokenizer import load_tokenizer
+    from ..engine.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer()
     # the pool is generated before CUDA initialises: worker processes fork a CUDA-free parent

@@ -7,7 +7,7 @@ from importlib import import_module
 
 _LAZY = {
     "P2PWidget": "p2p_widgets.widgets._base",
-    "MessageError": "p2p_widgets.widgets._base",
+    "MessageError": "p2p_widgets.errors",
     "on_message": "p2p_widgets.widgets._base",
     "PingWidget": "p2p_widgets.widgets.ping",
     "TokenAligner": "p2p_widgets.widgets.aligner",

@@ -16,6 +16,7 @@ What every widget gets from :class:`P2PWidget`:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,14 +24,27 @@ from typing import Any, ClassVar
 import anywidget
 import traitlets
 
+from ..errors import MessageError
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 _log = logging.getLogger(__name__)
 _MAX_ERROR_CHARS = 2000
 
 
-class MessageError(ValueError):
-    """An inbound custom message is malformed; raised by handlers, shown in the ``error`` trait."""
+def in_range(proposal, low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False):
+    """For ``@traitlets.validate``: the proposed value if it is finite and inside the range, else a
+    TraitError naming the trait and the range (``[low, high]``, ends open where asked)."""
+    value = proposal["value"]
+    above = value > low if open_low else value >= low
+    below = value < high if open_high else value <= high
+    if not math.isfinite(value) or not (above and below):
+        name = proposal["trait"].name
+        if high == math.inf:
+            raise traitlets.TraitError(f"{name} must be {'>' if open_low else '>='} {low:g}, got {value}")
+        left, right = "(" if open_low else "[", ")" if open_high else "]"
+        raise traitlets.TraitError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {value}")
+    return value
 
 
 def on_message(kind: str) -> Callable[[Callable], Callable]:
@@ -181,14 +195,14 @@ class PromptCache:
 
     def __init__(self, tokenizer=None, size: int = 32):
         if tokenizer is None:
-            from ..tokenizer import load_tokenizer
+            from ..engine.tokenizer import load_tokenizer
 
             tokenizer = load_tokenizer()
         self.tokenizer, self.size = tokenizer, size
         self._prompts: dict = {}
 
     def __call__(self, text: str):
-        from ..prompts import Prompt
+        from ..engine.prompts import Prompt
 
         prompt = self._prompts.get(text)
         if prompt is None:

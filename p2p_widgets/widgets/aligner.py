@@ -14,7 +14,7 @@ back to the Python value.
 Links are ``[source position, target position, weight]`` over the real tokens of the two prompts
 (BOS is position 0, EOS the last); padding is never linked by hand. The mapper adds BOS -> BOS,
 EOS -> EOS and padding -> padding wherever no link feeds those target positions
-(:meth:`p2p_widgets.mapper.Mapper.from_links`). Target tokens that no link feeds are new tokens:
+(:meth:`p2p_widgets.engine.mapper.Mapper.from_links`). Target tokens that no link feeds are new tokens:
 they keep their own attention.
 """
 
@@ -26,20 +26,16 @@ from typing import Any
 
 import traitlets
 
-from ..errors import P2PError
-from ..mapper import Mapper, align
-from ..prompts import Prompt
-from ._base import MessageError, P2PWidget, PromptCache, on_message
+from ..errors import MessageError, P2PError, is_int
+from ..engine.mapper import Mapper, align
+from ..engine.prompts import Prompt
+from ._base import P2PWidget, PromptCache, on_message
 
 KINDS = ("auto", "replace", "refine")
 #: largest |weight| accepted for a link (larger values are almost certainly typos)
 MAX_WEIGHT = 10.0
 _FRONTEND_KEYS = frozenset({"source", "target", "links", "show_special", "kind"})
 _TEXT_KEYS = ("source", "target")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def token_rows(prompt: Prompt) -> list[dict]:
@@ -91,7 +87,7 @@ class TokenAligner(P2PWidget):
     source, target:
         The prompts (text). Editable later from Python or in the widget.
     tokenizer:
-        The CLIP tokenizer (default: :func:`p2p_widgets.tokenizer.load_tokenizer`).
+        The CLIP tokenizer (default: :func:`p2p_widgets.engine.tokenizer.load_tokenizer`).
     kind:
         How :meth:`auto_align` fills the links: ``"auto"``, ``"replace"`` or ``"refine"``. The
         links start as ``auto_align(kind)`` unless ``links`` is given.
@@ -184,7 +180,7 @@ class TokenAligner(P2PWidget):
                 raise traitlets.TraitError(f"link {k} must be [source, target, weight], got {link!r}")
             i, j, w = link
             for name, v, n, prompt in (("source", i, n_src, self.source), ("target", j, n_tgt, self.target)):
-                if not _is_int(v):
+                if not is_int(v):
                     raise traitlets.TraitError(f"link {k}: {name} position must be an integer, got {v!r}")
                 if not 0 <= v < n:
                     raise traitlets.TraitError(
@@ -239,7 +235,7 @@ class TokenAligner(P2PWidget):
 
     @property
     def mapper(self) -> Mapper:
-        """The engine's :class:`~p2p_widgets.mapper.Mapper` built from the links (a new object
+        """The engine's :class:`~p2p_widgets.engine.mapper.Mapper` built from the links (a new object
         on every access; BOS, EOS and padding are fed automatically where no link feeds them)."""
         return Mapper.from_links(self.source_prompt, self.target_prompt, self.links, include_special=True)
 

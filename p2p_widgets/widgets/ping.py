@@ -13,14 +13,11 @@ from collections import OrderedDict
 import numpy as np
 import traitlets
 
-from ._base import MessageError, P2PWidget, on_message
+from ..errors import MessageError, is_int
+from ._base import P2PWidget, on_message
 
 MAX_SIDE = 4096  # same limit as js/lib/messages.js
 _MAX_PENDING = 256
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class PingWidget(P2PWidget):
@@ -71,13 +68,13 @@ class PingWidget(P2PWidget):
     @on_message("frame_ack")
     def _on_frame_ack(self, content: dict, buffers: list) -> None:
         total = content.get("sum")
-        if not _is_int(total) or total < 0:
+        if not is_int(total) or total < 0:
             raise MessageError(f"'sum' must be a non-negative integer, got {total!r}")
         if buffers:
             raise MessageError("frame_ack carries no buffers")
         seq = content.get("seq")
         if seq is not None:
-            if not _is_int(seq):
+            if not is_int(seq):
                 raise MessageError(f"'seq' must be an integer, got {seq!r}")
             expected = self._pending.pop(seq, None)
             if expected is None:

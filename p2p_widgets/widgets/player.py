@@ -12,9 +12,9 @@
 Or with your own call: ``cb = player.begin(prompts)``, ``editor.edit(..., callback=cb)``,
 ``player.end(result)``.
 
-Each step becomes a binary frame (see :mod:`p2p_widgets.frames`): PNG previews of the source's
+Each step becomes a binary frame (see :mod:`p2p_widgets.stream.frames`): PNG previews of the source's
 and the edits' x0 predictions and uint8 attention maps per token and grid. Sending is throttled
-(:class:`~p2p_widgets.frames.Throttle`) so it stays a small share of the sampling time; the steps
+(:class:`~p2p_widgets.stream.frames.Throttle`) so it stays a small share of the sampling time; the steps
 skipped live are sent when the run ends, so the finished run has every step. The front end keeps
 the frames per model (a second view of the same player has them too), and a reloaded page asks
 Python for them again (``replay``), answered from a bounded cache.
@@ -27,7 +27,6 @@ validated here and an invalid one sets ``error`` and is put back.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
-from ..frames import (
+from ..stream.frames import (
     IMAGE_FORMATS,
     STATUSES,
     Frame,
@@ -45,10 +44,11 @@ from ..frames import (
     decode_frame,
     dequantize,
     encode_frame,
-    heat_lut,
     run_header,
 )
-from ._base import MessageError, P2PWidget, on_message
+from ..errors import MessageError, P2PError, is_int
+from ..stream.gif import GifStyle, compose_step, encode_gif
+from ._base import P2PWidget, in_range, on_message
 
 _log = logging.getLogger(__name__)
 
@@ -56,10 +56,6 @@ NORMALIZE = ("token", "global")
 _FRONTEND_KEYS = frozenset({"step", "playing", "follow", "tokens", "resolution", "normalize", "opacity", "fps"})
 _MAX_DEFAULT_TOKENS = 4
 _BACKFILL_CHUNK = 16
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def default_tokens(token_lists: Sequence[Sequence[str]]) -> list[list[int]]:
@@ -159,7 +155,7 @@ class AttentionPlayer(P2PWidget):
         counts = [len(p["tokens"]) for p in self.prompts]
         out, seen = [], set()
         for k, item in enumerate(value):
-            if not isinstance(item, (list, tuple)) or len(item) != 2 or not all(_is_int(v) for v in item):
+            if not isinstance(item, (list, tuple)) or len(item) != 2 or not all(is_int(v) for v in item):
                 raise traitlets.TraitError(f"token {k} must be [prompt index, position], got {item!r}")
             b, pos = item
             if counts:
@@ -186,24 +182,15 @@ class AttentionPlayer(P2PWidget):
 
     @traitlets.validate("opacity")
     def _check_opacity(self, proposal):
-        value = proposal["value"]
-        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-            raise traitlets.TraitError(f"opacity must be in [0, 1], got {value}")
-        return value
+        return in_range(proposal, 0.0, 1.0)
 
     @traitlets.validate("fps")
     def _check_fps(self, proposal):
-        value = proposal["value"]
-        if not math.isfinite(value) or not 0.5 <= value <= 60.0:
-            raise traitlets.TraitError(f"fps must be in [0.5, 60], got {value}")
-        return value
+        return in_range(proposal, 0.5, 60.0)
 
     @traitlets.validate("min_interval")
     def _check_min_interval(self, proposal):
-        value = proposal["value"]
-        if not math.isfinite(value) or value < 0:
-            raise traitlets.TraitError(f"min_interval must be >= 0, got {value}")
-        return value
+        return in_range(proposal, 0.0)
 
     @traitlets.validate("max_share")
     def _check_max_share(self, proposal):
@@ -243,13 +230,13 @@ class AttentionPlayer(P2PWidget):
         return the callback to pass to :meth:`Editor.edit` (``callback=...``).
 
         ``stop_event``: the run's stop event, so that the step it stops after is sent live."""
-        from ..prompts import Prompt
+        from ..engine.prompts import Prompt
 
         objs = []
         for p in prompts:
             if not isinstance(p, Prompt):
                 if tokenizer is None:
-                    from ..tokenizer import load_tokenizer
+                    from ..engine.tokenizer import load_tokenizer
 
                     tokenizer = load_tokenizer()
                 p = Prompt.from_text(p, tokenizer)
@@ -362,9 +349,21 @@ class AttentionPlayer(P2PWidget):
     def run(self, editor, source, targets=(), *, callback: Callable | None = None,
             stop_event: threading.Event | None = None, **edit_kwargs):
         """``editor.edit(source, targets, **edit_kwargs)`` streamed into this player; returns the
-        :class:`~p2p_widgets.editor.EditResult`. ``callback`` is called after the player's."""
+        :class:`~p2p_widgets.engine.sampler.EditResult`. ``callback`` is called after the player's."""
         targets = [targets] if isinstance(targets, str) else list(targets)
         prompts = [editor.prompt(source), *[editor.prompt(t) for t in targets]]
+        return self._streamed(prompts, callback, stop_event,
+                              lambda cb: editor.edit(prompts[0], prompts[1:], callback=cb, stop_event=stop_event,
+                                                     **edit_kwargs))
+
+    def run_spec(self, editor, spec, *, callback: Callable | None = None, stop_event: threading.Event | None = None,
+                 **run_options):
+        """``editor.run(spec, **run_options)`` streamed into this player (see :meth:`run`)."""
+        prompts = [editor.prompt(text) for text in spec.prompts]
+        return self._streamed(prompts, callback, stop_event,
+                              lambda cb: editor.run(spec, callback=cb, stop_event=stop_event, **run_options))
+
+    def _streamed(self, prompts, callback, stop_event, sample):
         stream = self.begin(prompts, stop_event=stop_event)
 
         def both(event):
@@ -373,7 +372,7 @@ class AttentionPlayer(P2PWidget):
                 callback(event)
 
         try:
-            result = editor.edit(prompts[0], prompts[1:], callback=both, stop_event=stop_event, **edit_kwargs)
+            result = sample(both)
         except BaseException as exc:
             self.end(status="error")
             if isinstance(exc, Exception):
@@ -405,7 +404,7 @@ class AttentionPlayer(P2PWidget):
         return self._cache.steps
 
     def frame(self, step: int) -> dict:
-        """The decoded frame of ``step`` (see :func:`p2p_widgets.frames.decode_frame`)."""
+        """The decoded frame of ``step`` (see :func:`p2p_widgets.stream.frames.decode_frame`)."""
         try:
             frame = self._cache.get(step)
         except KeyError:
@@ -432,63 +431,42 @@ class AttentionPlayer(P2PWidget):
         One row per prompt: the x0 preview, then the preview under each selected token's heat map
         (``tokens``, ``resolution``, ``normalize``, ``opacity`` and ``fps`` default to the
         player's traits). Every pixel is repeated ``scale`` times."""
-        from PIL import Image
-
         steps = self.cached_steps
         if not steps:
-            raise ValueError("no frames yet: run an edit first")
-        if not _is_int(scale) or not 1 <= scale <= 16:
-            raise ValueError(f"scale must be an integer in [1, 16], got {scale!r}")
+            raise P2PError("no frames yet: run an edit first")
+        if not is_int(scale) or not 1 <= scale <= 16:
+            raise P2PError(f"scale must be an integer in [1, 16], got {scale!r}")
         tokens = [list(t) for t in (self.tokens if tokens is None else tokens)]
         resolution = self.resolution if resolution is None else resolution
-        normalize = self.normalize if normalize is None else normalize
-        opacity = self.opacity if opacity is None else float(opacity)
-        fps = self.fps if fps is None else float(fps)
-        lut = heat_lut()
+        style = GifStyle(normalize=self.normalize if normalize is None else normalize,
+                         opacity=self.opacity if opacity is None else float(opacity),
+                         fps=self.fps if fps is None else float(fps), scale=scale)
         pictures = []
         for s in steps:
             decoded = self.frame(s)
             images = decoded["images"]
-            h, w = images[0].shape[:2]
             heats = {(b, p): self.token_heat(decoded, b, p, resolution) for b, p in tokens if b < len(images)}
-            peak = max((float(m.max()) for m in heats.values()), default=0.0)
-            cols = 1 + max((sum(1 for b2, _ in heats if b2 == b) for b in range(len(images))), default=0)
-            canvas = np.full((len(images) * (h + 1) - 1, cols * (w + 1) - 1, 3), 255, np.uint8)
-            for b, image in enumerate(images):
-                y = b * (h + 1)
-                canvas[y : y + h, :w] = image
-                col = 1
-                for (b2, _), m in heats.items():
-                    if b2 != b:
-                        continue
-                    top = float(m.max()) if normalize == "token" else peak
-                    v = m / top if top > 0 else np.zeros_like(m)
-                    up = np.kron(v, np.ones((h // m.shape[0], w // m.shape[1]), np.float32))
-                    colour = lut[np.clip(np.rint(up * 255), 0, 255).astype(np.uint8)].astype(np.float32)
-                    mixed = (1 - opacity) * image.astype(np.float32) + opacity * colour
-                    x = col * (w + 1)
-                    canvas[y : y + h, x : x + w] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-                    col += 1
-            pictures.append(Image.fromarray(np.kron(canvas, np.ones((scale, scale, 1), np.uint8))))
-        import io
-
-        out = io.BytesIO()
-        pictures[0].save(out, format="GIF", save_all=True, append_images=pictures[1:],
-                         duration=max(20, int(round(1000 / fps))), loop=0)
-        data = out.getvalue()
+            pictures.append(compose_step(images, heats, style))
+        data = encode_gif(pictures, style.fps)
         if path is not None:
             with open(path, "wb") as f:
                 f.write(data)
         return data
+
+    def gif_download(self) -> tuple[dict, list]:
+        """The ``download`` message (content, buffers) that hands the playback GIF to the browser."""
+        if not self.cached_steps:
+            raise MessageError("no frames to export yet: run an edit first")
+        return {"type": "download", "name": "p2p_playback.gif", "mime": "image/gif"}, [self.to_gif()]
 
     # -- messages from the front end ----------------------------------------------------------------
 
     @on_message("replay")
     def _on_replay(self, content: dict, buffers: list) -> None:
         run, have = content.get("run"), content.get("have", [])
-        if run is not None and not _is_int(run):
+        if run is not None and not is_int(run):
             raise MessageError(f"'run' must be an integer or null, got {run!r}")
-        if not isinstance(have, list) or not all(_is_int(s) and s >= 0 for s in have) or len(have) > 100_000:
+        if not isinstance(have, list) or not all(is_int(s) and s >= 0 for s in have) or len(have) > 100_000:
             raise MessageError("'have' must be a list of step numbers")
         if self._cache.header is None:
             return
@@ -502,10 +480,7 @@ class AttentionPlayer(P2PWidget):
 
     @on_message("export_gif")
     def _on_export_gif(self, content: dict, buffers: list) -> None:
-        if not self.cached_steps:
-            raise MessageError("no frames to export yet: run an edit first")
-        data = self.to_gif()
-        self._post({"type": "download", "name": "p2p_playback.gif", "mime": "image/gif"}, [data])
+        self._post(*self.gif_download())
 
     def __repr__(self) -> str:
         return f"AttentionPlayer(status={self.status!r}, run_id={self.run_id}, frames={len(self._cache)})"

@@ -9,7 +9,7 @@
 Time runs left to right over the real UNet evaluations of the scheduler (evaluation 0 is the
 noisiest), labelled with their timesteps. Rows: the default cross-attention window, one per word
 that overrides it, the self-attention injection window and LocalBlend's start. Windows are
-half-open ``[start, end)`` in evaluation indices, as in :class:`~p2p_widgets.schedule.AlphaSchedule`.
+half-open ``[start, end)`` in evaluation indices, as in :class:`~p2p_widgets.engine.schedule.AlphaSchedule`.
 
 The front end may only write ``windows``; every write is validated here (integer steps inside
 the run, start <= end, words of the target prompt, no duplicate rows) and an invalid one is
@@ -22,10 +22,11 @@ from typing import Any
 
 import traitlets
 
-from ..errors import P2PError
-from ..prompts import Prompt
-from ..schedule import AlphaSchedule
-from ._base import MessageError, P2PWidget, on_message
+from ..errors import MessageError, P2PError, is_int
+from ..engine.prompts import Prompt
+from ..engine.adapter import ddim_scheduler
+from ..engine.schedule import AlphaSchedule
+from ._base import P2PWidget, on_message
 
 PRESETS = {
     "default": "P2P default: cross-attention for 80% of the run, self-attention for 40%",
@@ -33,10 +34,6 @@ PRESETS = {
     "no_injection": "no injection: the edit keeps its own attention (plain text-to-image)",
 }
 _FRONTEND_KEYS = frozenset({"windows"})
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def scheduler_timesteps(scheduler=None, steps: int = 50) -> list[int]:
@@ -47,11 +44,9 @@ def scheduler_timesteps(scheduler=None, steps: int = 50) -> list[int]:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise P2PError(f"steps must be a positive integer, got {steps!r}")
     if scheduler is None:
-        from diffusers import DDIMScheduler
-
         from ..pocket.model import SCHEDULER_CONFIG
 
-        fresh = DDIMScheduler(**SCHEDULER_CONFIG)
+        fresh = ddim_scheduler(SCHEDULER_CONFIG)
     else:
         source = getattr(scheduler, "scheduler", scheduler)  # a pipeline or a scheduler
         if not hasattr(source, "set_timesteps") or not hasattr(source, "config"):
@@ -65,7 +60,7 @@ def scheduler_timesteps(scheduler=None, steps: int = 50) -> list[int]:
 
 
 class AlphaTimeline(P2PWidget):
-    """Edit an :class:`~p2p_widgets.schedule.AlphaSchedule` on the scheduler's real time axis.
+    """Edit an :class:`~p2p_widgets.engine.schedule.AlphaSchedule` on the scheduler's real time axis.
 
     Parameters
     ----------
@@ -80,7 +75,7 @@ class AlphaTimeline(P2PWidget):
         :meth:`AlphaSchedule.to_dict`, or None for the P2P default (cross 0.8, self 0.4, LocalBlend
         from 0.2).
     tokenizer:
-        The CLIP tokenizer (default: :func:`p2p_widgets.tokenizer.load_tokenizer`).
+        The CLIP tokenizer (default: :func:`p2p_widgets.engine.tokenizer.load_tokenizer`).
     playhead:
         Optional initial playhead (evaluation index) or None.
     """
@@ -98,7 +93,7 @@ class AlphaTimeline(P2PWidget):
 
     def __init__(self, target: str = "", steps: int = 50, scheduler=None, schedule=None, tokenizer=None, **kwargs: Any):
         if tokenizer is None:
-            from ..tokenizer import load_tokenizer
+            from ..engine.tokenizer import load_tokenizer
 
             tokenizer = load_tokenizer()
         self._tokenizer = tokenizer
@@ -118,9 +113,9 @@ class AlphaTimeline(P2PWidget):
         super().__init__(target=target, timesteps=timesteps, n_evals=n, **kwargs)
         prompt = self._target_prompt()
         self.words = self._word_list(prompt)
-        windows = _windows_of(schedule)
+        windows = schedule.to_windows()
         for row in windows["words"]:  # a word given by position becomes its text
-            if _is_int(row[0]):
+            if is_int(row[0]):
                 row[0] = prompt.find(row[0])[0].text
         self.windows = windows
         self.playhead = playhead
@@ -166,54 +161,10 @@ class AlphaTimeline(P2PWidget):
         return self._validated_windows(proposal["value"])
 
     def _validated_windows(self, value) -> dict:
-        n = self.n_evals
-        if not isinstance(value, dict):
-            raise traitlets.TraitError(f"windows must be a dict, got {type(value).__name__}")
-        unknown = sorted(set(value) - {"cross", "self_attn", "words", "blend_start"})
-        if unknown:
-            raise traitlets.TraitError(f"windows: unknown key(s) {', '.join(map(str, unknown))}")
-        missing = [k for k in ("cross", "self_attn", "blend_start") if k not in value]
-        if missing:
-            raise traitlets.TraitError(f"windows: missing {', '.join(missing)}")
-
-        def step(v, what):
-            if not _is_int(v):
-                raise traitlets.TraitError(f"{what} must be an integer step, got {v!r}")
-            if not 0 <= v <= n:
-                raise traitlets.TraitError(f"{what} {v} is outside [0, {n}] for a run of {n} evaluations")
-            return v
-
-        def window(v, what):
-            if not isinstance(v, (list, tuple)) or len(v) != 2:
-                raise traitlets.TraitError(f"{what} must be [start, end], got {v!r}")
-            start, end = step(v[0], f"{what} start"), step(v[1], f"{what} end")
-            if start > end:
-                raise traitlets.TraitError(f"{what}: start {start} is after end {end}")
-            return [start, end]
-
-        words = value.get("words", [])
-        if not isinstance(words, (list, tuple)):
-            raise traitlets.TraitError(f"windows['words'] must be a list of [word, start, end], got {words!r}")
-        prompt = self._target_prompt()
-        rows, seen = [], set()
-        for k, row in enumerate(words):
-            if not isinstance(row, (list, tuple)) or len(row) != 3 or not isinstance(row[0], str):
-                raise traitlets.TraitError(f"word row {k} must be [word, start, end], got {row!r}")
-            word = row[0]
-            try:
-                prompt.find(word)
-            except P2PError as exc:
-                raise traitlets.TraitError(f"word row {k}: {exc}") from None
-            if word in seen:
-                raise traitlets.TraitError(f"word row {k}: {word!r} has two rows")
-            seen.add(word)
-            rows.append([word, *window(row[1:], f"window of {word!r}")])
-        return {
-            "cross": window(value["cross"], "cross window"),
-            "self_attn": window(value["self_attn"], "self-attention window"),
-            "words": rows,
-            "blend_start": step(value["blend_start"], "blend_start"),
-        }
+        try:
+            return AlphaSchedule.from_windows(self.n_evals, value, self._target_prompt()).to_windows()
+        except P2PError as exc:
+            raise traitlets.TraitError(str(exc)) from None
 
     @traitlets.validate("playhead")
     def _check_playhead(self, proposal):
@@ -229,15 +180,8 @@ class AlphaTimeline(P2PWidget):
 
     @property
     def schedule(self) -> AlphaSchedule:
-        """The engine's :class:`~p2p_widgets.schedule.AlphaSchedule` (a new object on every access)."""
-        w = self.windows
-        return AlphaSchedule.build(
-            self.n_evals,
-            cross=tuple(w["cross"]),
-            self_attn=tuple(w["self_attn"]),
-            words={word: (s, e) for word, s, e in w["words"]},
-            blend_start=w["blend_start"],
-        )
+        """The engine's :class:`~p2p_widgets.engine.schedule.AlphaSchedule` (a new object on every access)."""
+        return AlphaSchedule.from_windows(self.n_evals, self.windows)
 
     @schedule.setter
     def schedule(self, value: AlphaSchedule) -> None:
@@ -245,10 +189,10 @@ class AlphaTimeline(P2PWidget):
             raise P2PError(f"schedule must be an AlphaSchedule, got {type(value).__name__}")
         if value.n_evals != self.n_evals:
             raise P2PError(f"the schedule has {value.n_evals} evaluations but this run has {self.n_evals}")
-        self.windows = _windows_of(value)
+        self.windows = value.to_windows()
 
     def edit_kwargs(self) -> dict:
-        """Keyword arguments for :meth:`p2p_widgets.editor.Editor.edit` (``steps``, ``cross``,
+        """Keyword arguments for :meth:`p2p_widgets.engine.sampler.Editor.edit` (``steps``, ``cross``,
         ``self_attn``, ``words``); pass LocalBlend's start as ``LocalBlend(..., start=...)``."""
         w = self.windows
         return {
@@ -285,7 +229,7 @@ class AlphaTimeline(P2PWidget):
         the default and self-attention windows and remove the per-word rows."""
         n = self.n_evals
         if name == "default":
-            base = _windows_of(AlphaSchedule.build(n))
+            base = AlphaSchedule.build(n).to_windows()
         elif name == "source_only":
             base = {"cross": [0, n], "self_attn": [0, n], "blend_start": self.windows["blend_start"]}
         elif name == "no_injection":
@@ -351,12 +295,3 @@ class AlphaTimeline(P2PWidget):
 
     def __repr__(self) -> str:
         return f"AlphaTimeline(target={self.target!r}, n_evals={self.n_evals}, windows={self.windows})"
-
-
-def _windows_of(schedule: AlphaSchedule) -> dict:
-    return {
-        "cross": list(schedule.cross),
-        "self_attn": list(schedule.self_attn),
-        "words": [[word, *window] for word, window in schedule.words.items()],
-        "blend_start": schedule.blend_start,
-    }

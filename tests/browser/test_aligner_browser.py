@@ -116,7 +116,7 @@ def test_clicking_a_link_removes_it(widget_page, aligner):
 
 
 def test_auto_align_and_prompt_edit_round_trip(widget_page, tokenizer):
-    from p2p_widgets.mapper import align
+    from p2p_widgets.engine.mapper import align
 
     aligner = TokenAligner(SRC, TGT, tokenizer=tokenizer, links=[])
     page = widget_page(aligner)

@@ -4,7 +4,7 @@ scrubbing changes the frame, a live run streams in, and a fresh page gets the fr
 import numpy as np
 import pytest
 
-from p2p_widgets.frames import decode_frame, encode_frame, heat_lut, run_header
+from p2p_widgets.stream.frames import decode_frame, encode_frame, heat_lut, run_header
 from p2p_widgets.widgets.player import AttentionPlayer
 
 pytestmark = pytest.mark.browser

@@ -2,7 +2,7 @@
 
 import pytest
 
-from p2p_widgets.schedule import AlphaSchedule
+from p2p_widgets.engine.schedule import AlphaSchedule
 from p2p_widgets.widgets import AlphaTimeline
 
 pytestmark = pytest.mark.browser

@@ -88,7 +88,7 @@ def test_studio_streams_stops_exports_and_replays(lab_notebook, tmp_path):
     assert json.loads(text)["steps"] == N_STEPS
     nb.kernel_exec(
         "import numpy as np, torch\n"
-        "from p2p_widgets.export import edit_from_spec\n"
+        "from p2p_widgets.engine.export import edit_from_spec\n"
         "exported = studio.result\n"
         f"again = edit_from_spec(studio.editor, {text!r})\n"
         "same_python = bool(np.array_equal(np.asarray(again.images[1]), np.asarray(exported.images[1])))"

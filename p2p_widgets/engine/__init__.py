@@ -1,0 +1,1 @@
+"""The engine: prompts -> mapper -> schedule -> rules -> processors -> sampler (see README, Architecture)."""

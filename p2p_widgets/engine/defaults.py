@@ -1,0 +1,42 @@
+"""Sampling defaults per model: what the widgets and the CLI start from (``load_pocket`` registers
+the pocket model's; any other pipeline gets Stable Diffusion's)."""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """What a model samples well with, and an edit that shows what it can do (the Studio's first state)."""
+
+    steps: int
+    guidance: float
+    source: str = "a photo of a cat riding a bicycle"
+    target: str = "a photo of a dog riding a bicycle"
+    name: str = "Stable Diffusion"
+
+
+# what the pocket model was evaluated with, on a scene of its own
+POCKET_DEFAULTS = SamplingDefaults(steps=25, guidance=5.0,
+                                   source="a big red circle left of a small blue square on a gray background",
+                                   target="a big red star left of a small blue square on a gray background",
+                                   name="pocket model (built in)")
+SD_DEFAULTS = SamplingDefaults(steps=50, guidance=7.5)  # the reference's Stable Diffusion settings
+_PIPE_DEFAULTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> its SamplingDefaults
+
+
+def register_defaults(pipe, defaults: SamplingDefaults):
+    """Tell the widgets and the CLI what ``pipe`` samples well with (``load_pocket`` does this)."""
+    _PIPE_DEFAULTS[pipe] = defaults
+    return pipe
+
+
+def defaults_for_pipe(pipe) -> SamplingDefaults:
+    """The registered defaults of ``pipe``, else Stable Diffusion's, named after its class."""
+    found = _PIPE_DEFAULTS.get(pipe)
+    if found is not None:
+        return found
+    return dataclasses.replace(SD_DEFAULTS, name=type(pipe).__name__)

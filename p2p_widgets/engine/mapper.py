@@ -1,0 +1,212 @@
+"""Mappers: which source token feeds which target token (the matrix M of Prompt-to-Prompt).
+
+``matrix[i, j]`` is the weight with which source token position i feeds target position j, so
+the edit's injected cross-attention is ``A_src @ matrix``. ``aligned[j]`` is 1 where target
+token j takes the source's attention and 0 for new tokens, which keep their own attention.
+
+Three ways to get one:
+- ``align(source, target, kind="replace")``: word-level diff; each replaced span of source words
+  feeds the target span (equal token counts pair one to one, otherwise each source token's mass is
+  spread evenly over the target tokens); tokens after a span keep their offset, EOS feeds EOS and
+  padding feeds padding. (The reference maps tokens after a length-changing span to the diagonal,
+  misaligning them; see tests/test_mapper.py.)
+- ``align(source, target, kind="refine")``: global alignment of the token ids (Needleman-Wunsch,
+  gap 0, match 1, mismatch -1, ties: left, up, diagonal, as the reference); new tokens unaligned.
+- ``Mapper.from_links(source, target, links)``: explicit (source position, target position,
+  weight) triples, as the TokenAligner widget builds them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import P2PError
+from .prompts import Prompt, as_prompt
+
+KINDS = ("auto", "replace", "refine", "links")
+
+
+@dataclass(frozen=True, eq=False)
+class Mapper:
+    source: Prompt
+    target: Prompt
+    matrix: torch.Tensor  # (L, L) float32, L = 77
+    aligned: torch.Tensor  # (L,) float32
+    kind: str
+
+    @property
+    def links(self) -> list[tuple[int, int, float]]:
+        """Non-zero entries of M as (source position, target position, weight)."""
+        idx = torch.nonzero(self.matrix, as_tuple=False).tolist()
+        return [(i, j, float(self.matrix[i, j])) for i, j in idx]
+
+    @classmethod
+    def from_links(cls, source, target, links, tokenizer=None, include_special: bool = True) -> "Mapper":
+        """Build M from (source position, target position, weight) links.
+
+        With ``include_special`` BOS feeds BOS, EOS feeds EOS and padding feeds padding unless a
+        link already feeds that target position: the widget hides those tokens.
+        """
+        source, target = _prompts(source, target, tokenizer)
+        length = source.max_length
+        matrix = torch.zeros(length, length)
+        for link in links:
+            i, j, w = _check_link(link, length)
+            matrix[i, j] += w
+        fed = matrix.abs().sum(0) > 0
+        if include_special:
+            for i, j in _special_pairs(source, target):
+                if not fed[j]:
+                    matrix[i, j] = 1.0
+        aligned = (matrix.abs().sum(0) > 0).float()
+        return cls(source, target, matrix, aligned, "links")
+
+    def to_dict(self) -> dict:
+        return {"source": self.source.text, "target": self.target.text, "kind": self.kind, "links": self.links}
+
+    @classmethod
+    def from_dict(cls, data, source: Prompt, target: Prompt) -> Mapper:
+        """The mapper of :meth:`to_dict`'s data for ``source`` -> ``target`` (every link written out,
+        special tokens included), keeping its kind so a re-export is identical."""
+        if not isinstance(data, dict) or not isinstance(data.get("links"), list):
+            raise P2PError("a mapper is an object with 'links': [[source position, target position, weight], ...]")
+        if data.get("source", source.text) != source.text or data.get("target", target.text) != target.text:
+            raise P2PError(f"the mapper is for {data.get('source')!r} -> {data.get('target')!r}, "
+                           f"not {source.text!r} -> {target.text!r}")
+        for link in data["links"]:
+            if not isinstance(link, (list, tuple)) or len(link) != 3:
+                raise P2PError(f"a link is [source position, target position, weight], got {link!r}")
+        mapper = cls.from_links(source, target, [tuple(link) for link in data["links"]], include_special=False)
+        kind = data.get("kind", "links")
+        if kind not in ("replace", "refine", "links"):
+            raise P2PError(f"mapper kind must be 'replace', 'refine' or 'links', got {kind!r}")
+        return dataclasses.replace(mapper, kind=kind)
+
+
+def _check_link(link, length):
+    try:
+        i, j, w = link
+    except (TypeError, ValueError):
+        raise P2PError(f"a link is (source position, target position, weight), got {link!r}") from None
+    for name, v in (("source position", i), ("target position", j)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < length:
+            raise P2PError(f"{name} {v!r} is not an integer in [0, {length})")
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+        raise P2PError(f"link weight {w!r} is not a finite number")
+    return i, j, float(w)
+
+
+def _prompts(source, target, tokenizer):
+    if tokenizer is None and not (isinstance(source, Prompt) and isinstance(target, Prompt)):
+        from .tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer()
+    return as_prompt(source, tokenizer), as_prompt(target, tokenizer)
+
+
+def _special_pairs(source: Prompt, target: Prompt):
+    """BOS -> BOS, EOS -> EOS, and padding -> padding with the length offset kept."""
+    yield 0, 0
+    yield from _tail_pairs(source.eos_position, target.eos_position, source.max_length)
+
+
+def _tail_pairs(i: int, j: int, length: int):
+    """Pairs (i + k, j + k) from a matching point to the end; past the source's end, its last pad."""
+    while j < length:
+        yield min(i, length - 1), j
+        i, j = i + 1, j + 1
+
+
+def align(source, target, tokenizer=None, kind: str = "auto") -> Mapper:
+    """The mapper from ``source`` to ``target`` (strings or Prompts); see the module docstring."""
+    if kind not in KINDS[:3]:
+        raise P2PError(f"kind must be 'auto', 'replace' or 'refine', got {kind!r}")
+    source, target = _prompts(source, target, tokenizer)
+    ops = _word_opcodes(source, target)
+    if kind == "auto":
+        kind = "replace" if all(op in ("equal", "replace") for op, *_ in ops) else "refine"
+    if kind == "replace":
+        return _replace_mapper(source, target, ops)
+    return _refine_mapper(source, target)
+
+
+def _word_opcodes(source: Prompt, target: Prompt):
+    a = [w.text.lower() for w in source.words]
+    b = [w.text.lower() for w in target.words]
+    return difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+
+
+def _span(prompt: Prompt, w0: int, w1: int) -> list[int]:
+    return [p for w in prompt.words[w0:w1] for p in w.positions]
+
+
+def _replace_mapper(source: Prompt, target: Prompt, ops) -> Mapper:
+    length = source.max_length
+    matrix = torch.zeros(length, length)
+    aligned = torch.ones(length)
+    matrix[0, 0] = 1.0  # BOS
+    for op, a0, a1, b0, b1 in ops:
+        src, tgt = _span(source, a0, a1), _span(target, b0, b1)
+        if op == "equal" or (op == "replace" and len(src) == len(tgt)):
+            for i, j in zip(src, tgt):  # one to one
+                matrix[i, j] = 1.0
+        elif op == "replace":  # spread each source token's mass evenly over the target tokens
+            for i in src:
+                for j in tgt:
+                    matrix[i, j] = 1.0 / len(tgt)
+        elif op == "insert":  # new words: no source, they keep their own attention
+            aligned[tgt] = 0.0
+        # "delete": the source words feed nothing
+    for i, j in _tail_pairs(source.eos_position, target.eos_position, length):
+        matrix[i, j] = 1.0
+    return Mapper(source, target, matrix, aligned, "replace")
+
+
+def needleman_wunsch(x, y, gap=0, match=1, mismatch=-1) -> list[int]:
+    """For each element of ``y``, the index of the ``x`` element aligned with it, or -1 (new)."""
+    n, m = len(x), len(y)
+    score = [[0] * (m + 1) for _ in range(n + 1)]
+    move = [[""] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        score[i][0], move[i][0] = i * gap, "up"
+    for j in range(1, m + 1):
+        score[0][j], move[0][j] = j * gap, "left"
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            diag = score[i - 1][j - 1] + (match if x[i - 1] == y[j - 1] else mismatch)
+            left, up = score[i][j - 1] + gap, score[i - 1][j] + gap
+            best = max(left, up, diag)
+            score[i][j] = best
+            move[i][j] = "left" if left == best else "up" if up == best else "diag"  # reference tie order
+    out, i, j = [], n, m
+    while i > 0 or j > 0:
+        step = move[i][j]
+        if step == "diag":
+            out.append(i - 1)
+            i, j = i - 1, j - 1
+        elif step == "left":
+            out.append(-1)
+            j -= 1
+        else:
+            i -= 1
+    return out[::-1]
+
+
+def _refine_mapper(source: Prompt, target: Prompt) -> Mapper:
+    length = source.max_length
+    matrix = torch.zeros(length, length)
+    aligned = torch.ones(length)
+    for j, i in enumerate(needleman_wunsch(source.ids, target.ids)):
+        if i < 0:
+            aligned[j] = 0.0
+        else:
+            matrix[i, j] = 1.0
+    # padding after EOS keeps the length offset (EOS is aligned by the global alignment)
+    for i, j in _tail_pairs(source.eos_position + 1, target.eos_position + 1, length):
+        matrix[i, j] = 1.0
+    return Mapper(source, target, matrix, aligned, "refine")

@@ -1,0 +1,86 @@
+"""Prompts and tokens: a prompt's token ids, its words, and which token positions each word covers.
+
+Words are the whitespace-separated pieces of the prompt (as in the reference), so "cat." is one
+word covering the tokens "cat" and ".". A word can be looked up by its text (every occurrence,
+exact first, then ignoring case and surrounding punctuation) or by its word position.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+from ..errors import P2PError, PromptTooLong, WordNotFound
+
+BOS_POSITION = 0
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    index: int  # position among the prompt's words
+    positions: tuple[int, ...]  # token positions (BOS is position 0)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    ids: tuple[int, ...]  # token ids with BOS and EOS, not padded
+    tokens: tuple[str, ...]  # each id decoded alone (BOS/EOS included)
+    words: tuple[Word, ...]
+    max_length: int = 77
+
+    @classmethod
+    def from_text(cls, text: str, tokenizer) -> "Prompt":
+        if not isinstance(text, str):
+            raise P2PError(f"a prompt must be a string, got {type(text).__name__}")
+        max_length = int(tokenizer.model_max_length)
+        ids = tuple(tokenizer(text, truncation=False).input_ids)
+        if len(ids) > max_length:
+            raise PromptTooLong(text, len(ids), max_length)
+        words, cursor = [], 1
+        for k, piece in enumerate(text.split()):
+            n = len(tokenizer(piece, add_special_tokens=False).input_ids)
+            words.append(Word(piece, k, tuple(range(cursor, cursor + n))))
+            cursor += n
+        if cursor != len(ids) - 1:  # tokenising word by word must reproduce the whole prompt
+            raise P2PError(f"could not map the words of {text!r} onto its tokens")
+        tokens = tuple(tokenizer.decode([i]) for i in ids)
+        return cls(text, ids, tokens, tuple(words), max_length)
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens including BOS and EOS (the EOS position is ``n_tokens - 1``)."""
+        return len(self.ids)
+
+    @property
+    def eos_position(self) -> int:
+        return len(self.ids) - 1
+
+    def find(self, word: str | int) -> list[Word]:
+        """Every occurrence of ``word`` (text) or the word at position ``word`` (int)."""
+        if isinstance(word, bool) or not isinstance(word, (str, int)):
+            raise P2PError(f"a word is looked up by text or by position, got {word!r}")
+        if isinstance(word, int):
+            if not 0 <= word < len(self.words):
+                raise P2PError(f"word position {word} is out of range: {self.text!r} has {len(self.words)} words")
+            return [self.words[word]]
+        found = [w for w in self.words if w.text == word]
+        if not found:
+            key = _normalise(word)
+            found = [w for w in self.words if key and _normalise(w.text) == key]
+        if not found:
+            raise WordNotFound(word, self.text, [w.text for w in self.words])
+        return found
+
+    def positions(self, word: str | int) -> list[int]:
+        """Token positions of every occurrence of ``word``."""
+        return [p for w in self.find(word) for p in w.positions]
+
+
+def _normalise(text: str) -> str:
+    return text.strip(string.punctuation).lower()
+
+
+def as_prompt(prompt, tokenizer) -> Prompt:
+    return prompt if isinstance(prompt, Prompt) else Prompt.from_text(prompt, tokenizer)

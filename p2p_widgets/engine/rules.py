@@ -1,0 +1,283 @@
+"""Edit rules: how an edited prompt's attention is mixed with the source's at each evaluation.
+
+Every built-in rule is *linear*: for one edited prompt, at one cross-attention layer and step,
+
+    A_edit_new = A_src @ P + A_edit @ diag(q)
+
+with ``P`` (L x L, over key tokens) and ``q`` (L,). That form runs on the fast path without ever
+forming an attention matrix (attention is linear in V: ``A_src @ P @ V = attn(Q_src, K_src, P @ V)``).
+Self-attention injection is ``A_new = s * A_src + (1 - s) * A_edit`` with a scalar ``s``.
+
+Writing a custom rule
+---------------------
+Subclass :class:`EditRule` and override one of
+
+- ``cross_weights(ctx) -> (P, q) | None``: the linear form (fast and explicit paths). ``None``
+  means "no change at this layer" (the edit keeps its own attention);
+- ``self_weight(ctx) -> float``: the share of the source's self-attention injected;
+- ``edit_cross(ctx, a_src, a_edit) -> tensor``: any function of the explicit maps
+  ``(heads, n_queries, L)``; set ``explicit_only = True``; runs on the explicit path only.
+
+``ctx`` is a :class:`LayerContext` (step, number of evaluations, layer name, place, resolution).
+
+Saving and reloading a rule
+---------------------------
+Rules are registered by name with :func:`register_rule`; a registered rule writes itself with
+``to_dict()`` (``{"rule": name, ...parameters}``) and is rebuilt by the classmethod
+``from_dict(data, source, target)`` (the run's source and target :class:`Prompt`), so it travels
+in an edit's JSON like the built-ins. Example: inject only in the decoder::
+
+    @register_rule
+    class DecoderOnly(EditRule):
+        def __init__(self, inner): self.inner = inner
+        def cross_weights(self, ctx):
+            return self.inner.cross_weights(ctx) if ctx.place == "up" else None
+        def self_weight(self, ctx):
+            return self.inner.self_weight(ctx) if ctx.place == "up" else 0.0
+        def to_dict(self): return {"rule": "DecoderOnly", "inner": self.inner.to_dict()}
+        @classmethod
+        def from_dict(cls, data, source, target): return cls(rule_from_dict(data["inner"], source, target))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..errors import P2PError, is_number
+from .mapper import Mapper
+from .prompts import Prompt
+from .schedule import AlphaSchedule
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    step: int  # UNet evaluation index, 0 = noisiest
+    n_evals: int
+    layer: str  # processor name, e.g. "up_blocks.0.attentions.1.transformer_blocks.0.attn2.processor"
+    place: str  # "down", "mid" or "up"
+    resolution: tuple[int, int]  # query grid (h, w) of this layer
+    latent_size: tuple[int, int]
+    is_cross: bool
+    coarsest: int  # side of the coarsest attention grid in the UNet
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register_rule(cls=None, *, name: str | None = None):
+    """Class decorator: register an :class:`EditRule` subclass under ``name`` (default: the class
+    name) so edits using it export to JSON and reload. Registering a name again replaces the
+    class (a notebook cell run twice defines its class twice)."""
+
+    def add(rule_cls):
+        if not (isinstance(rule_cls, type) and issubclass(rule_cls, EditRule)):
+            raise P2PError(f"register_rule takes an EditRule subclass, got {rule_cls!r}")
+        key = name or rule_cls.__name__
+        if not isinstance(key, str) or not key:
+            raise P2PError(f"a rule name must be a non-empty string, got {key!r}")
+        rule_cls.rule_name = key
+        _REGISTRY[key] = rule_cls
+        return rule_cls
+
+    return add if cls is None else add(cls)
+
+
+def registered_rules() -> list[str]:
+    """Names of the rules that export and reload."""
+    return sorted(_REGISTRY)
+
+
+def rule_class(name) -> type:
+    """The registered rule class of ``name``, or a P2PError listing the registered names."""
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise P2PError(f"unknown rule {name!r}: registered rules are {', '.join(registered_rules())} "
+                       "(a rule of your own must be registered with @register_rule before loading)")
+    return cls
+
+
+def rule_from_dict(data, source: Prompt, target: Prompt) -> EditRule:
+    """Rebuild a rule from its ``to_dict()`` data for ``source`` -> ``target``."""
+    if not isinstance(data, dict):
+        raise P2PError(f"a rule is an object with a 'rule' name, got {type(data).__name__}")
+    return rule_class(data.get("rule")).from_dict(data, source, target)
+
+
+class EditRule:
+    """Base class: no change (the edit keeps its own attention everywhere)."""
+
+    explicit_only = False
+    rule_name: ClassVar[str | None] = None  # set by @register_rule
+
+    def to_dict(self) -> dict:
+        """``{"rule": name, ...parameters}``: what :meth:`from_dict` rebuilds the rule from. Rules
+        with parameters override both."""
+        return {"rule": self.exported_name()}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: Prompt, target: Prompt) -> EditRule:
+        return cls()
+
+    def exported_name(self) -> str:
+        """The registered name of this rule's class, or a P2PError saying how to register it."""
+        name = type(self).rule_name
+        if name is None or _REGISTRY.get(name) is not type(self):
+            raise P2PError(f"rule {type(self).__name__} is not registered: decorate its class with "
+                           "@p2p_widgets.register_rule (and give it to_dict / from_dict) to export edits using it")
+        return name
+
+    def check_run(self, n_evals: int) -> None:
+        """Raise a P2PError if this rule cannot drive a run of ``n_evals`` UNet evaluations."""
+
+    def cross_weights(self, ctx: LayerContext):
+        return None
+
+    def self_weight(self, ctx: LayerContext) -> float:
+        return 0.0
+
+    def prepare(self, device, dtype) -> None:
+        """Called once before a run: move tensors the rule reuses to the UNet's device."""
+
+    def keeps_own(self, ctx: LayerContext, weights) -> bool:
+        """Does the edit keep any of its own attention (``q != 0``) for these ``cross_weights``?
+        Rules whose ``q`` lives on a GPU should answer from a host copy: asking the device
+        tensor waits for the GPU at every layer."""
+        return bool((weights[1] != 0).any())
+
+    def edit_cross(self, ctx: LayerContext, a_src: torch.Tensor, a_edit: torch.Tensor) -> torch.Tensor:
+        weights = self.cross_weights(ctx)
+        if weights is None:
+            return a_edit
+        P, q = (w.to(a_src) for w in weights)
+        return a_src @ P + a_edit * q
+
+
+def default_self_max_resolution(latent_size) -> int:
+    """The reference injects self-attention at <= 16x16 queries for 64x64 latents: latent/4."""
+    return max(1, min(latent_size) // 4)
+
+
+@register_rule
+class Replace(EditRule):
+    """Word swap: the target takes ``A_src @ M`` on its aligned tokens inside their alpha windows.
+
+    ``self_max_resolution``: self-attention is injected at layers whose query grid side is at most
+    this (default: latent side / 4 as in the reference, but never below the coarsest attention
+    layer, so small models still get injection).
+    """
+
+    def __init__(self, mapper: Mapper, schedule: AlphaSchedule, self_max_resolution: int | None = None):
+        if not isinstance(mapper, Mapper):
+            raise P2PError(f"{type(self).__name__} needs a Mapper, got {type(mapper).__name__}")
+        if not isinstance(schedule, AlphaSchedule):
+            raise P2PError(f"{type(self).__name__} needs an AlphaSchedule, got {type(schedule).__name__}")
+        self.mapper, self.schedule = mapper, schedule
+        self.self_max_resolution = self_max_resolution
+        # g[t, j]: share of the mapped source map in target column j at step t
+        self.gate = schedule.cross_alpha(mapper.target) * mapper.aligned
+        self._matrix, self._gate = self.mapper.matrix, self.gate  # on the UNet's device after prepare()
+        self._cache: dict = {}
+
+    def prepare(self, device, dtype):
+        self._matrix, self._gate = self.mapper.matrix.to(device, dtype), self.gate.to(device, dtype)
+        self._cache = {}
+
+    def check_run(self, n_evals):
+        if self.schedule.n_evals != n_evals:
+            raise P2PError(f"the {type(self).__name__} rule's schedule covers {self.schedule.n_evals} evaluations "
+                           f"but the run has {n_evals}: build the schedule for the run's steps")
+
+    def to_dict(self) -> dict:
+        data = {"rule": self.exported_name(), "mapper": self.mapper.to_dict(), "schedule": self.schedule.to_dict()}
+        if self.self_max_resolution is not None:
+            data["self_max_resolution"] = self.self_max_resolution
+        return data
+
+    @classmethod
+    def from_dict(cls, data, source, target):
+        limit = data.get("self_max_resolution")
+        if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0):
+            raise P2PError(f"'self_max_resolution' must be a positive integer or null, got {limit!r}")
+        return cls(Mapper.from_dict(data.get("mapper"), source, target),
+                   AlphaSchedule.from_dict(data.get("schedule"), target), limit)
+
+    @property
+    def target(self) -> Prompt:
+        return self.mapper.target
+
+    def cross_weights(self, ctx):
+        if ctx.step not in self._cache:
+            # outside every window the edit keeps its own attention: None lets the fast path skip
+            # work (the test reads the host copy of the gate, so it never waits for the GPU)
+            g = self._gate[ctx.step]
+            self._cache[ctx.step] = (self._matrix * g, 1.0 - g) if bool(self.gate[ctx.step].any()) else None
+        return self._cache[ctx.step]
+
+    def keeps_own(self, ctx, weights):
+        return bool((self.gate[ctx.step] < 1).any())  # q = 1 - g, read from the host copy of g
+
+    def self_weight(self, ctx):
+        limit = self.self_max_resolution
+        if limit is None:
+            limit = max(default_self_max_resolution(ctx.latent_size), ctx.coarsest)
+        return 1.0 if self.schedule.self_active(ctx.step) and max(ctx.resolution) <= limit else 0.0
+
+
+@register_rule
+class Refine(Replace):
+    """Phrase insertion: aligned tokens take the source's column, new tokens keep their own."""
+
+    def __init__(self, mapper: Mapper, schedule: AlphaSchedule, self_max_resolution: int | None = None):
+        super().__init__(mapper, schedule, self_max_resolution)
+
+
+@register_rule
+class Reweight(EditRule):
+    """Scale the columns of chosen target words in the mapped source attention (negative allowed).
+
+    Composes on a Replace/Refine rule: ``P = P_base @ diag(c)``, the edit's own part unchanged, as
+    the reference does (no re-normalisation). ``values`` maps words of the target prompt to scales.
+    """
+
+    def __init__(self, base: Replace, values: dict):
+        if not isinstance(base, Replace):
+            raise P2PError(f"Reweight composes on a Replace or Refine rule, got {type(base).__name__}")
+        if not isinstance(values, dict) or not values:
+            raise P2PError(f"Reweight needs a non-empty dict of word -> scale, got {values!r}")
+        self.base, self.values = base, dict(values)
+        scale = torch.ones(base.target.max_length)
+        for word, value in values.items():
+            if not is_number(value):
+                raise P2PError(f"reweight value for {word!r} is not a finite number: {value!r}")
+            scale[base.target.positions(word)] = float(value)
+        self.scale = self._scale = scale  # _scale: on the UNet's device after prepare()
+
+    def prepare(self, device, dtype):
+        self.base.prepare(device, dtype)
+        self._scale = self.scale.to(device, dtype)
+
+    def check_run(self, n_evals):
+        self.base.check_run(n_evals)
+
+    def to_dict(self) -> dict:
+        return {"rule": self.exported_name(), "base": self.base.to_dict(), "values": dict(self.values)}
+
+    @classmethod
+    def from_dict(cls, data, source, target):
+        values = data.get("values")
+        if not isinstance(values, dict) or not all(isinstance(w, str) for w in values):
+            raise P2PError(f"Reweight 'values' must map words of the target to numbers, got {values!r}")
+        return cls(rule_from_dict(data.get("base"), source, target), values)
+
+    def cross_weights(self, ctx):
+        weights = self.base.cross_weights(ctx)
+        return None if weights is None else (weights[0] * self._scale, weights[1])
+
+    def keeps_own(self, ctx, weights):
+        return self.base.keeps_own(ctx, weights)  # Reweight leaves the edit's own part as the base has it
+
+    def self_weight(self, ctx):
+        return self.base.self_weight(ctx)

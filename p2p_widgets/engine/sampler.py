@@ -1,0 +1,324 @@
+"""The sampler: source and edited prompts denoised together from one noise draw, with P2P.
+
+``Editor(pipe).edit(source, targets, ...)`` runs the source prompt and one or more edited prompts
+in one batch (classifier-free guidance in the same batch, or in two passes with
+``low_memory=True``), stores cross-attention at every UNet evaluation and injects it through the
+edit rules. Each evaluation yields a :class:`StepEvent` to the callback (progress bars, the
+playback widget, user code); a set ``stop_event`` ends the run cleanly after the current step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import P2PError, check_int
+from .adapter import ModelAdapter, TextConditioning
+from .blend import LocalBlend
+from .inversion import Inversion, check_inversion, invert
+from .mapper import Mapper, align
+from .processors import AttentionController, installed
+from .prompts import Prompt
+from .rules import EditRule, Refine, Replace, Reweight
+from .schedule import AlphaSchedule
+from .spec import EditSpec
+from .store import AttentionStore
+
+
+@dataclass
+class StepEvent:
+    step: int  # UNet evaluation index (0 = noisiest)
+    n_evals: int
+    timestep: int
+    latents: torch.Tensor  # (B, C, h, w) after this step
+    x0: torch.Tensor  # (B, C, h, w) the scheduler's prediction of the clean latents
+    attention: dict  # grid (h, w) -> (B, h, w, L) this step's head/layer-averaged cross maps
+    editor: Editor = field(repr=False, default=None)
+
+    def preview(self) -> np.ndarray:
+        """(B, H, W, 3) uint8 images of the x0 prediction (cheap: see ``Editor.preview``)."""
+        return self.editor.preview(self.x0)
+
+
+@dataclass
+class EditResult:
+    prompts: list[Prompt]
+    images: list  # PIL images, source first
+    store: AttentionStore
+    latents: torch.Tensor
+    spec: EditSpec  # the edit (``spec.to_json()`` exports it; ``editor.run(spec)`` repeats it)
+    baseline: list | None = None  # fixed-seed images without injection (same noise), source first
+    stopped: bool = False
+    rules: list = field(default_factory=list, repr=False)
+
+    @property
+    def source_image(self):
+        return self.images[0]
+
+    @property
+    def edit_images(self):
+        return self.images[1:]
+
+
+class Editor(ModelAdapter):
+    """Prompt-to-Prompt on a diffusers Stable Diffusion pipeline (SD 1.x / 2.x, SDXL, the pocket model).
+
+    ``edit(source, targets, **options)`` builds an :class:`EditSpec` from keyword options and runs
+    it; ``run(spec)`` runs a spec (from JSON, the Studio, a sweep). Model facts and conversions
+    (prompt encoding, VAE, sizes) come from :class:`ModelAdapter`.
+    """
+
+    # -- building an edit ------------------------------------------------------------------------
+    def build_rules(self, source: Prompt, targets: list[Prompt], n_evals: int, *, kind="auto", mappers=None,
+                    cross=0.8, self_attn=0.4, words=None, reweight=None, blend_start=0.2):
+        """One rule per target from the keyword arguments of :meth:`edit`."""
+        schedule_args = dict(cross=cross, self_attn=self_attn, words=words, blend_start=blend_start)
+        mappers = _per_target("mappers", mappers, len(targets))
+        reweights = _per_target("reweight", reweight, len(targets))
+        rules = []
+        for target, mapper, values in zip(targets, mappers, reweights):
+            if mapper is None:
+                mapper = align(source, target, self.tokenizer, kind)
+            elif not isinstance(mapper, Mapper):
+                raise P2PError(f"mappers must be Mapper objects, got {type(mapper).__name__}")
+            elif mapper.source.text != source.text or mapper.target.text != target.text:
+                raise P2PError(f"mapper is for {mapper.source.text!r} -> {mapper.target.text!r}, "
+                               f"not {source.text!r} -> {target.text!r}")
+            schedule = AlphaSchedule.build(n_evals, **schedule_args)
+            rule = (Refine if mapper.kind == "refine" else Replace)(mapper, schedule)
+            rules.append(Reweight(rule, values) if values else rule)
+        return rules
+
+    def edit(self, source, targets=(), *, seed: int = 0, steps: int = 50, guidance: float = 7.5, kind="auto",
+             mappers=None, cross=0.8, self_attn=0.4, words=None, reweight=None, blend=None, rules=None,
+             mode: str = "fast", height=None, width=None, scheduler=None, latents=None, uncond_embeddings=None,
+             inversion=None, **run_options):
+        """Edit ``source`` into each of ``targets`` (a string or a list of strings).
+
+        - ``kind``/``mappers``: how target tokens map to source tokens (``align`` by default);
+        - ``cross``, ``self_attn``, ``words``: alpha windows (see :class:`AlphaSchedule`);
+        - ``reweight``: ``{word: scale}`` for every target, or a list with one dict per target;
+        - ``blend``: a :class:`LocalBlend` or its words; ``rules``: your own rules (one per target),
+          replacing the ones built from the arguments above;
+        - ``mode``: ``"fast"`` (fused attention) or ``"explicit"`` (materialised maps, the oracle);
+        - ``latents``/``uncond_embeddings``: start latent and per-step unconditional embeddings
+          instead of a seed; ``inversion``: an :class:`Inversion` sets both and requires its steps;
+        - ``run_options``: see :meth:`run` (``baseline``, ``callback``, ``stop_event``, ``store``,
+          ``low_memory``).
+        """
+        if inversion is not None:
+            if not isinstance(inversion, Inversion):
+                raise P2PError(f"inversion must be an Inversion (from editor.invert), got {type(inversion).__name__}")
+            inversion.check(self)  # model, latent shape, embedding width, prediction type, timesteps
+            if steps != inversion.steps:
+                raise P2PError(f"the inversion used {inversion.steps} steps but the edit asks for {steps}: "
+                               "edit with the inversion's steps (the timesteps must match)")
+        source = self.prompt(source)
+        if not source.text.strip():
+            raise P2PError("the source prompt is empty")
+        targets = [self.prompt(t) for t in ([targets] if isinstance(targets, (str, Prompt)) else list(targets))]
+        if blend is not None and not isinstance(blend, LocalBlend):
+            blend = LocalBlend(blend)
+        sched = self._scheduler(steps, scheduler)
+        if rules is None:
+            rules = self.build_rules(source, targets, len(sched.timesteps), kind=kind, mappers=mappers, cross=cross,
+                                     self_attn=self_attn, words=words, reweight=reweight,
+                                     blend_start=blend.start if blend is not None else 0.2)
+        else:
+            rules = list(rules)
+            if len(rules) != len(targets) or not all(isinstance(r, EditRule) for r in rules):
+                raise P2PError(f"rules must be a list of {len(targets)} EditRule objects (one per target)")
+        given_start = inversion is not None or latents is not None
+        spec = EditSpec(prompts=(source.text, *(t.text for t in targets)), rules=tuple(map(_describe, rules)),
+                        seed=seed if not given_start else _seed_or_zero(seed), steps=steps, guidance=guidance,
+                        size=self.check_size(height, width), mode=mode,
+                        blend=None if blend is None else blend.to_dict(), start="latents" if given_start else "seed",
+                        inversion=None if inversion is None else inversion.describe())
+        if scheduler is not None:
+            spec = _with_scheduler(spec, scheduler)
+        start = _Start.of(inversion, latents, uncond_embeddings)
+        return self._run(spec, [source, *targets], rules, blend, sched, start, **run_options)
+
+    def run(self, spec: EditSpec, *, inversion=None, **run_options) -> EditResult:
+        """Run an :class:`EditSpec` (``inversion``: the one an edit of a real image started from).
+
+        ``run_options``: ``baseline`` (also render the same start without injection), ``callback``
+        (called with a :class:`StepEvent` after every UNet evaluation), ``stop_event`` (a
+        ``threading.Event``: when set, the run stops after the current step), ``store`` (an
+        :class:`AttentionStore`), ``low_memory`` (guidance in two UNet passes).
+        """
+        if not isinstance(spec, EditSpec):
+            raise P2PError(f"run takes an EditSpec, got {type(spec).__name__} (use EditSpec.from_json for JSON)")
+        if spec.start != "seed":
+            if inversion is None:
+                raise P2PError("this edit started from an inverted image: pass its inversion (see load_edit)")
+            check_inversion(spec.inversion, inversion)
+            inversion.check(self)
+            if inversion.steps != spec.steps:
+                raise P2PError(f"the inversion used {inversion.steps} steps but the spec asks for {spec.steps}")
+        elif inversion is not None:
+            raise P2PError("this edit started from a seed, not from an inversion")
+        prompts, rules, blend = spec.build(self)
+        sched = self._scheduler(spec.steps, None)
+        return self._run(spec, prompts, rules, blend, sched, _Start.of(inversion, None, None), **run_options)
+
+    def invert(self, image, prompt, method: str = "null-text", **kwargs) -> Inversion:
+        """Invert a real image (PIL, array or path) for editing: see :func:`p2p_widgets.engine.inversion.invert`.
+        Edit it with ``edit(prompt, targets, inversion=result, steps=result.steps, guidance=result.guidance)``
+        (null-text embeddings are optimised for that guidance)."""
+        return invert(self, image, prompt, method=method, **kwargs)
+
+    def sample(self, prompt, **kwargs) -> EditResult:
+        """Generate one prompt (no edit) while storing its attention: ``result.images[0]``."""
+        return self.edit(prompt, [], **kwargs)
+
+    # -- one run ---------------------------------------------------------------------------------
+    def _scheduler(self, steps, scheduler):
+        sched = scheduler or self.ddim_scheduler()
+        check_int("steps", steps, 1, sched.config.num_train_timesteps)
+        sched.set_timesteps(steps, device=self.device)
+        return sched
+
+    def _run(self, spec, prompts, rules, blend, sched, start, *, baseline=False, low_memory=False, store=None,
+             callback=None, stop_event=None):
+        n_evals = len(sched.timesteps)
+        for k, rule in enumerate(rules):
+            try:
+                rule.check_run(n_evals)
+            except P2PError as exc:
+                raise P2PError(f"rule {k}: {exc}") from None
+        latents = start.latents_for(self, spec, sched, len(prompts))
+        start.check_uncond(n_evals)
+        result = self._sample(spec, prompts, rules, blend, sched, latents, start, mode=spec.mode,
+                              low_memory=low_memory, store=store, callback=callback, stop_event=stop_event)
+        if baseline and not result.stopped:
+            plain = self._sample(spec, prompts, [EditRule()] * (len(prompts) - 1), None, sched, latents, start,
+                                 mode="fast", low_memory=low_memory, store=AttentionStore(keep_steps=False))
+            result.baseline = plain.images
+        return result
+
+    # -- the loop ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _sample(self, spec, prompts, rules, blend, sched, latents, start, *, mode, low_memory, store,
+                callback=None, stop_event=None):
+        n_evals, guidance = len(sched.timesteps), spec.guidance
+        latent_hw = tuple(latents.shape[-2:])
+        sides = self.attention_sides(latent_hw[0])
+        store = AttentionStore() if store is None else store
+        blend_state = None if blend is None else blend.prepare(prompts, latent_hw, sides, store, n_evals)
+        controller = AttentionController(len(prompts), rules, store, mode, latent_hw, min(sides))
+        controller.n_evals = n_evals
+        cond = self.conditioning(prompts, spec.size)
+        use_cfg = guidance > 1.0
+        uncond = self.conditioning(prompts, spec.size, uncond=True) if use_cfg else None
+        stopped = False
+        for rule in rules:
+            rule.prepare(self.device, self.dtype)
+        with installed(self.unet, controller):
+            timestep_values = sched.timesteps.tolist()  # host copies: int(t) per step would sync a GPU
+            for i, t in enumerate(sched.timesteps):
+                controller.step = i
+                if use_cfg:
+                    uncond = start.uncond_at(self, i, uncond, len(prompts))
+                eps = self._predict(controller, latents, t, cond, uncond, guidance, low_memory)
+                step_maps = controller.end_step()
+                out = sched.step(eps, t, latents)
+                latents = out.prev_sample
+                if blend_state is not None and i >= blend_state["start"]:
+                    latents = blend.apply(blend_state, latents, store)
+                if callback is not None:
+                    callback(StepEvent(i, n_evals, timestep_values[i], latents, out.pred_original_sample, step_maps, self))
+                if stop_event is not None and stop_event.is_set():
+                    stopped = True
+                    break
+        from PIL import Image
+
+        images = [Image.fromarray(a) for a in self.decode(latents)]
+        return EditResult(prompts, images, store, latents, spec, stopped=stopped, rules=rules)
+
+    def _predict(self, controller, latents, t, cond, uncond, guidance, low_memory):
+        if uncond is None:  # no guidance
+            controller.block = "cond"
+            return self.unet(latents, t, **cond.unet_kwargs()).sample
+        if low_memory:  # two passes: uncond (never edited), then cond
+            controller.block = "uncond"
+            eps_u = self.unet(latents, t, **uncond.unet_kwargs()).sample
+            controller.block = "cond"
+            eps_c = self.unet(latents, t, **cond.unet_kwargs()).sample
+        else:
+            controller.block = "both"
+            both = TextConditioning.cat(uncond, cond)
+            eps = self.unet(torch.cat([latents, latents]), t, **both.unet_kwargs()).sample
+            eps_u, eps_c = eps.chunk(2)
+        return eps_u + guidance * (eps_c - eps_u)
+
+
+@dataclass
+class _Start:
+    """Where a run starts: the seed's noise, or given latents (and per-step unconditional text)."""
+
+    latents: torch.Tensor | None = None
+    uncond: list | None = None  # per step (1, L, D)
+    pooled: list | None = None  # SDXL: per step (1, P)
+
+    @classmethod
+    def of(cls, inversion, latents, uncond_embeddings):
+        if inversion is not None:
+            return cls(inversion.latents[-1], inversion.uncond_embeddings, inversion.uncond_pooled)
+        return cls(latents, uncond_embeddings)
+
+    def latents_for(self, model, spec, sched, batch) -> torch.Tensor:
+        shape = (1, model.unet.config.in_channels, *(side // model.vae_factor for side in spec.size))
+        latents = self.latents
+        if latents is None:
+            noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(spec.seed))  # same on every device
+            latents = noise * sched.init_noise_sigma
+        elif not torch.is_tensor(latents) or tuple(latents.shape[-3:]) != shape[1:] or latents.ndim not in (3, 4) \
+                or (latents.ndim == 4 and latents.shape[0] not in (1, batch)):
+            raise P2PError(f"latents must be a tensor of shape {shape} (or one per prompt), "
+                           f"got {tuple(getattr(latents, 'shape', ()))}")
+        return latents.reshape(-1, *shape[1:]).to(model.device, model.dtype).expand(batch, *shape[1:]).clone()
+
+    def check_uncond(self, n_evals):
+        if self.uncond is not None and len(self.uncond) != n_evals:
+            raise P2PError(f"uncond_embeddings has {len(self.uncond)} entries but the run has {n_evals} "
+                           "steps: edit with the inversion's number of steps")
+
+    def uncond_at(self, model, i, uncond, batch):
+        """The unconditional text of step ``i`` (the prompts' own unless the start gives one per step)."""
+        if self.uncond is None:
+            return uncond
+        hidden = self.uncond[i].to(model.device, model.dtype).expand(batch, -1, -1)
+        pooled = None if self.pooled is None else self.pooled[i].to(model.device, model.dtype)
+        return uncond.with_hidden(hidden).with_pooled(pooled)
+
+
+def _describe(rule: EditRule) -> dict:
+    """The rule's exported data, or a marker that names an unregistered rule (the run still works;
+    exporting it says how to register it)."""
+    try:
+        return rule.to_dict()
+    except P2PError:
+        return {"rule": type(rule).__name__, "unregistered": True}
+
+
+def _with_scheduler(spec: EditSpec, scheduler) -> EditSpec:
+    from diffusers import DDIMScheduler
+
+    return spec if type(scheduler) is DDIMScheduler else spec.replace(scheduler=type(scheduler).__name__)
+
+
+def _seed_or_zero(seed):
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 else 0
+
+
+def _per_target(name, value, n):
+    if value is None:
+        return [None] * n
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise P2PError(f"{name} has {len(value)} entries but there are {n} edited prompts")
+        return list(value)
+    return [value] * n

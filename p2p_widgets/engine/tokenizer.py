@@ -1,0 +1,23 @@
+"""The CLIP BPE tokenizer Stable Diffusion uses, loaded offline from files inside the package."""
+
+from functools import lru_cache
+from pathlib import Path
+
+CLIP_DIR = Path(__file__).resolve().parent.parent / "_clip"
+MAX_LENGTH = 77  # Stable Diffusion's text positions (BOS + 75 tokens + EOS)
+
+
+@lru_cache(maxsize=2)
+def load_tokenizer(pad_token: str = "<|endoftext|>"):
+    """Return a transformers ``CLIPTokenizer`` with SD's ids and 77 positions; no network access.
+
+    ``pad_token="!"`` gives SDXL's second tokenizer (same ids, padded with "!").
+    Cached: the tokenizer is immutable in practice and building it takes ~0.3 s.
+    """
+    from transformers import CLIPTokenizer
+
+    # from_pretrained on a local folder reads vocab.json + merges.txt and never touches a hub;
+    # it works with both the slow (transformers 4) and tokenizers-backed (5) CLIPTokenizer.
+    return CLIPTokenizer.from_pretrained(
+        str(CLIP_DIR), model_max_length=MAX_LENGTH, pad_token=pad_token, local_files_only=True
+    )

@@ -1,0 +1,1 @@
+"""Streaming a run to the front end: binary frames and GIFs."""

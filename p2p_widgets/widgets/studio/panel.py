@@ -1,0 +1,234 @@
+"""The Studio's panel: its own controls, results and exports, validated in Python.
+
+Front-end writes are checked here (all or nothing: a rejected key leaves every trait as it was);
+actions (``run``, ``stop``, ``load_spec``, ``image``, ``export_gif``) arrive as messages and are
+handed to the owning :class:`~p2p_widgets.widgets.studio.Studio`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import traitlets
+
+from ...engine.inversion import METHODS as INVERT_METHODS
+from ...engine.schedule import AlphaSchedule
+from ...errors import MessageError, P2PError
+from .._base import P2PWidget, PromptCache, in_range, on_message
+from .image_input import MAX_IMAGE_BYTES
+
+KINDS = ("auto", "replace", "refine")
+RUN_STATES = ("idle", "running", "stopping", "done", "stopped", "error")
+MAX_WEIGHT = 10.0
+MAX_SEED = 2**53 - 1  # what a JavaScript number holds exactly
+_FRONTEND_KEYS = frozenset(
+    {"source", "target", "seed", "steps", "guidance", "kind", "windows", "reweight", "blend_words",
+     "blend_threshold", "baseline", "invert_method"}
+)
+
+
+def _unique_words(prompt) -> list[str]:
+    return list(dict.fromkeys(w.text for w in prompt.words))
+
+
+class StudioPanel(P2PWidget):
+    """The Studio's own controls, results and exports (see :class:`Studio`).
+
+    Front-end writes are validated here; actions (``run``, ``stop``, ``load_spec``,
+    ``export_gif``) arrive as messages and are handed to the owning :class:`Studio`."""
+
+    _bundle = "studio"
+
+    source = traitlets.Unicode("", help="Source prompt.").tag(sync=True)
+    target = traitlets.Unicode("", help="Target (edited) prompt.").tag(sync=True)
+    seed = traitlets.Int(0, help="Noise seed.").tag(sync=True)
+    steps = traitlets.Int(25, help="Inference steps (DDIM: one UNet evaluation each).").tag(sync=True)
+    guidance = traitlets.Float(5.0, help="Classifier-free guidance scale.").tag(sync=True)
+    kind = traitlets.Enum(KINDS, default_value="auto",
+                          help="How tokens are aligned (the aligner's auto-align).").tag(sync=True)
+    windows = traitlets.Dict(help="Alpha windows when no timeline is shown: {'cross', 'self_attn', 'words', "
+                             "'blend_start'} in evaluations.").tag(sync=True)
+    reweight = traitlets.Dict(help="{word of the target: scale} for the Reweight rule (1 = unchanged).").tag(sync=True)
+    blend_words = traitlets.List(traitlets.Unicode(), help="LocalBlend words (empty: no LocalBlend).").tag(sync=True)
+    blend_threshold = traitlets.Float(0.3, help="LocalBlend mask threshold in (0, 1).").tag(sync=True)
+    baseline = traitlets.Bool(False, help="Also render the same seed without P2P.").tag(sync=True)
+    invert_method = traitlets.Enum(INVERT_METHODS, default_value="null-text",
+                                   help="How a real image is inverted before editing.").tag(sync=True)
+
+    # written by Python only
+    source_words = traitlets.List(traitlets.Unicode(), help="Words of the source (computed).").tag(sync=True)
+    target_words = traitlets.List(traitlets.Unicode(), help="Words of the target (computed).").tag(sync=True)
+    has_aligner = traitlets.Bool(False, help="A TokenAligner is part of the Studio.").tag(sync=True)
+    has_timeline = traitlets.Bool(False, help="An AlphaTimeline is part of the Studio.").tag(sync=True)
+    status = traitlets.Enum(RUN_STATES, default_value="idle", help="Run state.").tag(sync=True)
+    progress = traitlets.List(traitlets.Int(), default_value=[0, 0], help="[steps done, evaluations].").tag(sync=True)
+    images = traitlets.List(help="Results: [{'label', 'name', 'png': bytes}], source first.").tag(sync=True)
+    spec_json = traitlets.Unicode("", help="The last run's edit as JSON (export).").tag(sync=True)
+    model_name = traitlets.Unicode("", help="What the Studio samples with (display).").tag(sync=True)
+    input_image = traitlets.Bytes(b"", help="PNG of the real image to edit, at the model's size (empty: none)."
+                                  ).tag(sync=True)
+    input_name = traitlets.Unicode("", help="File name of the real image (display).").tag(sync=True)
+    phase = traitlets.Unicode("", help="What a run is doing now: 'inverting (<method>)' or 'sampling' (display)."
+                              ).tag(sync=True)
+
+    def __init__(self, tokenizer=None, **kwargs: Any):
+        self._prompts = PromptCache(tokenizer)
+        self.studio = None  # the owning Studio, which handles the actions
+        kwargs.setdefault("windows", AlphaSchedule.build(kwargs.get("steps", 25)).to_windows())
+        super().__init__(**kwargs)
+        self._refresh_words()
+
+    # -- prompts -----------------------------------------------------------------------------------
+
+    def prompt(self, text: str):
+        """The :class:`~p2p_widgets.engine.prompts.Prompt` of ``text`` (cached)."""
+        return self._prompts(text)
+
+    @traitlets.validate("source", "target")
+    def _check_text(self, proposal):
+        return self._prompts.check_trait(proposal)
+
+    @traitlets.observe("source", "target")
+    def _on_text(self, change):
+        self._refresh_words()
+
+    def _refresh_words(self) -> None:
+        src, tgt = _unique_words(self.prompt(self.source)), _unique_words(self.prompt(self.target))
+        with self.hold_sync():
+            self.source_words, self.target_words = src, tgt
+            kept = {w: v for w, v in self.reweight.items() if w in tgt}
+            if kept != self.reweight:
+                self.reweight = kept
+            blend = [w for w in self.blend_words if w in src or w in tgt]
+            if blend != self.blend_words:
+                self.blend_words = blend
+
+    # -- validation --------------------------------------------------------------------------------
+
+    @traitlets.validate("seed")
+    def _check_seed(self, proposal):
+        return in_range(proposal, 0, MAX_SEED)
+
+    @traitlets.validate("steps")
+    def _check_steps(self, proposal):
+        return in_range(proposal, 1, 1000)
+
+    @traitlets.validate("guidance")
+    def _check_guidance(self, proposal):
+        return in_range(proposal, 0, 50)
+
+    @traitlets.validate("blend_threshold")
+    def _check_threshold(self, proposal):
+        return in_range(proposal, 0, 1, open_low=True, open_high=True)
+
+    @traitlets.validate("reweight")
+    def _check_reweight(self, proposal):
+        out = {}
+        words = set(self.target_words) if self.target_words else None
+        for word, value in proposal["value"].items():
+            if words is not None and word not in words:
+                raise traitlets.TraitError(f"reweight: {word!r} is not a word of the target {self.target!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise traitlets.TraitError(f"reweight: the value of {word!r} must be a finite number, got {value!r}")
+            if abs(value) > MAX_WEIGHT:
+                raise traitlets.TraitError(f"reweight: {word!r} = {value} is outside [-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}]")
+            if float(value) != 1.0:
+                out[word] = float(value)
+        return out
+
+    @traitlets.validate("blend_words")
+    def _check_blend(self, proposal):
+        words = set(self.source_words) | set(self.target_words)
+        out = []
+        for word in proposal["value"]:
+            if words and word not in words:
+                raise traitlets.TraitError(f"LocalBlend word {word!r} is in neither prompt")
+            if word not in out:
+                out.append(word)
+        return out
+
+    @traitlets.validate("windows")
+    def _check_windows(self, proposal):
+        try:
+            return AlphaSchedule.from_windows(self.steps, proposal["value"]).to_windows()
+        except P2PError as exc:
+            raise traitlets.TraitError(str(exc)) from None
+
+    @traitlets.observe("steps")
+    def _on_steps(self, change):
+        old, new = change["old"], change["new"]
+        if old and old != new and self.windows:
+            self.windows = AlphaSchedule.from_windows(old, self.windows).rescaled(new).to_windows()
+
+    def set_state(self, sync_data: dict) -> None:
+        """Apply a front-end update: only the editable traits, prompt text first."""
+        foreign = sorted(k for k in sync_data if k in self.keys and k not in _FRONTEND_KEYS)
+        if foreign:
+            self.report_error(f"rejected update from the front end: {', '.join(foreign)} cannot be set there")
+            self.send_state([k for k in sync_data if k in self.keys])
+            return
+        if self.status in ("running", "stopping"):
+            self.report_error("settings cannot change while a run is in progress: press Stop first")
+            self.send_state([k for k in sync_data if k in self.keys])
+            return
+        first = {k: v for k, v in sync_data.items() if k in ("source", "target", "steps")}
+        rest = {k: v for k, v in sync_data.items() if k not in first}
+        for part in (first, rest):
+            if part:
+                super().set_state(part)
+
+    # -- actions from the front end ------------------------------------------------------------------
+
+    def _studio(self):
+        if self.studio is None:
+            raise MessageError("this panel is not part of a Studio")
+        return self.studio
+
+    @on_message("run")
+    def _on_run(self, content: dict, buffers: list) -> None:
+        studio = self._studio()
+        try:
+            studio.run()  # in a worker thread unless the Studio was made with background=False
+        except P2PError as exc:
+            raise MessageError(str(exc)) from None
+
+    @on_message("stop")
+    def _on_stop(self, content: dict, buffers: list) -> None:
+        self._studio().stop()
+
+    @on_message("load_spec")
+    def _on_load(self, content: dict, buffers: list) -> None:
+        text = content.get("text")
+        if not isinstance(text, str) or len(text) > 5_000_000:
+            raise MessageError("'text' must be the JSON text of an exported edit")
+        try:
+            self._studio().load_json(text)
+        except P2PError as exc:
+            raise MessageError(str(exc)) from None
+
+    @on_message("image")
+    def _on_image(self, content: dict, buffers: list) -> None:
+        name = content.get("name", "image")
+        if not isinstance(name, str) or len(name) > 500:
+            raise MessageError("'name' must be the image's file name")
+        if len(buffers) != 1:
+            raise MessageError("an image message carries the file's bytes as one buffer")
+        data = bytes(buffers[0])
+        if not data or len(data) > MAX_IMAGE_BYTES:
+            raise MessageError(f"{name}: an image file must hold 1 to {MAX_IMAGE_BYTES} bytes, got {len(data)}")
+        try:
+            self._studio().set_image(data, name=name)
+        except P2PError as exc:
+            raise MessageError(str(exc)) from None
+
+    @on_message("clear_image")
+    def _on_clear_image(self, content: dict, buffers: list) -> None:
+        try:
+            self._studio().clear_image()
+        except P2PError as exc:
+            raise MessageError(str(exc)) from None
+
+    @on_message("export_gif")
+    def _on_gif(self, content: dict, buffers: list) -> None:
+        self.send_binary(*self._studio().player.gif_download())
