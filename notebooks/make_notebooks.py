@@ -27,43 +27,59 @@ NOTEBOOKS = {}
 class md(str):  # noqa: N801 (reads as a cell marker in the lists below)
     """A markdown cell; every other string in a notebook's list is a code cell."""
 
-NOTEBOOKS["01_quickstart"] = (2, [
-    md("# Quickstart: edit an image by editing its prompt\n\n"
-    "Prompt-to-Prompt denoises the source prompt and the edited prompt **together from the same noise**. "
-    "At every step the edit borrows the source's cross-attention maps (which pixels look at which word), "
-    "so the layout survives while the changed word changes the content.\n\n"
-    "Everything here runs on the embedded *pocket* model: a small latent diffusion model trained on "
-    "procedural scenes of shapes, so it works offline on a laptop CPU in seconds."),
-    SETUP,
-    md("## Make an image"),
-    """source = "a big red star left of a small blue square on a gray background"
+
+NOTEBOOKS["01_quickstart"] = (
+    2,
+    [
+        md(
+            "# Quickstart: edit an image by editing its prompt\n\n"
+            "Prompt-to-Prompt denoises the source prompt and the edited prompt **together from the same noise**. "
+            "At every step the edit borrows the source's cross-attention maps (which pixels look at which word), "
+            "so the layout survives while the changed word changes the content.\n\n"
+            "Everything here runs on the embedded *pocket* model: a small latent diffusion model trained on "
+            "procedural scenes of shapes, so it works offline on a laptop CPU in seconds."
+        ),
+        SETUP,
+        md("## Make an image"),
+        """source = "a big red star left of a small blue square on a gray background"
 first = editor.sample(source, seed=3, steps=STEPS, guidance=GUIDANCE)
 plots.images(first.images, [source])""",
-    md("## Edit it by changing one word\n\n"
-    "`baseline=True` also renders the edited prompt from the same seed *without* attention injection: "
-    "the naive approach, which usually moves or reshapes things."),
-    """target = "a big red star left of a small green square on a gray background"
+        md(
+            "## Edit it by changing one word\n\n"
+            "`baseline=True` also renders the edited prompt from the same seed *without* attention injection: "
+            "the naive approach, which usually moves or reshapes things."
+        ),
+        """target = "a big red star left of a small green square on a gray background"
 result = editor.edit(source, target, seed=3, steps=STEPS, guidance=GUIDANCE, baseline=True)
 plots.images([result.images[0], result.baseline[1], result.images[1]],
              ["source", "same seed, no P2P", "Prompt-to-Prompt"])""",
-    md("## Where each word looks\n\nThe source's cross-attention per word, averaged over steps and layers."),
-    "plots.token_maps(result.store, result.prompts[0], words=['red', 'star', 'blue', 'square', 'background'], side=16)",
-    md("## The Studio\n\nAll of it in one widget: prompts, the token aligner, the alpha timeline, live attention "
-    "playback while sampling runs, export."),
-    """studio = p2p.Studio(pipe)
+        md("## Where each word looks\n\nThe source's cross-attention per word, averaged over steps and layers."),
+        "plots.token_maps(result.store, result.prompts[0], words=['red', 'star', 'blue', 'square', 'background'], side=16)",
+        md(
+            "## The Studio\n\nAll of it in one widget: prompts, the token aligner, the alpha timeline, live attention "
+            "playback while sampling runs, export."
+        ),
+        """studio = p2p.Studio(pipe)
 studio""",
-])
+    ],
+)
 
-NOTEBOOKS["02_cross_attention"] = (3, [
-    md("# Cross-attention, seen\n\n"
-    "In a cross-attention layer every latent pixel *i* asks a question `Q[i]`; every prompt token *j* "
-    "offers a key `K[j]` and a value `V[j]`. The weights `A[i, :] = softmax(Q[i] K^T / sqrt(d))` say how "
-    "much pixel *i* reads from each token; the output is `A V`. A word's column of `A`, laid out on the "
-    "pixel grid, is its *attention map*."),
-    SETUP,
-    md("## Q, K, V for one pixel, by hand\n\nWe capture one cross-attention layer's inputs with a forward hook "
-    "and compute the weights ourselves."),
-    """prompt = "a big yellow triangle above a small purple circle on a black background"
+NOTEBOOKS["02_cross_attention"] = (
+    3,
+    [
+        md(
+            "# Cross-attention, seen\n\n"
+            "In a cross-attention layer every latent pixel *i* asks a question `Q[i]`; every prompt token *j* "
+            "offers a key `K[j]` and a value `V[j]`. The weights `A[i, :] = softmax(Q[i] K^T / sqrt(d))` say how "
+            "much pixel *i* reads from each token; the output is `A V`. A word's column of `A`, laid out on the "
+            "pixel grid, is its *attention map*."
+        ),
+        SETUP,
+        md(
+            "## Q, K, V for one pixel, by hand\n\nWe capture one cross-attention layer's inputs with a forward hook "
+            "and compute the weights ourselves."
+        ),
+        """prompt = "a big yellow triangle above a small purple circle on a black background"
 captured = {}
 layer = pipe.unet.up_blocks[0].attentions[0].transformer_blocks[0].attn2   # an 8x8 cross-attention layer
 def grab(module, args, kwargs, output):    # a forward hook must return None (or it replaces the output)
@@ -86,14 +102,16 @@ weights = torch.softmax((kj @ qi[:, :, None])[..., 0] * d ** -0.5, dim=-1).mean(
 prompt_obj = result.prompts[0]
 top = weights[:prompt_obj.n_tokens].topk(4)
 [(prompt_obj.tokens[i], round(float(w), 3)) for w, i in zip(top.values, top.indices)]""",
-    md("Every row of `A` sums to 1. Most of the mass lands on BOS and EOS (a well-known 'sink'); the rest is "
-    "what the pixel draws from the words."),
-    "float(weights.sum())",
-    md("## Per-token maps, and how they sharpen as sampling goes on"),
-    """words = ['yellow', 'triangle', 'purple', 'circle', 'background']
+        md(
+            "Every row of `A` sums to 1. Most of the mass lands on BOS and EOS (a well-known 'sink'); the rest is "
+            "what the pixel draws from the words."
+        ),
+        "float(weights.sum())",
+        md("## Per-token maps, and how they sharpen as sampling goes on"),
+        """words = ['yellow', 'triangle', 'purple', 'circle', 'background']
 plots.token_maps(result.store, result.prompts[0], words=words, side=8, step=0)""",
-    "plots.token_maps(result.store, result.prompts[0], words=words, side=8, step=STEPS - 1)",
-    """import math
+        "plots.token_maps(result.store, result.prompts[0], words=words, side=8, step=STEPS - 1)",
+        """import math
 def entropy(m):
     p = m.flatten().clamp_min(0); p = p / p.sum()
     return float(-(p * (p + 1e-12).log()).sum() / math.log(p.numel()))
@@ -101,20 +119,24 @@ curves = [[entropy(result.store.token_maps(0, prompt_obj.positions(w), side=8, s
           for w in ('triangle', 'circle')]
 plots.curve(range(STEPS), curves, ['triangle', 'circle'], 'maps sharpen: normalised entropy per step',
             'UNet evaluation', 'entropy (1 = uniform)')""",
-    md("## Two resolutions\n\nThe pocket UNet attends at 16x16 and 8x8. Coarse layers carry the layout."),
-    "plots.token_maps(result.store, result.prompts[0], words=words, side=16)",
-    md("## Heads and UNet parts differ\n\nThe maps above average every head and layer. A store made with "
-    "`detail=True` also keeps each head, per UNet part (down, mid, up): heads specialise, and the "
-    "encoder ('down') and decoder ('up') see the words differently."),
-    """from p2p_widgets import AttentionStore
+        md("## Two resolutions\n\nThe pocket UNet attends at 16x16 and 8x8. Coarse layers carry the layout."),
+        "plots.token_maps(result.store, result.prompts[0], words=words, side=16)",
+        md(
+            "## Heads and UNet parts differ\n\nThe maps above average every head and layer. A store made with "
+            "`detail=True` also keeps each head, per UNet part (down, mid, up): heads specialise, and the "
+            "encoder ('down') and decoder ('up') see the words differently."
+        ),
+        """from p2p_widgets import AttentionStore
 detail = AttentionStore(detail=True)
 editor.sample(prompt, seed=1, steps=STEPS, guidance=GUIDANCE, store=detail)
 display(plots.token_maps(detail, prompt_obj, words=words, side=8, place='down'))
 plots.token_maps(detail, prompt_obj, words=words, side=8, place='up')""",
-    "plots.head_maps(detail, prompt_obj, 'triangle', side=8, place='up')",
-    md("## Self-attention's principal components\n\nSelf-attention maps (pixel -> pixel) group pixels of the "
-    "same object. Their top three principal components, shown as RGB, outline the scene."),
-    """captured = {}
+        "plots.head_maps(detail, prompt_obj, 'triangle', side=8, place='up')",
+        md(
+            "## Self-attention's principal components\n\nSelf-attention maps (pixel -> pixel) group pixels of the "
+            "same object. Their top three principal components, shown as RGB, outline the scene."
+        ),
+        """captured = {}
 layer = pipe.unet.up_blocks[0].attentions[0].transformer_blocks[0].attn1   # 8x8 self-attention
 hook = layer.register_forward_hook(lambda mod, args, kwargs, out: captured.update(x=args[0]), with_kwargs=True)
 try:
@@ -128,77 +150,100 @@ U, S, V = torch.pca_lowrank(A, q=3)
 pcs = (A @ V).reshape(8, 8, 3)
 pcs = (pcs - pcs.amin((0, 1))) / (pcs.amax((0, 1)) - pcs.amin((0, 1)))
 plots.images([result.images[0], (pcs * 255).byte().numpy().repeat(4, 0).repeat(4, 1)], ['image', 'self-attention PCA'])""",
-])
+    ],
+)
 
-NOTEBOOKS["03_mapper"] = (3, [
-    md("# The mapper M\n\nWhen the prompts differ, the edit needs to know which source token feeds which target "
-    "token: `M[i, j]` is the weight with which source token *i* feeds target token *j*, and the edit's "
-    "injected attention is `A_src @ M`."),
-    """import p2p_widgets as p2p
+NOTEBOOKS["03_mapper"] = (
+    3,
+    [
+        md(
+            "# The mapper M\n\nWhen the prompts differ, the edit needs to know which source token feeds which target "
+            "token: `M[i, j]` is the weight with which source token *i* feeds target token *j*, and the edit's "
+            "injected attention is `A_src @ M`."
+        ),
+        """import p2p_widgets as p2p
 from p2p_widgets import plots
 tok = p2p.load_tokenizer()""",
-    md("## A word swap: one to one"),
-    """m = p2p.align("a big red circle on a gray background", "a big red square on a gray background", tok)
+        md("## A word swap: one to one"),
+        """m = p2p.align("a big red circle on a gray background", "a big red square on a gray background", tok)
 plots.mapper_matrix(m)""",
-    md("## A multi-token word\n\n'jellybeans' is two CLIP tokens; the source word's mass is spread over both."),
-    """m = p2p.align("a photo of a cat", "a photo of a jellybeans", tok)
+        md("## A multi-token word\n\n'jellybeans' is two CLIP tokens; the source word's mass is spread over both."),
+        """m = p2p.align("a photo of a cat", "a photo of a jellybeans", tok)
 [(m.source.tokens[i], m.target.tokens[j], round(w, 2)) for i, j, w in m.links if 3 < j < 7]""",
-    md("## A phrase for a word: 'orange' -> 'big tabby'\n\nEach piece of the phrase gets half of 'orange'. "
-    "Tokens after the phrase keep their offset (the reference implementation shifted them onto the wrong "
-    "tokens after a length change)."),
-    """m = p2p.align("a photo of an orange cat", "a photo of an big tabby cat", tok, kind="replace")
+        md(
+            "## A phrase for a word: 'orange' -> 'big tabby'\n\nEach piece of the phrase gets half of 'orange'. "
+            "Tokens after the phrase keep their offset (the reference implementation shifted them onto the wrong "
+            "tokens after a length change)."
+        ),
+        """m = p2p.align("a photo of an orange cat", "a photo of an big tabby cat", tok, kind="replace")
 plots.mapper_matrix(m)""",
-    md("## Refine: inserted words are new tokens\n\nA global alignment of the token ids; new tokens keep their "
-    "own attention (`aligned` = 0)."),
-    """m = p2p.align("a red circle on a gray background", "a red circle on a striped gray background", tok)
+        md(
+            "## Refine: inserted words are new tokens\n\nA global alignment of the token ids; new tokens keep their "
+            "own attention (`aligned` = 0)."
+        ),
+        """m = p2p.align("a red circle on a gray background", "a red circle on a striped gray background", tok)
 print(m.kind, [t for t, a in zip(m.target.tokens, m.aligned.tolist()) if a == 0])
 plots.mapper_matrix(m)""",
-    md("## Build M by hand\n\nDrag source tokens onto target tokens in the aligner; `aligner.mapper` is the "
-    "engine's Mapper, validated in Python."),
-    """aligner = p2p.TokenAligner("a photo of an orange cat", "a photo of an big tabby cat")
+        md(
+            "## Build M by hand\n\nDrag source tokens onto target tokens in the aligner; `aligner.mapper` is the "
+            "engine's Mapper, validated in Python."
+        ),
+        """aligner = p2p.TokenAligner("a photo of an orange cat", "a photo of an big tabby cat")
 aligner""",
-    "aligner.mapper.matrix[:8, :9]",
-])
+        "aligner.mapper.matrix[:8, :9]",
+    ],
+)
 
-NOTEBOOKS["04_alpha_schedules"] = (3, [
-    md("# Alpha schedules: how long the edit borrows the source's attention\n\n"
-    "Injecting for the first part of sampling fixes the layout; stopping lets the new word change the "
-    "content. The paper's figure sweeps the injected fraction from 0% to 100%."),
-    SETUP,
-    """import numpy as np
+NOTEBOOKS["04_alpha_schedules"] = (
+    3,
+    [
+        md(
+            "# Alpha schedules: how long the edit borrows the source's attention\n\n"
+            "Injecting for the first part of sampling fixes the layout; stopping lets the new word change the "
+            "content. The paper's figure sweeps the injected fraction from 0% to 100%."
+        ),
+        SETUP,
+        """import numpy as np
 source = "a small red circle left of a big blue square on a beige background"
 target = "a small red star left of a big blue square on a beige background"
 fractions = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 runs = [editor.edit(source, target, seed=5, steps=STEPS, guidance=GUIDANCE, cross=f, self_attn=min(f, 0.4)) for f in fractions]
 plots.images([runs[0].images[0]] + [r.images[1] for r in runs], ['source'] + [f'{int(f * 100)}%' for f in fractions])""",
-    md("Distance from the source image: more injection keeps more of it."),
-    """dist = [float(np.abs(np.asarray(r.images[1], float) - np.asarray(r.images[0], float)).mean()) for r in runs]
+        md("Distance from the source image: more injection keeps more of it."),
+        """dist = [float(np.abs(np.asarray(r.images[1], float) - np.asarray(r.images[0], float)).mean()) for r in runs]
 plots.curve([int(f * 100) for f in fractions], [dist], ['mean |edit - source|'], 'injection sweep', '% of steps injected', 'pixel difference')""",
-    md("## Per-word windows\n\nA word can stop borrowing earlier than the rest (`words={'star': 0.2}`), "
-    "giving it freedom to change shape while everything else stays put."),
-    """schedule = p2p.AlphaSchedule.build(STEPS, cross=0.8, self_attn=0.4, words={"star": 0.2})
+        md(
+            "## Per-word windows\n\nA word can stop borrowing earlier than the rest (`words={'star': 0.2}`), "
+            "giving it freedom to change shape while everything else stays put."
+        ),
+        """schedule = p2p.AlphaSchedule.build(STEPS, cross=0.8, self_attn=0.4, words={"star": 0.2})
 plots.schedule(schedule, editor.prompt(target))""",
-    """per_word = editor.edit(source, target, seed=5, steps=STEPS, guidance=GUIDANCE, cross=0.8, words={"star": 0.2})
+        """per_word = editor.edit(source, target, seed=5, steps=STEPS, guidance=GUIDANCE, cross=0.8, words={"star": 0.2})
 plots.images([per_word.images[0], runs[4].images[1], per_word.images[1]], ['source', 'cross 0.8', "cross 0.8, 'star' 0.2"])""",
-    md("## The timeline widget\n\nDrag window edges; `timeline.schedule` is the engine's schedule."),
-    """timeline = p2p.AlphaTimeline(target, steps=STEPS, scheduler=pipe.scheduler)
+        md("## The timeline widget\n\nDrag window edges; `timeline.schedule` is the engine's schedule."),
+        """timeline = p2p.AlphaTimeline(target, steps=STEPS, scheduler=pipe.scheduler)
 timeline""",
-    "timeline.schedule",
-])
+        "timeline.schedule",
+    ],
+)
 
-NOTEBOOKS["05_reweight_and_local"] = (2, [
-    md("# Reweighting and local edits\n\n**Reweight** scales a word's column of the attention (a fader; "
-    "negative values push the concept away). **LocalBlend** keeps every pixel outside the edited words' "
-    "attention mask identical to the source."),
-    SETUP,
-    md("## One word as a fader\n\nSeveral edited copies of the same prompt run in one batch, one weight each."),
-    """prompt = "a big purple star on a white background"
+NOTEBOOKS["05_reweight_and_local"] = (
+    2,
+    [
+        md(
+            "# Reweighting and local edits\n\n**Reweight** scales a word's column of the attention (a fader; "
+            "negative values push the concept away). **LocalBlend** keeps every pixel outside the edited words' "
+            "attention mask identical to the source."
+        ),
+        SETUP,
+        md("## One word as a fader\n\nSeveral edited copies of the same prompt run in one batch, one weight each."),
+        """prompt = "a big purple star on a white background"
 values = [-2.0, 0.0, 1.0, 3.0, 6.0]
 sweep = editor.edit(prompt, [prompt] * len(values), reweight=[{"purple": v} for v in values],
                     seed=2, steps=STEPS, guidance=GUIDANCE)
 plots.images(sweep.images, ['source'] + [f'purple x{v:g}' for v in values])""",
-    md("## LocalBlend: change one object, keep the rest bit for bit"),
-    """import numpy as np
+        md("## LocalBlend: change one object, keep the rest bit for bit"),
+        """import numpy as np
 source = "a small green triangle above a big orange square on a gray background"
 target = "a small green triangle above a big pink square on a gray background"
 blend = p2p.LocalBlend(["square"], threshold=0.3, start=0.2)
@@ -206,38 +251,43 @@ local = editor.edit(source, target, seed=4, steps=STEPS, guidance=GUIDANCE, blen
 plain = editor.edit(source, target, seed=4, steps=STEPS, guidance=GUIDANCE)
 plots.images([local.images[0], local.baseline[1], plain.images[1], local.images[1]],
              ['source', 'same seed', 'P2P', 'P2P + LocalBlend'])""",
-    """changed = lambda r: float((np.abs(np.asarray(r.images[1], float) - np.asarray(r.images[0], float)).sum(-1) > 8).mean())
+        """changed = lambda r: float((np.abs(np.asarray(r.images[1], float) - np.asarray(r.images[0], float)).sum(-1) > 8).mean())
 {'pixels changed, P2P': changed(plain), 'pixels changed, P2P + LocalBlend': changed(local)}""",
-])
+    ],
+)
 
-NOTEBOOKS["06_custom_rules"] = (1, [
-    md("# Prototyping a custom edit rule\n\nA rule decides, per layer and step, how an edited prompt mixes its "
-    "attention with the source's. In the *linear form* it returns `(P, q)` with "
-    "`A_new = A_src @ P + A_edit * q`; such rules run on the fast path (fused attention, no n x n maps). "
-    "Rules written on explicit maps run on the explicit path."),
-    SETUP,
-    """from p2p_widgets.engine.rules import EditRule, Replace
+NOTEBOOKS["06_custom_rules"] = (
+    1,
+    [
+        md(
+            "# Prototyping a custom edit rule\n\nA rule decides, per layer and step, how an edited prompt mixes its "
+            "attention with the source's. In the *linear form* it returns `(P, q)` with "
+            "`A_new = A_src @ P + A_edit * q`; such rules run on the fast path (fused attention, no n x n maps). "
+            "Rules written on explicit maps run on the explicit path."
+        ),
+        SETUP,
+        """from p2p_widgets.engine.rules import EditRule, Replace
 source = "a big red circle left of a small white star on a black background"
 target = "a big red square left of a small white star on a black background"
 mapper = p2p.align(source, target, editor.tokenizer)
 schedule = p2p.AlphaSchedule.build(STEPS, cross=0.8, self_attn=0.4)""",
-    md("## Rule 1: inject only in the decoder"),
-    """class DecoderOnly(EditRule):
+        md("## Rule 1: inject only in the decoder"),
+        """class DecoderOnly(EditRule):
     def __init__(self, inner):
         self.inner = inner
     def cross_weights(self, ctx):
         return self.inner.cross_weights(ctx) if ctx.place == "up" else None
     def self_weight(self, ctx):
         return self.inner.self_weight(ctx) if ctx.place == "up" else 0.0""",
-    md("## Rule 2: ramp alpha down smoothly instead of a hard switch"),
-    """class Ramp(EditRule):
+        md("## Rule 2: ramp alpha down smoothly instead of a hard switch"),
+        """class Ramp(EditRule):
     def __init__(self, mapper, steps):
         self.mapper, self.steps = mapper, steps
     def cross_weights(self, ctx):
         g = max(0.0, 1.0 - ctx.step / (0.8 * self.steps))       # 1 -> 0 over the first 80% of steps
         return self.mapper.matrix * g, torch.full((77,), 1.0 - g)""",
-    md("## Rule 3 (explicit maps): sharpen the source's maps before injecting"),
-    """class Sharpened(EditRule):
+        md("## Rule 3 (explicit maps): sharpen the source's maps before injecting"),
+        """class Sharpened(EditRule):
     explicit_only = True
     def __init__(self, inner):
         self.inner = inner
@@ -246,24 +296,29 @@ schedule = p2p.AlphaSchedule.build(STEPS, cross=0.8, self_attn=0.4)""",
             return a_edit
         sharp = a_src ** 2
         return (sharp / sharp.sum(-1, keepdim=True)) @ self.inner.mapper.matrix.to(a_src)""",
-    """common = dict(seed=6, steps=STEPS, guidance=GUIDANCE)
+        """common = dict(seed=6, steps=STEPS, guidance=GUIDANCE)
 builtin = editor.edit(source, target, **common)
 decoder = editor.edit(source, target, rules=[DecoderOnly(Replace(mapper, schedule))], **common)
 ramp = editor.edit(source, target, rules=[Ramp(mapper, STEPS)], **common)
 sharp = editor.edit(source, target, rules=[Sharpened(Replace(mapper, schedule))], mode="explicit", **common)
 plots.images([builtin.images[0], builtin.images[1], decoder.images[1], ramp.images[1], sharp.images[1]],
              ['source', 'built-in Replace', 'decoder only', 'smooth ramp', 'sharpened (explicit)'])""",
-    md("The fast path and the explicit oracle agree on linear rules:"),
-    """check = editor.edit(source, target, rules=[Ramp(mapper, STEPS)], mode="explicit", **common)
+        md("The fast path and the explicit oracle agree on linear rules:"),
+        """check = editor.edit(source, target, rules=[Ramp(mapper, STEPS)], mode="explicit", **common)
 float((check.latents - ramp.latents).abs().max())""",
-])
+    ],
+)
 
-NOTEBOOKS["07_real_checkpoints"] = (1, [
-    md("# Real checkpoints: Stable Diffusion 1.5 / 2.1 / SDXL\n\nThe same workflow runs on any SD 1.x / 2.x or "
-    "SDXL base checkpoint diffusers loads (weights through safetensors only). On a GPU use 50 steps and "
-    "guidance 7.5; for SDXL (e.g. `stabilityai/stable-diffusion-xl-base-1.0`) use 1024 px, where its "
-    "attention grids are 32x32 and 64x64 (it has no attention at the finest level)."),
-    """import torch
+NOTEBOOKS["07_real_checkpoints"] = (
+    1,
+    [
+        md(
+            "# Real checkpoints: Stable Diffusion 1.5 / 2.1 / SDXL\n\nThe same workflow runs on any SD 1.x / 2.x or "
+            "SDXL base checkpoint diffusers loads (weights through safetensors only). On a GPU use 50 steps and "
+            "guidance 7.5; for SDXL (e.g. `stabilityai/stable-diffusion-xl-base-1.0`) use 1024 px, where its "
+            "attention grids are 32x32 and 64x64 (it has no attention at the finest level)."
+        ),
+        """import torch
 import p2p_widgets as p2p
 from p2p_widgets import plots
 torch.set_grad_enabled(False)
@@ -280,43 +335,52 @@ except Exception as exc:   # no network or no weights here
     real = False
 editor = p2p.Editor(pipe)
 size, steps = (512, 50) if real else (256, 4)""",
-    """source, target = "a photo of a cat riding a bicycle", "a photo of a dog riding a bicycle"
+        """source, target = "a photo of a cat riding a bicycle", "a photo of a dog riding a bicycle"
 result = editor.edit(source, target, seed=0, steps=steps, height=size, width=size, baseline=True,
                      reweight={"dog": 1.5}, cross=0.8, self_attn=0.4)
 plots.images([result.images[0], result.baseline[1], result.images[1]], ['source', 'same seed', 'P2P'])""",
-    md("Attention is stored at every grid up to 32x32 (for SD 1.5 at 512 px: 32, 16 and 8):"),
-    "[g for g in result.store.grids]",
-])
+        md("Attention is stored at every grid up to 32x32 (for SD 1.5 at 512 px: 32, 16 and 8):"),
+        "[g for g in result.store.grids]",
+    ],
+)
 
 
-NOTEBOOKS["08_real_images"] = (2, [
-    md("# Editing real images: inversion, then Prompt-to-Prompt\n\n"
-    "P2P edits images the model generated, because it knows their starting noise. To edit a picture of "
-    "your own, first find noise that regenerates it: **invert** it. DDIM inversion runs the sampler "
-    "backwards; at the guidance used for editing the regenerated image drifts, so **null-text inversion** "
-    "(Mokady et al.) also optimises the unconditional embedding of every step until the guided sampler "
-    "retraces the inversion. **Negative-prompt inversion** uses the prompt itself as the unconditional "
-    "embedding: no optimisation, nearly as faithful."),
-    SETUP,
-    md("## A picture the model never generated\n\nDrawn by the scene generator (not by the model), so we "
-    "know its objects' true masks. Its caption becomes the source prompt."),
-    """import numpy as np
+NOTEBOOKS["08_real_images"] = (
+    2,
+    [
+        md(
+            "# Editing real images: inversion, then Prompt-to-Prompt\n\n"
+            "P2P edits images the model generated, because it knows their starting noise. To edit a picture of "
+            "your own, first find noise that regenerates it: **invert** it. DDIM inversion runs the sampler "
+            "backwards; at the guidance used for editing the regenerated image drifts, so **null-text inversion** "
+            "(Mokady et al.) also optimises the unconditional embedding of every step until the guided sampler "
+            "retraces the inversion. **Negative-prompt inversion** uses the prompt itself as the unconditional "
+            "embedding: no optimisation, nearly as faithful."
+        ),
+        SETUP,
+        md(
+            "## A picture the model never generated\n\nDrawn by the scene generator (not by the model), so we "
+            "know its objects' true masks. Its caption becomes the source prompt."
+        ),
+        """import numpy as np
 from p2p_widgets.pocket.scenes import sample_scene
 from p2p_widgets.pocket.metrics import psnr
 scene = sample_scene(np.random.default_rng(7), p_two=1.0, p_pattern=0.0)
 photo, caption = scene.image, scene.caption
 print(caption)""",
-    md("## Three inversions, regenerated with the caption"),
-    """inversions = {m: editor.invert(photo, caption, method=m, steps=STEPS, guidance=GUIDANCE)
+        md("## Three inversions, regenerated with the caption"),
+        """inversions = {m: editor.invert(photo, caption, method=m, steps=STEPS, guidance=GUIDANCE)
               for m in ("ddim", "negative-prompt", "null-text")}
 recons = {m: inv.reconstruct(editor).images[0] for m, inv in inversions.items()}
 for m, inv in inversions.items():
     print(f"{m:16s} {inv.seconds:5.1f} s   PSNR {psnr(photo, np.asarray(recons[m])):.1f} dB")
 plots.images([photo, *recons.values()], ["input", *recons])""",
-    md("## Edit it: a colour swap\n\nFor an attribute of a real photo, keep its self-attention through the whole "
-    "run (the layout is the photo's) and blend locally on the object's words, so nothing else is "
-    "regenerated."),
-    """a = scene.objects[0]
+        md(
+            "## Edit it: a colour swap\n\nFor an attribute of a real photo, keep its self-attention through the whole "
+            "run (the layout is the photo's) and blend locally on the object's words, so nothing else is "
+            "regenerated."
+        ),
+        """a = scene.objects[0]
 new_colour = next(c for c in ("green", "purple", "orange", "pink") if c not in caption)
 target = caption.replace(f"{a.color} {a.shape}", f"{new_colour} {a.shape}", 1)
 inv = inversions["null-text"]
@@ -324,16 +388,21 @@ plain = inv.edit(editor, target)
 local = inv.edit(editor, target, self_attn=1.0,
                  blend=p2p.LocalBlend([[a.color, a.shape], [new_colour, a.shape]], threshold=0.5))
 plots.images([photo, plain.images[1], local.images[1]], ["input", "P2P defaults", "self 1.0 + LocalBlend"])""",
-    md("## Save the edit with its inversion, rerun it later\n\n`save_edit` writes the edit's JSON and the "
-    "inversion (latents, embeddings, image) beside it as safetensors; `load_edit` reruns it exactly."),
-    """import tempfile
+        md(
+            "## Save the edit with its inversion, rerun it later\n\n`save_edit` writes the edit's JSON and the "
+            "inversion (latents, embeddings, image) beside it as safetensors; `load_edit` reruns it exactly."
+        ),
+        """import tempfile
 folder = tempfile.mkdtemp()
 files = p2p.save_edit(local, f"{folder}/edit.json", inv)
 print([f.name for f in files])
 torch.equal(p2p.load_edit(editor, f"{folder}/edit.json").latents, local.latents)""",
-    md("In the Studio: `studio.set_image(photo)` (or its file button / drop zone), type the caption as the "
-    "source, choose the inversion method, Run."),
-])
+        md(
+            "In the Studio: `studio.set_image(photo)` (or its file button / drop zone), type the caption as the "
+            "source, choose the inversion method, Run."
+        ),
+    ],
+)
 
 
 def build(out: Path = OUT) -> list[Path]:

@@ -31,12 +31,27 @@ SAMPLES = [
     "a small red square below a big green star on a white background",
 ]
 EDITS = [  # (source, target, changed word in source, its replacement, seed)
-    ("a big red circle left of a small blue square on a gray background",
-     "a big green circle left of a small blue square on a gray background", "red", "green", 1),
-    ("a big yellow star above a small white circle on a black background",
-     "a big yellow triangle above a small white circle on a black background", "star", "triangle", 2),
-    ("a small orange square right of a big purple circle on a beige background",
-     "a small orange square right of a big purple star on a beige background", "circle", "star", 3),
+    (
+        "a big red circle left of a small blue square on a gray background",
+        "a big green circle left of a small blue square on a gray background",
+        "red",
+        "green",
+        1,
+    ),
+    (
+        "a big yellow star above a small white circle on a black background",
+        "a big yellow triangle above a small white circle on a black background",
+        "star",
+        "triangle",
+        2,
+    ),
+    (
+        "a small orange square right of a big purple circle on a beige background",
+        "a small orange square right of a big purple star on a beige background",
+        "circle",
+        "star",
+        3,
+    ),
 ]
 
 
@@ -44,7 +59,9 @@ def heat(m: torch.Tensor) -> Image.Image:
     """A (h, w) map as an inferno-like RGB image, min-max scaled."""
     a = m.float().numpy()
     a = (a - a.min()) / max(a.max() - a.min(), 1e-8)
-    rgb = np.stack([np.clip(1.5 * a, 0, 1), np.clip(1.5 * a - 0.5, 0, 1), np.clip(3 * a - 2, 0, 1) * 0.8 + 0.2 * (1 - a)], -1)
+    rgb = np.stack(
+        [np.clip(1.5 * a, 0, 1), np.clip(1.5 * a - 0.5, 0, 1), np.clip(3 * a - 2, 0, 1) * 0.8 + 0.2 * (1 - a)], -1
+    )
     return Image.fromarray((rgb * 255).astype(np.uint8)).resize((CELL, CELL), Image.NEAREST)
 
 
@@ -70,7 +87,9 @@ def main():
 
     pad = 18
     strip = Image.new("RGB", (5 * CELL, len(EDITS) * (CELL + pad) + pad), "white")
-    for c, title in enumerate(["source", "same seed, no P2P", "Prompt-to-Prompt", "attn: source word", "attn: new word"]):
+    for c, title in enumerate(
+        ["source", "same seed, no P2P", "Prompt-to-Prompt", "attn: source word", "attn: new word"]
+    ):
         label(strip, (c * CELL + 4, 3), title)
     for r, (source, target, old, new, seed) in enumerate(EDITS):
         out = editor.edit(source, target, seed=seed, steps=steps, guidance=guidance, baseline=True)

@@ -128,13 +128,24 @@ def _edit(args: argparse.Namespace) -> int:
     try:
         editor = Editor(load_pipeline(args.model))
         if args.image:  # a real image: invert it with the source prompt as its caption, edit from there
-            inversion = editor.invert(args.image, args.source, method=args.invert, steps=steps, guidance=guidance,
-                                      progress=True)
+            inversion = editor.invert(
+                args.image, args.source, method=args.invert, steps=steps, guidance=guidance, progress=True
+            )
         progress = _Progress(steps)
         start = dict(inversion=inversion) if inversion is not None else dict(seed=args.seed)
-        result = editor.edit(args.source, args.target, steps=steps, guidance=guidance, **start,
-                             cross=args.cross, self_attn=args.self_attn, reweight=dict(args.reweight) or None,
-                             blend=args.blend or None, baseline=True, callback=progress)
+        result = editor.edit(
+            args.source,
+            args.target,
+            steps=steps,
+            guidance=guidance,
+            **start,
+            cross=args.cross,
+            self_attn=args.self_attn,
+            reweight=dict(args.reweight) or None,
+            blend=args.blend or None,
+            baseline=True,
+            callback=progress,
+        )
         progress.close()
     except (P2PError, OSError) as exc:
         print(f"p2p-widgets edit: {exc}", file=sys.stderr)
@@ -152,8 +163,10 @@ def _edit(args: argparse.Namespace) -> int:
 
     Image.fromarray(inversion.image).save(out / "input.png")
     save_edit(result, out / "edit.json", inversion)
-    print(f"wrote {out}/input.png, source.png (reconstruction), edit.png, baseline.png (same inverted noise, "
-          "no injection), edit.json with edit.inversion.json/.safetensors (rerun: export.load_edit)")
+    print(
+        f"wrote {out}/input.png, source.png (reconstruction), edit.png, baseline.png (same inverted noise, "
+        "no injection), edit.json with edit.inversion.json/.safetensors (rerun: export.load_edit)"
+    )
     return 0
 
 
@@ -180,6 +193,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    # long: one flat list of argparse declarations, read top to bottom like the --help it prints
     parser = argparse.ArgumentParser(prog="p2p-widgets", description="Prompt-to-Prompt image editing in Jupyter.")
     parser.add_argument("--version", action="version", version=f"p2p-widgets {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -192,24 +206,47 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dry-run", action="store_true", help="print the command and URL, start nothing")
     demo.set_defaults(func=_demo)
 
-    edit = sub.add_parser("edit", help="headless edit: source, edit and fixed-seed baseline as PNG + the edit as JSON",
-                          epilog=EDIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    edit = sub.add_parser(
+        "edit",
+        help="headless edit: source, edit and fixed-seed baseline as PNG + the edit as JSON",
+        epilog=EDIT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     edit.add_argument("source", help="the source prompt")
     edit.add_argument("target", help="the edited prompt")
     edit.add_argument("--seed", type=int, default=0)
     edit.add_argument("--steps", type=int, default=None, help="DDIM steps (pocket: 25, SD: 50)")
     edit.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (pocket: 5, SD: 7.5)")
     edit.add_argument("--cross", type=_fraction, default=0.8, help="fraction of steps injecting cross-attention")
-    edit.add_argument("--self", dest="self_attn", type=_fraction, default=0.4,
-                      help="fraction of steps injecting self-attention")
-    edit.add_argument("--reweight", type=_reweight_pair, action="append", default=[], metavar="WORD=VALUE",
-                      help="scale a target word's attention (repeatable; negative allowed)")
-    edit.add_argument("--blend", action="append", default=[], metavar="WORD",
-                      help="LocalBlend word: keep pixels outside its attention (repeatable)")
-    edit.add_argument("--image", metavar="PATH", help="edit this picture (the source prompt is its caption) "
-                      "instead of generating from --seed")
-    edit.add_argument("--invert", default="null-text", choices=("null-text", "negative-prompt", "ddim"),
-                      help="how --image is inverted (default: %(default)s)")
+    edit.add_argument(
+        "--self", dest="self_attn", type=_fraction, default=0.4, help="fraction of steps injecting self-attention"
+    )
+    edit.add_argument(
+        "--reweight",
+        type=_reweight_pair,
+        action="append",
+        default=[],
+        metavar="WORD=VALUE",
+        help="scale a target word's attention (repeatable; negative allowed)",
+    )
+    edit.add_argument(
+        "--blend",
+        action="append",
+        default=[],
+        metavar="WORD",
+        help="LocalBlend word: keep pixels outside its attention (repeatable)",
+    )
+    edit.add_argument(
+        "--image",
+        metavar="PATH",
+        help="edit this picture (the source prompt is its caption) instead of generating from --seed",
+    )
+    edit.add_argument(
+        "--invert",
+        default="null-text",
+        choices=("null-text", "negative-prompt", "ddim"),
+        help="how --image is inverted (default: %(default)s)",
+    )
     edit.add_argument("--model", default="pocket", help="'pocket' (default, offline) or an SD checkpoint folder/id")
     edit.add_argument("--out", default="p2p-out", help="output folder (default: %(default)s)")
     edit.set_defaults(func=_edit)

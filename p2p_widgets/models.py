@@ -32,8 +32,10 @@ def load_pipeline(model: str = "pocket", device: str | None = None, dtype=None):
             model, safety_checker=None, requires_safety_checker=False, **options
         )
     else:
-        raise P2PError(f"{model} is a {class_name or 'pipeline of unknown class'}: p2p_widgets loads "
-                       "StableDiffusionPipeline (SD 1.x / 2.x) and StableDiffusionXLPipeline checkpoints")
+        raise P2PError(
+            f"{model} is a {class_name or 'pipeline of unknown class'}: p2p_widgets loads "
+            "StableDiffusionPipeline (SD 1.x / 2.x) and StableDiffusionXLPipeline checkpoints"
+        )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -35,16 +35,22 @@ def token_maps(store, prompt, prompt_index=0, words=None, side=None, step=None, 
     one UNet part / one head (a store made with ``detail=True``).
     """
     words = [w.text for w in prompt.words] if words is None else list(words)
-    maps = [store.token_maps(prompt_index, prompt.positions(w), side=side, step=step, place=place, head=head)
-            .mean(0).numpy() for w in words]
+    maps = [
+        store.token_maps(prompt_index, prompt.positions(w), side=side, step=step, place=place, head=head)
+        .mean(0)
+        .numpy()
+        for w in words
+    ]
     return _heatmap_row(maps, words, height)
 
 
 def head_maps(store, prompt, word, prompt_index=0, side=None, place=None, height=230):
     """One word's map per attention head (a store made with ``detail=True``), over all steps."""
     n_heads = store.n_heads(side, place)
-    maps = [store.token_maps(prompt_index, prompt.positions(word), side=side, place=place, head=h).mean(0).numpy()
-            for h in range(n_heads)]
+    maps = [
+        store.token_maps(prompt_index, prompt.positions(word), side=side, place=place, head=h).mean(0).numpy()
+        for h in range(n_heads)
+    ]
     return _heatmap_row(maps, [f"{word}: head {h}" for h in range(n_heads)], height)
 
 
@@ -65,8 +71,17 @@ def mapper_matrix(mapper, height=380):
     rows, cols = mapper.source.n_tokens, mapper.target.n_tokens
     m = mapper.matrix[:rows, :cols].numpy()
     labels = lambda p: [f"{i}:{t}" for i, t in enumerate(p.tokens)]  # noqa: E731
-    fig = go.Figure(go.Heatmap(z=m, x=labels(mapper.target), y=labels(mapper.source), colorscale="Blues",
-                               zmin=0, zmax=1, hovertemplate="source %{y} -> target %{x}: %{z:.2f}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=m,
+            x=labels(mapper.target),
+            y=labels(mapper.source),
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            hovertemplate="source %{y} -> target %{x}: %{z:.2f}<extra></extra>",
+        )
+    )
     fig.update_yaxes(autorange="reversed", title="source token")
     fig.update_xaxes(title="target token")
     fig.update_layout(height=height, title=f"M ({mapper.kind})", margin=dict(l=5, r=5, t=40, b=5))
@@ -77,8 +92,16 @@ def schedule(schedule, target, height=300):
     """Which target tokens take the source's cross-attention at each evaluation (1 = injected)."""
     go, _ = _go()
     alpha = schedule.cross_alpha(target)[:, : target.n_tokens].numpy().T
-    fig = go.Figure(go.Heatmap(z=alpha, y=[f"{i}:{t}" for i, t in enumerate(target.tokens)], colorscale="Greens",
-                               zmin=0, zmax=1, showscale=False))
+    fig = go.Figure(
+        go.Heatmap(
+            z=alpha,
+            y=[f"{i}:{t}" for i, t in enumerate(target.tokens)],
+            colorscale="Greens",
+            zmin=0,
+            zmax=1,
+            showscale=False,
+        )
+    )
     lo, hi = schedule.self_attn
     fig.add_shape(type="rect", x0=lo - 0.5, x1=hi - 0.5, y0=-1.4, y1=-0.6, fillcolor="orange", line_width=0)
     fig.update_yaxes(autorange="reversed")
@@ -91,6 +114,7 @@ def curve(xs, ys, names, title, xtitle, ytitle, height=300):
     """Lines ``ys[k]`` over ``xs`` named ``names[k]``."""
     go, _ = _go()
     fig = go.Figure([go.Scatter(x=list(xs), y=list(y), name=n, mode="lines+markers") for y, n in zip(ys, names)])
-    fig.update_layout(height=height, title=title, xaxis_title=xtitle, yaxis_title=ytitle,
-                      margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_layout(
+        height=height, title=title, xaxis_title=xtitle, yaxis_title=ytitle, margin=dict(l=5, r=5, t=40, b=5)
+    )
     return fig

@@ -7,8 +7,8 @@ import pytest
 import torch
 import traitlets
 
-from p2p_widgets.errors import P2PError
 from p2p_widgets.engine.mapper import Mapper, align
+from p2p_widgets.errors import P2PError
 from p2p_widgets.widgets import TokenAligner
 from p2p_widgets.widgets.aligner import MAX_WEIGHT, token_rows
 

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from p2p_widgets.errors import P2PError
-from p2p_widgets.engine.mapper import align
 from p2p_widgets.engine.blend import LocalBlend
+from p2p_widgets.engine.mapper import align
 from p2p_widgets.engine.rules import Replace
 from p2p_widgets.engine.schedule import AlphaSchedule
+from p2p_widgets.errors import P2PError
 
 SRC = "a red circle on a gray background"
 TGT = "a blue circle on a gray background"

@@ -11,8 +11,12 @@ def _lines(text):
 
 
 def test_engine_bench_prints_times_memory_and_ratios_for_sdxl():
-    out = subprocess.run([sys.executable, "-m", "p2p_widgets.bench", "engine", "--model", "tinyxl", "--steps", "2",
-                          "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "p2p_widgets.bench", "engine", "--model", "tinyxl", "--steps", "2", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     figures = _lines(out.stdout)
     for key in ("plain_seconds", "fast_seconds", "explicit_seconds", "fast_time_ratio", "explicit_time_ratio"):
@@ -21,9 +25,8 @@ def test_engine_bench_prints_times_memory_and_ratios_for_sdxl():
 
 def test_sdxl_bench_architecture_is_sdxl_base():
     """The GPU benchmark's random-weight SDXL has SDXL base's parameter counts (built on the meta device)."""
-    from p2p_widgets.bench.geometries import SD15_TEXT, SDXL_TEXT2, SDXL_UNET, SDXL_VAE
+    from p2p_widgets.bench.geometries import SD15_TEXT, SDXL_TEXT2, SDXL_UNET, SDXL_VAE, xl_pipeline
     from p2p_widgets.engine.sampler import Editor
-    from p2p_widgets.bench.geometries import xl_pipeline
 
     with torch.device("meta"):
         pipe = xl_pipeline(SDXL_VAE, SD15_TEXT, SDXL_TEXT2, SDXL_UNET)

@@ -16,6 +16,15 @@ def test_main_prints_name_value_lines(capsys):
     main(["--model", "tiny", "--steps", "3", "--repeats", "1"])
     lines = capsys.readouterr().out.splitlines()
     names = [line.split(":")[0] for line in lines[2:]]
-    assert names == ["plain_seconds", "player_seconds", "overhead_pct", "backfill_seconds", "unthrottled_seconds",
-                     "unthrottled_overhead_pct", "bytes_per_step", "live_frames", "frames"]
+    assert names == [
+        "plain_seconds",
+        "player_seconds",
+        "overhead_pct",
+        "backfill_seconds",
+        "unthrottled_seconds",
+        "unthrottled_overhead_pct",
+        "bytes_per_step",
+        "live_frames",
+        "frames",
+    ]
     assert lines[-1] == "frames: 3"

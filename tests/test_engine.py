@@ -5,12 +5,12 @@ import threading
 import pytest
 import torch
 
-from p2p_widgets.errors import P2PError
+from p2p_widgets.engine.blend import LocalBlend
 from p2p_widgets.engine.mapper import align
 from p2p_widgets.engine.processors import P2PAttnProcessor
-from p2p_widgets.engine.blend import LocalBlend
 from p2p_widgets.engine.rules import EditRule, Replace
 from p2p_widgets.engine.schedule import AlphaSchedule
+from p2p_widgets.errors import P2PError
 
 SRC = "a red circle on a gray background"
 STEPS = 8
@@ -50,8 +50,11 @@ def test_edit_changes_the_image_and_injection_matters(editor):
     assert (edited.latents[0] - edited.latents[1]).abs().max() > 1e-3  # the edit is not the source
     base = editor.edit(SRC, "a blue square on a gray background", steps=STEPS, cross=0.0, self_attn=0.0)
     # no injection at all is exactly the fixed-seed baseline
-    assert torch.allclose(base.latents, editor.edit(SRC, "a blue square on a gray background", steps=STEPS,
-                                                    rules=[EditRule()]).latents, atol=1e-4)
+    assert torch.allclose(
+        base.latents,
+        editor.edit(SRC, "a blue square on a gray background", steps=STEPS, rules=[EditRule()]).latents,
+        atol=1e-4,
+    )
     assert (edited.latents[1] - base.latents[1]).abs().max() > 1e-4
     assert len(edited.baseline) == 2
 

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from p2p_widgets.errors import P2PError
 from p2p_widgets.engine.export import edit_from_spec, spec_from_json, spec_to_json
 from p2p_widgets.engine.spec import EditSpec
+from p2p_widgets.errors import P2PError
 
 
 def spec_to_dict(result):
@@ -17,13 +17,23 @@ def spec_to_dict(result):
 def validate_spec(data):
     return EditSpec.from_dict(data)
 
+
 STEPS = 4
 
 
 @pytest.fixture(scope="module")
 def reweighted(editor):
-    return editor.edit("a red cat on a mat", "a blue dog on a mat", steps=STEPS, seed=3, cross=0.6, self_attn=(1, 3),
-                       words={"dog": (0, 2)}, reweight={"blue": 2.5}, blend=["cat", "dog"])
+    return editor.edit(
+        "a red cat on a mat",
+        "a blue dog on a mat",
+        steps=STEPS,
+        seed=3,
+        cross=0.6,
+        self_attn=(1, 3),
+        words={"dog": (0, 2)},
+        reweight={"blue": 2.5},
+        blend=["cat", "dog"],
+    )
 
 
 def test_json_holds_prompts_seed_mapper_schedule_and_rules(reweighted):
@@ -35,8 +45,13 @@ def test_json_holds_prompts_seed_mapper_schedule_and_rules(reweighted):
     (rule,) = data["rules"]
     assert rule["rule"] == "Reweight" and rule["values"] == {"blue": 2.5}
     rule = rule["base"]
-    assert rule["schedule"] == {"n_evals": STEPS, "cross": [0, 2], "self_attn": [1, 3], "words": {"dog": [0, 2]},
-                                "blend_start": 0}
+    assert rule["schedule"] == {
+        "n_evals": STEPS,
+        "cross": [0, 2],
+        "self_attn": [1, 3],
+        "words": {"dog": [0, 2]},
+        "blend_start": 0,
+    }
     links = rule["mapper"]["links"]
     assert [0, 0, 1.0] in links and all(len(link) == 3 for link in links)
     assert data["blend"]["words"] == ["cat", "dog"]
@@ -50,8 +65,10 @@ def test_exported_edit_reruns_to_the_same_latents(editor, reweighted):
 
 
 def test_refine_and_replace_rerun_exactly(editor):
-    for source, target, kind in [("a red cat on a mat", "a red cat sitting on a mat", "refine"),
-                                 ("a big red cat", "a big red dog", "replace")]:
+    for source, target, kind in [
+        ("a red cat on a mat", "a red cat sitting on a mat", "refine"),
+        ("a big red cat", "a big red dog", "replace"),
+    ]:
         result = editor.edit(source, target, steps=3, seed=5, kind=kind)
         spec = spec_from_json(spec_to_json(result))
         assert spec.rules[0]["rule"] == ("Refine" if kind == "refine" else "Replace")

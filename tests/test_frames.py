@@ -104,8 +104,15 @@ def test_frame_layout_sizes_and_dtypes():
     c = frame.content
     assert json.loads(json.dumps(c)) == c  # plain JSON, no arrays inside
     assert c == {
-        "type": "frame", "run": 3, "step": 7, "timestep": 521, "mime": "image/png", "n_images": 2,
-        "image_size": [32, 32], "tokens": 9, "grids": [[16, 16], [8, 8]],  # finest grid first
+        "type": "frame",
+        "run": 3,
+        "step": 7,
+        "timestep": 521,
+        "mime": "image/png",
+        "n_images": 2,
+        "image_size": [32, 32],
+        "tokens": 9,
+        "grids": [[16, 16], [8, 8]],  # finest grid first
     }
     assert all(isinstance(b, bytes) for b in frame.buffers)
     assert len(frame.buffers) == 2 + 2 + 1
@@ -160,9 +167,14 @@ def test_run_header(tokenizer):
     prompts = [Prompt.from_text(t, tokenizer) for t in ("a red cat", "a blue cat")]
     header = run_header(4, prompts, 25)
     assert header == {
-        "type": "run", "run": 4, "n_evals": 25, "mime": "image/png",
-        "prompts": [{"text": "a red cat", "tokens": list(prompts[0].tokens)},
-                    {"text": "a blue cat", "tokens": list(prompts[1].tokens)}],
+        "type": "run",
+        "run": 4,
+        "n_evals": 25,
+        "mime": "image/png",
+        "prompts": [
+            {"text": "a red cat", "tokens": list(prompts[0].tokens)},
+            {"text": "a blue cat", "tokens": list(prompts[1].tokens)},
+        ],
     }
     assert json.loads(json.dumps(header)) == header
     with pytest.raises(FrameError):

@@ -14,12 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from p2p_widgets.engine import inversion as inv_mod
-from p2p_widgets.engine.sampler import Editor
-from p2p_widgets.errors import P2PError
-from p2p_widgets.engine.inversion import Inversion, InversionStep, invert, load_image
 from p2p_widgets.bench.geometries import latent_blind as _latent_blind
 from p2p_widgets.bench.geometries import tiny_pipeline
+from p2p_widgets.engine import inversion as inv_mod
+from p2p_widgets.engine.inversion import Inversion, InversionStep, invert, load_image
+from p2p_widgets.engine.sampler import Editor
+from p2p_widgets.errors import P2PError
 
 PROMPT = "a red circle on a gray background"
 STEPS = 4
@@ -229,8 +229,11 @@ def test_bad_arguments_are_named(blind_eps, image, case):
 
 def test_fp16_is_refused_for_null_text_with_the_reason(image):
     half = Editor(tiny_pipeline(seed=0).to(dtype=torch.float16))
-    with pytest.raises(P2PError, match=r"null-text inversion needs a float32 model but this one is float16.*"
-                                       r"half\s+precision.*method='negative-prompt'"):
+    with pytest.raises(
+        P2PError,
+        match=r"null-text inversion needs a float32 model but this one is float16.*"
+        r"half\s+precision.*method='negative-prompt'",
+    ):
         invert(half, image, PROMPT, "null-text", steps=2)
 
 
@@ -255,12 +258,28 @@ class FakeBar:
 def test_progress_bar_and_callback(blind_eps, image):
     events = []
     FakeBar.made.clear()
-    invert(blind_eps, image, PROMPT, "null-text", steps=3, guidance=5.0, inner_steps=2, cache=False,
-           progress=FakeBar, callback=events.append)
+    invert(
+        blind_eps,
+        image,
+        PROMPT,
+        "null-text",
+        steps=3,
+        guidance=5.0,
+        inner_steps=2,
+        cache=False,
+        progress=FakeBar,
+        callback=events.append,
+    )
     (bar,) = FakeBar.made
     assert bar.total == 6 and bar.n == 6 and bar.closed and "null-text" in bar.desc and "loss" in bar.postfix
-    assert [(e.phase, e.step) for e in events] == [("ddim", 0), ("ddim", 1), ("ddim", 2),
-                                                   ("null-text", 0), ("null-text", 1), ("null-text", 2)]
+    assert [(e.phase, e.step) for e in events] == [
+        ("ddim", 0),
+        ("ddim", 1),
+        ("ddim", 2),
+        ("null-text", 0),
+        ("null-text", 1),
+        ("null-text", 2),
+    ]
     assert all(isinstance(e, InversionStep) and 1 <= e.iterations <= 2 for e in events[3:])
 
 
@@ -271,8 +290,9 @@ def test_stop_event_ends_null_text_early(blind_eps, image):
         if event.phase == "null-text" and event.step == 1:
             stop.set()
 
-    inv = invert(blind_eps, image, PROMPT, "null-text", steps=5, guidance=5.0, inner_steps=2, callback=callback,
-                 stop_event=stop)
+    inv = invert(
+        blind_eps, image, PROMPT, "null-text", steps=5, guidance=5.0, inner_steps=2, callback=callback, stop_event=stop
+    )
     assert inv.stopped and len(inv.losses) == 2
     assert len(inv.uncond_embeddings) == 5  # still usable: later steps reuse the last embedding
     assert all(torch.equal(e, inv.uncond_embeddings[1]) for e in inv.uncond_embeddings[2:])

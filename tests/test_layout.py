@@ -50,7 +50,7 @@ def test_the_package_has_no_import_cycles():
         state[node] = "open"
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"
@@ -91,8 +91,10 @@ def test_one_error_root():
     roots = set()
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ClassDef) and not node.name.startswith("_") and any(
-                isinstance(b, ast.Name) and b.id in ("Exception", "ValueError") for b in node.bases
+            if (
+                isinstance(node, ast.ClassDef)
+                and not node.name.startswith("_")
+                and any(isinstance(b, ast.Name) and b.id in ("Exception", "ValueError") for b in node.bases)
             ):
                 roots.add(f"{path.relative_to(PACKAGE)}:{node.name}")
     assert roots == {"errors.py:P2PError"}
@@ -100,10 +102,36 @@ def test_one_error_root():
 
 def test_public_names_stay_importable_from_the_package():
     expected = {
-        "AlphaSchedule", "AlphaTimeline", "AttentionPlayer", "AttentionStore", "EditResult", "EditRule", "EditSpec",
-        "Editor", "Inversion", "LocalBlend", "Mapper", "ModelAdapter", "Prompt", "Refine", "Replace", "Reweight",
-        "Studio", "TokenAligner", "__version__", "align", "edit_from_spec", "invert", "load_edit", "load_pipeline",
-        "load_pocket", "load_tokenizer", "register_rule", "rule_from_dict", "save_edit", "spec_to_json",
+        "AlphaSchedule",
+        "AlphaTimeline",
+        "AttentionPlayer",
+        "AttentionStore",
+        "EditResult",
+        "EditRule",
+        "EditSpec",
+        "Editor",
+        "Inversion",
+        "LocalBlend",
+        "Mapper",
+        "ModelAdapter",
+        "Prompt",
+        "Refine",
+        "Replace",
+        "Reweight",
+        "Studio",
+        "TokenAligner",
+        "__version__",
+        "align",
+        "edit_from_spec",
+        "invert",
+        "load_edit",
+        "load_pipeline",
+        "load_pocket",
+        "load_tokenizer",
+        "register_rule",
+        "rule_from_dict",
+        "save_edit",
+        "spec_to_json",
     }
     assert set(p2p_widgets.__all__) == expected
     for name in expected:

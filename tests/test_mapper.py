@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from p2p_widgets.errors import P2PError, PromptTooLong, WordNotFound
 from p2p_widgets.engine.mapper import Mapper, align, needleman_wunsch
 from p2p_widgets.engine.prompts import Prompt
+from p2p_widgets.errors import P2PError, PromptTooLong, WordNotFound
 
 
 def test_words_and_spans(tokenizer):

@@ -47,8 +47,9 @@ def streamed(editor):
     p = AttentionPlayer(min_interval=0.0, max_share=1.0)  # no throttling: every step goes live
     rec = Recorder(p)
     seen_live = []
-    result = p.run(editor, SOURCE, TARGET, steps=STEPS, seed=1,
-                   callback=lambda ev: seen_live.append((ev.step, len(rec.frames()))))
+    result = p.run(
+        editor, SOURCE, TARGET, steps=STEPS, seed=1, callback=lambda ev: seen_live.append((ev.step, len(rec.frames())))
+    )
     return p, rec, result, seen_live
 
 
@@ -257,7 +258,7 @@ def test_gif_download_message(streamed):
     p, rec, _, _ = streamed
     sink = Recorder(p)
     p._handle_custom_msg({"type": "export_gif"}, [])
-    (content, buffers), = sink.messages
+    ((content, buffers),) = sink.messages
     assert content == {"type": "download", "name": "p2p_playback.gif", "mime": "image/gif"}
     assert buffers[0][:6] == b"GIF89a"
     p.send = rec.send

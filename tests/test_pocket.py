@@ -38,8 +38,11 @@ def test_relation_places_objects():
 def test_reader_on_ground_truth():
     reader = SceneReader(n_calibration=200)
     _, _, found_scenes = scenes.make_dataset(60, seed=99)
-    right = [f is not None and f.color == o.color
-             for s in found_scenes for o, f in zip(s.objects, match_objects(s, reader.read(s.image)[1]))]
+    right = [
+        f is not None and f.color == o.color
+        for s in found_scenes
+        for o, f in zip(s.objects, match_objects(s, reader.read(s.image)[1]))
+    ]
     assert np.mean(right) > 0.9
 
 
@@ -55,14 +58,49 @@ def test_shipped_weights_load_offline_from_safetensors():
 
 
 def test_training_smoke_and_resume(tmp_path):
-    args = ["--out", str(tmp_path), "--pool", "64", "--workers", "1", "--vae-steps", "2", "--vae-batch", "4",
-            "--unet-steps", "2", "--batch", "4", "--save-every", "0", "--no-samples", "--device", "cpu"]
+    args = [
+        "--out",
+        str(tmp_path),
+        "--pool",
+        "64",
+        "--workers",
+        "1",
+        "--vae-steps",
+        "2",
+        "--vae-batch",
+        "4",
+        "--unet-steps",
+        "2",
+        "--batch",
+        "4",
+        "--save-every",
+        "0",
+        "--no-samples",
+        "--device",
+        "cpu",
+    ]
     train_main(args)
     meta = json.loads((tmp_path / "pocket.json").read_text())["meta"]
     assert meta["vae_steps"] == 2 and meta["unet_steps"] == 2
     pipe = load_pocket(device="cpu", weights_dir=tmp_path)
     assert pipe.vae.config.scaling_factor > 0
-    resume = ["--out", str(tmp_path), "--pool", "64", "--workers", "1", "--unet-steps", "3", "--batch", "4",
-              "--save-every", "0", "--no-samples", "--device", "cpu", "--resume"]
+    resume = [
+        "--out",
+        str(tmp_path),
+        "--pool",
+        "64",
+        "--workers",
+        "1",
+        "--unet-steps",
+        "3",
+        "--batch",
+        "4",
+        "--save-every",
+        "0",
+        "--no-samples",
+        "--device",
+        "cpu",
+        "--resume",
+    ]
     train_main(resume)  # continues from step 2 with the saved optimiser state
     assert "unet step 3/3" in (tmp_path / "train.log").read_text()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from p2p_widgets.bench.geometries import latent_blind, tiny_pipeline, tiny_xl_pipeline
 from p2p_widgets.engine.sampler import Editor
 from p2p_widgets.errors import P2PError
-from p2p_widgets.bench.geometries import latent_blind, tiny_pipeline, tiny_xl_pipeline
 
 SRC = "a red circle on a gray background"
 STEPS = 6

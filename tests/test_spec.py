@@ -48,8 +48,14 @@ def test_spec_is_frozen_and_validates_on_construction():
 
 
 def test_edit_keyword_form_and_run_of_its_spec_agree(editor):
-    result = editor.edit("a red cat on a mat", "a blue cat on a mat", steps=3, seed=2, reweight={"blue": 2.0},
-                         blend=LocalBlend(["cat"], resolution=16))
+    result = editor.edit(
+        "a red cat on a mat",
+        "a blue cat on a mat",
+        steps=3,
+        seed=2,
+        reweight={"blue": 2.0},
+        blend=LocalBlend(["cat"], resolution=16),
+    )
     again = editor.run(result.spec)
     assert torch.equal(again.latents, result.latents)
     assert again.spec == result.spec
@@ -59,8 +65,9 @@ def test_local_blend_resolution_survives_save_and_load(editor, tmp_path):
     """Before EditSpec the JSON dropped LocalBlend's resolution: a 16x16 blend reran at 8x8."""
     kwargs = dict(steps=4, seed=1, blend=LocalBlend(["cat", "dog"], threshold=0.7, resolution=16))
     result = editor.edit("a red cat on a mat", "a red dog on a mat", **kwargs)
-    coarse = editor.edit("a red cat on a mat", "a red dog on a mat",
-                         **{**kwargs, "blend": LocalBlend(["cat", "dog"], threshold=0.7)})
+    coarse = editor.edit(
+        "a red cat on a mat", "a red dog on a mat", **{**kwargs, "blend": LocalBlend(["cat", "dog"], threshold=0.7)}
+    )
     assert not torch.equal(result.latents, coarse.latents)  # the setting matters on this model
     save_edit(result, tmp_path / "edit.json")
     assert torch.equal(load_edit(editor, tmp_path / "edit.json").latents, result.latents)
@@ -140,7 +147,7 @@ RULE_CELL = textwrap.dedent('''
             return cls(rule_from_dict(data["inner"], source, target), data["place"])
 ''')
 
-WRITE = RULE_CELL + textwrap.dedent('''
+WRITE = RULE_CELL + textwrap.dedent("""
     import sys
     from safetensors.torch import save_file
     from p2p_widgets.bench.geometries import tiny_pipeline
@@ -152,9 +159,9 @@ WRITE = RULE_CELL + textwrap.dedent('''
     plain = editor.edit(src, tgt, rules=[inner], steps=4, seed=3)
     p2p.save_edit(result, sys.argv[1] + "/edit.json")
     save_file({"rule": result.latents, "inner": plain.latents}, sys.argv[1] + "/latents.safetensors")
-''')
+""")
 
-RELOAD = RULE_CELL + textwrap.dedent('''
+RELOAD = RULE_CELL + textwrap.dedent("""
     import sys
     import torch
     from safetensors.torch import load_file
@@ -164,13 +171,12 @@ RELOAD = RULE_CELL + textwrap.dedent('''
     again = p2p.load_edit(p2p.Editor(tiny_pipeline(seed=0)), sys.argv[1] + "/edit.json")
     print("bitwise", torch.equal(again.latents, saved["rule"]), "differs from inner",
           not torch.equal(saved["rule"], saved["inner"]))
-''')
+""")
 
 
 def test_a_custom_rule_from_a_notebook_cell_exports_and_reruns_in_a_fresh_process(tmp_path):
     for script in (WRITE, RELOAD):
-        out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
-                             timeout=300)
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((tmp_path / "edit.json").read_text())["rules"][0]["rule"] == "DecoderOnly"
     assert out.stdout.split() == ["bitwise", "True", "differs", "from", "inner", "True"]

@@ -61,8 +61,11 @@ def test_settings_flow_into_the_parts(studio):
     before = [list(x) for x in studio.aligner.links]
     studio.panel.kind = "refine"  # the alignment select re-aligns the aligner
     src, tgt = studio.panel.prompt(SOURCE), studio.panel.prompt("a blue bird on a mat")
-    refine = [[i, j, w] for i, j, w in align(src, tgt, studio.editor.tokenizer, "refine").links
-              if i < src.n_tokens and j < tgt.n_tokens]
+    refine = [
+        [i, j, w]
+        for i, j, w in align(src, tgt, studio.editor.tokenizer, "refine").links
+        if i < src.n_tokens and j < tgt.n_tokens
+    ]
     assert studio.aligner.links == refine != before
     assert studio.spec().rules[0]["rule"] == "Refine"
 
@@ -224,8 +227,9 @@ def decode_png_bytes(result):
 
 
 def test_reload_and_rerun_without_aligner_and_timeline(editor):
-    s = Studio(editor=editor, source=SOURCE, target="a red cat sitting on a mat", steps=3,
-               aligner=False, timeline=False)
+    s = Studio(
+        editor=editor, source=SOURCE, target="a red cat sitting on a mat", steps=3, aligner=False, timeline=False
+    )
     Sink(s.player)
     assert s.children == (s.panel, s.player) and not s.panel.has_aligner and not s.panel.has_timeline
     s.panel.kind = "refine"
@@ -258,7 +262,7 @@ def test_images_and_gif_export(studio, tmp_path):
     assert Image.open(paths[1]).size == (64, 64)
     sink = Sink(studio.panel)
     studio.panel._handle_custom_msg({"type": "export_gif"}, [])
-    (content, buffers), = sink.messages
+    ((content, buffers),) = sink.messages
     assert content["type"] == "download" and content["mime"] == "image/gif"
     with Image.open(io.BytesIO(buffers[0])) as gif:
         assert gif.n_frames == 4
@@ -281,6 +285,7 @@ def test_default_studio_uses_the_pocket_model():
 
 
 # -- real images ------------------------------------------------------------------------------------
+
 
 def _png_bytes(side=80, seed=0):
     from PIL import Image
@@ -348,11 +353,14 @@ def test_null_text_inversion_in_the_studio_stops_cleanly(studio):
     assert studio.panel.status == "done" and len(studio.panel.images) == 3
 
 
-@pytest.mark.parametrize("buffers,message", [
-    ([], "one buffer"),
-    ([b"not an image"], "not an image file"),
-    ([b""], "1 to"),
-])
+@pytest.mark.parametrize(
+    "buffers,message",
+    [
+        ([], "one buffer"),
+        ([b"not an image"], "not an image file"),
+        ([b""], "1 to"),
+    ],
+)
 def test_bad_image_messages_set_error_and_keep_the_image(studio, buffers, message):
     studio.set_image(_png_bytes(), name="first.png")
     studio.panel._handle_custom_msg({"type": "image", "name": "x.png"}, [memoryview(b) for b in buffers])

@@ -6,8 +6,8 @@ import math
 import pytest
 import traitlets
 
-from p2p_widgets.errors import P2PError
 from p2p_widgets.engine.schedule import AlphaSchedule
+from p2p_widgets.errors import P2PError
 from p2p_widgets.widgets import AlphaTimeline
 from p2p_widgets.widgets.timeline import PRESETS, scheduler_timesteps
 
@@ -162,10 +162,12 @@ def test_edit_kwargs_drive_the_editor_with_the_same_alpha(t, editor):
     t.set_window("tabby", 0, 4)
     kwargs = t.edit_kwargs()
     source, target = editor.prompt("a photo of a cat."), editor.prompt(TGT)
-    (rule,) = editor.build_rules(source, [target], t.n_evals, cross=kwargs["cross"], self_attn=kwargs["self_attn"],
-                                 words=kwargs["words"])
-    assert rule.schedule == AlphaSchedule.build(50, cross=(0, 40), self_attn=(0, 20), words={"tabby": (0, 4)},
-                                                blend_start=0.2)
+    (rule,) = editor.build_rules(
+        source, [target], t.n_evals, cross=kwargs["cross"], self_attn=kwargs["self_attn"], words=kwargs["words"]
+    )
+    assert rule.schedule == AlphaSchedule.build(
+        50, cross=(0, 40), self_attn=(0, 20), words={"tabby": (0, 4)}, blend_start=0.2
+    )
     assert rule.schedule.cross_alpha(target).equal(t.schedule.cross_alpha(Prompt.from_text(TGT, editor.tokenizer)))
 
 

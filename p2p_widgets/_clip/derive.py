@@ -41,9 +41,7 @@ def derive(wheel: Path):
     assert len(vocab) == 49408
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (OUT / "merges.txt").write_text(
-        "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8"
-    )
+    (OUT / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
     (OUT / "LICENSE").write_text(
         "vocab.json and merges.txt are derived from bpe_simple_vocab_16e6.txt.gz as shipped in the\n"
         "open-clip-torch wheel (the BPE of OpenAI CLIP). Its licence notice follows.\n\n" + licence_text,

@@ -23,6 +23,7 @@ from .geometries import SIZES, build_model
 SOURCE = "a big red circle left of a small blue square on a gray background"
 TARGET = "a big red star left of a small blue square on a gray background"
 
+
 def _memory_now(device):
     import torch
 
@@ -58,8 +59,15 @@ def run_one(model: str, path: str, steps: int, device: str, fp16: bool, repeats:
 
     def plain(n_steps):
         latents = noise.expand(2, *shape[1:]).to(device, dtype)
-        pipe([SOURCE, TARGET], height=size, width=size, num_inference_steps=n_steps, guidance_scale=7.5,
-             latents=latents, output_type="np")
+        pipe(
+            [SOURCE, TARGET],
+            height=size,
+            width=size,
+            num_inference_steps=n_steps,
+            guidance_scale=7.5,
+            latents=latents,
+            output_type="np",
+        )
 
     def p2p(n_steps):
         editor.edit(SOURCE, TARGET, steps=n_steps, guidance=7.5, seed=0, mode=path, height=size, width=size)
@@ -85,13 +93,26 @@ def engine(args):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     fp16 = device.startswith("cuda") and not args.fp32
-    print(f"model: {args.model} ({SIZES[args.model]} px), steps: {args.steps}, device: {device}"
-          + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "") + f", dtype: {'fp16' if fp16 else 'fp32'}")
+    print(
+        f"model: {args.model} ({SIZES[args.model]} px), steps: {args.steps}, device: {device}"
+        + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "")
+        + f", dtype: {'fp16' if fp16 else 'fp32'}"
+    )
     print("batch: source + 1 edit, guidance 7.5 in one batch (4 UNet rows)")
     results = {}
     for path in ("plain", "fast", "explicit"):
-        cmd = [sys.executable, "-m", "p2p_widgets.bench", "_one", args.model, path, str(args.steps), device,
-               "1" if fp16 else "0", str(args.repeats)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "p2p_widgets.bench",
+            "_one",
+            args.model,
+            path,
+            str(args.steps),
+            device,
+            "1" if fp16 else "0",
+            str(args.repeats),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{path}: failed\n{out.stderr[-2000:]}")
@@ -118,8 +139,9 @@ def main(argv=None):
         from importlib import import_module
 
         return import_module(f"p2p_widgets.bench.{argv[0]}").main(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m p2p_widgets.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m p2p_widgets.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("stream", help="sampling time with and without the AttentionPlayer, bytes per step")
     sub.add_parser("invert", help="reconstruction PSNR and seconds of DDIM, null-text and fast inversion")

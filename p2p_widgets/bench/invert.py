@@ -37,11 +37,11 @@ import time
 import numpy as np
 import torch
 
-from ..pocket.eval import POCKET_GUIDANCE
+from ..engine.blend import LocalBlend
 from ..engine.inversion import METHODS, invert
+from ..pocket.eval import POCKET_GUIDANCE
 from ..pocket.metrics import SceneReader, iou, match_objects, psnr
 from ..pocket.scenes import BACKGROUNDS, COLORS, caption_of, sample_scene
-from ..engine.blend import LocalBlend
 
 IOU_OK = 0.85
 
@@ -56,8 +56,9 @@ def scenes_for_bench(n: int, seed: int, p_pattern: float = 0.0):
         if a.color == b.color:
             continue
         bg = np.asarray(BACKGROUNDS[scene.background], dtype=np.float32)
-        colors = [c for c in COLORS
-                  if c not in (a.color, b.color) and np.linalg.norm(np.asarray(COLORS[c]) - bg) >= 110]
+        colors = [
+            c for c in COLORS if c not in (a.color, b.color) and np.linalg.norm(np.asarray(COLORS[c]) - bg) >= 110
+        ]
         target = copy.deepcopy(scene)
         target.objects[0].color = colors[int(rng.integers(len(colors)))]
         found.append((scene, target))
@@ -85,8 +86,39 @@ def local_swap_options(scene, target, cross=0.8):
     return dict(cross=cross, self_attn=1.0, blend=LocalBlend([[a.color, a.shape], [b.color, b.shape]], threshold=0.5))
 
 
-def run(n_images=16, steps=25, guidance=POCKET_GUIDANCE, methods=METHODS, seed=2024, p_pattern=0.0,
-        inner_steps=None, cross=0.8, self_attn=0.4, out=print):
+def _invert_and_edit(editor, reader, scene, target, method, r, *, steps, guidance, inner_steps, cross, self_attn):
+    """Invert ``scene`` with ``method``, regenerate it, swap its first object's colour (plain and
+    the recommended local swap); scores go into ``r``."""
+    image = scene.image
+    inv = invert(
+        editor, image, _caption(scene), method, steps=steps, guidance=guidance, cache=False, inner_steps=inner_steps
+    )
+    r["seconds"].append(inv.seconds)
+    rec = inv.reconstruct(editor)
+    r["psnr"].append(psnr(image, np.asarray(rec.images[0])))
+    recon = {}
+    _read_scores(reader, scene, scene, rec.images[0], recon)
+    r.setdefault("recon_iou", []).extend([recon["swap_iou_untouched"][0], recon["swap_iou_edited"][0]])
+    t0 = time.perf_counter()
+    edit = inv.edit(editor, _caption(target), cross=cross, self_attn=self_attn)
+    r["edit_seconds"].append(time.perf_counter() - t0)
+    _read_scores(reader, scene, target, edit.images[1], r)
+    local = inv.edit(editor, _caption(target), **local_swap_options(scene, target, cross))
+    _read_scores(reader, scene, target, local.images[1], r, prefix="local_swap")
+
+
+def run(
+    n_images=16,
+    steps=25,
+    guidance=POCKET_GUIDANCE,
+    methods=METHODS,
+    seed=2024,
+    p_pattern=0.0,
+    inner_steps=None,
+    cross=0.8,
+    self_attn=0.4,
+    out=print,
+):
     from ..engine.sampler import Editor
     from ..pocket.model import load_pocket
 
@@ -111,23 +143,13 @@ def run(n_images=16, steps=25, guidance=POCKET_GUIDANCE, methods=METHODS, seed=2
         # only the IoU lines are meaningful there)
         _read_scores(reader, scene, scene, image, gt_rows)
         for method in methods:
-            r = rows[method]
-            inv = invert(editor, image, _caption(scene), method, steps=steps, guidance=guidance, cache=False,
-                         inner_steps=inner_steps)
-            r["seconds"].append(inv.seconds)
-            rec = inv.reconstruct(editor)
-            r["psnr"].append(psnr(image, np.asarray(rec.images[0])))
-            recon = {}
-            _read_scores(reader, scene, scene, rec.images[0], recon)
-            r.setdefault("recon_iou", []).extend([recon["swap_iou_untouched"][0], recon["swap_iou_edited"][0]])
-            t0 = time.perf_counter()
-            edit = inv.edit(editor, _caption(target), cross=cross, self_attn=self_attn)
-            r["edit_seconds"].append(time.perf_counter() - t0)
-            _read_scores(reader, scene, target, edit.images[1], r)
-            local = inv.edit(editor, _caption(target), **local_swap_options(scene, target, cross))
-            _read_scores(reader, scene, target, local.images[1], r, prefix="local_swap")
-        out(f"# image {i + 1}/{n_images} done ({time.time() - t_start:.0f} s): "
-            + ", ".join(f"{m} {rows[m]['psnr'][-1]:.1f} dB" for m in methods) + f", vae {vae[-1]:.1f} dB")
+            options = dict(steps=steps, guidance=guidance, inner_steps=inner_steps, cross=cross, self_attn=self_attn)
+            _invert_and_edit(editor, reader, scene, target, method, rows[method], **options)
+        out(
+            f"# image {i + 1}/{n_images} done ({time.time() - t_start:.0f} s): "
+            + ", ".join(f"{m} {rows[m]['psnr'][-1]:.1f} dB" for m in methods)
+            + f", vae {vae[-1]:.1f} dB"
+        )
     vae_psnr = float(np.mean(vae))
     out(f"vae_psnr: {vae_psnr:.2f}")
     for k in ("untouched", "edited"):
@@ -149,11 +171,10 @@ def run(n_images=16, steps=25, guidance=POCKET_GUIDANCE, methods=METHODS, seed=2
     return rows
 
 
-
 def timing(model, steps=50, guidance=7.5, methods=METHODS, inner_steps=None, device=None, out=print):
     """Seconds per inversion of one image on an architecture with random weights (``bench engine``'s)."""
-    from .geometries import SIZES, build_model
     from ..engine.sampler import Editor
+    from .geometries import SIZES, build_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     editor = Editor(build_model(model, device, torch.float32))
@@ -165,16 +186,27 @@ def timing(model, steps=50, guidance=7.5, methods=METHODS, inner_steps=None, dev
     out(f"guidance: {guidance}")
     invert(editor, image, "a photo of a cat", "ddim", steps=2, guidance=guidance, cache=False)  # warm-up
     for method in methods:
-        inv = invert(editor, image, "a photo of a cat", method, steps=steps, guidance=guidance, cache=False,
-                     inner_steps=inner_steps)
+        inv = invert(
+            editor,
+            image,
+            "a photo of a cat",
+            method,
+            steps=steps,
+            guidance=guidance,
+            cache=False,
+            inner_steps=inner_steps,
+        )
         out(f"{method}_seconds: {inv.seconds:.2f}")
         if method == "null-text":
             out(f"{method}_optimiser_iterations: {sum(inv.iterations)}")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m p2p_widgets.bench.invert", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m p2p_widgets.bench.invert",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p)
     args = p.parse_args(argv)
     run_from_args(args)
@@ -191,8 +223,11 @@ def add_arguments(p):
     p.add_argument("--cross", type=float, default=0.8)
     p.add_argument("--self-attn", type=float, default=0.4)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--model", default="pocket",
-                   help="pocket (the scored benchmark) or an architecture of `bench engine` (timing only)")
+    p.add_argument(
+        "--model",
+        default="pocket",
+        help="pocket (the scored benchmark) or an architecture of `bench engine` (timing only)",
+    )
 
 
 def run_from_args(args):
@@ -207,10 +242,21 @@ def run_from_args(args):
 
         if args.model not in SIZES:
             raise SystemExit(f"unknown model {args.model!r}: choose from {', '.join(sorted(SIZES))}")
-        return timing(args.model, args.steps, args.guidance, methods, args.inner_steps,
-                      out=lambda s: print(s, flush=True))
-    run(args.images, args.steps, args.guidance, methods, args.seed, args.patterns, args.inner_steps,
-        args.cross, args.self_attn, out=lambda s: print(s, flush=True))
+        return timing(
+            args.model, args.steps, args.guidance, methods, args.inner_steps, out=lambda s: print(s, flush=True)
+        )
+    run(
+        args.images,
+        args.steps,
+        args.guidance,
+        methods,
+        args.seed,
+        args.patterns,
+        args.inner_steps,
+        args.cross,
+        args.self_attn,
+        out=lambda s: print(s, flush=True),
+    )
 
 
 if __name__ == "__main__":

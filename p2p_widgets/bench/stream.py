@@ -25,8 +25,10 @@ import sys
 import time
 
 SOURCES = {
-    "pocket": ("a big red circle left of a small blue square on a gray background",
-               "a big red star left of a small blue square on a gray background"),
+    "pocket": (
+        "a big red circle left of a small blue square on a gray background",
+        "a big red star left of a small blue square on a gray background",
+    ),
     "tiny": ("a red cat on a mat", "a blue dog on a mat"),
 }
 
@@ -61,8 +63,9 @@ def _editor(model: str, device: str | None):
     return Editor(pipe)
 
 
-def measure(model: str = "pocket", steps: int = 25, repeats: int = 3, device: str | None = None,
-            guidance: float | None = None) -> dict:
+def measure(
+    model: str = "pocket", steps: int = 25, repeats: int = 3, device: str | None = None, guidance: float | None = None
+) -> dict:
     """Run the benchmark; returns the figures printed by :func:`main`."""
     # long: the timed closures below share the editor, prompts and device sync; apart they would
     # pass all of them around, and timing code reads best in one place
@@ -102,8 +105,12 @@ def measure(model: str = "pocket", steps: int = 25, repeats: int = 3, device: st
         player.end(result)
         sync()
         backfill = time.perf_counter() - t1
-        return sampled, {"backfill": backfill, "bytes": sink.bytes, "frames": player.stats["frames"],
-                         "live": player.stats["live_frames"]}
+        return sampled, {
+            "backfill": backfill,
+            "bytes": sink.bytes,
+            "frames": player.stats["frames"],
+            "live": player.stats["live_frames"],
+        }
 
     plain()  # warm-up: kernels, allocator, lazy imports
     streamed(True)
@@ -137,8 +144,11 @@ def measure(model: str = "pocket", steps: int = 25, repeats: int = 3, device: st
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog="python -m p2p_widgets.bench stream", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m p2p_widgets.bench stream",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", choices=sorted(SOURCES), default="pocket")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--repeats", type=int, default=3)
@@ -148,8 +158,15 @@ def main(argv=None) -> None:
     r = measure(args.model, args.steps, args.repeats, args.device, args.guidance)
     print(f"model: {r['model']}, steps: {r['steps']}, device: {r['device']}, torch threads: {r['threads']}")
     print("batch: source + 1 edit, guidance in one batch; player attached without a browser (comm -> sink)")
-    for key in ("plain_seconds", "player_seconds", "overhead_pct", "backfill_seconds", "unthrottled_seconds",
-                "unthrottled_overhead_pct", "bytes_per_step"):
+    for key in (
+        "plain_seconds",
+        "player_seconds",
+        "overhead_pct",
+        "backfill_seconds",
+        "unthrottled_seconds",
+        "unthrottled_overhead_pct",
+        "bytes_per_step",
+    ):
         print(f"{key}: {r[key]:.3f}" if "seconds" in key else f"{key}: {r[key]:.1f}")
     print(f"live_frames: {r['live_frames']}")
     print(f"frames: {r['frames']}")

@@ -150,8 +150,13 @@ class ModelAdapter:
 
     @staticmethod
     def _ids(tokenizer, prompts):
-        return tokenizer([p.text for p in prompts], padding="max_length", max_length=prompts[0].max_length,
-                         truncation=True, return_tensors="pt").input_ids
+        return tokenizer(
+            [p.text for p in prompts],
+            padding="max_length",
+            max_length=prompts[0].max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
 
     @torch.no_grad()
     def conditioning(self, prompts: list[Prompt], size=None, uncond: bool = False) -> TextConditioning:
@@ -204,7 +209,9 @@ class ModelAdapter:
 
     # Linear latent -> RGB approximation for SD's VAE (least squares over decoded images; a preview,
     # not a decode): used where a full decode per step would cost too much.
-    _RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
+    _RGB = torch.tensor(
+        [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+    )
 
     @torch.no_grad()
     def preview(self, x0: torch.Tensor, max_decode_side: int = 32) -> np.ndarray:
@@ -221,8 +228,12 @@ class ModelAdapter:
         fp = _FINGERPRINTS.get(unet)
         if fp is None:
             h = hashlib.sha256()
-            for tensor in (unet.conv_in.weight, unet.conv_out.weight, self.vae.encoder.conv_in.weight,
-                           self.text_encoder.get_input_embeddings().weight[:64]):
+            for tensor in (
+                unet.conv_in.weight,
+                unet.conv_out.weight,
+                self.vae.encoder.conv_in.weight,
+                self.text_encoder.get_input_embeddings().weight[:64],
+            ):
                 h.update(tensor.detach().float().cpu().numpy().tobytes())
             fp = _FINGERPRINTS[unet] = h.hexdigest()[:12]
         name = getattr(self.pipe, "name_or_path", None) or self.pipe.config.get("_name_or_path") or type(unet).__name__
@@ -238,5 +249,6 @@ def _check_xl(pipe):
     if config.get("addition_embed_type") != "text_time":
         raise P2PError("the pipeline has two text encoders but its UNet does not take SDXL's text_time conditioning")
     if pipe.config.get("requires_aesthetics_score", False):
-        raise P2PError("SDXL refiner pipelines (aesthetic-score conditioning) are not supported; "
-                       "use an SDXL base model")
+        raise P2PError(
+            "SDXL refiner pipelines (aesthetic-score conditioning) are not supported; use an SDXL base model"
+        )

@@ -35,14 +35,21 @@ class LocalBlend:
         if not is_number(start) or start < 0:
             raise P2PError(f"LocalBlend start must be a step or a fraction of the run, got {start!r}")
         if resolution is not None and (not is_int(resolution) or resolution < 1):
-            raise P2PError(f"LocalBlend resolution must be a positive integer (an attention grid side), got {resolution!r}")
+            raise P2PError(
+                f"LocalBlend resolution must be a positive integer (an attention grid side), got {resolution!r}"
+            )
         self.words, self.threshold, self.start = words, float(threshold), start
         self.subtract, self.resolution = subtract, None if resolution is None else int(resolution)
 
     def to_dict(self) -> dict:
         """Every setting, for the edit JSON."""
-        return {"words": self.words, "threshold": self.threshold, "start": self.start, "subtract": self.subtract,
-                "resolution": self.resolution}
+        return {
+            "words": self.words,
+            "threshold": self.threshold,
+            "start": self.start,
+            "subtract": self.subtract,
+            "resolution": self.resolution,
+        }
 
     @classmethod
     def from_dict(cls, data) -> LocalBlend:
@@ -51,8 +58,13 @@ class LocalBlend:
         unknown = sorted(set(data) - {"words", "threshold", "start", "subtract", "resolution"})
         if unknown:
             raise P2PError(f"'blend' has unknown key(s) {', '.join(unknown)}")
-        return cls(data["words"], threshold=data.get("threshold", 0.3), start=data.get("start", 0.2),
-                   subtract=data.get("subtract"), resolution=data.get("resolution"))
+        return cls(
+            data["words"],
+            threshold=data.get("threshold", 0.3),
+            start=data.get("start", 0.2),
+            subtract=data.get("subtract"),
+            resolution=data.get("resolution"),
+        )
 
     def token_weights(self, prompts: list[Prompt], which) -> torch.Tensor:
         """(B, L) 0/1 over the token positions of the blend (or subtract) words of each prompt."""
@@ -94,9 +106,12 @@ class LocalBlend:
             store.resolutions.add(side)
         elif side > store.max_side:
             store.max_side = side
-        return dict(side=side, start=to_step(self.start, n_evals, "LocalBlend start"),
-                    words=self.token_weights(prompts, self.words),
-                    subtract=self.token_weights(prompts, self.subtract) if self.subtract is not None else None)
+        return dict(
+            side=side,
+            start=to_step(self.start, n_evals, "LocalBlend start"),
+            words=self.token_weights(prompts, self.words),
+            subtract=self.token_weights(prompts, self.subtract) if self.subtract is not None else None,
+        )
 
     def apply(self, state: dict, latents: torch.Tensor, store) -> torch.Tensor:
         """The edits' latents blended with the source's outside the mask (the source row unchanged)."""

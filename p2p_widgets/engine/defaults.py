@@ -20,10 +20,13 @@ class SamplingDefaults:
 
 
 # what the pocket model was evaluated with, on a scene of its own
-POCKET_DEFAULTS = SamplingDefaults(steps=25, guidance=5.0,
-                                   source="a big red circle left of a small blue square on a gray background",
-                                   target="a big red star left of a small blue square on a gray background",
-                                   name="pocket model (built in)")
+POCKET_DEFAULTS = SamplingDefaults(
+    steps=25,
+    guidance=5.0,
+    source="a big red circle left of a small blue square on a gray background",
+    target="a big red star left of a small blue square on a gray background",
+    name="pocket model (built in)",
+)
 SD_DEFAULTS = SamplingDefaults(steps=50, guidance=7.5)  # the reference's Stable Diffusion settings
 _PIPE_DEFAULTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> its SamplingDefaults
 

@@ -130,22 +130,29 @@ class Inversion:
             raise P2PError("the inversion has SDXL pooled text embeddings but this model is not an SDXL model")
         shape = (model.unet.config.in_channels, *self.latents.shape[-2:])
         if tuple(self.latents.shape[1:]) != shape:
-            raise P2PError(f"the inversion's latents are {tuple(self.latents.shape[1:])} but this model uses "
-                           f"{model.unet.config.in_channels} latent channels")
+            raise P2PError(
+                f"the inversion's latents are {tuple(self.latents.shape[1:])} but this model uses "
+                f"{model.unet.config.in_channels} latent channels"
+            )
         if self.uncond_embeddings is not None:
             dim = model.embedding_width
             got = self.uncond_embeddings[0].shape[-1]
             if got != dim:
-                raise P2PError(f"the inversion's embeddings have width {got} but this model's text encoder has {dim}: "
-                               "it was made with another model")
+                raise P2PError(
+                    f"the inversion's embeddings have width {got} but this model's text encoder has {dim}: "
+                    "it was made with another model"
+                )
         sched_prediction = model.pipe.scheduler.config.get("prediction_type", "epsilon")
         if sched_prediction != self.prediction_type:
-            raise P2PError(f"the inversion was made for a {self.prediction_type} model but this model predicts "
-                           f"{sched_prediction}")
+            raise P2PError(
+                f"the inversion was made for a {self.prediction_type} model but this model predicts {sched_prediction}"
+            )
         timesteps = _timesteps(model, self.steps)
         if [int(t) for t in timesteps] != [int(t) for t in self.timesteps]:
-            raise P2PError(f"the inversion's timesteps {self.timesteps[:3]}... differ from this model's schedule "
-                           f"{[int(t) for t in timesteps[:3]]}... for {self.steps} steps: edit with the same scheduler")
+            raise P2PError(
+                f"the inversion's timesteps {self.timesteps[:3]}... differ from this model's schedule "
+                f"{[int(t) for t in timesteps[:3]]}... for {self.steps} steps: edit with the same scheduler"
+            )
 
     def reconstruct(self, editor, **kwargs):
         """Regenerate the image from the inversion with its own prompt: an :class:`EditResult`."""
@@ -167,11 +174,13 @@ class Inversion:
         json_path, tensor_path = _paths(path_prefix)
         tensors = {"latents": self.latents.detach().float().contiguous().cpu()}
         if self.uncond_embeddings is not None:
-            tensors["uncond_embeddings"] = torch.stack([e.detach().float().reshape(e.shape[-2:]).cpu()
-                                                        for e in self.uncond_embeddings]).contiguous()
+            tensors["uncond_embeddings"] = torch.stack(
+                [e.detach().float().reshape(e.shape[-2:]).cpu() for e in self.uncond_embeddings]
+            ).contiguous()
         if self.uncond_pooled is not None:
-            tensors["uncond_pooled"] = torch.stack([e.detach().float().reshape(-1).cpu()
-                                                    for e in self.uncond_pooled]).contiguous()
+            tensors["uncond_pooled"] = torch.stack(
+                [e.detach().float().reshape(-1).cpu() for e in self.uncond_pooled]
+            ).contiguous()
         if self.image is not None:
             tensors["image"] = torch.from_numpy(np.ascontiguousarray(self.image))
         meta = {**self.describe(), "tensors": tensor_path.name}
@@ -201,8 +210,10 @@ class Inversion:
         latents = tensors.get("latents")
         steps = meta["steps"]
         if latents is None or latents.ndim != 4 or latents.shape[0] != steps + 1:
-            raise P2PError(f"{tensor_path} holds latents of shape {None if latents is None else tuple(latents.shape)}; "
-                           f"expected ({steps + 1}, C, h, w) for {steps} steps")
+            raise P2PError(
+                f"{tensor_path} holds latents of shape {None if latents is None else tuple(latents.shape)}; "
+                f"expected ({steps + 1}, C, h, w) for {steps} steps"
+            )
         emb = tensors.get("uncond_embeddings")
         if emb is not None and emb.shape[0] != steps:
             raise P2PError(f"{tensor_path} holds {emb.shape[0]} unconditional embeddings for {steps} steps")
@@ -211,12 +222,21 @@ class Inversion:
             raise P2PError(f"{tensor_path} holds {pooled.shape[0]} pooled unconditional embeddings for {steps} steps")
         image = tensors.get("image")
         return cls(
-            method=meta["method"], prompt=meta["prompt"], steps=steps, guidance=float(meta["guidance"]),
-            latents=latents, uncond_embeddings=None if emb is None else [e[None] for e in emb],
-            timesteps=list(meta["timesteps"]), image=None if image is None else image.numpy(),
-            model=meta.get("model", ""), prediction_type=meta.get("prediction_type", "epsilon"),
-            options=meta.get("options", {}), losses=meta.get("losses", []), iterations=meta.get("iterations", []),
-            seconds=float(meta.get("seconds", 0.0)), stopped=bool(meta.get("stopped", False)),
+            method=meta["method"],
+            prompt=meta["prompt"],
+            steps=steps,
+            guidance=float(meta["guidance"]),
+            latents=latents,
+            uncond_embeddings=None if emb is None else [e[None] for e in emb],
+            timesteps=list(meta["timesteps"]),
+            image=None if image is None else image.numpy(),
+            model=meta.get("model", ""),
+            prediction_type=meta.get("prediction_type", "epsilon"),
+            options=meta.get("options", {}),
+            losses=meta.get("losses", []),
+            iterations=meta.get("iterations", []),
+            seconds=float(meta.get("seconds", 0.0)),
+            stopped=bool(meta.get("stopped", False)),
             uncond_pooled=None if pooled is None else [e[None] for e in pooled],
         )
 
@@ -231,8 +251,9 @@ def check_inversion(recorded: dict | None, inversion) -> None:
     have = inversion.describe()
     for key in ("image_sha256", "method", "prompt", "steps", "guidance", "timesteps", "options"):
         if recorded.get(key) != have.get(key):
-            raise P2PError(f"the inversion's {key} is {have.get(key)!r} but the edit was made from one with "
-                           f"{recorded.get(key)!r}")
+            raise P2PError(
+                f"the inversion's {key} is {have.get(key)!r} but the edit was made from one with {recorded.get(key)!r}"
+            )
 
 
 def _paths(path_prefix) -> tuple[Path, Path]:
@@ -337,8 +358,10 @@ def _check_box(box, size):
     except (TypeError, ValueError):
         raise P2PError(f"crop must be 'center', 'none' or a (left, top, right, bottom) box, got {box!r}") from None
     if not (0 <= left < right <= w and 0 <= top < bottom <= h):
-        raise P2PError(f"crop box {(left, top, right, bottom)} is not inside the {w}x{h} image "
-                       "(left < right <= width, top < bottom <= height)")
+        raise P2PError(
+            f"crop box {(left, top, right, bottom)} is not inside the {w}x{h} image "
+            "(left < right <= width, top < bottom <= height)"
+        )
     _check_pixels(bottom - top, right - left)
     return left, top, right, bottom
 
@@ -353,9 +376,11 @@ def pixels_hash(pixels: np.ndarray) -> str:
 def _scheduler(model: ModelAdapter, steps):
     sched = model.ddim_scheduler()  # the sampler's scheduler
     if sched.config.clip_sample or sched.config.thresholding:
-        raise P2PError("inversion needs a DDIM schedule without clip_sample or thresholding (the step must be "
-                       "invertible): set pipe.scheduler = DDIMScheduler.from_config(config, clip_sample=False, "
-                       "thresholding=False)")
+        raise P2PError(
+            "inversion needs a DDIM schedule without clip_sample or thresholding (the step must be "
+            "invertible): set pipe.scheduler = DDIMScheduler.from_config(config, clip_sample=False, "
+            "thresholding=False)"
+        )
     sched.set_timesteps(steps)
     return sched
 
@@ -376,8 +401,10 @@ def _step_coefficients(sched, t: int, prediction_type: str) -> tuple[float, floa
     if prediction_type == "epsilon":
         return math.sqrt(a_p / a_t), math.sqrt(1 - a_p) - math.sqrt(a_p * (1 - a_t) / a_t)
     if prediction_type == "v_prediction":
-        return (math.sqrt(a_p * a_t) + math.sqrt((1 - a_p) * (1 - a_t)),
-                math.sqrt((1 - a_p) * a_t) - math.sqrt(a_p * (1 - a_t)))
+        return (
+            math.sqrt(a_p * a_t) + math.sqrt((1 - a_p) * (1 - a_t)),
+            math.sqrt((1 - a_p) * a_t) - math.sqrt(a_p * (1 - a_t)),
+        )
     if prediction_type == "sample":
         return math.sqrt((1 - a_p) / (1 - a_t)), math.sqrt(a_p) - math.sqrt((1 - a_p) * a_t / (1 - a_t))
     raise P2PError(f"cannot invert a model with prediction_type {prediction_type!r}")
@@ -409,8 +436,22 @@ class _Stopped(Exception):
     pass
 
 
-def null_text_optimisation(editor, trajectory, cond, uncond, sched, guidance, prediction_type, *, inner_steps,
-                           lr, early_stop, early_stop_growth, callback=None, stop_event=None):
+def null_text_optimisation(
+    editor,
+    trajectory,
+    cond,
+    uncond,
+    sched,
+    guidance,
+    prediction_type,
+    *,
+    inner_steps,
+    lr,
+    early_stop,
+    early_stop_growth,
+    callback=None,
+    stop_event=None,
+):
     """Per-step unconditional embeddings that make the guided DDIM steps follow ``trajectory``.
 
     Step i (noisiest first): Adam on the embedding, warm-started from step i - 1's result, with
@@ -444,7 +485,7 @@ def null_text_optimisation(editor, trajectory, cond, uncond, sched, guidance, pr
         optimiser = torch.optim.Adam(params, lr=lr * (1.0 - i / (2.0 * n)))
         loss_value, k = float("nan"), 0
         threshold = early_stop + early_stop_growth * i
-        for k in range(1, inner_steps + 1):
+        for k in range(1, inner_steps + 1):  # noqa: B007 (k, the iterations run, is read after the loop)
             with torch.enable_grad():
                 out_u = _model_output(editor, z, t, conditioning(params))
                 out = out_u + guidance * (out_c - out_u)
@@ -489,10 +530,25 @@ def cached_count(editor) -> int:
 
 
 # -- the entry point -------------------------------------------------------------------------------
-def invert(editor, image, prompt, method: str = "null-text", *, steps: int = 50, guidance: float = 7.5,
-           crop="center", size=None, inner_steps: int | None = None, lr: float | None = None,
-           early_stop: float | None = None, early_stop_growth: float | None = None, callback=None, progress=False,
-           stop_event=None, cache: bool = True) -> Inversion:
+def invert(
+    editor,
+    image,
+    prompt,
+    method: str = "null-text",
+    *,
+    steps: int = 50,
+    guidance: float = 7.5,
+    crop="center",
+    size=None,
+    inner_steps: int | None = None,
+    lr: float | None = None,
+    early_stop: float | None = None,
+    early_stop_growth: float | None = None,
+    callback=None,
+    progress=False,
+    stop_event=None,
+    cache: bool = True,
+) -> Inversion:
     """Invert ``image`` (described by ``prompt``) for editing with ``editor``; see the module docstring.
 
     - ``method``: ``"null-text"`` (default), ``"ddim"`` or ``"negative-prompt"``;
@@ -508,16 +564,31 @@ def invert(editor, image, prompt, method: str = "null-text", *, steps: int = 50,
       it is not cached). Setting it during the DDIM phase raises :class:`P2PError`;
     - ``cache``: reuse (and keep) the result for identical inputs on this model.
     """
-    guidance, opts = _check_options(editor, prompt, method, steps, guidance, dict(
-        inner_steps=inner_steps, lr=lr, early_stop=early_stop, early_stop_growth=early_stop_growth))
+    guidance, opts = _check_options(
+        editor,
+        prompt,
+        method,
+        steps,
+        guidance,
+        dict(inner_steps=inner_steps, lr=lr, early_stop=early_stop, early_stop_growth=early_stop_growth),
+    )
     steps = int(steps)
     sizes = editor.check_size(*((size, size) if size is None or is_int(size) else size))
     pixels = load_image(image, sizes, crop)
     options = {"crop": crop if isinstance(crop, str) else list(crop), "size": list(sizes)}
     if method == "null-text":
         options.update(opts)
-    key = (pixels_hash(pixels), prompt, method, steps, guidance, json.dumps(options, sort_keys=True),
-           editor.model_id(), str(editor.device), str(editor.dtype))
+    key = (
+        pixels_hash(pixels),
+        prompt,
+        method,
+        steps,
+        guidance,
+        json.dumps(options, sort_keys=True),
+        editor.model_id(),
+        str(editor.device),
+        str(editor.dtype),
+    )
     store = _CACHES.setdefault(editor.unet, OrderedDict())
     if cache and key in store:
         store.move_to_end(key)
@@ -556,10 +627,12 @@ def _check_options(editor, prompt, method, steps, guidance, overrides) -> tuple[
             raise P2PError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {v!r}")
     if method == "null-text" and editor.dtype != torch.float32:
         dtype = str(editor.dtype).replace("torch.", "")
-        raise P2PError(f"null-text inversion needs a float32 model but this one is {dtype}: "
-                       "the embedding is optimised by gradient descent through the UNet, which fails in half "
-                       "precision. Load the model in float32 (e.g. load_pocket(dtype=torch.float32)) or use "
-                       "method='negative-prompt' (no optimisation)")
+        raise P2PError(
+            f"null-text inversion needs a float32 model but this one is {dtype}: "
+            "the embedding is optimised by gradient descent through the UNet, which fails in half "
+            "precision. Load the model in float32 (e.g. load_pocket(dtype=torch.float32)) or use "
+            "method='negative-prompt' (no optimisation)"
+        )
     return float(guidance), opts
 
 
@@ -582,19 +655,39 @@ def _invert(editor, pixels, prompt, method, steps, guidance, opts, report, stop_
     elif method == "null-text":
         empty = editor.conditioning([editor.prompt(prompt)], size, uncond=True)
         uncond, uncond_pooled, losses, iterations, stopped = null_text_optimisation(
-            editor, trajectory, cond, empty, sched, guidance, prediction_type, inner_steps=opts["inner_steps"],
-            lr=opts["lr"], early_stop=opts["early_stop"], early_stop_growth=opts["early_stop_growth"],
-            callback=report, stop_event=stop_event)
+            editor,
+            trajectory,
+            cond,
+            empty,
+            sched,
+            guidance,
+            prediction_type,
+            inner_steps=opts["inner_steps"],
+            lr=opts["lr"],
+            early_stop=opts["early_stop"],
+            early_stop_growth=opts["early_stop_growth"],
+            callback=report,
+            stop_event=stop_event,
+        )
         uncond = [e.float().cpu() for e in uncond]
         if uncond_pooled is not None:
             uncond_pooled = [e.float().cpu() for e in uncond_pooled]
     return Inversion(
-        method=method, prompt=prompt, steps=steps, guidance=guidance, latents=torch.cat(trajectory).float().cpu(),
-        uncond_embeddings=uncond, timesteps=sched.timesteps.tolist(), image=pixels, model=editor.model_id(),
-        prediction_type=prediction_type, losses=losses, iterations=iterations, stopped=stopped,
+        method=method,
+        prompt=prompt,
+        steps=steps,
+        guidance=guidance,
+        latents=torch.cat(trajectory).float().cpu(),
+        uncond_embeddings=uncond,
+        timesteps=sched.timesteps.tolist(),
+        image=pixels,
+        model=editor.model_id(),
+        prediction_type=prediction_type,
+        losses=losses,
+        iterations=iterations,
+        stopped=stopped,
         uncond_pooled=uncond_pooled,
     )
-
 
 
 def _progress_bar(progress, total, desc):

@@ -18,9 +18,9 @@ Three ways to get one:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +46,7 @@ class Mapper:
         return [(i, j, float(self.matrix[i, j])) for i, j in idx]
 
     @classmethod
-    def from_links(cls, source, target, links, tokenizer=None, include_special: bool = True) -> "Mapper":
+    def from_links(cls, source, target, links, tokenizer=None, include_special: bool = True) -> Mapper:
         """Build M from (source position, target position, weight) links.
 
         With ``include_special`` BOS feeds BOS, EOS feeds EOS and padding feeds padding unless a
@@ -76,8 +76,10 @@ class Mapper:
         if not isinstance(data, dict) or not isinstance(data.get("links"), list):
             raise P2PError("a mapper is an object with 'links': [[source position, target position, weight], ...]")
         if data.get("source", source.text) != source.text or data.get("target", target.text) != target.text:
-            raise P2PError(f"the mapper is for {data.get('source')!r} -> {data.get('target')!r}, "
-                           f"not {source.text!r} -> {target.text!r}")
+            raise P2PError(
+                f"the mapper is for {data.get('source')!r} -> {data.get('target')!r}, "
+                f"not {source.text!r} -> {target.text!r}"
+            )
         for link in data["links"]:
             if not isinstance(link, (list, tuple)) or len(link) != 3:
                 raise P2PError(f"a link is [source position, target position, weight], got {link!r}")

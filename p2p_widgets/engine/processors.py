@@ -34,11 +34,13 @@ def layer_place(name: str) -> str:
 class P2PAttnProcessor:
     """Follows diffusers' processor contract; the controller does the attention itself."""
 
-    def __init__(self, controller: "AttentionController", name: str):
+    def __init__(self, controller: AttentionController, name: str):
         self.controller, self.name = controller, name
         self.place, self.is_cross = layer_place(name), ".attn2." in name
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         if attention_mask is not None:
             raise P2PError("attention masks are not supported while editing (Stable Diffusion passes none)")
         residual = hidden_states
@@ -103,8 +105,9 @@ class AttentionController:
         return lh // factor, lw // factor
 
     def context(self, proc, grid) -> LayerContext:
-        return LayerContext(self.step, self.n_evals, proc.name, proc.place, grid, self.latent_size,
-                            proc.is_cross, self.coarsest)
+        return LayerContext(
+            self.step, self.n_evals, proc.name, proc.place, grid, self.latent_size, proc.is_cross, self.coarsest
+        )
 
     def end_step(self):
         """Close one UNet evaluation: the store averages its layers."""
@@ -182,7 +185,11 @@ class AttentionController:
             vals = torch.cat([val for _, val, _ in own if val is not None])
             # a slice, not a list index, when the rows are contiguous (as they are for built-in rules):
             # advanced indexing copies q and k and sends the index to the device
-            rows = slice(own_rows[0], own_rows[-1] + 1) if own_rows == list(range(own_rows[0], own_rows[-1] + 1)) else own_rows
+            rows = (
+                slice(own_rows[0], own_rows[-1] + 1)
+                if own_rows == list(range(own_rows[0], own_rows[-1] + 1))
+                else own_rows
+            )
             own_out = dict(zip(own_rows, _sdpa(q[rows], k[rows], vals, scale)))
         for e, val, block in own:
             total = 0 if block is None else shared[0, ..., block * d : (block + 1) * d]

@@ -31,7 +31,7 @@ class Prompt:
     max_length: int = 77
 
     @classmethod
-    def from_text(cls, text: str, tokenizer) -> "Prompt":
+    def from_text(cls, text: str, tokenizer) -> Prompt:
         if not isinstance(text, str):
             raise P2PError(f"a prompt must be a string, got {type(text).__name__}")
         max_length = int(tokenizer.model_max_length)

@@ -94,8 +94,10 @@ def rule_class(name) -> type:
     """The registered rule class of ``name``, or a P2PError listing the registered names."""
     cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise P2PError(f"unknown rule {name!r}: registered rules are {', '.join(registered_rules())} "
-                       "(a rule of your own must be registered with @register_rule before loading)")
+        raise P2PError(
+            f"unknown rule {name!r}: registered rules are {', '.join(registered_rules())} "
+            "(a rule of your own must be registered with @register_rule before loading)"
+        )
     return cls
 
 
@@ -125,8 +127,10 @@ class EditRule:
         """The registered name of this rule's class, or a P2PError saying how to register it."""
         name = type(self).rule_name
         if name is None or _REGISTRY.get(name) is not type(self):
-            raise P2PError(f"rule {type(self).__name__} is not registered: decorate its class with "
-                           "@p2p_widgets.register_rule (and give it to_dict / from_dict) to export edits using it")
+            raise P2PError(
+                f"rule {type(self).__name__} is not registered: decorate its class with "
+                "@p2p_widgets.register_rule (and give it to_dict / from_dict) to export edits using it"
+            )
         return name
 
     def check_run(self, n_evals: int) -> None:
@@ -187,8 +191,10 @@ class Replace(EditRule):
 
     def check_run(self, n_evals):
         if self.schedule.n_evals != n_evals:
-            raise P2PError(f"the {type(self).__name__} rule's schedule covers {self.schedule.n_evals} evaluations "
-                           f"but the run has {n_evals}: build the schedule for the run's steps")
+            raise P2PError(
+                f"the {type(self).__name__} rule's schedule covers {self.schedule.n_evals} evaluations "
+                f"but the run has {n_evals}: build the schedule for the run's steps"
+            )
 
     def to_dict(self) -> dict:
         data = {"rule": self.exported_name(), "mapper": self.mapper.to_dict(), "schedule": self.schedule.to_dict()}
@@ -201,8 +207,11 @@ class Replace(EditRule):
         limit = data.get("self_max_resolution")
         if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0):
             raise P2PError(f"'self_max_resolution' must be a positive integer or null, got {limit!r}")
-        return cls(Mapper.from_dict(data.get("mapper"), source, target),
-                   AlphaSchedule.from_dict(data.get("schedule"), target), limit)
+        return cls(
+            Mapper.from_dict(data.get("mapper"), source, target),
+            AlphaSchedule.from_dict(data.get("schedule"), target),
+            limit,
+        )
 
     @property
     def target(self) -> Prompt:

@@ -71,8 +71,20 @@ class Editor(ModelAdapter):
     """
 
     # -- building an edit ------------------------------------------------------------------------
-    def build_rules(self, source: Prompt, targets: list[Prompt], n_evals: int, *, kind="auto", mappers=None,
-                    cross=0.8, self_attn=0.4, words=None, reweight=None, blend_start=0.2):
+    def build_rules(
+        self,
+        source: Prompt,
+        targets: list[Prompt],
+        n_evals: int,
+        *,
+        kind="auto",
+        mappers=None,
+        cross=0.8,
+        self_attn=0.4,
+        words=None,
+        reweight=None,
+        blend_start=0.2,
+    ):
         """One rule per target from the keyword arguments of :meth:`edit`."""
         schedule_args = dict(cross=cross, self_attn=self_attn, words=words, blend_start=blend_start)
         mappers = _per_target("mappers", mappers, len(targets))
@@ -84,17 +96,40 @@ class Editor(ModelAdapter):
             elif not isinstance(mapper, Mapper):
                 raise P2PError(f"mappers must be Mapper objects, got {type(mapper).__name__}")
             elif mapper.source.text != source.text or mapper.target.text != target.text:
-                raise P2PError(f"mapper is for {mapper.source.text!r} -> {mapper.target.text!r}, "
-                               f"not {source.text!r} -> {target.text!r}")
+                raise P2PError(
+                    f"mapper is for {mapper.source.text!r} -> {mapper.target.text!r}, "
+                    f"not {source.text!r} -> {target.text!r}"
+                )
             schedule = AlphaSchedule.build(n_evals, **schedule_args)
             rule = (Refine if mapper.kind == "refine" else Replace)(mapper, schedule)
             rules.append(Reweight(rule, values) if values else rule)
         return rules
 
-    def edit(self, source, targets=(), *, seed: int = 0, steps: int = 50, guidance: float = 7.5, kind="auto",
-             mappers=None, cross=0.8, self_attn=0.4, words=None, reweight=None, blend=None, rules=None,
-             mode: str = "fast", height=None, width=None, scheduler=None, latents=None, uncond_embeddings=None,
-             inversion=None, **run_options):
+    def edit(
+        self,
+        source,
+        targets=(),
+        *,
+        seed: int = 0,
+        steps: int = 50,
+        guidance: float = 7.5,
+        kind="auto",
+        mappers=None,
+        cross=0.8,
+        self_attn=0.4,
+        words=None,
+        reweight=None,
+        blend=None,
+        rules=None,
+        mode: str = "fast",
+        height=None,
+        width=None,
+        scheduler=None,
+        latents=None,
+        uncond_embeddings=None,
+        inversion=None,
+        **run_options,
+    ):
         """Edit ``source`` into each of ``targets`` (a string or a list of strings).
 
         - ``kind``/``mappers``: how target tokens map to source tokens (``align`` by default);
@@ -113,8 +148,10 @@ class Editor(ModelAdapter):
                 raise P2PError(f"inversion must be an Inversion (from editor.invert), got {type(inversion).__name__}")
             inversion.check(self)  # model, latent shape, embedding width, prediction type, timesteps
             if steps != inversion.steps:
-                raise P2PError(f"the inversion used {inversion.steps} steps but the edit asks for {steps}: "
-                               "edit with the inversion's steps (the timesteps must match)")
+                raise P2PError(
+                    f"the inversion used {inversion.steps} steps but the edit asks for {steps}: "
+                    "edit with the inversion's steps (the timesteps must match)"
+                )
         source = self.prompt(source)
         if not source.text.strip():
             raise P2PError("the source prompt is empty")
@@ -123,19 +160,35 @@ class Editor(ModelAdapter):
             blend = LocalBlend(blend)
         sched = self._scheduler(steps, scheduler)
         if rules is None:
-            rules = self.build_rules(source, targets, len(sched.timesteps), kind=kind, mappers=mappers, cross=cross,
-                                     self_attn=self_attn, words=words, reweight=reweight,
-                                     blend_start=blend.start if blend is not None else 0.2)
+            rules = self.build_rules(
+                source,
+                targets,
+                len(sched.timesteps),
+                kind=kind,
+                mappers=mappers,
+                cross=cross,
+                self_attn=self_attn,
+                words=words,
+                reweight=reweight,
+                blend_start=blend.start if blend is not None else 0.2,
+            )
         else:
             rules = list(rules)
             if len(rules) != len(targets) or not all(isinstance(r, EditRule) for r in rules):
                 raise P2PError(f"rules must be a list of {len(targets)} EditRule objects (one per target)")
         given_start = inversion is not None or latents is not None
-        spec = EditSpec(prompts=(source.text, *(t.text for t in targets)), rules=tuple(map(_describe, rules)),
-                        seed=seed if not given_start else _seed_or_zero(seed), steps=steps, guidance=guidance,
-                        size=self.check_size(height, width), mode=mode,
-                        blend=None if blend is None else blend.to_dict(), start="latents" if given_start else "seed",
-                        inversion=None if inversion is None else inversion.describe())
+        spec = EditSpec(
+            prompts=(source.text, *(t.text for t in targets)),
+            rules=tuple(map(_describe, rules)),
+            seed=seed if not given_start else _seed_or_zero(seed),
+            steps=steps,
+            guidance=guidance,
+            size=self.check_size(height, width),
+            mode=mode,
+            blend=None if blend is None else blend.to_dict(),
+            start="latents" if given_start else "seed",
+            inversion=None if inversion is None else inversion.describe(),
+        )
         if scheduler is not None:
             spec = _with_scheduler(spec, scheduler)
         start = _Start.of(inversion, latents, uncond_embeddings)
@@ -181,8 +234,21 @@ class Editor(ModelAdapter):
         sched.set_timesteps(steps, device=self.device)
         return sched
 
-    def _run(self, spec, prompts, rules, blend, sched, start, *, baseline=False, low_memory=False, store=None,
-             callback=None, stop_event=None):
+    def _run(
+        self,
+        spec,
+        prompts,
+        rules,
+        blend,
+        sched,
+        start,
+        *,
+        baseline=False,
+        low_memory=False,
+        store=None,
+        callback=None,
+        stop_event=None,
+    ):
         n_evals = len(sched.timesteps)
         for k, rule in enumerate(rules):
             try:
@@ -191,18 +257,54 @@ class Editor(ModelAdapter):
                 raise P2PError(f"rule {k}: {exc}") from None
         latents = start.latents_for(self, spec, sched, len(prompts))
         start.check_uncond(n_evals)
-        result = self._sample(spec, prompts, rules, blend, sched, latents, start, mode=spec.mode,
-                              low_memory=low_memory, store=store, callback=callback, stop_event=stop_event)
+        result = self._sample(
+            spec,
+            prompts,
+            rules,
+            blend,
+            sched,
+            latents,
+            start,
+            mode=spec.mode,
+            low_memory=low_memory,
+            store=store,
+            callback=callback,
+            stop_event=stop_event,
+        )
         if baseline and not result.stopped:
-            plain = self._sample(spec, prompts, [EditRule()] * (len(prompts) - 1), None, sched, latents, start,
-                                 mode="fast", low_memory=low_memory, store=AttentionStore(keep_steps=False))
+            plain = self._sample(
+                spec,
+                prompts,
+                [EditRule()] * (len(prompts) - 1),
+                None,
+                sched,
+                latents,
+                start,
+                mode="fast",
+                low_memory=low_memory,
+                store=AttentionStore(keep_steps=False),
+            )
             result.baseline = plain.images
         return result
 
     # -- the loop ------------------------------------------------------------------------------
     @torch.no_grad()
-    def _sample(self, spec, prompts, rules, blend, sched, latents, start, *, mode, low_memory, store,
-                callback=None, stop_event=None):
+    def _sample(
+        self,
+        spec,
+        prompts,
+        rules,
+        blend,
+        sched,
+        latents,
+        start,
+        *,
+        mode,
+        low_memory,
+        store,
+        callback=None,
+        stop_event=None,
+    ):
         n_evals, guidance = len(sched.timesteps), spec.guidance
         latent_hw = tuple(latents.shape[-2:])
         sides = self.attention_sides(latent_hw[0])
@@ -229,7 +331,9 @@ class Editor(ModelAdapter):
                 if blend_state is not None and i >= blend_state["start"]:
                     latents = blend.apply(blend_state, latents, store)
                 if callback is not None:
-                    callback(StepEvent(i, n_evals, timestep_values[i], latents, out.pred_original_sample, step_maps, self))
+                    callback(
+                        StepEvent(i, n_evals, timestep_values[i], latents, out.pred_original_sample, step_maps, self)
+                    )
                 if stop_event is not None and stop_event.is_set():
                     stopped = True
                     break
@@ -275,16 +379,24 @@ class _Start:
         if latents is None:
             noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(spec.seed))  # same on every device
             latents = noise * sched.init_noise_sigma
-        elif not torch.is_tensor(latents) or tuple(latents.shape[-3:]) != shape[1:] or latents.ndim not in (3, 4) \
-                or (latents.ndim == 4 and latents.shape[0] not in (1, batch)):
-            raise P2PError(f"latents must be a tensor of shape {shape} (or one per prompt), "
-                           f"got {tuple(getattr(latents, 'shape', ()))}")
+        elif (
+            not torch.is_tensor(latents)
+            or tuple(latents.shape[-3:]) != shape[1:]
+            or latents.ndim not in (3, 4)
+            or (latents.ndim == 4 and latents.shape[0] not in (1, batch))
+        ):
+            raise P2PError(
+                f"latents must be a tensor of shape {shape} (or one per prompt), "
+                f"got {tuple(getattr(latents, 'shape', ()))}"
+            )
         return latents.reshape(-1, *shape[1:]).to(model.device, model.dtype).expand(batch, *shape[1:]).clone()
 
     def check_uncond(self, n_evals):
         if self.uncond is not None and len(self.uncond) != n_evals:
-            raise P2PError(f"uncond_embeddings has {len(self.uncond)} entries but the run has {n_evals} "
-                           "steps: edit with the inversion's number of steps")
+            raise P2PError(
+                f"uncond_embeddings has {len(self.uncond)} entries but the run has {n_evals} "
+                "steps: edit with the inversion's number of steps"
+            )
 
     def uncond_at(self, model, i, uncond, batch):
         """The unconditional text of step ``i`` (the prompts' own unless the start gives one per step)."""

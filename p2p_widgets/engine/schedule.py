@@ -68,7 +68,7 @@ class AlphaSchedule:
     blend_start: int = 0
 
     @classmethod
-    def build(cls, n_evals: int, cross=0.8, self_attn=0.4, words=None, blend_start=0.2) -> "AlphaSchedule":
+    def build(cls, n_evals: int, cross=0.8, self_attn=0.4, words=None, blend_start=0.2) -> AlphaSchedule:
         if isinstance(n_evals, bool) or not isinstance(n_evals, int) or n_evals < 1:
             raise P2PError(f"n_evals must be a positive integer, got {n_evals!r}")
         words = dict(words or {})
@@ -118,9 +118,12 @@ class AlphaSchedule:
         words = data.get("words", {})
         if not isinstance(words, dict):
             raise P2PError(f"schedule 'words' must map words to [start, end], got {words!r}")
-        windows = {"cross": data.get("cross", [0, n]), "self_attn": data.get("self_attn", [0, 0]),
-                   "words": [[w, *v] if isinstance(v, (list, tuple)) else [w, v] for w, v in words.items()],
-                   "blend_start": data.get("blend_start", 0)}
+        windows = {
+            "cross": data.get("cross", [0, n]),
+            "self_attn": data.get("self_attn", [0, 0]),
+            "words": [[w, *v] if isinstance(v, (list, tuple)) else [w, v] for w, v in words.items()],
+            "blend_start": data.get("blend_start", 0),
+        }
         return cls.from_windows(int(n), windows, target)
 
     def to_windows(self) -> dict:
@@ -161,18 +164,27 @@ class AlphaSchedule:
             if row[0] in words:
                 raise P2PError(f"word row {k}: {row[0]!r} has two rows")
             words[row[0]] = _step_window(row[1:], n_evals, f"window of {row[0]!r}")
-        return cls(n_evals, _step_window(windows["cross"], n_evals, "cross window"),
-                   _step_window(windows["self_attn"], n_evals, "self-attention window"), words,
-                   _step(windows["blend_start"], n_evals, "blend_start"))
+        return cls(
+            n_evals,
+            _step_window(windows["cross"], n_evals, "cross window"),
+            _step_window(windows["self_attn"], n_evals, "self-attention window"),
+            words,
+            _step(windows["blend_start"], n_evals, "blend_start"),
+        )
 
     def rescaled(self, n_evals: int) -> AlphaSchedule:
         """The same windows as fractions of a run of ``n_evals`` evaluations (rounded)."""
+
         def at(v):
             return max(0, min(n_evals, round(v * n_evals / self.n_evals)))
 
-        return AlphaSchedule(n_evals, (at(self.cross[0]), at(self.cross[1])),
-                             (at(self.self_attn[0]), at(self.self_attn[1])),
-                             {w: (at(s), at(e)) for w, (s, e) in self.words.items()}, at(self.blend_start))
+        return AlphaSchedule(
+            n_evals,
+            (at(self.cross[0]), at(self.cross[1])),
+            (at(self.self_attn[0]), at(self.self_attn[1])),
+            {w: (at(s), at(e)) for w, (s, e) in self.words.items()},
+            at(self.blend_start),
+        )
 
 
 def _step(v, n_evals: int, what: str) -> int:

@@ -53,8 +53,12 @@ class EditSpec:
 
     def __post_init__(self):
         prompts = self.prompts
-        if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)) or not prompts \
-                or not all(isinstance(p, str) for p in prompts):
+        if (
+            isinstance(prompts, str)
+            or not isinstance(prompts, (list, tuple))
+            or not prompts
+            or not all(isinstance(p, str) for p in prompts)
+        ):
             raise P2PError("prompts must be a non-empty list of strings (source first)")
         if not prompts[0].strip():
             raise P2PError("the source prompt is empty")
@@ -69,8 +73,11 @@ class EditSpec:
         check_int("steps", self.steps, 1, 1000)
         if not is_number(self.guidance) or self.guidance < 0:
             raise P2PError(f"guidance must be a finite number >= 0, got {self.guidance!r}")
-        if self.size is not None and (not isinstance(self.size, (list, tuple)) or len(self.size) != 2
-                                      or not all(is_int(v) and v > 0 for v in self.size)):
+        if self.size is not None and (
+            not isinstance(self.size, (list, tuple))
+            or len(self.size) != 2
+            or not all(is_int(v) and v > 0 for v in self.size)
+        ):
             raise P2PError(f"size must be [height, width], got {self.size!r}")
         if self.mode not in MODES:
             raise P2PError(f"mode must be 'fast' or 'explicit', got {self.mode!r}")
@@ -84,8 +91,14 @@ class EditSpec:
             raise P2PError(f"model must be null or a model name, got {self.model!r}")
         if self.inversion is not None and not isinstance(self.inversion, dict):
             raise P2PError("'inversion' must be null or the inversion's description (an object)")
-        normal = dict(prompts=tuple(prompts), rules=tuple(rules), seed=int(self.seed), steps=int(self.steps),
-                      guidance=float(self.guidance), size=None if self.size is None else tuple(map(int, self.size)))
+        normal = dict(
+            prompts=tuple(prompts),
+            rules=tuple(rules),
+            seed=int(self.seed),
+            steps=int(self.steps),
+            guidance=float(self.guidance),
+            size=None if self.size is None else tuple(map(int, self.size)),
+        )
         for name, value in normal.items():
             object.__setattr__(self, name, value)
 
@@ -131,23 +144,39 @@ class EditSpec:
     def to_dict(self) -> dict:
         """The exportable JSON object; a P2PError names what cannot be exported."""
         if not self.reruns:
-            raise P2PError("this edit started from given latents, not from its seed or an inversion: "
-                           "a rerun from the JSON would give a different image")
+            raise P2PError(
+                "this edit started from given latents, not from its seed or an inversion: "
+                "a rerun from the JSON would give a different image"
+            )
         if self.scheduler != DDIM:
-            raise P2PError(f"this edit sampled with {self.scheduler}; edit JSON reruns {DDIM} runs only "
-                           "(sample with the default scheduler to export)")
+            raise P2PError(
+                f"this edit sampled with {self.scheduler}; edit JSON reruns {DDIM} runs only "
+                "(sample with the default scheduler to export)"
+            )
         for k, rule in enumerate(self.rules):
             if rule.get("unregistered"):
-                raise P2PError(f"rule {k} ({rule['rule']}) is not registered: decorate its class with "
-                               "@p2p_widgets.register_rule and give it to_dict / from_dict to export edits using it")
+                raise P2PError(
+                    f"rule {k} ({rule['rule']}) is not registered: decorate its class with "
+                    "@p2p_widgets.register_rule and give it to_dict / from_dict to export edits using it"
+                )
             try:
                 rule_class(rule["rule"])
             except P2PError as exc:
                 raise P2PError(f"rule {k} cannot be exported: {exc}") from None
-        data = {"format": FORMAT, "version": VERSION, "prompts": list(self.prompts), "seed": self.seed,
-                "start": self.start, "steps": self.steps, "guidance": self.guidance,
-                "size": None if self.size is None else list(self.size), "mode": self.mode,
-                "rules": [_plain(r) for r in self.rules], "blend": _plain(self.blend), "scheduler": self.scheduler}
+        data = {
+            "format": FORMAT,
+            "version": VERSION,
+            "prompts": list(self.prompts),
+            "seed": self.seed,
+            "start": self.start,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "size": None if self.size is None else list(self.size),
+            "mode": self.mode,
+            "rules": [_plain(r) for r in self.rules],
+            "blend": _plain(self.blend),
+            "scheduler": self.scheduler,
+        }
         if self.inversion is not None:
             data["inversion"] = _plain(self.inversion)
         if self.model is not None:
@@ -179,20 +208,46 @@ class EditSpec:
                         raise P2PError(f"rule {k}: {exc}") from None
         start = data.get("start", "seed")
         if start == "latents" and not isinstance(data.get("inversion"), dict):
-            raise P2PError("this edit started from given latents, not from its seed or an inversion: "
-                           "a rerun from the JSON would give a different image")
-        known = {"format", "version", "prompts", "seed", "start", "steps", "guidance", "size", "mode", "rules",
-                 "blend", "inversion", "scheduler", "model"}
+            raise P2PError(
+                "this edit started from given latents, not from its seed or an inversion: "
+                "a rerun from the JSON would give a different image"
+            )
+        known = {
+            "format",
+            "version",
+            "prompts",
+            "seed",
+            "start",
+            "steps",
+            "guidance",
+            "size",
+            "mode",
+            "rules",
+            "blend",
+            "inversion",
+            "scheduler",
+            "model",
+        }
         unknown = sorted(set(map(str, data)) - known)
         if unknown:
             raise P2PError(f"unknown field(s) in the edit spec: {', '.join(unknown)}")
         for name in ("prompts", "seed", "steps", "guidance"):
             if name not in data:
                 raise P2PError(f"the edit spec has no {name!r}")
-        return cls(prompts=data["prompts"], rules=rules, seed=data["seed"], steps=data["steps"],
-                   guidance=data["guidance"], size=data.get("size"), mode=data.get("mode", "fast"),
-                   blend=data.get("blend"), start=start, inversion=data.get("inversion"),
-                   scheduler=_known_scheduler(data.get("scheduler", DDIM)), model=data.get("model"))
+        return cls(
+            prompts=data["prompts"],
+            rules=rules,
+            seed=data["seed"],
+            steps=data["steps"],
+            guidance=data["guidance"],
+            size=data.get("size"),
+            mode=data.get("mode", "fast"),
+            blend=data.get("blend"),
+            start=start,
+            inversion=data.get("inversion"),
+            scheduler=_known_scheduler(data.get("scheduler", DDIM)),
+            model=data.get("model"),
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> EditSpec:

@@ -27,8 +27,14 @@ from ..errors import P2PError
 
 
 class AttentionStore:
-    def __init__(self, resolutions=None, max_side: int = 32, keep_steps: bool = True, step_dtype=torch.float16,
-                 detail: bool = False):
+    def __init__(
+        self,
+        resolutions=None,
+        max_side: int = 32,
+        keep_steps: bool = True,
+        step_dtype=torch.float16,
+        detail: bool = False,
+    ):
         """``resolutions``: grid sides to store (e.g. ``[16, 8]``); default every side <= ``max_side``.
         ``detail``: also keep per-head sums per UNet part ("down", "mid", "up") and grid."""
         self.detail = bool(detail)
@@ -46,8 +52,9 @@ class AttentionStore:
         side = max(grid)
         return side in self.resolutions if self.resolutions is not None else side <= self.max_side
 
-    def add(self, grid: tuple[int, int], maps: torch.Tensor, place: str | None = None,
-            heads: torch.Tensor | None = None):
+    def add(
+        self, grid: tuple[int, int], maps: torch.Tensor, place: str | None = None, heads: torch.Tensor | None = None
+    ):
         """One layer's head-averaged maps, (B, h*w, L); with ``detail``, its per-head maps
         ``heads`` (B, H, h*w, L) and the UNet part it is in."""
         if self.detail and heads is not None:
@@ -124,8 +131,15 @@ class AttentionStore:
             raise P2PError(f"step {step} is out of range: {len(self.steps)} steps stored")
         return self.steps[step][self.grid(side)].float().cpu()
 
-    def token_maps(self, prompt_index: int, positions, side: int | None = None, step: int | None = None,
-                   place: str | None = None, head: int | None = None):
+    def token_maps(
+        self,
+        prompt_index: int,
+        positions,
+        side: int | None = None,
+        step: int | None = None,
+        place: str | None = None,
+        head: int | None = None,
+    ):
         """(len(positions), h, w) maps of token ``positions`` of prompt ``prompt_index`` (``place`` /
         ``head``: one UNet part / one head, over all steps: see :meth:`detail_maps`)."""
         if place is not None or head is not None:

@@ -20,8 +20,8 @@ import time
 import numpy as np
 import torch
 
-from .metrics import SceneReader, iou, match_objects, relation_of
 from ..engine.blend import LocalBlend
+from .metrics import SceneReader, iou, match_objects, relation_of
 from .scenes import BACKGROUNDS, COLORS, SHAPES, caption_of, make_dataset, sample_scene
 
 POCKET_GUIDANCE = 5.0
@@ -82,17 +82,27 @@ def fidelity(editor, reader, n_images, steps, guidance, batch=32, seed=777):
     conc = {}
     for start in range(0, n_images, batch):
         part = scenes[start : start + batch]
-        noise = torch.cat([torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(seed + start + i))
-                           for i in range(len(part))])
+        noise = torch.cat(
+            [
+                torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(seed + start + i))
+                for i in range(len(part))
+            ]
+        )
         from ..engine.rules import EditRule
 
-        out = editor.edit(part[0].caption, [s.caption for s in part[1:]], rules=[EditRule()] * (len(part) - 1),
-                          latents=noise, steps=steps, guidance=guidance)
+        out = editor.edit(
+            part[0].caption,
+            [s.caption for s in part[1:]],
+            rules=[EditRule()] * (len(part) - 1),
+            latents=noise,
+            steps=steps,
+            guidance=guidance,
+        )
         for b, scene in enumerate(part):
             image = np.asarray(out.images[b])
             matched = _score(reader, scene, image, hits)
             prompt = out.prompts[b]
-            for obj, f, (ci, si) in zip(scene.objects, matched, _object_word_indices(scene)):
+            for _obj, f, (ci, si) in zip(scene.objects, matched, _object_word_indices(scene)):
                 if f is None:
                     continue
                 for kind, word_index in (("color", ci), ("shape", si)):
@@ -125,8 +135,11 @@ def _edited(scene, kind, rng):
         a.shape = shapes[int(rng.integers(len(shapes)))]
     if kind == "background_blend":
         objs = [np.asarray(COLORS[o.color], dtype=np.float32) for o in (a, b)]
-        options = [n for n in BACKGROUNDS if n != scene.background
-                   and all(np.linalg.norm(np.asarray(BACKGROUNDS[n]) - o) >= 110 for o in objs)]
+        options = [
+            n
+            for n in BACKGROUNDS
+            if n != scene.background and all(np.linalg.norm(np.asarray(BACKGROUNDS[n]) - o) >= 110 for o in objs)
+        ]
         if not options:
             return None
         target.background = options[int(rng.integers(len(options)))]
@@ -172,8 +185,11 @@ def p2p_efficacy(editor, reader, n_seeds, steps, guidance, seed=2024, kinds=EDIT
                 kwargs["reweight"] = {"big": 3.0}
             if kind == "background_blend":  # the background changes; the objects' words are protected
                 objects = [w for o in scene.objects for w in (o.color, o.shape)]
-                kwargs["blend"] = LocalBlend([[scene.background, "background"], [target.background, "background"]],
-                                             subtract=[objects, objects], threshold=0.6)
+                kwargs["blend"] = LocalBlend(
+                    [[scene.background, "background"], [target.background, "background"]],
+                    subtract=[objects, objects],
+                    threshold=0.6,
+                )
             if kind == "color_swap_blend":  # the reference's use: only the edited object may change
                 a_src, a_tgt = scene.objects[0], target.objects[0]
                 kwargs["blend"] = LocalBlend([[a_src.color, a_src.shape], [a_tgt.color, a_tgt.shape]])
@@ -216,9 +232,12 @@ def _target_ok(kind, target, match, src_match, reader, image):
     if a is None:
         return False
     want = target.objects[0]
-    return {"color_swap": a.color == want.color, "color_swap_blend": a.color == want.color,
-            "shape_swap": a.shape == want.shape,
-            "object_swap": a.color == want.color and a.shape == want.shape}[kind]
+    return {
+        "color_swap": a.color == want.color,
+        "color_swap_blend": a.color == want.color,
+        "shape_swap": a.shape == want.shape,
+        "object_swap": a.color == want.color and a.shape == want.shape,
+    }[kind]
 
 
 def evaluate_pocket(n_images=256, n_seeds=32, steps=25, guidance=POCKET_GUIDANCE, out=print, kinds=EDIT_KINDS):
@@ -248,8 +267,11 @@ def evaluate_pocket(n_images=256, n_seeds=32, steps=25, guidance=POCKET_GUIDANCE
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m p2p_widgets.pocket.eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m p2p_widgets.pocket.eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("pocket", help="caption fidelity, attention localisation and P2P efficacy")
     e.add_argument("--images", type=int, default=256)
@@ -259,8 +281,9 @@ def main(argv=None):
     e.add_argument("--kinds", nargs="+", choices=EDIT_KINDS, default=list(EDIT_KINDS), help="P2P edits to score")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
-    evaluate_pocket(args.images, args.seeds, args.steps, args.guidance, out=lambda s: print(s, flush=True),
-                    kinds=tuple(args.kinds))
+    evaluate_pocket(
+        args.images, args.seeds, args.steps, args.guidance, out=lambda s: print(s, flush=True), kinds=tuple(args.kinds)
+    )
 
 
 if __name__ == "__main__":

@@ -162,8 +162,16 @@ class SceneReader:
             interior = comp if comp.sum() < 12 else _erode(comp)
             rgb = np.median(image[interior if interior.any() else comp].astype(np.float32), axis=0)
             ys, xs = np.nonzero(comp)
-            objects.append(FoundObject(comp, _nearest(rgb, COLORS), self.shape_of(comp), int(comp.sum()),
-                                       float(xs.mean()), float(ys.mean())))
+            objects.append(
+                FoundObject(
+                    comp,
+                    _nearest(rgb, COLORS),
+                    self.shape_of(comp),
+                    int(comp.sum()),
+                    float(xs.mean()),
+                    float(ys.mean()),
+                )
+            )
         return (background, pattern), objects
 
 

@@ -147,10 +147,14 @@ def load_pocket(device: str | None = None, dtype=None, weights_dir: Path | None 
         )
     for name, module in zip(COMPONENTS, (vae, text_encoder, unet)):
         state = load_file(str(weights_dir / f"{name}.safetensors"))
-        missing, unexpected = module.load_state_dict({k: v.float() for k, v in state.items()}, strict=False, assign=True)
+        missing, unexpected = module.load_state_dict(
+            {k: v.float() for k, v in state.items()}, strict=False, assign=True
+        )
         missing = [k for k in missing if not k.endswith("position_ids")]  # a non-persistent buffer
         if missing or unexpected:
-            raise RuntimeError(f"pocket {name} weights do not match its config: missing {missing}, unexpected {unexpected}")
+            raise RuntimeError(
+                f"pocket {name} weights do not match its config: missing {missing}, unexpected {unexpected}"
+            )
     _materialise_buffers(text_encoder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)

@@ -147,7 +147,7 @@ def train_diffusion(text_encoder, unet, latents, ids, empty_ids, args, device, l
             total = min(total, int(50 + (args.unet_seconds - (time.time() - t0)) / per_step))
             log(f"unet: {per_step * 1000:.1f} ms/step, planned steps {total}")
         idx = torch.randint(0, len(ids), (args.batch,), device=device, generator=gen)
-        z0 = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, device=device, generator=gen))
+        z0 = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, device=device, generator=gen)
         z0 = z0 * args.scaling_factor
         tok = ids[idx]
         drop = torch.rand(args.batch, device=device, generator=gen) < args.caption_dropout
@@ -190,8 +190,15 @@ def sample_grid(pipe, captions, seed, path: Path, steps=50, guidance=5.0):
     from PIL import Image
 
     gen = torch.Generator(device=pipe.device).manual_seed(seed)
-    images = pipe(captions, num_inference_steps=steps, guidance_scale=guidance, generator=gen,
-                  height=32, width=32, output_type="np").images
+    images = pipe(
+        captions,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=gen,
+        height=32,
+        width=32,
+        output_type="np",
+    ).images
     tiles = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
     cols = 8
     rows = [np.concatenate(list(tiles[r * cols : (r + 1) * cols]), axis=1) for r in range(len(tiles) // cols)]
@@ -217,9 +224,13 @@ def parse_args(argv=None):
     p.add_argument("--caption-dropout", type=float, default=0.1)
     p.add_argument("--save-every", type=float, default=90, help="seconds between weight snapshots")
     p.add_argument("--resume", action="store_true", help="continue phase 2 from OUT/resume")
-    p.add_argument("--init", type=Path, default=None,
-                   help="start from shipped weights in this folder (fp16 safetensors + pocket.json): "
-                        "the VAE is kept, phase 2 continues with a fresh optimiser")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from shipped weights in this folder (fp16 safetensors + pocket.json): "
+        "the VAE is kept, phase 2 continues with a fresh optimiser",
+    )
     p.add_argument("--no-samples", action="store_true", help="skip the sample grid at the end")
     return p.parse_args(argv)
 
@@ -241,24 +252,7 @@ def main(argv=None):
     log(f"scene pool: {len(images)} images")
     vae, text_encoder, unet = pocket_model.build_components(seed=args.seed)
     vae.to(device), text_encoder.to(device), unet.to(device)
-    resume_dir = args.out / "resume"
-    state = None
-    history = []  # earlier training runs this one continues (from --init)
-    if args.resume:
-        state = _load_resume(resume_dir, (vae, text_encoder, unet), device)
-        args.scaling_factor = state["scaling_factor"]
-        vae_steps = state["vae_steps"]
-    elif args.init:
-        init = pocket_model.load_pocket(device="cpu", dtype=torch.float32, weights_dir=args.init)
-        for mine, theirs in zip((vae, text_encoder, unet), (init.vae, init.text_encoder, init.unet)):
-            mine.load_state_dict(theirs.state_dict())
-        args.scaling_factor = init.vae.config.scaling_factor
-        prior = json.loads((args.init / "pocket.json").read_text())["meta"]
-        vae_steps = prior.get("vae_steps", 0)
-        history.extend(prior.get("history", []))
-        log(f"initialised from {args.init} (scaling_factor {args.scaling_factor:.4f})")
-    else:
-        vae_steps = train_vae(vae, images, args, device, log)
+    state, vae_steps, history = _starting_point(args, (vae, text_encoder, unet), images, device, log)
     latents = encode_pool(vae, images, device)
     if not (args.resume or args.init):
         z = latents[0].float() + latents[1].float() * torch.randn_like(latents[0].float())
@@ -269,16 +263,44 @@ def main(argv=None):
     empty_ids = tokenize([""], tokenizer, device)[0]
 
     for step, total, ema, opt in train_diffusion(text_encoder, unet, latents, ids, empty_ids, args, device, log, state):
-        run = dict(unet_steps=step, planned_unet_steps=total, batch=args.batch, lr=args.lr, pool=args.pool,
-                   seed=args.seed, device=str(device), torch=torch.__version__)
-        meta = dict(vae_steps=vae_steps, unet_steps=step + sum(h["unet_steps"] for h in history),
-                    history=[*history, run])
+        run = dict(
+            unet_steps=step,
+            planned_unet_steps=total,
+            batch=args.batch,
+            lr=args.lr,
+            pool=args.pool,
+            seed=args.seed,
+            device=str(device),
+            torch=torch.__version__,
+        )
+        meta = dict(
+            vae_steps=vae_steps, unet_steps=step + sum(h["unet_steps"] for h in history), history=[*history, run]
+        )
         _save(args, vae, text_encoder, unet, ema, opt, step, total, meta, log)
     if not args.no_samples:
         pipe = pocket_model.assemble_pipeline(vae, text_encoder, unet, tokenizer).to(device)
         text_encoder.eval(), unet.eval()
         sample_grid(pipe, captions[:32], args.seed, args.out / "samples.png")
         log("wrote samples.png (first 32 pool captions)")
+
+
+def _starting_point(args, modules, images, device, log):
+    """Resume (--resume), continue shipped weights (--init) or train the VAE first: returns the
+    resume state (or None), the VAE's training steps and the earlier runs this one continues."""
+    vae, text_encoder, unet = modules
+    if args.resume:
+        state = _load_resume(args.out / "resume", modules, device)
+        args.scaling_factor = state["scaling_factor"]
+        return state, state["vae_steps"], []
+    if args.init:
+        init = pocket_model.load_pocket(device="cpu", dtype=torch.float32, weights_dir=args.init)
+        for mine, theirs in zip(modules, (init.vae, init.text_encoder, init.unet)):
+            mine.load_state_dict(theirs.state_dict())
+        args.scaling_factor = init.vae.config.scaling_factor
+        prior = json.loads((args.init / "pocket.json").read_text())["meta"]
+        log(f"initialised from {args.init} (scaling_factor {args.scaling_factor:.4f})")
+        return None, prior.get("vae_steps", 0), list(prior.get("history", []))
+    return None, train_vae(vae, images, args, device, log), []
 
 
 def _save(args, vae, text_encoder, unet, ema, opt, step, total, meta, log):
@@ -295,8 +317,16 @@ def _save(args, vae, text_encoder, unet, ema, opt, step, total, meta, log):
         save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(resume / f"{name}_ema.safetensors"))
     copy_ema(modules, live)  # back to the live weights to keep training
     save_file({f"live.{i}": p.contiguous() for i, p in enumerate(live)}, str(resume / "live.safetensors"))
-    opt_tensors, opt_meta = {}, {"param_groups": opt.state_dict()["param_groups"], "step": step, "total": total,
-                                 "scaling_factor": args.scaling_factor, "vae_steps": meta["vae_steps"]}
+    opt_tensors, opt_meta = (
+        {},
+        {
+            "param_groups": opt.state_dict()["param_groups"],
+            "step": step,
+            "total": total,
+            "scaling_factor": args.scaling_factor,
+            "vae_steps": meta["vae_steps"],
+        },
+    )
     for i, s in opt.state_dict()["state"].items():
         for k, v in s.items():
             opt_tensors[f"{i}.{k}"] = v.contiguous() if torch.is_tensor(v) else torch.tensor(v)
@@ -323,8 +353,14 @@ def _load_resume(resume: Path, modules, device):
     for key, v in flat.items():
         i, k = key.split(".", 1)
         opt_state.setdefault(int(i), {})[k] = v.cpu() if k == "step" else v
-    return dict(step=meta["step"], total=meta["total"], ema=ema, scaling_factor=meta["scaling_factor"],
-                vae_steps=meta["vae_steps"], opt={"state": opt_state, "param_groups": meta["param_groups"]})
+    return dict(
+        step=meta["step"],
+        total=meta["total"],
+        ema=ema,
+        scaling_factor=meta["scaling_factor"],
+        vae_steps=meta["vae_steps"],
+        opt={"state": opt_state, "param_groups": meta["param_groups"]},
+    )
 
 
 if __name__ == "__main__":

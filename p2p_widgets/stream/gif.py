@@ -47,6 +47,7 @@ def compose_step(images: list[np.ndarray], heats: dict, style: GifStyle):
 def encode_gif(pictures: list, fps: float) -> bytes:
     """The pictures as a looping animated GIF."""
     out = io.BytesIO()
-    pictures[0].save(out, format="GIF", save_all=True, append_images=pictures[1:],
-                     duration=max(20, int(round(1000 / fps))), loop=0)
+    pictures[0].save(
+        out, format="GIF", save_all=True, append_images=pictures[1:], duration=max(20, int(round(1000 / fps))), loop=0
+    )
     return out.getvalue()

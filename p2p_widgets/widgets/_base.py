@@ -34,16 +34,17 @@ _MAX_ERROR_CHARS = 2000
 
 def in_range(proposal, low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False):
     """For ``@traitlets.validate``: the proposed value if it is finite and inside the range, else a
-    TraitError naming the trait and the range (``[low, high]``, ends open where asked)."""
+    TraitError naming the trait and the range in plain words."""
     value = proposal["value"]
     above = value > low if open_low else value >= low
     below = value < high if open_high else value <= high
     if not math.isfinite(value) or not (above and below):
-        name = proposal["trait"].name
+        name = proposal["trait"].name.replace("_", " ")
         if high == math.inf:
-            raise traitlets.TraitError(f"{name} must be {'>' if open_low else '>='} {low:g}, got {value}")
-        left, right = "(" if open_low else "[", ")" if open_high else "]"
-        raise traitlets.TraitError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {value}")
+            raise traitlets.TraitError(f"{name} must be {'above' if open_low else 'at least'} {low:g}; {value} is not")
+        if open_low or open_high:
+            raise traitlets.TraitError(f"{name} must be between {low:g} and {high:g} (not either end); {value} is not")
+        raise traitlets.TraitError(f"{name} must be from {low:g} to {high:g}; {value} is not")
     return value
 
 
@@ -90,6 +91,9 @@ class P2PWidget(anywidget.AnyWidget):
     _message_handlers: ClassVar[dict[str, str]] = {}
 
     error = traitlets.Unicode("", help="Last error, shown by the front end; empty when none.").tag(sync=True)
+    error_field = traitlets.Unicode(
+        "", help="The trait the error is about ('' for none): the front end shows the error next to that field."
+    ).tag(sync=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         bundle = cls.__dict__.get("_bundle")
@@ -123,18 +127,21 @@ class P2PWidget(anywidget.AnyWidget):
 
     # -- errors --------------------------------------------------------------------------------
 
-    def report_error(self, message: str) -> None:
-        """Show ``message`` in the widget's error banner (and log it)."""
+    def report_error(self, message: str, field: str = "") -> None:
+        """Show ``message`` in the widget's error banner, or next to the control of the trait
+        ``field`` where the front end has one (and log it)."""
         message = str(message)[:_MAX_ERROR_CHARS]
         _log.debug("%s: %s", type(self).__name__, message)
-        self.error = message
+        with self.hold_sync():
+            self.error_field = str(field)
+            self.error = message
 
     def _accept_frontend_keys(self, sync_data: dict, allowed) -> bool:
         """Refuse a front-end update that writes traits other than ``allowed``: show the error and
         send the Python values back. Clears a shown error when the update is acceptable."""
         foreign = sorted(k for k in sync_data if k in self.keys and k not in allowed)
         if foreign:
-            self.report_error(f"rejected update from the front end: {', '.join(foreign)} cannot be set there")
+            self.report_error(f"not applied: {', '.join(foreign)} cannot be set from the page")
             self.send_state([k for k in sync_data if k in self.keys])
             return False
         if any(k in allowed for k in sync_data):
@@ -143,7 +150,8 @@ class P2PWidget(anywidget.AnyWidget):
 
     def clear_error(self) -> None:
         """Hide the error banner."""
-        self.error = ""
+        with self.hold_sync():
+            self.error, self.error_field = "", ""
 
     # -- outbound ------------------------------------------------------------------------------
 
@@ -181,12 +189,18 @@ class P2PWidget(anywidget.AnyWidget):
         self.report_error(f"front end: {message}")
 
     def set_state(self, sync_data: dict) -> None:
-        """Apply a front-end update; an invalid value sets ``error`` and resyncs the front end."""
+        """Apply a front-end update. An invalid value sets ``error`` (and ``error_field`` when the
+        update wrote one trait) and resyncs the front end; a valid write of the trait an error was
+        about clears that error."""
+        keys = [k for k in sync_data if k in self.keys]
         try:
             super().set_state(sync_data)
         except traitlets.TraitError as exc:
-            self.report_error(f"rejected update from the front end: {exc}")
-            self.send_state([k for k in sync_data if k in self.keys])
+            self.report_error(f"not applied: {exc}", field=keys[0] if len(keys) == 1 else "")
+            self.send_state(keys)
+            return
+        if self.error_field and self.error_field in keys:
+            self.clear_error()
 
 
 class PromptCache:

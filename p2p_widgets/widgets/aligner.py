@@ -26,9 +26,9 @@ from typing import Any
 
 import traitlets
 
-from ..errors import MessageError, P2PError, is_int
 from ..engine.mapper import Mapper, align
 from ..engine.prompts import Prompt
+from ..errors import MessageError, P2PError, is_int
 from ._base import P2PWidget, PromptCache, on_message
 
 KINDS = ("auto", "replace", "refine")
@@ -62,9 +62,7 @@ def token_rows(prompt: Prompt) -> list[dict]:
 
 
 def _same_links(a: list, b: list, tol: float = 1e-6) -> bool:
-    return len(a) == len(b) and all(
-        x[0] == y[0] and x[1] == y[1] and abs(x[2] - y[2]) <= tol for x, y in zip(a, b)
-    )
+    return len(a) == len(b) and all(x[0] == y[0] and x[1] == y[1] and abs(x[2] - y[2]) <= tol for x, y in zip(a, b))
 
 
 def _position_map(old: Prompt, new: Prompt) -> dict[int, int]:

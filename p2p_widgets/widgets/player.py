@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
+from ..errors import MessageError, P2PError, is_int
 from ..stream.frames import (
     IMAGE_FORMATS,
     STATUSES,
@@ -46,7 +47,6 @@ from ..stream.frames import (
     encode_frame,
     run_header,
 )
-from ..errors import MessageError, P2PError, is_int
 from ..stream.gif import GifStyle, compose_step, encode_gif
 from ._base import P2PWidget, in_range, on_message
 
@@ -119,8 +119,11 @@ class AttentionPlayer(P2PWidget):
     follow = traitlets.Bool(True, help="Jump to each new frame as it arrives.").tag(sync=True)
     tokens = traitlets.List(help="Selected tokens [[prompt index, token position], ...].").tag(sync=True)
     resolution = traitlets.Int(0, help="Grid side of the maps shown; 0 averages every grid.").tag(sync=True)
-    normalize = traitlets.Enum(NORMALIZE, default_value="token", help="'token': each map to its own peak; "
-                               "'global': one scale for all selected tokens.").tag(sync=True)
+    normalize = traitlets.Enum(
+        NORMALIZE,
+        default_value="token",
+        help="'token': each map to its own peak; 'global': one scale for all selected tokens.",
+    ).tag(sync=True)
     opacity = traitlets.Float(0.6, help="Opacity of the heat maps over the previews.").tag(sync=True)
     fps = traitlets.Float(6.0, help="Playback speed in frames per second.").tag(sync=True)
 
@@ -224,8 +227,14 @@ class AttentionPlayer(P2PWidget):
 
     # -- a run -----------------------------------------------------------------------------------
 
-    def begin(self, prompts: Sequence, *, tokenizer=None, stop_event: threading.Event | None = None,
-              n_evals: int | None = None) -> Callable:
+    def begin(
+        self,
+        prompts: Sequence,
+        *,
+        tokenizer=None,
+        stop_event: threading.Event | None = None,
+        n_evals: int | None = None,
+    ) -> Callable:
         """Start streaming a run of ``prompts`` (source first; Prompt objects or strings) and
         return the callback to pass to :meth:`Editor.edit` (``callback=...``).
 
@@ -288,9 +297,15 @@ class AttentionPlayer(P2PWidget):
                 stopping = run.stop_event is not None and run.stop_event.is_set()
                 if run.throttle.due(event.step, event.n_evals, last=stopping):
                     t0 = self._clock()
-                    frame = encode_frame(run=run.id, step=event.step, timestep=event.timestep,
-                                         images=event.preview(), maps=event.attention, n_tokens=run.n_tokens,
-                                         fmt=self.fmt)
+                    frame = encode_frame(
+                        run=run.id,
+                        step=event.step,
+                        timestep=event.timestep,
+                        images=event.preview(),
+                        maps=event.attention,
+                        n_tokens=run.n_tokens,
+                        fmt=self.fmt,
+                    )
                     self._emit(frame, live=True)
                     cost = self._clock() - t0
                     run.throttle.record(cost)
@@ -342,26 +357,55 @@ class AttentionPlayer(P2PWidget):
             b = len(previews) // len(chunk)
             for i, s in enumerate(chunk):
                 timestep, _, maps = run.pending[s]
-                frame = encode_frame(run=run.id, step=s, timestep=timestep, images=previews[i * b : (i + 1) * b],
-                                     maps=maps, n_tokens=run.n_tokens, fmt=self.fmt)
+                frame = encode_frame(
+                    run=run.id,
+                    step=s,
+                    timestep=timestep,
+                    images=previews[i * b : (i + 1) * b],
+                    maps=maps,
+                    n_tokens=run.n_tokens,
+                    fmt=self.fmt,
+                )
                 self._emit(frame, live=False)
 
-    def run(self, editor, source, targets=(), *, callback: Callable | None = None,
-            stop_event: threading.Event | None = None, **edit_kwargs):
+    def run(
+        self,
+        editor,
+        source,
+        targets=(),
+        *,
+        callback: Callable | None = None,
+        stop_event: threading.Event | None = None,
+        **edit_kwargs,
+    ):
         """``editor.edit(source, targets, **edit_kwargs)`` streamed into this player; returns the
         :class:`~p2p_widgets.engine.sampler.EditResult`. ``callback`` is called after the player's."""
         targets = [targets] if isinstance(targets, str) else list(targets)
         prompts = [editor.prompt(source), *[editor.prompt(t) for t in targets]]
-        return self._streamed(prompts, callback, stop_event,
-                              lambda cb: editor.edit(prompts[0], prompts[1:], callback=cb, stop_event=stop_event,
-                                                     **edit_kwargs))
+        return self._streamed(
+            prompts,
+            callback,
+            stop_event,
+            lambda cb: editor.edit(prompts[0], prompts[1:], callback=cb, stop_event=stop_event, **edit_kwargs),
+        )
 
-    def run_spec(self, editor, spec, *, callback: Callable | None = None, stop_event: threading.Event | None = None,
-                 **run_options):
+    def run_spec(
+        self,
+        editor,
+        spec,
+        *,
+        callback: Callable | None = None,
+        stop_event: threading.Event | None = None,
+        **run_options,
+    ):
         """``editor.run(spec, **run_options)`` streamed into this player (see :meth:`run`)."""
         prompts = [editor.prompt(text) for text in spec.prompts]
-        return self._streamed(prompts, callback, stop_event,
-                              lambda cb: editor.run(spec, callback=cb, stop_event=stop_event, **run_options))
+        return self._streamed(
+            prompts,
+            callback,
+            stop_event,
+            lambda cb: editor.run(spec, callback=cb, stop_event=stop_event, **run_options),
+        )
 
     def _streamed(self, prompts, callback, stop_event, sample):
         stream = self.begin(prompts, stop_event=stop_event)
@@ -424,8 +468,9 @@ class AttentionPlayer(P2PWidget):
             acc += np.kron(m, np.ones((finest[0] // g[0], finest[1] // g[1]), np.float32))
         return acc / len(grids)
 
-    def to_gif(self, path=None, *, tokens=None, resolution=None, normalize=None, opacity=None, fps=None,
-               scale: int = 4) -> bytes:
+    def to_gif(
+        self, path=None, *, tokens=None, resolution=None, normalize=None, opacity=None, fps=None, scale: int = 4
+    ) -> bytes:
         """The cached playback as an animated GIF (bytes; also written to ``path`` if given).
 
         One row per prompt: the x0 preview, then the preview under each selected token's heat map
@@ -438,9 +483,12 @@ class AttentionPlayer(P2PWidget):
             raise P2PError(f"scale must be an integer in [1, 16], got {scale!r}")
         tokens = [list(t) for t in (self.tokens if tokens is None else tokens)]
         resolution = self.resolution if resolution is None else resolution
-        style = GifStyle(normalize=self.normalize if normalize is None else normalize,
-                         opacity=self.opacity if opacity is None else float(opacity),
-                         fps=self.fps if fps is None else float(fps), scale=scale)
+        style = GifStyle(
+            normalize=self.normalize if normalize is None else normalize,
+            opacity=self.opacity if opacity is None else float(opacity),
+            fps=self.fps if fps is None else float(fps),
+            scale=scale,
+        )
         pictures = []
         for s in steps:
             decoded = self.frame(s)

@@ -22,10 +22,10 @@ from typing import Any
 
 import traitlets
 
-from ..errors import MessageError, P2PError, is_int
-from ..engine.prompts import Prompt
 from ..engine.adapter import ddim_scheduler
+from ..engine.prompts import Prompt
 from ..engine.schedule import AlphaSchedule
+from ..errors import MessageError, P2PError, is_int
 from ._base import P2PWidget, on_message
 
 PRESETS = {
@@ -289,8 +289,9 @@ class AlphaTimeline(P2PWidget):
         fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=labels)
         if self.playhead is not None:
             fig.add_vline(x=self.playhead + 0.5, line_dash="dash", line_color="#d32f2f")
-        fig.update_layout(title_text=f"alpha schedule for {self.target!r}", height=140 + 30 * len(rows),
-                          showlegend=False, bargap=0.35)
+        fig.update_layout(
+            title_text=f"alpha schedule for {self.target!r}", height=140 + 30 * len(rows), showlegend=False, bargap=0.35
+        )
         return fig
 
     def __repr__(self) -> str:

@@ -17,9 +17,22 @@ PROMPTS = [{"text": "a red cat", "tokens": TOKENS[0]}, {"text": "a blue cat", "t
 
 
 def base_state(**extra):
-    state = {"error": "", "status": "idle", "run_id": 0, "n_evals": 0, "prompts": [], "grids": [], "step": 0,
-             "playing": False, "follow": True, "tokens": [[0, 2], [1, 2]], "resolution": 0, "normalize": "token",
-             "opacity": 1.0, "fps": 6.0}
+    state = {
+        "error": "",
+        "status": "idle",
+        "run_id": 0,
+        "n_evals": 0,
+        "prompts": [],
+        "grids": [],
+        "step": 0,
+        "playing": False,
+        "follow": True,
+        "tokens": [[0, 2], [1, 2]],
+        "resolution": 0,
+        "normalize": "token",
+        "opacity": 1.0,
+        "fps": 6.0,
+    }
     state.update(extra)
     return state
 

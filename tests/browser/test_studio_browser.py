@@ -15,8 +15,14 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def studio(editor):
     # background=False: the bound harness page is driven from this thread only
-    s = Studio(editor=editor, source="a red cat on a mat", target="a blue dog on a mat", steps=3, guidance=7.5,
-               background=False)
+    s = Studio(
+        editor=editor,
+        source="a red cat on a mat",
+        target="a blue dog on a mat",
+        steps=3,
+        guidance=7.5,
+        background=False,
+    )
     s.player.send = lambda *a, **k: None
     return s
 

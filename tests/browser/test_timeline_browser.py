@@ -110,8 +110,9 @@ def test_malformed_write_is_rejected_visibly(widget_page, timeline):
 
 
 def test_html_in_the_prompt_renders_as_text(widget_page, tokenizer, tiny_pipe):
-    timeline = AlphaTimeline(EVIL, steps=10, scheduler=tiny_pipe, tokenizer=tokenizer,
-                             schedule=AlphaSchedule.build(10, words={"<img": 0.5}))
+    timeline = AlphaTimeline(
+        EVIL, steps=10, scheduler=tiny_pipe, tokenizer=tokenizer, schedule=AlphaSchedule.build(10, words={"<img": 0.5})
+    )
     page = widget_page(timeline)
     dialogs = []
     page.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

@@ -116,4 +116,3 @@ def test_studio_streams_stops_exports_and_replays(lab_notebook, tmp_path):
         timeout=60_000,
     )
     assert not nb.errors, nb.errors
-

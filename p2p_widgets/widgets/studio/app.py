@@ -11,10 +11,10 @@ import numpy as np
 import traitlets
 
 from ...engine.blend import LocalBlend
+from ...engine.defaults import defaults_for_pipe
 from ...engine.export import spec_to_json
 from ...engine.inversion import pixels_hash
 from ...engine.mapper import Mapper, align
-from ...engine.defaults import defaults_for_pipe
 from ...engine.rules import Refine, Replace, Reweight
 from ...engine.schedule import AlphaSchedule
 from ...engine.spec import EditSpec
@@ -62,9 +62,21 @@ class Studio(ipywidgets.VBox):
         Default of :meth:`run`: sample in a worker thread (True) or in the calling cell.
     """
 
-    def __init__(self, pipe=None, *, editor=None, source: str | None = None, target: str | None = None,
-                 seed: int = 0, steps: int | None = None, guidance: float | None = None, aligner: bool = True,
-                 timeline: bool = True, background: bool = True, **kwargs: Any):
+    def __init__(
+        self,
+        pipe=None,
+        *,
+        editor=None,
+        source: str | None = None,
+        target: str | None = None,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        aligner: bool = True,
+        timeline: bool = True,
+        background: bool = True,
+        **kwargs: Any,
+    ):
         self.editor = _editor(pipe, editor)
         self.background = bool(background)
         defaults = defaults_for_pipe(self.editor.pipe)
@@ -74,10 +86,14 @@ class Studio(ipywidgets.VBox):
         aligner_cls = _optional("aligner") if aligner else None
         self._timeline_cls = _optional("timeline") if timeline else None
         self.panel = StudioPanel(
-            tokenizer=tokenizer, source=source, target=target, seed=seed,
+            tokenizer=tokenizer,
+            source=source,
+            target=target,
+            seed=seed,
             steps=defaults.steps if steps is None else steps,
             guidance=defaults.guidance if guidance is None else guidance,
-            has_aligner=aligner_cls is not None, has_timeline=self._timeline_cls is not None,
+            has_aligner=aligner_cls is not None,
+            has_timeline=self._timeline_cls is not None,
             model_name=defaults.name,
         )
         self.panel.studio = self
@@ -102,8 +118,13 @@ class Studio(ipywidgets.VBox):
 
     def _new_timeline(self, schedule=None):
         # the Editor samples with DDIM built from the pipeline's config: the timeline uses the same axis
-        return self._timeline_cls(self.panel.target, steps=self.panel.steps, scheduler=self.editor.ddim_scheduler(),
-                                  schedule=schedule, tokenizer=self.editor.tokenizer)
+        return self._timeline_cls(
+            self.panel.target,
+            steps=self.panel.steps,
+            scheduler=self.editor.ddim_scheduler(),
+            schedule=schedule,
+            tokenizer=self.editor.tokenizer,
+        )
 
     def _on_prompts(self, change) -> None:
         try:
@@ -156,8 +177,11 @@ class Studio(ipywidgets.VBox):
         src, tgt = self.panel.prompt(self.panel.source), self.panel.prompt(self.panel.target)
         pinned = self._pinned
         links = [list(x) for x in self.aligner.links] if self.aligner is not None else None
-        if pinned and pinned["source"] == src.text and pinned["target"] == tgt.text and (
-            links is None or links == pinned["links"]
+        if (
+            pinned
+            and pinned["source"] == src.text
+            and pinned["target"] == tgt.text
+            and (links is None or links == pinned["links"])
         ):
             return Mapper.from_links(src, tgt, pinned["full_links"], include_special=False)
         if self.aligner is not None:
@@ -179,11 +203,21 @@ class Studio(ipywidgets.VBox):
         rule = (Refine if p.kind == "refine" else Replace)(mapper, schedule)
         if p.reweight:
             rule = Reweight(rule, dict(p.reweight))
-        blend = LocalBlend(list(p.blend_words), threshold=p.blend_threshold, start=schedule.blend_start) \
-            if p.blend_words else None
-        return EditSpec(prompts=(mapper.source.text, mapper.target.text), rules=(rule.to_dict(),), seed=p.seed,
-                        steps=p.steps, guidance=float(p.guidance), size=self.editor.check_size(), mode="fast",
-                        blend=None if blend is None else blend.to_dict())
+        blend = (
+            LocalBlend(list(p.blend_words), threshold=p.blend_threshold, start=schedule.blend_start)
+            if p.blend_words
+            else None
+        )
+        return EditSpec(
+            prompts=(mapper.source.text, mapper.target.text),
+            rules=(rule.to_dict(),),
+            seed=p.seed,
+            steps=p.steps,
+            guidance=float(p.guidance),
+            size=self.editor.check_size(),
+            mode="fast",
+            blend=None if blend is None else blend.to_dict(),
+        )
 
     # -- a real image ----------------------------------------------------------------------------------
 
@@ -237,8 +271,12 @@ class Studio(ipywidgets.VBox):
         try:
             job = {"spec": self.spec(), "baseline": self.panel.baseline, "invert": None}
             if self._image is not None:  # what the inversion needs, read now: settings may change later
-                job["invert"] = dict(image=self._image, method=self.panel.invert_method, steps=self.panel.steps,
-                                     guidance=float(self.panel.guidance))
+                job["invert"] = dict(
+                    image=self._image,
+                    method=self.panel.invert_method,
+                    steps=self.panel.steps,
+                    guidance=float(self.panel.guidance),
+                )
         except (P2PError, traitlets.TraitError) as exc:
             self.panel.report_error(str(exc))
             self.panel.status = "error"
@@ -283,23 +321,33 @@ class Studio(ipywidgets.VBox):
             self.aligner.links = real
         if self.timeline is not None:
             self.timeline.schedule = schedule
-        self._pinned = {"source": source, "target": target, "links": [list(x) for x in self.aligner.links]
-                        if self.aligner is not None else None, "full_links": [tuple(x) for x in full]}
+        self._pinned = {
+            "source": source,
+            "target": target,
+            "links": [list(x) for x in self.aligner.links] if self.aligner is not None else None,
+            "full_links": [tuple(x) for x in full],
+        }
 
     def _check_loadable(self, spec: EditSpec):
         """The spec's (Replace/Refine) rule and schedule, or a P2PError saying what the Studio cannot show."""
         if len(spec.prompts) != 2:
-            raise P2PError(f"the Studio edits one target; this spec has {len(spec.prompts) - 1} "
-                           "(use p2p_widgets.edit_from_spec)")
+            raise P2PError(
+                f"the Studio edits one target; this spec has {len(spec.prompts) - 1} (use p2p_widgets.edit_from_spec)"
+            )
         if spec.size and list(spec.size) != [self.editor.default_size] * 2:
-            raise P2PError(f"this spec is for {spec.size[0]}x{spec.size[1]} images; the Studio's model makes "
-                           f"{self.editor.default_size}x{self.editor.default_size}")
+            raise P2PError(
+                f"this spec is for {spec.size[0]}x{spec.size[1]} images; the Studio's model makes "
+                f"{self.editor.default_size}x{self.editor.default_size}"
+            )
         if spec.mode != "fast":
             raise P2PError("the Studio runs the fast path; use edit_from_spec for mode 'explicit'")
-        if spec.inversion is not None and (self._image is None
-                                           or pixels_hash(self._image) != spec.inversion.get("image_sha256")):
-            raise P2PError("this edit is of a real image: load that image into the Studio first "
-                           "(its file button or set_image), then the JSON")
+        if spec.inversion is not None and (
+            self._image is None or pixels_hash(self._image) != spec.inversion.get("image_sha256")
+        ):
+            raise P2PError(
+                "this edit is of a real image: load that image into the Studio first "
+                "(its file button or set_image), then the JSON"
+            )
         if spec.blend and spec.blend.get("subtract"):
             raise P2PError("LocalBlend 'subtract' words are not editable in the Studio; use edit_from_spec")
         (rule,) = spec.build_rules(self.editor)
@@ -307,8 +355,9 @@ class Studio(ipywidgets.VBox):
         if not isinstance(base, Replace):
             raise P2PError(f"the Studio shows Replace, Refine and Reweight rules; this spec has {type(base).__name__}")
         if base.schedule.n_evals != spec.steps:
-            raise P2PError(f"the schedule has {base.schedule.n_evals} evaluations but the spec samples "
-                           f"{spec.steps} steps")
+            raise P2PError(
+                f"the schedule has {base.schedule.n_evals} evaluations but the spec samples {spec.steps} steps"
+            )
         return base, base.schedule
 
     def _apply(self, spec: EditSpec, base: Replace, schedule: AlphaSchedule) -> None:

@@ -32,7 +32,9 @@ class RunController:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() or self.studio.panel.status in ("running", "stopping")
+        return (
+            self._thread is not None and self._thread.is_alive() or self.studio.panel.status in ("running", "stopping")
+        )
 
     def start(self, job: dict, background: bool, callback=None):
         """Run ``job`` (``spec`` and, for a real image, ``invert`` settings) in a worker thread or here."""
@@ -48,8 +50,9 @@ class RunController:
                 panel.status = "running"
                 panel.progress = [0, job["spec"].steps]
             if background:
-                self._thread = threading.Thread(target=self._work, args=(job, stop_event, callback),
-                                                name="p2p-studio-run", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._work, args=(job, stop_event, callback), name="p2p-studio-run", daemon=True
+                )
                 self._thread.start()
                 return None
         self._work(job, stop_event, callback)
@@ -96,8 +99,14 @@ class RunController:
             spec = job["spec"]
             if inversion is not None:
                 spec = spec.replace(start="latents", inversion=inversion.describe())
-            result = studio.player.run_spec(studio.editor, spec, inversion=inversion, callback=progress,
-                                            stop_event=stop_event, baseline=job["baseline"])
+            result = studio.player.run_spec(
+                studio.editor,
+                spec,
+                inversion=inversion,
+                callback=progress,
+                stop_event=stop_event,
+                baseline=job["baseline"],
+            )
             images = result_images(result, job["invert"]["image"] if inversion is not None else None)
             text = spec_to_json(result)
         except BaseException as exc:  # shown in the widget; a thread has nowhere else to report
@@ -124,9 +133,15 @@ class RunController:
 
         panel.phase = f"inverting ({invert['method']})"
         try:
-            inversion = self.studio.editor.invert(invert["image"], source, method=invert["method"],
-                                                  steps=invert["steps"], guidance=invert["guidance"],
-                                                  callback=progress, stop_event=stop_event)
+            inversion = self.studio.editor.invert(
+                invert["image"],
+                source,
+                method=invert["method"],
+                steps=invert["steps"],
+                guidance=invert["guidance"],
+                callback=progress,
+                stop_event=stop_event,
+            )
         except P2PError:
             if stop_event.is_set():
                 return None
@@ -140,12 +155,20 @@ def result_images(result, image=None) -> list:
     out = [] if image is None else [{"label": "input image", "name": "input.png", "png": encode_image(image)}]
     out += [
         {"label": first, "name": f"{first}.png", "png": _png(result.images[0])},
-        {"label": "edit" + (" (stopped early)" if result.stopped else ""), "name": "edit.png",
-         "png": _png(result.images[1])},
+        {
+            "label": "edit" + (" (stopped early)" if result.stopped else ""),
+            "name": "edit.png",
+            "png": _png(result.images[1]),
+        },
     ]
     if result.baseline:
-        out.append({"label": "without P2P (same seed)" if image is None else "without P2P (same noise)",
-                    "name": "baseline.png", "png": _png(result.baseline[1])})
+        out.append(
+            {
+                "label": "without P2P (same seed)" if image is None else "without P2P (same noise)",
+                "name": "baseline.png",
+                "png": _png(result.baseline[1]),
+            }
+        )
     return out
 
 

@@ -28,8 +28,10 @@ def _open(data: bytes, name: str):
         with Image.open(io.BytesIO(data)) as f:
             pixels = f.size[0] * f.size[1]
             if pixels > MAX_IMAGE_PIXELS:
-                raise P2PError(f"{name} is {f.size[0]}x{f.size[1]} pixels; the Studio reads images of at most "
-                               f"{MAX_IMAGE_PIXELS:,} pixels (resize it first)")
+                raise P2PError(
+                    f"{name} is {f.size[0]}x{f.size[1]} pixels; the Studio reads images of at most "
+                    f"{MAX_IMAGE_PIXELS:,} pixels (resize it first)"
+                )
             f.load()
             return f.copy()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:

@@ -23,8 +23,20 @@ RUN_STATES = ("idle", "running", "stopping", "done", "stopped", "error")
 MAX_WEIGHT = 10.0
 MAX_SEED = 2**53 - 1  # what a JavaScript number holds exactly
 _FRONTEND_KEYS = frozenset(
-    {"source", "target", "seed", "steps", "guidance", "kind", "windows", "reweight", "blend_words",
-     "blend_threshold", "baseline", "invert_method"}
+    {
+        "source",
+        "target",
+        "seed",
+        "steps",
+        "guidance",
+        "kind",
+        "windows",
+        "reweight",
+        "blend_words",
+        "blend_threshold",
+        "baseline",
+        "invert_method",
+    }
 )
 
 
@@ -45,16 +57,19 @@ class StudioPanel(P2PWidget):
     seed = traitlets.Int(0, help="Noise seed.").tag(sync=True)
     steps = traitlets.Int(25, help="Inference steps (DDIM: one UNet evaluation each).").tag(sync=True)
     guidance = traitlets.Float(5.0, help="Classifier-free guidance scale.").tag(sync=True)
-    kind = traitlets.Enum(KINDS, default_value="auto",
-                          help="How tokens are aligned (the aligner's auto-align).").tag(sync=True)
-    windows = traitlets.Dict(help="Alpha windows when no timeline is shown: {'cross', 'self_attn', 'words', "
-                             "'blend_start'} in evaluations.").tag(sync=True)
+    kind = traitlets.Enum(KINDS, default_value="auto", help="How tokens are aligned (the aligner's auto-align).").tag(
+        sync=True
+    )
+    windows = traitlets.Dict(
+        help="Alpha windows when no timeline is shown: {'cross', 'self_attn', 'words', 'blend_start'} in evaluations."
+    ).tag(sync=True)
     reweight = traitlets.Dict(help="{word of the target: scale} for the Reweight rule (1 = unchanged).").tag(sync=True)
     blend_words = traitlets.List(traitlets.Unicode(), help="LocalBlend words (empty: no LocalBlend).").tag(sync=True)
     blend_threshold = traitlets.Float(0.3, help="LocalBlend mask threshold in (0, 1).").tag(sync=True)
     baseline = traitlets.Bool(False, help="Also render the same seed without P2P.").tag(sync=True)
-    invert_method = traitlets.Enum(INVERT_METHODS, default_value="null-text",
-                                   help="How a real image is inverted before editing.").tag(sync=True)
+    invert_method = traitlets.Enum(
+        INVERT_METHODS, default_value="null-text", help="How a real image is inverted before editing."
+    ).tag(sync=True)
 
     # written by Python only
     source_words = traitlets.List(traitlets.Unicode(), help="Words of the source (computed).").tag(sync=True)
@@ -66,11 +81,13 @@ class StudioPanel(P2PWidget):
     images = traitlets.List(help="Results: [{'label', 'name', 'png': bytes}], source first.").tag(sync=True)
     spec_json = traitlets.Unicode("", help="The last run's edit as JSON (export).").tag(sync=True)
     model_name = traitlets.Unicode("", help="What the Studio samples with (display).").tag(sync=True)
-    input_image = traitlets.Bytes(b"", help="PNG of the real image to edit, at the model's size (empty: none)."
-                                  ).tag(sync=True)
+    input_image = traitlets.Bytes(b"", help="PNG of the real image to edit, at the model's size (empty: none).").tag(
+        sync=True
+    )
     input_name = traitlets.Unicode("", help="File name of the real image (display).").tag(sync=True)
-    phase = traitlets.Unicode("", help="What a run is doing now: 'inverting (<method>)' or 'sampling' (display)."
-                              ).tag(sync=True)
+    phase = traitlets.Unicode("", help="What a run is doing now: 'inverting (<method>)' or 'sampling' (display).").tag(
+        sync=True
+    )
 
     def __init__(self, tokenizer=None, **kwargs: Any):
         self._prompts = PromptCache(tokenizer)
@@ -87,6 +104,10 @@ class StudioPanel(P2PWidget):
 
     @traitlets.validate("source", "target")
     def _check_text(self, proposal):
+        if not proposal["value"].strip():
+            name = proposal["trait"].name
+            what = "the edited prompt: what the image should become" if name == "target" else "the image's prompt"
+            raise traitlets.TraitError(f"the {name} prompt is empty: type {what}")
         return self._prompts.check_trait(proposal)
 
     @traitlets.observe("source", "target")
@@ -165,7 +186,7 @@ class StudioPanel(P2PWidget):
         """Apply a front-end update: only the editable traits, prompt text first."""
         foreign = sorted(k for k in sync_data if k in self.keys and k not in _FRONTEND_KEYS)
         if foreign:
-            self.report_error(f"rejected update from the front end: {', '.join(foreign)} cannot be set there")
+            self.report_error(f"not applied: {', '.join(foreign)} cannot be set from the page")
             self.send_state([k for k in sync_data if k in self.keys])
             return
         if self.status in ("running", "stopping"):

@@ -1,0 +1,73 @@
+"""Layer 4: the quickstart's Studio (``p2p.Studio(pipe)`` on the pocket model) as a newcomer
+meets it in JupyterLab: the model's own defaults, keys that stay in the widget, errors next to
+their field, an empty target refused, scrubbing that keeps "follow live"."""
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+OUT = ".jp-OutputArea"
+POCKET_SOURCE = "a big red circle left of a small blue square on a gray background"
+POCKET_TARGET = "a big red star left of a small blue square on a gray background"
+
+
+def status_is(value):
+    return f"() => (document.querySelector('{OUT} .p2p-studio') || {{}}).dataset?.status === '{value}'"
+
+
+@pytest.fixture
+def quickstart(lab_notebook):
+    nb = lab_notebook("tests/e2e/notebooks/quickstart_studio.ipynb")
+    nb.run_all()
+    nb.page.locator(f"{OUT} .p2p-studio__run").wait_for(state="visible", timeout=60_000)
+    return nb
+
+
+def test_the_quickstart_studio_takes_the_pocket_models_defaults(quickstart):
+    page = quickstart.page
+    assert page.locator(f"{OUT} .p2p-studio__source").input_value() == POCKET_SOURCE
+    assert page.locator(f"{OUT} .p2p-studio__target").input_value() == POCKET_TARGET
+    assert page.locator(f"{OUT} .p2p-studio__steps").input_value() == "25"
+    assert float(page.locator(f"{OUT} .p2p-studio__guidance").input_value()) == 5.0
+    assert "pocket" in page.locator(f"{OUT} .p2p-studio__model").text_content()
+    assert quickstart.kernel_eval("(studio.panel.steps, studio.panel.guidance)") == (25, 5.0)
+
+
+def _visible_and_same_cell(nb, before):
+    assert nb.page.locator(f"{OUT} .p2p-studio").is_visible()
+    assert nb._evaluate("return panel.content.activeCellIndex;") == before
+    # no heading was collapsed by the keys
+    assert nb._evaluate(
+        "return panel.content.widgets.every((c) => !c.model.getMetadata || !c.model.getMetadata('jupyter')"
+        " || !c.model.getMetadata('jupyter').source_hidden) && !panel.node.querySelector('.jp-collapseHeadingButton[data-heading-collapsed=\"true\"]');"
+    )
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        ".p2p-studio__threshold",
+        '.p2p-studio__weight[data-word="star"] .p2p-studio__slider',
+        ".p2p-player__slider",
+        ".p2p-player__opacity",
+    ],
+)
+def test_arrow_keys_move_a_focused_slider_and_stay_in_the_widget(quickstart, selector):
+    nb, page = quickstart, quickstart.page
+    if selector.startswith(".p2p-player__slider"):  # the step slider needs frames: one short run
+        nb.kernel_exec("studio.panel.steps = 5")
+        page.locator(f"{OUT} .p2p-studio__run").click()
+        page.wait_for_function(status_is("done"), timeout=120_000)
+    slider = page.locator(f"{OUT} {selector}").first
+    slider.scroll_into_view_if_needed()
+    slider.focus()
+    before_cell = nb._evaluate("return panel.content.activeCellIndex;")
+    before = float(slider.input_value())
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    assert page.evaluate("(sel) => document.activeElement === document.querySelector(sel)", f"{OUT} {selector}")
+    assert float(slider.input_value()) < before
+    page.keyboard.press("ArrowRight")
+    assert float(slider.input_value()) < before or selector == ".p2p-player__slider"
+    _visible_and_same_cell(nb, before_cell)
+    assert not nb.errors, nb.errors
