@@ -173,8 +173,8 @@ def test_front_end_writes_are_validated(streamed):
         ({"tokens": [[0, 99]]}, "position 99"),
         ({"resolution": 12}, "resolution"),
         ({"opacity": 1.5}, "opacity"),
-        ({"status": "done"}, "cannot be set there"),
-        ({"n_evals": 3}, "cannot be set there"),
+        ({"status": "done"}, "cannot be set from the page"),
+        ({"n_evals": 3}, "cannot be set from the page"),
     ]:
         p.clear_error()
         p.set_state(bad)

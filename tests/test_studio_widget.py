@@ -170,8 +170,8 @@ def test_errors_building_the_edit_show_in_the_panel(studio, monkeypatch):
         ({"reweight": {"dog": 50}}, "outside"),
         ({"blend_words": ["zebra"]}, "neither prompt"),
         ({"windows": {"cross": [0, 9], "self_attn": [0, 1], "blend_start": 0}}, "cross window"),
-        ({"status": "done"}, "cannot be set there"),
-        ({"images": []}, "cannot be set there"),
+        ({"status": "done"}, "cannot be set from the page"),
+        ({"images": []}, "cannot be set from the page"),
     ],
 )
 def test_bad_front_end_writes_set_error_and_change_nothing(studio, update, message):
@@ -369,4 +369,4 @@ def test_bad_image_messages_set_error_and_keep_the_image(studio, buffers, messag
     studio.panel._handle_custom_msg({"type": "image", "name": 5}, [memoryview(_png_bytes())])
     assert "'name'" in studio.panel.error
     studio.panel.set_state({"input_image": b"x"})  # Python writes the image trait, not the page
-    assert "cannot be set there" in studio.panel.error
+    assert "cannot be set from the page" in studio.panel.error

@@ -21,6 +21,7 @@
  * Every widget (P2PWidget in widgets/_base.py).
  * @typedef {Object} BaseTraits
  * @property {string} error  last error shown by the front end; "" when none
+ * @property {string} error_field  the trait the error is about ("" for none): shown next to its control
  */
 
 /** @typedef {"auto" | "replace" | "refine"} AlignKind */

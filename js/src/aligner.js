@@ -17,6 +17,7 @@ import "./aligner.css";
 import { createAnnouncer } from "../lib/a11y.js";
 import { createBuilder } from "../lib/dom.js";
 import { mountErrorBanner } from "../lib/error_banner.js";
+import { keepControlKeys } from "../lib/keys.js";
 import { createScope } from "../lib/scope.js";
 import { attachControls } from "./aligner/controls.js";
 import { attachDrag } from "./aligner/drag.js";
@@ -39,6 +40,7 @@ function render({ model, el: host }) {
   scope.add(() => ui.root.remove());
   const announcer = createAnnouncer(ui.root);
   scope.add(mountErrorBanner(model, ui.root));
+  keepControlKeys(ui.root, scope);
   const v = createView(model, el, ui, announcer);
 
   attachControls(v, scope);

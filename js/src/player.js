@@ -16,6 +16,7 @@ import "./player.css";
 import { createBuilder } from "../lib/dom.js";
 import { listenForDownloads } from "../lib/download.js";
 import { mountErrorBanner } from "../lib/error_banner.js";
+import { keepControlKeys } from "../lib/keys.js";
 import { createScope } from "../lib/scope.js";
 import { attachControls } from "./player/controls.js";
 import { layout } from "./player/layout.js";
@@ -38,6 +39,7 @@ function render({ model, el: host }, store) {
   const scope = createScope();
   scope.add(() => ui.root.remove());
   scope.add(mountErrorBanner(model, ui.root));
+  keepControlKeys(ui.root, scope);
   const v = createView(model, el, ui, store);
   scope.add(() => {
     stopTimer(v);

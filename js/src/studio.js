@@ -11,12 +11,23 @@ import "./studio.css";
 import { createBuilder } from "../lib/dom.js";
 import { listenForDownloads } from "../lib/download.js";
 import { mountErrorBanner } from "../lib/error_banner.js";
+import { keepControlKeys } from "../lib/keys.js";
 import { createScope } from "../lib/scope.js";
 import { attachActions } from "./studio/actions.js";
 import { attachEdits } from "./studio/edits.js";
+import { placed, showFieldError } from "./studio/errors.js";
 import { attachDrop, showInputImage } from "./studio/image.js";
 import { layout } from "./studio/layout.js";
-import { revokeImageUrls, showBlend, showImages, showReweight, showSchedule, showStatus, showValues } from "./studio/show.js";
+import {
+  revokeImageUrls,
+  showBlend,
+  showImages,
+  showResultState,
+  showReweight,
+  showSchedule,
+  showStatus,
+  showValues,
+} from "./studio/show.js";
 import { createView } from "./studio/view.js";
 
 export { formatWeight } from "./studio/format.js";
@@ -30,8 +41,9 @@ function render({ model, el: host }) {
   host.appendChild(ui.root);
   const scope = createScope();
   scope.add(() => ui.root.remove());
-  scope.add(mountErrorBanner(model, ui.root));
+  keepControlKeys(ui.root, scope);
   const v = createView(model, el, ui);
+  scope.add(mountErrorBanner(model, ui.messages, { placed: (field) => placed(v, field) }));
   scope.add(() => revokeImageUrls(v));
 
   attachDrop(v, scope);
@@ -39,8 +51,9 @@ function render({ model, el: host }) {
   attachActions(v, scope);
   const on = (events, fn) => scope.onModel(model, events, () => fn(v));
   on(["change:source", "change:target", "change:seed", "change:guidance", "change:kind", "change:baseline",
-    "change:invert_method", "change:blend_threshold", "change:model_name"], showValues);
-  on("change:steps", () => (showValues(v), showSchedule(v)));
+    "change:invert_method", "change:blend_threshold", "change:model_name"], () => (showValues(v), showResultState(v)));
+  on("change:steps", () => (showValues(v), showSchedule(v), showResultState(v)));
+  on(["change:reweight", "change:blend_words", "change:windows", "change:input_name"], showResultState);
   on(["change:input_image", "change:input_name"], showInputImage);
   on(["change:phase", "change:status", "change:progress", "change:spec_json"], showStatus);
   on(["change:windows", "change:has_timeline"], showSchedule);
@@ -48,6 +61,7 @@ function render({ model, el: host }) {
   on(["change:source_words", "change:blend_words"], showBlend);
   on("change:reweight", showReweight);
   on("change:images", showImages);
+  on(["change:error", "change:error_field"], () => (showValues(v), showFieldError(v), showStatus(v)));
 
   showValues(v);
   showSchedule(v);
@@ -55,6 +69,7 @@ function render({ model, el: host }) {
   showBlend(v);
   showImages(v);
   showInputImage(v);
+  showFieldError(v);
   return () => scope.dispose();
 }
 

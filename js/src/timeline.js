@@ -12,6 +12,7 @@ import "./timeline.css";
 import { createAnnouncer } from "../lib/a11y.js";
 import { createBuilder } from "../lib/dom.js";
 import { mountErrorBanner } from "../lib/error_banner.js";
+import { keepControlKeys } from "../lib/keys.js";
 import { createScope } from "../lib/scope.js";
 import { attachActions } from "./timeline/actions.js";
 import { attachDrag } from "./timeline/drag.js";
@@ -31,6 +32,7 @@ function render({ model, el: host }) {
   scope.add(() => ui.root.remove());
   const announcer = createAnnouncer(ui.root);
   scope.add(mountErrorBanner(model, ui.root));
+  keepControlKeys(ui.root, scope);
   const v = createView(model, el, ui, announcer);
 
   attachKeyboard(v, scope);

@@ -307,7 +307,7 @@ describe("aligner view: toolbar and lifecycle", () => {
     const { el, model } = await mount();
     const banner = el.querySelector(".p2p-error");
     expect(banner.hidden).toBe(true);
-    model.set("error", "rejected update from the front end: link 0: weight nan is not a finite number");
+    model.set("error", "not applied: link 0: weight nan is not a finite number");
     expect(banner.hidden).toBe(false);
     expect(banner.textContent).toMatch(/weight nan/);
     chip(el, "source", 2).click(); // still usable

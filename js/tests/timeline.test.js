@@ -179,7 +179,7 @@ describe("timeline view: editing", () => {
     const { el, model } = await mount();
     model.set("windows", { cross: [5, 15], self_attn: [0, 0], words: [], blend_start: 0 });
     expect([bar(el, "cross").dataset.start, bar(el, "cross").dataset.end]).toEqual(["5", "15"]);
-    model.set("error", "rejected update from the front end: cross window end 51 is outside [0, 50]");
+    model.set("error", "not applied: cross window end 51 is outside [0, 50]");
     const banner = el.querySelector(".p2p-error");
     expect(banner.hidden).toBe(false);
     key(handle(el, "cross", "end"), "ArrowRight"); // still usable

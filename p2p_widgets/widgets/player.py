@@ -206,7 +206,7 @@ class AttentionPlayer(P2PWidget):
         """Apply a front-end update: only the view-state traits may be written there."""
         foreign = sorted(k for k in sync_data if k in self.keys and k not in _FRONTEND_KEYS)
         if foreign:
-            self.report_error(f"rejected update from the front end: {', '.join(foreign)} cannot be set there")
+            self.report_error(f"not applied: {', '.join(foreign)} cannot be set from the page")
             self.send_state([k for k in sync_data if k in self.keys])
             return
         super().set_state(sync_data)

@@ -41,14 +41,14 @@ def solid(colour, size=16):
     return np.broadcast_to(np.array(colour, np.uint8), (size, size, 3)).copy()
 
 
-def synthetic_frame(step, colours, left_hot=True):
+def synthetic_frame(step, colours, left_hot=True, run=1):
     """Two 16x16 previews of solid colours; token 2's map is hot on the left (or right) half."""
     images = np.stack([solid(c) for c in colours])
     m = np.zeros((2, 4, 4, 5), np.float32)
     half = slice(0, 2) if left_hot else slice(2, 4)
     m[:, :, half, 2] = 0.3
     m[:, :, :, 1] = 0.1
-    return encode_frame(run=1, step=step, timestep=900 - step, images=images, maps={(4, 4): m}, n_tokens=5)
+    return encode_frame(run=run, step=step, timestep=900 - step, images=images, maps={(4, 4): m}, n_tokens=5)
 
 
 def canvas_pixels(page, selector):
@@ -167,3 +167,38 @@ def test_two_views_share_the_frames_and_a_bad_frame_is_reported(widget_page):
     (err,) = page.wait_for_sent("client_error")
     assert "frame needs 4 buffers" in err["content"]["message"]
     assert page.unmount() == 0
+
+
+def test_scrubbing_never_leaves_later_runs_on_step_one(widget_page):
+    page = widget_page("player", state=base_state())
+    follow = page.page.locator(".p2p-player__follow input")
+    slider = page.page.locator(".p2p-player__slider")
+    # a finished run: scrubbing back leaves follow-live as it is
+    page.receive(run_header(1, PROMPTS, 4))
+    for step in range(4):
+        f = synthetic_frame(step, [(step * 60, 0, 0)] * 2)
+        page.receive(f.content, f.buffers)
+    page.receive({"type": "end", "run": 1, "status": "done", "steps": 4})
+    wait_drawn(page, 3)
+    slider.fill("0")
+    wait_drawn(page, 0)
+    assert follow.is_checked() and page.get("follow") is True
+
+    # during a live run scrubbing pauses following, and says so
+    page.receive(run_header(2, PROMPTS, 4))
+    for step in range(2):
+        f = synthetic_frame(step, [(0, step * 60, 0)] * 2, run=2)
+        page.receive(f.content, f.buffers)
+    wait_drawn(page, 1)
+    slider.fill("0")
+    wait_drawn(page, 0)
+    assert not follow.is_checked()
+    assert "not following" in page.text(".p2p-player__step")
+    # ... for that run only: the next run follows again and ends on its last step, not on noise
+    page.receive(run_header(3, PROMPTS, 4))
+    for step in range(4):
+        f = synthetic_frame(step, [(0, 0, step * 60)] * 2, run=3)
+        page.receive(f.content, f.buffers)
+    page.receive({"type": "end", "run": 3, "status": "done", "steps": 4})
+    wait_drawn(page, 3)
+    assert follow.is_checked() and page.get("follow") is True

@@ -58,8 +58,11 @@ def test_errors_show_in_the_banner_and_the_panel_stays_usable(widget_page, studi
     page.page.locator(".p2p-studio__seed").dispatch_event("change")
     page.sync()
     banner = page.page.locator(".p2p-error")
-    assert banner.is_visible() and "seed must be in" in banner.text_content()
+    by_field = page.page.locator(".p2p-studio__field-error")
+    assert by_field.is_visible() and "seed must be from 0" in by_field.text_content() and banner.is_hidden()
     assert studio.panel.seed == 0
+    studio.panel.report_error("something general went wrong")  # an error about no one field: the banner
+    assert banner.is_visible() and by_field.is_hidden()
     page.click('.p2p-studio__chip[data-word="dog"]')
     page.click(".p2p-studio__run")
     page.sync()
@@ -134,3 +137,78 @@ def test_a_real_image_from_the_file_button_is_inverted_and_edited(widget_page, s
     page.sync()
     assert studio.image is None
     assert page.page.locator(".p2p-studio__input-preview").is_hidden()
+
+
+def _below(upper, lower):
+    """Pixels between the bottom of ``upper`` and the top of ``lower`` (negative: overlapping)."""
+    a, b = upper.bounding_box(), lower.bounding_box()
+    return b["y"] - (a["y"] + a["height"])
+
+
+def test_a_rejected_field_shows_its_error_under_it_keeps_the_text_and_clears_once_fixed(widget_page, studio):
+    page = widget_page(studio.panel)
+    seed = page.page.locator(".p2p-studio__seed")
+    seed.fill("-3")
+    seed.dispatch_event("change")
+    page.sync()
+    error = page.page.locator(".p2p-studio__field-error")
+    assert error.is_visible() and page.page.locator(".p2p-error").is_hidden()
+    text = error.text_content()
+    assert "seed must be from 0 to" in text and "front end" not in text and "rejected" not in text
+    assert 0 <= _below(seed, error) < 30  # right under the seed field, not at the end of the panel
+    assert seed.input_value() == "-3"  # the rejected text stays for the user to fix
+    assert seed.get_attribute("aria-invalid") == "true"
+    assert seed.get_attribute("aria-describedby") == error.get_attribute("id")
+    assert page.page.locator(".p2p-studio__run").is_disabled()  # the field does not show what would run
+    assert studio.panel.seed == 0 and studio.panel.error_field == "seed"
+
+    seed.fill("4")
+    seed.dispatch_event("change")
+    page.sync()
+    assert studio.panel.seed == 4 and studio.panel.error == ""
+    assert error.is_hidden() and seed.get_attribute("aria-invalid") is None
+    assert page.page.locator(".p2p-studio__run").is_enabled()
+
+
+def test_an_empty_target_is_refused_in_plain_words(widget_page, studio):
+    page = widget_page(studio.panel)
+    target = page.page.locator(".p2p-studio__target")
+    target.fill("   ")
+    target.dispatch_event("change")
+    page.sync()
+    assert studio.panel.target == "a blue dog on a mat"  # nothing meaningless to run
+    error = page.page.locator(".p2p-studio__field-error")
+    assert error.is_visible() and "the target prompt is empty" in error.text_content()
+    assert 0 <= _below(target, error) < 30
+    assert target.input_value() == "   " and page.page.locator(".p2p-studio__run").is_disabled()
+    page.page.keyboard.press("Control+Enter")  # the keyboard Run is refused too
+    page.sync()
+    assert studio.result is None
+    target.fill("a blue dog on a rug")
+    target.dispatch_event("change")
+    page.sync()
+    assert studio.panel.target == "a blue dog on a rug" and error.is_hidden()
+
+
+def test_a_stopped_run_labels_its_unfinished_images_and_changed_settings_mark_results_outdated(widget_page, studio):
+    page = widget_page(studio.panel)
+    studio.run(callback=lambda event: studio.stop())  # stops after its first step
+    assert studio.panel.status == "stopped"
+    page.page.wait_for_function("() => document.querySelectorAll('.p2p-studio__image').length === 2")
+    labels = page.page.eval_on_selector_all(".p2p-studio__image figcaption span", "(s) => s.map((x) => x.textContent)")
+    assert labels[0].startswith("source (stopped at step 1/3: unfinished)"), labels
+    note = page.page.locator(".p2p-studio__result-note")
+    assert note.is_visible() and "Stopped at step 1 of 3" in note.text_content()
+    assert page.page.locator(".p2p-studio__results").get_attribute("data-state") == "stopped"
+
+    page.click(".p2p-studio__run")
+    page.sync()
+    assert studio.panel.status == "done"
+    assert page.page.locator(".p2p-studio__results").get_attribute("data-state") == ""
+    assert note.is_hidden()
+    seed = page.page.locator(".p2p-studio__seed")
+    seed.fill("9")
+    seed.dispatch_event("change")
+    page.sync()
+    assert page.page.locator(".p2p-studio__results").get_attribute("data-state") == "outdated"
+    assert "Outdated" in note.text_content()

@@ -2,6 +2,7 @@
 // latest frame.
 import { mountErrorBanner } from "../../lib/error_banner.js";
 import { button, createBuilder } from "../../lib/dom.js";
+import { keepControlKeys } from "../../lib/keys.js";
 import { createScope } from "../../lib/scope.js";
 
 /** Draw RGBA bytes into a canvas; the canvas keeps the size even where 2D drawing is missing. */
@@ -50,5 +51,6 @@ export function renderPing({ model, el: host }, frames) {
     model.save_changes();
   });
   scope.add(mountErrorBanner(model, ui.root));
+  keepControlKeys(ui.root, scope);
   return () => scope.dispose();
 }

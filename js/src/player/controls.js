@@ -56,6 +56,7 @@ function onClick(v, e) {
 
 function onFollow(v) {
   v.follow = v.followBox.checked;
+  v.pausedByScrub = false; // the user's own choice stays
   if (v.follow) {
     stopTimer(v);
     if (v.buffer.latest() !== null) v.cursor = v.buffer.latest();

@@ -11,6 +11,12 @@ function onBuffer(v, kind) {
   if (kind === "run") {
     v.cursor = 0;
     v.structureKey = "";
+    if (v.pausedByScrub && !v.follow) {
+      // a scrub during the last run paused following for that run only
+      v.follow = true;
+      v.commit({ follow: true });
+    }
+    v.pausedByScrub = false;
   } else if (kind === "frame" && v.follow && v.timer === null) {
     v.cursor = v.buffer.latest();
   }

@@ -28,7 +28,13 @@ function stepText(v, frame, n) {
   const { buffer } = v;
   const total = n ? ` / ${n}` : "";
   const shown = frame.step === v.cursor ? "" : ` (showing ${frame.step})`;
-  const state = buffer.end ? (buffer.end.status === "done" ? "" : ` · ${buffer.end.status}`) : " · live";
+  const state = buffer.end
+    ? buffer.end.status === "done"
+      ? ""
+      : ` · ${buffer.end.status}`
+    : v.follow
+      ? " · live"
+      : " · live, not following (tick follow live)";
   return `step ${v.cursor + 1}${total}${shown} · t=${frame.timestep}${state}`;
 }
 

@@ -53,11 +53,21 @@ export function createView(model, el, ui, store) {
       for (const [k, val] of Object.entries(changes)) model.set(k, val);
       model.save_changes();
     },
-    /** Turn follow-live off (the user took the playhead). */
+    /** Whether a run is streaming now (frames may still come). */
+    live: () => !!buffer.header && !buffer.end,
+    /** follow-live was paused by taking the playhead during a run (not by its checkbox): the next run follows again */
+    pausedByScrub: false,
+    /**
+     * The user took the playhead. During a live run following pauses, visibly (the checkbox
+     * unticks, the step label and the live region say so) and only until the next run; after a
+     * run, follow-live is left as it is.
+     */
     stopFollowing() {
-      if (!v.follow) return;
+      if (!v.follow || !v.live()) return;
       v.follow = false;
+      v.pausedByScrub = true;
       model.set("follow", false);
+      v.announce("following live paused: the next run follows again");
     },
   };
   return v;

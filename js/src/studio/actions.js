@@ -59,7 +59,9 @@ function onKey(v, e) {
   e.stopPropagation();
   // a prompt being edited is committed first
   if (e.target === v.source || e.target === v.target) e.target.dispatchEvent(new v.win.Event("change", { bubbles: true }));
-  if (!v.busy()) v.model.send({ type: "run" });
+  // an empty prompt is refused by Python (the change above says so); nothing to run then
+  const blank = !v.source.value.trim() || !v.target.value.trim();
+  if (!v.busy() && !blank && v.fieldError.hidden) v.model.send({ type: "run" });
 }
 
 /**

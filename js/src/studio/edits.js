@@ -1,5 +1,6 @@
 // Form edits: every control writes its trait on change (one save each); sliders show their value
 // while they move.
+import { TYPED_FIELDS } from "./errors.js";
 import { formatWeight } from "./format.js";
 import { sendImage } from "./image.js";
 
@@ -48,7 +49,11 @@ function plainEdit(v, t) {
 function onChange(v, e) {
   const t = e.target;
   const plain = plainEdit(v, t);
-  if (plain) v.commit(plain);
+  if (plain) {
+    const [key] = Object.keys(plain);
+    if (TYPED_FIELDS.includes(key)) v.typed[key] = t.value; // kept in the field if Python rejects it
+    v.commit(plain);
+  }
   else if (t === v.imageInput) {
     if (v.imageInput.files && v.imageInput.files[0]) {
       sendImage(v, v.imageInput.files[0]);

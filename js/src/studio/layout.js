@@ -4,6 +4,8 @@ import { button, selectOf } from "../../lib/dom.js";
 
 /** @typedef {import("../../lib/dom.js").Builder} Builder */
 
+let errorIds = 0; // ids for aria-describedby, unique in the page
+
 /** A labelled control: <label class="p2p-studio__field"><span>text</span>control</label>. */
 export function field(el, labelText, control, className = "") {
   return el("label", { class: `p2p-studio__field ${className}`.trim() }, [
@@ -151,6 +153,10 @@ export function layout(el) {
   const { box: blendBox, chips: blendChips, ...blendParts } = blend(el);
   const { box: actionsBox, ...actionParts } = actions(el);
   const results = el("div", { class: "p2p-studio__results" });
+  const resultNote = el("p", { class: "p2p-studio__result-note", role: "status", hidden: true });
+  // an error about one field shows under that field; others under Run/Stop, near the status
+  const fieldError = el("p", { class: "p2p-studio__field-error", id: `p2p-studio-error-${++errorIds}`, hidden: true });
+  const messages = el("div", { class: "p2p-studio__messages" });
   const { box: exportBox, ...exportParts } = exports(el);
   const root = el(
     "div",
@@ -160,7 +166,7 @@ export function layout(el) {
       role: "group",
       "aria-label": "Prompt-to-Prompt studio",
     },
-    [headerBox, promptsBox, settingsBox, realBox, scheduleBox, reweightBox, blendBox, actionsBox, results, exportBox]
+    [headerBox, promptsBox, settingsBox, realBox, scheduleBox, reweightBox, blendBox, actionsBox, messages, fieldError, resultNote, results, exportBox]
   );
   return {
     root,
@@ -178,6 +184,9 @@ export function layout(el) {
     ...blendParts,
     ...actionParts,
     results,
+    resultNote,
+    fieldError,
+    messages,
     ...exportParts,
   };
 }

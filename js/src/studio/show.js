@@ -3,6 +3,7 @@
 import { button } from "../../lib/dom.js";
 import { asBytes } from "../../lib/pixels.js";
 import { input } from "./layout.js";
+import { keptText } from "./errors.js";
 import { formatWeight, statusLine } from "./format.js";
 
 /** @typedef {import("./view.js").StudioView} StudioView */
@@ -11,11 +12,17 @@ import { formatWeight, statusLine } from "./format.js";
 export function showValues(v) {
   const m = v.model;
   v.modelName.textContent = m.get("model_name") ? `· ${m.get("model_name")}` : "";
-  if (v.doc.activeElement !== v.source) v.source.value = m.get("source") ?? "";
-  if (v.doc.activeElement !== v.target) v.target.value = m.get("target") ?? "";
-  v.seed.value = String(m.get("seed") ?? 0);
-  v.steps.value = String(m.get("steps") ?? 1);
-  v.guidance.value = String(m.get("guidance") ?? 0);
+  // a field Python rejected keeps the typed text (to fix it); a focused prompt keeps what is being typed
+  const show = (node, key, value) => {
+    const kept = keptText(v, key);
+    if (kept !== undefined) node.value = kept;
+    else if (!((key === "source" || key === "target") && v.doc.activeElement === node)) node.value = value;
+  };
+  show(v.source, "source", m.get("source") ?? "");
+  show(v.target, "target", m.get("target") ?? "");
+  show(v.seed, "seed", String(m.get("seed") ?? 0));
+  show(v.steps, "steps", String(m.get("steps") ?? 1));
+  show(v.guidance, "guidance", String(m.get("guidance") ?? 0));
   v.kind.value = m.get("kind") || "auto";
   v.baseline.checked = m.get("baseline") === true;
   v.invertMethod.value = m.get("invert_method") || "null-text";
@@ -57,23 +64,40 @@ function weightRow(v, word, value) {
   return row;
 }
 
-/** One slider per word of the target. */
+/** Whether `parent`'s children are exactly one per word of `words`, in order (then they are kept). */
+function sameWords(parent, words) {
+  const kids = [...parent.children];
+  return kids.length === words.length && kids.every((k, i) => k.dataset.word === words[i]);
+}
+
+function setWeight(row, value) {
+  const slider = row.querySelector("input");
+  if (row.ownerDocument.activeElement !== slider || Number(slider.value) !== value) slider.value = String(value);
+  row.querySelector("output").textContent = formatWeight(value);
+  row.classList.toggle("p2p-studio__weight--set", value !== 1);
+}
+
+/** One slider per word of the target (rows are updated in place, so a focused slider keeps focus). */
 export function showReweight(v) {
   const words = v.model.get("target_words") || [];
   const values = v.model.get("reweight") || {};
-  v.reweightRows.replaceChildren(...words.map((word) => weightRow(v, word, word in values ? values[word] : 1)));
+  const valueOf = (word) => (word in values ? values[word] : 1);
+  if (sameWords(v.reweightRows, words)) {
+    for (const row of v.reweightRows.children) setWeight(row, valueOf(row.dataset.word));
+  } else {
+    v.reweightRows.replaceChildren(...words.map((word) => weightRow(v, word, valueOf(word))));
+  }
   v.reweightBox.hidden = words.length === 0;
 }
 
-/** One toggle chip per word of either prompt. */
+/** One toggle chip per word of either prompt (kept in place when the words stay the same). */
 export function showBlend(v) {
   const words = [...new Set([...(v.model.get("source_words") || []), ...(v.model.get("target_words") || [])])];
   const chosen = new Set(v.model.get("blend_words") || []);
-  v.blendChips.replaceChildren(
-    ...words.map((word) =>
-      button(v.el, "p2p-studio__chip", word, { dataset: { word }, "aria-pressed": chosen.has(word) ? "true" : "false" })
-    )
-  );
+  if (!sameWords(v.blendChips, words)) {
+    v.blendChips.replaceChildren(...words.map((word) => button(v.el, "p2p-studio__chip", word, { dataset: { word } })));
+  }
+  for (const chip of v.blendChips.children) chip.setAttribute("aria-pressed", chosen.has(chip.dataset.word) ? "true" : "false");
 }
 
 /** Status text, progress, and which controls are usable (most are locked while running). */
@@ -86,7 +110,7 @@ export function showStatus(v) {
   v.statusText.textContent = statusLine(status, m.get("phase"), done, total);
   v.root.dataset.status = status;
   const running = v.busy();
-  v.runButton.disabled = running;
+  v.runButton.disabled = running || !v.fieldError.hidden; // a field shows text Python refused
   v.stopButton.disabled = !running;
   for (const node of [v.source, v.target, v.seed, v.steps, v.guidance, v.kind, v.baseline, v.loadInput, v.imageInput,
     v.invertMethod, v.clearImage]) {
@@ -94,12 +118,59 @@ export function showStatus(v) {
   }
   v.jsonButton.disabled = !m.get("spec_json");
   v.gifButton.disabled = running || !(m.get("images") || []).length;
+  showResultState(v);
 }
 
 /** Give back the object URLs of the result images. */
 export function revokeImageUrls(v) {
   for (const u of v.urls) v.win.URL.revokeObjectURL(u);
   v.urls = [];
+}
+
+const SETTINGS = ["source", "target", "seed", "steps", "guidance", "kind", "reweight", "blend_words", "blend_threshold",
+  "windows", "baseline", "invert_method", "input_name"];
+
+/** What the shown results depend on (the panel's settings), to tell when they are outdated. */
+export function settingsKey(v) {
+  return JSON.stringify(SETTINGS.map((k) => v.model.get(k) ?? null));
+}
+
+/**
+ * The state of the shown results, on the results box (data-state) and in words above them:
+ * running, stopped (unfinished images, the source still noise), failed, or outdated (the
+ * settings changed since they were made).
+ */
+export function showResultState(v) {
+  const m = v.model;
+  const status = m.get("status") || "idle";
+  const has = v.results.querySelector(".p2p-studio__image") !== null;
+  const [done, total] = m.get("progress") || [0, 0];
+  let state = "";
+  let text = "";
+  if (status === "running" || status === "stopping") {
+    state = "running";
+    text = has ? "Running: these are the previous results; the new ones replace them when the run ends." : "";
+  } else if (status === "error") {
+    state = "failed";
+    text = has ? "The last run failed: these are the results of the run before it." : "";
+  } else if (has && v.resultKey !== null && v.resultKey !== settingsKey(v)) {
+    state = "outdated";
+    text = "Outdated: the settings changed since these images were made. Run to update them.";
+  } else if (status === "stopped" && has) {
+    state = "stopped";
+    text = `Stopped at step ${done} of ${total}: the images are unfinished (the source is still mostly noise).`;
+  }
+  v.results.dataset.state = state;
+  // each unfinished image of a stopped run says so in its caption (the source is decoded noise)
+  for (const figure of v.results.querySelectorAll(".p2p-studio__image")) {
+    const base = figure.dataset.label || "";
+    const unfinished = status === "stopped" && !/stopped|input/.test(base);
+    figure.querySelector("figcaption span").textContent = unfinished
+      ? `${base} (stopped at step ${done}/${total}: unfinished)`
+      : base;
+  }
+  v.resultNote.textContent = text;
+  v.resultNote.hidden = text === "";
 }
 
 function imageFigure(v, item, k) {
@@ -121,8 +192,10 @@ function imageFigure(v, item, k) {
 export function showImages(v) {
   revokeImageUrls(v);
   v.results.replaceChildren();
-  (v.model.get("images") || []).forEach((item, k) => {
+  const images = v.model.get("images") || [];
+  images.forEach((item, k) => {
     if (item && item.png) v.results.append(imageFigure(v, item, k));
   });
+  v.resultKey = images.length ? settingsKey(v) : null; // new results are of the current settings
   showStatus(v);
 }

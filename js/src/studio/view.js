@@ -15,6 +15,10 @@ export function createView(model, el, ui) {
     doc,
     win: doc.defaultView || globalThis,
     ...ui,
+    /** text the user typed into a field, kept while Python rejects it: {trait: text} */
+    typed: {},
+    /** settingsKey() of the settings the shown results were made with, or null */
+    resultKey: null,
     /** object URLs of the result images */
     urls: [],
     /** object URL of the real image's preview, or null */
