@@ -86,8 +86,8 @@ EDIT_EXAMPLES = """examples:
   p2p-widgets edit "a big red circle on a gray background" "a big blue circle on a gray background"
   p2p-widgets edit "a small red star left of a big blue square on a beige background" \\
       "a small red star left of a big green square on a beige background" --blend square --seed 3
-  p2p-widgets edit "a big red circle on a gray background" "a big red circle on a gray background" \\
-      --reweight big=3 --out out/bigger
+  p2p-widgets edit "a big red circle on a gray background" "a big green circle on a gray background" \\
+      --reweight green=2 --out out/greener
   p2p-widgets edit "a photo of a cat" "a photo of a dog" --model ./my-sd15-folder --steps 50
   p2p-widgets edit "a big red circle on a gray background" "a big green circle on a gray background" \\
       --image my_drawing.png --self 1 --blend circle
@@ -121,6 +121,10 @@ def _edit(args: argparse.Namespace) -> int:
     steps = defaults.steps if args.steps is None else args.steps
     guidance = defaults.guidance if args.guidance is None else args.guidance
     out = Path(args.out)
+    for name in ("source", "target"):
+        if not getattr(args, name).strip():
+            print(f"p2p-widgets edit: the {name} prompt is empty: give the words of the image", file=sys.stderr)
+            return 2
     if out.exists() and not out.is_dir():  # checked before the work, not after it
         print(f"p2p-widgets edit: --out {out} is a file; give a folder for the images and the JSON", file=sys.stderr)
         return 2
@@ -171,18 +175,29 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """A one-line text progress bar on stderr, fed by the sampler's step events."""
+    """Progress on stderr, fed by the sampler's step events: a bar redrawn in place (``\\r``) on a
+    terminal; in a log (stderr redirected) a plain line every fifth of the run, no ``\\r``."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, stream=None):
         self.total = total
+        self.stream = sys.stderr if stream is None else stream
+        isatty = getattr(self.stream, "isatty", None)
+        self.live = bool(isatty and isatty())
+        self.every = max(1, total // 5)
+        self.shown = False
 
     def __call__(self, event) -> None:
         done = event.step + 1
-        bar = "#" * (30 * done // self.total)
-        print(f"\r[{bar:<30}] step {done}/{self.total} (t={event.timestep})", end="", file=sys.stderr, flush=True)
+        if self.live:
+            bar = "#" * (30 * done // self.total)
+            print(f"\r[{bar:<30}] step {done}/{self.total} (t={event.timestep})", end="", file=self.stream, flush=True)
+            self.shown = True
+        elif done % self.every == 0 or done == self.total:
+            print(f"step {done}/{self.total} (t={event.timestep})", file=self.stream, flush=True)
 
     def close(self) -> None:
-        print(file=sys.stderr)
+        if self.live and self.shown:
+            print(file=self.stream)
 
 
 def _eval(args: argparse.Namespace) -> int:

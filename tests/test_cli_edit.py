@@ -106,3 +106,51 @@ def test_edit_of_a_real_image_writes_the_inversion_and_reruns(tmp_path, capsys):
 
     code = cli.main(["edit", scene.caption, target, "--image", str(tmp_path / "missing.png"), "--out", str(out)])
     assert code == 2 and "missing.png" in capsys.readouterr().err
+
+
+def test_help_suggests_no_reweight_the_readme_measures_as_never_working(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["edit", "--help"])
+    text = capsys.readouterr().out
+    assert "big=3" not in text  # README: a size reweight ("big" x3) reaches its target 0 % of the time
+    assert "--reweight green=2" in text
+    assert text.endswith("--blend circle\n")  # every example on its own lines, the last one too
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty, self.text = tty, ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+class _Event:
+    def __init__(self, step):
+        self.step, self.timestep = step, 999 - step
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_progress_redraws_in_place_only_on_a_terminal(tty):
+    stream = _Stream(tty)
+    progress = cli._Progress(25, stream=stream)
+    for step in range(25):
+        progress(_Event(step))
+    progress.close()
+    if tty:
+        assert stream.text.count("\r") == 25 and stream.text.endswith("step 25/25 (t=975)\n")
+    else:  # a log: plain lines, a few of them, never a carriage return
+        assert "\r" not in stream.text
+        assert stream.text.splitlines() == [f"step {k}/25 (t={1000 - k})" for k in (5, 10, 15, 20, 25)]
+
+
+def test_an_empty_target_is_refused(tmp_path, capsys):
+    code = cli.main(["edit", "a red cat", "  ", "--steps", "2", "--out", str(tmp_path / "x")])
+    assert code == 2 and "target prompt is empty" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
