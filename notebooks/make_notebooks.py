@@ -53,8 +53,12 @@ plots.images(first.images, [source])""",
 result = editor.edit(source, target, seed=3, steps=STEPS, guidance=GUIDANCE, baseline=True)
 plots.images([result.images[0], result.baseline[1], result.images[1]],
              ["source", "same seed, no P2P", "Prompt-to-Prompt"])""",
-        md("## Where each word looks\n\nThe source's cross-attention per word, averaged over steps and layers."),
-        "plots.token_maps(result.store, result.prompts[0], words=['red', 'star', 'blue', 'square', 'background'], side=16)",
+        md(
+            "## Where each word looks\n\nThe source's cross-attention per word, averaged over steps and layers, "
+            "at the 8x8 grid (on this model the layout lives there; 16x16 is close to uniform). One colour scale "
+            "for all words: brighter is more attention."
+        ),
+        "plots.token_maps(result.store, result.prompts[0], words=['red', 'star', 'blue', 'square', 'background'], side=8)",
         md(
             "## The Studio\n\nAll of it in one widget: prompts, the token aligner, the alpha timeline, live attention "
             "playback while sampling runs, export."

@@ -15,16 +15,39 @@ def _go():
     return go, make_subplots
 
 
+_CHAR_PX = 7.5  # a generous average width of one character of a subplot title (plotly's 16 px font is ~8)
+
+
+def _wrap(text: str, width_px: float) -> str:
+    """A title broken into lines that fit ``width_px`` (plotly does not wrap or shrink titles, it
+    clips them); ``<`` and ``>`` become entities, so a prompt is never read as plotly's markup."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    per_line = max(8, int(width_px / _CHAR_PX))
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > per_line:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "<br>".join(lines)
+
+
 def images(images, titles=None, height=260):
-    """A row of PIL images / uint8 arrays."""
+    """A row of PIL images / uint8 arrays; long titles wrap to the width of their image."""
     go, make_subplots = _go()
-    titles = list(titles or [""] * len(images))
+    width = max(260, 220 * len(images))
+    col = width / len(images)
+    titles = [_wrap(t, col - 10) for t in (titles or [""] * len(images))]
+    n_lines = max(t.count("<br>") + 1 for t in titles)
+    top = 22 + 20 * n_lines
     fig = make_subplots(rows=1, cols=len(images), subplot_titles=titles, horizontal_spacing=0.02)
     for c, img in enumerate(images, start=1):
         fig.add_trace(go.Image(z=np.asarray(img)), row=1, col=c)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(height=height, width=max(260, 220 * len(images)), margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_layout(height=height + top - 40, width=width, margin=dict(l=5, r=5, t=top, b=5))
     return fig
 
 
@@ -55,13 +78,28 @@ def head_maps(store, prompt, word, prompt_index=0, side=None, place=None, height
 
 
 def _heatmap_row(maps, titles, height):
+    """One heat map per title on one shared colour scale (zero to the largest value), shown once."""
     go, make_subplots = _go()
     fig = make_subplots(rows=1, cols=len(maps), subplot_titles=titles, horizontal_spacing=0.01)
+    top = max(float(np.max(m)) for m in maps) if maps else 1.0
     for c, m in enumerate(maps, start=1):
-        fig.add_trace(go.Heatmap(z=m[::-1], colorscale="Inferno", showscale=False), row=1, col=c)
+        fig.add_trace(
+            go.Heatmap(
+                z=m[::-1],
+                coloraxis="coloraxis",
+                hovertemplate=f"{titles[c - 1]}: %{{z:.3f}}<extra></extra>",
+            ),
+            row=1,
+            col=c,
+        )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
-    fig.update_layout(height=height, width=max(300, 130 * len(maps)), margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_layout(
+        coloraxis=dict(colorscale="Inferno", cmin=0, cmax=top, colorbar=dict(title="attention", thickness=12)),
+        height=height,
+        width=max(300, 130 * len(maps) + 90),
+        margin=dict(l=5, r=5, t=40, b=5),
+    )
     return fig
 
 
