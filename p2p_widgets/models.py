@@ -16,21 +16,20 @@ def load_pipeline(model: str = "pocket", device: str | None = None, dtype=None):
 
         return load_pocket(device=device, dtype=dtype)
     import torch
-    from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import DiffusionPipeline
 
     from .errors import P2PError
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
     # the class comes from model_index.json, read as data: only these two classes are ever built
-    class_name = DiffusionPipeline.load_config(model).get("_class_name", "")
+    try:
+        class_name = DiffusionPipeline.load_config(model).get("_class_name", "")
+    except (OSError, ValueError) as exc:
+        raise P2PError(f"cannot read {model!r} as a diffusers pipeline folder or hub id: {exc}") from None
     options = {_dtype_keyword(): dtype, "use_safetensors": True}
-    if class_name == "StableDiffusionXLPipeline":
-        pipe = StableDiffusionXLPipeline.from_pretrained(model, **options)
-    elif class_name == "StableDiffusionPipeline":
-        pipe = StableDiffusionPipeline.from_pretrained(
-            model, safety_checker=None, requires_safety_checker=False, **options
-        )
+    if class_name in ("StableDiffusionXLPipeline", "StableDiffusionPipeline"):
+        pipe = _from_pretrained(model, class_name, options)
     else:
         raise P2PError(
             f"{model} is a {class_name or 'pipeline of unknown class'}: p2p_widgets loads "
@@ -38,6 +37,24 @@ def load_pipeline(model: str = "pocket", device: str | None = None, dtype=None):
         )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _from_pretrained(model, class_name, options):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from .errors import P2PError
+
+    if class_name == "StableDiffusionPipeline":
+        cls, options = StableDiffusionPipeline, {**options, "safety_checker": None, "requires_safety_checker": False}
+    else:
+        cls = StableDiffusionXLPipeline
+    try:
+        return cls.from_pretrained(model, **options)
+    except (OSError, ValueError) as exc:
+        raise P2PError(
+            f"could not load {model!r}: p2p_widgets reads weights from safetensors files only (no pickle "
+            f"checkpoints, no downloaded code), and every part must be there: {exc}"
+        ) from None
 
 
 def _dtype_keyword() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import weakref
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import torch
 
 from ..errors import P2PError, check_int
 from .prompts import Prompt
+from .tokenizer import TOKENIZER_LOCK
 
 
 @dataclass
@@ -62,6 +64,18 @@ def ddim_scheduler(config, steps: int | None = None):
 
 
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_RUN_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # unet -> the lock of its runs
+_RUN_LOCKS_GUARD = threading.Lock()
+
+
+def run_lock(unet) -> threading.RLock:
+    """The lock a run (sampling or inversion) holds on ``unet``: one run per UNet at a time,
+    whichever Editor, thread or widget starts it (re-entrant for the thread that holds it)."""
+    with _RUN_LOCKS_GUARD:
+        lock = _RUN_LOCKS.get(unet)
+        if lock is None:
+            lock = _RUN_LOCKS[unet] = threading.RLock()
+        return lock
 
 
 class ModelAdapter:
@@ -123,6 +137,26 @@ class ModelAdapter:
         """The DDIM scheduler the sampler and the inversion use, built from the pipeline's config."""
         return ddim_scheduler(self.pipe.scheduler.config, steps)
 
+    @contextlib.contextmanager
+    def exclusive(self, wait: bool = True, on_wait=None):
+        """Hold this model's UNet for one run. If another run holds it, wait for it (calling
+        ``on_wait()`` once first, e.g. to say so in a widget), or with ``wait=False`` raise a
+        :class:`P2PError` at once."""
+        lock = run_lock(self.unet)
+        if not lock.acquire(blocking=False):
+            if not wait:
+                raise P2PError(
+                    "another run is using this model (another thread, cell or the Studio): "
+                    "wait for it to finish, or pass wait=True to queue behind it"
+                )
+            if on_wait is not None:
+                on_wait()
+            lock.acquire()
+        try:
+            yield self
+        finally:
+            lock.release()
+
     # -- text ----------------------------------------------------------------------------------------
     def prompt(self, text) -> Prompt:
         return text if isinstance(text, Prompt) else Prompt.from_text(text, self.tokenizer)
@@ -150,13 +184,14 @@ class ModelAdapter:
 
     @staticmethod
     def _ids(tokenizer, prompts):
-        return tokenizer(
-            [p.text for p in prompts],
-            padding="max_length",
-            max_length=prompts[0].max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
+        with TOKENIZER_LOCK:
+            return tokenizer(
+                [p.text for p in prompts],
+                padding="max_length",
+                max_length=prompts[0].max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
 
     @torch.no_grad()
     def conditioning(self, prompts: list[Prompt], size=None, uncond: bool = False) -> TextConditioning:

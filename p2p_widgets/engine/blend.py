@@ -99,7 +99,7 @@ class LocalBlend:
         if side is None:
             # the reference's 16x16 at 64x64 latents is latent / 4; models without that grid use
             # the nearest one (the pocket model: 8x8, where its attention is localised)
-            side = min(sides, key=lambda s: (abs(s - latent_hw[0] / 4), -s))
+            side = min(sides, key=lambda s: (abs(s - max(latent_hw) / 4), -s))
         elif side not in sides:
             raise P2PError(f"LocalBlend resolution {side} is not an attention grid of this model: {sides}")
         if store.resolutions is not None:

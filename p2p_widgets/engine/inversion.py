@@ -153,6 +153,12 @@ class Inversion:
                 f"the inversion's timesteps {self.timesteps[:3]}... differ from this model's schedule "
                 f"{[int(t) for t in timesteps[:3]]}... for {self.steps} steps: edit with the same scheduler"
             )
+        # last: the checks above name what differs, this one only that the weights do
+        if self.model and self.model != model.model_id():
+            raise P2PError(
+                f"the inversion was made with model {self.model} but this model is {model.model_id()}: "
+                "invert the image again with this model"
+            )
 
     def reconstruct(self, editor, **kwargs):
         """Regenerate the image from the inversion with its own prompt: an :class:`EditResult`."""
@@ -191,42 +197,25 @@ class Inversion:
 
     @classmethod
     def load(cls, path_prefix) -> Inversion:
-        """Read an inversion written by :meth:`save` (``path_prefix`` with or without ``.json``)."""
-        from safetensors.torch import load_file
+        """Read an inversion written by :meth:`save` (``path_prefix`` with or without ``.json``).
 
+        The tensors are copied into memory (the file may be overwritten afterwards); a malformed
+        or corrupt file, or metadata pointing outside its folder, raises a P2PError naming it."""
         json_path, tensor_path = _paths(path_prefix)
-        if not json_path.exists():
-            raise P2PError(f"no inversion metadata at {json_path}")
-        try:
-            meta = json.loads(json_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise P2PError(f"{json_path} is not valid JSON: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
-            raise P2PError(f"{json_path} is not an inversion file of format {FORMAT_VERSION}")
-        tensor_path = json_path.parent / meta.get("tensors", tensor_path.name)
-        if not tensor_path.exists():
-            raise P2PError(f"the inversion's tensors file {tensor_path} is missing (it is written beside the JSON)")
-        tensors = load_file(str(tensor_path))
-        latents = tensors.get("latents")
+        meta = _read_metadata(json_path)
+        name = meta.get("tensors", tensor_path.name)
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise P2PError(f"{json_path}: 'tensors' must name a file beside the JSON, got {name!r}")
+        tensors = _read_tensors(json_path.parent / name)
         steps = meta["steps"]
-        if latents is None or latents.ndim != 4 or latents.shape[0] != steps + 1:
-            raise P2PError(
-                f"{tensor_path} holds latents of shape {None if latents is None else tuple(latents.shape)}; "
-                f"expected ({steps + 1}, C, h, w) for {steps} steps"
-            )
-        emb = tensors.get("uncond_embeddings")
-        if emb is not None and emb.shape[0] != steps:
-            raise P2PError(f"{tensor_path} holds {emb.shape[0]} unconditional embeddings for {steps} steps")
-        pooled = tensors.get("uncond_pooled")
-        if pooled is not None and pooled.shape[0] != steps:
-            raise P2PError(f"{tensor_path} holds {pooled.shape[0]} pooled unconditional embeddings for {steps} steps")
-        image = tensors.get("image")
+        _check_shapes(tensors, steps, json_path.parent / name)
+        emb, pooled, image = (tensors.get(k) for k in ("uncond_embeddings", "uncond_pooled", "image"))
         return cls(
             method=meta["method"],
             prompt=meta["prompt"],
             steps=steps,
             guidance=float(meta["guidance"]),
-            latents=latents,
+            latents=tensors["latents"],
             uncond_embeddings=None if emb is None else [e[None] for e in emb],
             timesteps=list(meta["timesteps"]),
             image=None if image is None else image.numpy(),
@@ -239,6 +228,57 @@ class Inversion:
             stopped=bool(meta.get("stopped", False)),
             uncond_pooled=None if pooled is None else [e[None] for e in pooled],
         )
+
+
+_METADATA_TYPES = {"method": str, "prompt": str, "steps": int, "guidance": (int, float), "timesteps": list}
+
+
+def _read_metadata(json_path: Path) -> dict:
+    if not json_path.is_file():
+        raise P2PError(f"no inversion metadata at {json_path}")
+    try:
+        meta = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise P2PError(f"{json_path} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        raise P2PError(f"{json_path} is not an inversion file of format {FORMAT_VERSION}")
+    for key, kind in _METADATA_TYPES.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise P2PError(f"{json_path}: {key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
+    if meta["method"] not in METHODS or meta["steps"] < 1 or not all(is_int(t) for t in meta["timesteps"]):
+        raise P2PError(f"{json_path}: method, steps or timesteps hold values no inversion writes")
+    if not isinstance(meta.get("options", {}), dict):
+        raise P2PError(f"{json_path}: 'options' must be an object")
+    return meta
+
+
+def _read_tensors(tensor_path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if not tensor_path.is_file():
+        raise P2PError(f"the inversion's tensors file {tensor_path} is missing (it is written beside the JSON)")
+    try:
+        # from bytes, not memory-mapped: overwriting the file later cannot change (or crash) this inversion
+        return load(tensor_path.read_bytes())
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise P2PError(f"{tensor_path} is not a readable safetensors file: {exc}") from None
+
+
+def _check_shapes(tensors: dict, steps: int, tensor_path: Path) -> None:
+    latents = tensors.get("latents")
+    if latents is None or latents.ndim != 4 or latents.shape[0] != steps + 1:
+        raise P2PError(
+            f"{tensor_path} holds latents of shape {None if latents is None else tuple(latents.shape)}; "
+            f"expected ({steps + 1}, C, h, w) for {steps} steps"
+        )
+    for key, ndim in (("uncond_embeddings", 3), ("uncond_pooled", 2)):
+        value = tensors.get(key)
+        if value is not None and (value.ndim != ndim or value.shape[0] != steps):
+            raise P2PError(f"{tensor_path} holds {key} of shape {tuple(value.shape)} for {steps} steps")
+    image = tensors.get("image")
+    if image is not None and (image.ndim != 3 or image.shape[-1] != 3 or image.dtype != torch.uint8):
+        raise P2PError(f"{tensor_path} holds an image of shape {tuple(image.shape)}; expected (H, W, 3) uint8")
 
 
 def check_inversion(recorded: dict | None, inversion) -> None:
@@ -548,6 +588,8 @@ def invert(
     progress=False,
     stop_event=None,
     cache: bool = True,
+    wait: bool = True,
+    on_wait=None,
 ) -> Inversion:
     """Invert ``image`` (described by ``prompt``) for editing with ``editor``; see the module docstring.
 
@@ -562,7 +604,9 @@ def invert(
     - ``stop_event``: a ``threading.Event``; when set, null-text optimisation stops after the
       current step and the result has ``stopped=True`` (its later steps reuse the last embedding;
       it is not cached). Setting it during the DDIM phase raises :class:`P2PError`;
-    - ``cache``: reuse (and keep) the result for identical inputs on this model.
+    - ``cache``: reuse (and keep) the result for identical inputs on this model;
+    - ``wait``, ``on_wait``: when another run holds the model, wait for it (``on_wait()`` is called
+      first) or, with ``wait=False``, raise (see :meth:`ModelAdapter.exclusive`).
     """
     guidance, opts = _check_options(
         editor,
@@ -596,7 +640,10 @@ def invert(
     t0 = time.perf_counter()
     bar = _progress_bar(progress, steps * (2 if method == "null-text" else 1), f"{method} inversion")
     try:
-        result = _invert(editor, pixels, prompt, method, steps, guidance, opts, _reporter(callback, bar), stop_event)
+        with editor.exclusive(wait, on_wait):
+            result = _invert(
+                editor, pixels, prompt, method, steps, guidance, opts, _reporter(callback, bar), stop_event
+            )
     finally:
         if bar is not None:
             bar.close()

@@ -11,6 +11,7 @@ import string
 from dataclasses import dataclass
 
 from ..errors import P2PError, PromptTooLong, WordNotFound
+from .tokenizer import TOKENIZER_LOCK
 
 BOS_POSITION = 0
 
@@ -34,18 +35,20 @@ class Prompt:
     def from_text(cls, text: str, tokenizer) -> Prompt:
         if not isinstance(text, str):
             raise P2PError(f"a prompt must be a string, got {type(text).__name__}")
+        _check_text(text)
         max_length = int(tokenizer.model_max_length)
-        ids = tuple(tokenizer(text, truncation=False).input_ids)
-        if len(ids) > max_length:
-            raise PromptTooLong(text, len(ids), max_length)
+        with TOKENIZER_LOCK:
+            ids = tuple(tokenizer(text, truncation=False).input_ids)
+            if len(ids) > max_length:
+                raise PromptTooLong(text, len(ids), max_length)
+            pieces = [len(tokenizer(piece, add_special_tokens=False).input_ids) for piece in text.split()]
+            tokens = tuple(tokenizer.decode([i]) for i in ids)
         words, cursor = [], 1
-        for k, piece in enumerate(text.split()):
-            n = len(tokenizer(piece, add_special_tokens=False).input_ids)
+        for k, (piece, n) in enumerate(zip(text.split(), pieces)):
             words.append(Word(piece, k, tuple(range(cursor, cursor + n))))
             cursor += n
         if cursor != len(ids) - 1:  # tokenising word by word must reproduce the whole prompt
             raise P2PError(f"could not map the words of {text!r} onto its tokens")
-        tokens = tuple(tokenizer.decode([i]) for i in ids)
         return cls(text, ids, tokens, tuple(words), max_length)
 
     @property
@@ -84,3 +87,14 @@ def _normalise(text: str) -> str:
 
 def as_prompt(prompt, tokenizer) -> Prompt:
     return prompt if isinstance(prompt, Prompt) else Prompt.from_text(prompt, tokenizer)
+
+
+def _check_text(text: str) -> None:
+    """Refuse text the tokenizer cannot take (a lone UTF-16 surrogate, e.g. from a broken paste)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise P2PError(
+            f"the prompt holds a character that is not text (U+{ord(text[exc.start]):04X} at "
+            f"position {exc.start}): retype or delete it"
+        ) from None

@@ -152,6 +152,8 @@ class Editor(ModelAdapter):
                     f"the inversion used {inversion.steps} steps but the edit asks for {steps}: "
                     "edit with the inversion's steps (the timesteps must match)"
                 )
+        if inversion is not None and height is None and width is None:  # the inverted image's own size
+            height, width = (side * self.vae_factor for side in inversion.latents.shape[-2:])
         source = self.prompt(source)
         if not source.text.strip():
             raise P2PError("the source prompt is empty")
@@ -173,6 +175,8 @@ class Editor(ModelAdapter):
                 blend_start=blend.start if blend is not None else 0.2,
             )
         else:
+            if not isinstance(rules, (list, tuple)):
+                raise P2PError(f"rules must be a list of {len(targets)} EditRule objects, got {type(rules).__name__}")
             rules = list(rules)
             if len(rules) != len(targets) or not all(isinstance(r, EditRule) for r in rules):
                 raise P2PError(f"rules must be a list of {len(targets)} EditRule objects (one per target)")
@@ -213,6 +217,7 @@ class Editor(ModelAdapter):
                 raise P2PError(f"the inversion used {inversion.steps} steps but the spec asks for {spec.steps}")
         elif inversion is not None:
             raise P2PError("this edit started from a seed, not from an inversion")
+        spec = spec.replace(size=self.check_size(*(spec.size or (None, None))))  # the model's size by default
         prompts, rules, blend = spec.build(self)
         sched = self._scheduler(spec.steps, None)
         return self._run(spec, prompts, rules, blend, sched, _Start.of(inversion, None, None), **run_options)
@@ -229,6 +234,8 @@ class Editor(ModelAdapter):
 
     # -- one run ---------------------------------------------------------------------------------
     def _scheduler(self, steps, scheduler):
+        if scheduler is not None and not all(hasattr(scheduler, a) for a in ("set_timesteps", "step", "config")):
+            raise P2PError(f"scheduler must be a diffusers scheduler, got {type(scheduler).__name__}")
         sched = scheduler or self.ddim_scheduler()
         check_int("steps", steps, 1, sched.config.num_train_timesteps)
         sched.set_timesteps(steps, device=self.device)
@@ -248,7 +255,10 @@ class Editor(ModelAdapter):
         store=None,
         callback=None,
         stop_event=None,
+        wait=True,
+        on_wait=None,
     ):
+        _check_run_options(callback, stop_event, store, on_wait)
         n_evals = len(sched.timesteps)
         for k, rule in enumerate(rules):
             try:
@@ -256,35 +266,36 @@ class Editor(ModelAdapter):
             except P2PError as exc:
                 raise P2PError(f"rule {k}: {exc}") from None
         latents = start.latents_for(self, spec, sched, len(prompts))
-        start.check_uncond(n_evals)
-        result = self._sample(
-            spec,
-            prompts,
-            rules,
-            blend,
-            sched,
-            latents,
-            start,
-            mode=spec.mode,
-            low_memory=low_memory,
-            store=store,
-            callback=callback,
-            stop_event=stop_event,
-        )
-        if baseline and not result.stopped:
-            plain = self._sample(
+        start.check_uncond(n_evals, self)
+        with self.exclusive(wait, on_wait):  # one run per UNet: the processors of two runs never mix
+            result = self._sample(
                 spec,
                 prompts,
-                [EditRule()] * (len(prompts) - 1),
-                None,
+                rules,
+                blend,
                 sched,
                 latents,
                 start,
-                mode="fast",
+                mode=spec.mode,
                 low_memory=low_memory,
-                store=AttentionStore(keep_steps=False),
+                store=store,
+                callback=callback,
+                stop_event=stop_event,
             )
-            result.baseline = plain.images
+            if baseline and not result.stopped:
+                plain = self._sample(
+                    spec,
+                    prompts,
+                    [EditRule()] * (len(prompts) - 1),
+                    None,
+                    sched,
+                    latents,
+                    start,
+                    mode="fast",
+                    low_memory=low_memory,
+                    store=AttentionStore(keep_steps=False),
+                )
+                result.baseline = plain.images
         return result
 
     # -- the loop ------------------------------------------------------------------------------
@@ -307,7 +318,7 @@ class Editor(ModelAdapter):
     ):
         n_evals, guidance = len(sched.timesteps), spec.guidance
         latent_hw = tuple(latents.shape[-2:])
-        sides = self.attention_sides(latent_hw[0])
+        sides = self.attention_sides(max(latent_hw))  # grid sides are the longer side, as the store names them
         store = AttentionStore() if store is None else store
         blend_state = None if blend is None else blend.prepare(prompts, latent_hw, sides, store, n_evals)
         controller = AttentionController(len(prompts), rules, store, mode, latent_hw, min(sides))
@@ -315,7 +326,7 @@ class Editor(ModelAdapter):
         cond = self.conditioning(prompts, spec.size)
         use_cfg = guidance > 1.0
         uncond = self.conditioning(prompts, spec.size, uncond=True) if use_cfg else None
-        stopped = False
+        stopped, finite = False, _FiniteWatch(self.device, n_evals)
         for rule in rules:
             rule.prepare(self.device, self.dtype)
         with installed(self.unet, controller):
@@ -330,6 +341,7 @@ class Editor(ModelAdapter):
                 latents = out.prev_sample
                 if blend_state is not None and i >= blend_state["start"]:
                     latents = blend.apply(blend_state, latents, store)
+                finite.check(i, latents, guidance)
                 if callback is not None:
                     callback(
                         StepEvent(i, n_evals, timestep_values[i], latents, out.pred_original_sample, step_maps, self)
@@ -357,6 +369,29 @@ class Editor(ModelAdapter):
             eps = self.unet(torch.cat([latents, latents]), t, **both.unet_kwargs()).sample
             eps_u, eps_c = eps.chunk(2)
         return eps_u + guidance * (eps_c - eps_u)
+
+
+class _FiniteWatch:
+    """Stops a run whose latents stop being finite, naming the step. On a GPU the flags are read
+    back every few steps (each read waits for the device), on the CPU at every step."""
+
+    def __init__(self, device, n_evals: int):
+        self.every = 1 if torch.device(device).type == "cpu" else 8
+        self.n_evals, self.flags = n_evals, []
+
+    def check(self, step: int, latents: torch.Tensor, guidance: float) -> None:
+        self.flags.append(torch.isfinite(latents).all())
+        if (step + 1) % self.every and step + 1 < self.n_evals:
+            return
+        ok = torch.stack(self.flags).cpu()
+        if bool(ok.all()):
+            self.flags = []
+            return
+        first = step + 1 - len(self.flags) + int((~ok).nonzero()[0])
+        raise P2PError(
+            f"the latents stopped being finite (NaN or infinity) at step {first} of {self.n_evals}: a weight, "
+            f"the guidance ({guidance:g}) or the start latents / embeddings are too large or not finite"
+        )
 
 
 @dataclass
@@ -389,10 +424,20 @@ class _Start:
                 f"latents must be a tensor of shape {shape} (or one per prompt), "
                 f"got {tuple(getattr(latents, 'shape', ()))}"
             )
+        elif not bool(torch.isfinite(latents).all()):
+            raise P2PError("the start latents hold NaN or infinite values")
         return latents.reshape(-1, *shape[1:]).to(model.device, model.dtype).expand(batch, *shape[1:]).clone()
 
-    def check_uncond(self, n_evals):
-        if self.uncond is not None and len(self.uncond) != n_evals:
+    def check_uncond(self, n_evals, model):
+        if self.uncond is None:
+            return
+        if not isinstance(self.uncond, (list, tuple)) or not all(torch.is_tensor(e) for e in self.uncond):
+            raise P2PError("uncond_embeddings must be a list of tensors, one (1, tokens, width) per step")
+        want = (int(model.tokenizer.model_max_length), model.embedding_width)
+        bad = [tuple(e.shape) for e in self.uncond if tuple(e.shape[-2:]) != want or e.numel() != want[0] * want[1]]
+        if bad:
+            raise P2PError(f"uncond_embeddings must each be (1, {want[0]}, {want[1]}) for this model, got {bad[0]}")
+        if len(self.uncond) != n_evals:
             raise P2PError(
                 f"uncond_embeddings has {len(self.uncond)} entries but the run has {n_evals} "
                 "steps: edit with the inversion's number of steps"
@@ -405,6 +450,16 @@ class _Start:
         hidden = self.uncond[i].to(model.device, model.dtype).expand(batch, -1, -1)
         pooled = None if self.pooled is None else self.pooled[i].to(model.device, model.dtype)
         return uncond.with_hidden(hidden).with_pooled(pooled)
+
+
+def _check_run_options(callback, stop_event, store, on_wait) -> None:
+    for name, value in (("callback", callback), ("on_wait", on_wait)):
+        if value is not None and not callable(value):
+            raise P2PError(f"{name} must be a function (called with each step's event), got {value!r}")
+    if stop_event is not None and not callable(getattr(stop_event, "is_set", None)):
+        raise P2PError(f"stop_event must be a threading.Event (set it to stop the run), got {stop_event!r}")
+    if store is not None and not isinstance(store, AttentionStore):
+        raise P2PError(f"store must be an AttentionStore, got {type(store).__name__}")
 
 
 def _describe(rule: EditRule) -> dict:

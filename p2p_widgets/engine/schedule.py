@@ -71,6 +71,8 @@ class AlphaSchedule:
     def build(cls, n_evals: int, cross=0.8, self_attn=0.4, words=None, blend_start=0.2) -> AlphaSchedule:
         if isinstance(n_evals, bool) or not isinstance(n_evals, int) or n_evals < 1:
             raise P2PError(f"n_evals must be a positive integer, got {n_evals!r}")
+        if words is not None and not isinstance(words, dict):
+            raise P2PError(f"words must map words of the target to windows, e.g. {{'cat': 0.3}}; got {words!r}")
         words = dict(words or {})
         if isinstance(cross, dict):  # the reference's {"default_": ..., word: ...} form
             cross = dict(cross)

@@ -1,10 +1,16 @@
 """The CLIP BPE tokenizer Stable Diffusion uses, loaded offline from files inside the package."""
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 
 CLIP_DIR = Path(__file__).resolve().parent.parent / "_clip"
 MAX_LENGTH = 77  # Stable Diffusion's text positions (BOS + 75 tokens + EOS)
+
+# Calls into a tokenizers-backed tokenizer are not safe across threads: one call's padding and
+# truncation settings leak into another's (seen: word-by-word ids that did not add up to the
+# prompt's while another thread padded). Every call in the package holds this lock.
+TOKENIZER_LOCK = threading.RLock()
 
 
 @lru_cache(maxsize=2)

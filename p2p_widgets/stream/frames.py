@@ -75,10 +75,13 @@ def encode_image(rgb, fmt: str = "png") -> bytes:
 
 def decode_image(data) -> np.ndarray:
     """PNG/WebP bytes -> (H, W, 3) uint8."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(io.BytesIO(bytes(data))) as image:
-        return np.asarray(image.convert("RGB"))
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, TypeError, Image.DecompressionBombError) as exc:
+        raise FrameError(f"the frame's image bytes are not a PNG or WebP image ({exc})") from None
 
 
 # -- attention maps -------------------------------------------------------------------------------

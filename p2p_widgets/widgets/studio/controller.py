@@ -85,6 +85,8 @@ class RunController:
         def progress(event):
             if callback is not None:
                 callback(event)
+            if panel.phase != "sampling":  # after waiting for another run
+                panel.phase = "sampling"
             panel.progress = [event.step + 1, event.n_evals]
 
         try:
@@ -106,6 +108,7 @@ class RunController:
                 callback=progress,
                 stop_event=stop_event,
                 baseline=job["baseline"],
+                on_wait=self._waiting,
             )
             images = result_images(result, job["invert"]["image"] if inversion is not None else None)
             text = spec_to_json(result)
@@ -122,6 +125,10 @@ class RunController:
             panel.images = images
             panel.spec_json = text
             panel.status = "stopped" if result.stopped else "done"
+
+    def _waiting(self) -> None:
+        """Called when another run (a notebook cell, another thread) holds the model: say so."""
+        self.studio.panel.phase = "waiting for another run"
 
     def _invert(self, source: str, invert: dict, stop_event):
         """The inversion of the Studio's image with the source prompt (cached), or None if stopped."""
@@ -141,6 +148,7 @@ class RunController:
                 guidance=invert["guidance"],
                 callback=progress,
                 stop_event=stop_event,
+                on_wait=self._waiting,
             )
         except P2PError:
             if stop_event.is_set():
