@@ -33,41 +33,40 @@ def test_the_quickstart_studio_takes_the_pocket_models_defaults(quickstart):
     assert quickstart.kernel_eval("(studio.panel.steps, studio.panel.guidance)") == (25, 5.0)
 
 
-def _visible_and_same_cell(nb, before):
-    assert nb.page.locator(f"{OUT} .p2p-studio").is_visible()
-    assert nb._evaluate("return panel.content.activeCellIndex;") == before
-    # no heading was collapsed by the keys
-    assert nb._evaluate(
-        "return panel.content.widgets.every((c) => !c.model.getMetadata || !c.model.getMetadata('jupyter')"
-        " || !c.model.getMetadata('jupyter').source_hidden) && !panel.node.querySelector('.jp-collapseHeadingButton[data-heading-collapsed=\"true\"]');"
+def _no_heading_collapsed(nb):
+    return nb._evaluate(
+        "return !panel.node.querySelector('.jp-collapseHeadingButton[data-heading-collapsed=\"true\"]');"
     )
 
 
-@pytest.mark.parametrize(
-    "selector",
-    [
-        ".p2p-studio__threshold",
-        '.p2p-studio__weight[data-word="star"] .p2p-studio__slider',
-        ".p2p-player__slider",
-        ".p2p-player__opacity",
-    ],
-)
-def test_arrow_keys_move_a_focused_slider_and_stay_in_the_widget(quickstart, selector):
+# every slider the issue names, and the aligner's select (ArrowDown is "select the cell below" there)
+CONTROLS = [
+    (".p2p-studio__threshold", "ArrowLeft"),
+    ('.p2p-studio__weight[data-word="star"] .p2p-studio__slider', "ArrowLeft"),
+    (".p2p-player__opacity", "ArrowLeft"),
+    (".p2p-player__slider", "ArrowLeft"),
+    (".p2p-aligner__kind", "ArrowDown"),
+]
+
+
+def test_keys_move_a_focused_control_and_stay_in_the_widget(quickstart):
     nb, page = quickstart, quickstart.page
-    if selector.startswith(".p2p-player__slider"):  # the step slider needs frames: one short run
-        nb.kernel_exec("studio.panel.steps = 5")
-        page.locator(f"{OUT} .p2p-studio__run").click()
-        page.wait_for_function(status_is("done"), timeout=120_000)
-    slider = page.locator(f"{OUT} {selector}").first
-    slider.scroll_into_view_if_needed()
-    slider.focus()
-    before_cell = nb._evaluate("return panel.content.activeCellIndex;")
-    before = float(slider.input_value())
-    page.keyboard.press("ArrowLeft")
-    page.keyboard.press("ArrowLeft")
-    assert page.evaluate("(sel) => document.activeElement === document.querySelector(sel)", f"{OUT} {selector}")
-    assert float(slider.input_value()) < before
-    page.keyboard.press("ArrowRight")
-    assert float(slider.input_value()) < before or selector == ".p2p-player__slider"
-    _visible_and_same_cell(nb, before_cell)
+    for selector, key in CONTROLS:
+        if selector == ".p2p-player__slider":  # the step slider needs frames: one short run
+            nb.kernel_exec("studio.panel.steps = 5")
+            page.locator(f"{OUT} .p2p-studio__run").click()
+            page.wait_for_function(status_is("done"), timeout=120_000)
+            nb._evaluate("panel.content.mode = 'command'; panel.content.node.focus();")
+        control = page.locator(f"{OUT} {selector}").first
+        control.scroll_into_view_if_needed()
+        control.focus()
+        cell = nb._evaluate("return panel.content.activeCellIndex;")
+        before = control.input_value()
+        page.keyboard.press(key)
+        page.keyboard.press(key)
+        focused = page.evaluate("(sel) => document.activeElement === document.querySelector(sel)", f"{OUT} {selector}")
+        assert focused, f"{key} moved the focus away from {selector}"
+        assert control.input_value() != before, f"{key} did not change {selector}"
+        assert nb._evaluate("return panel.content.activeCellIndex;") == cell, selector
+        assert _no_heading_collapsed(nb) and page.locator(f"{OUT} .p2p-studio").is_visible(), selector
     assert not nb.errors, nb.errors
