@@ -80,12 +80,17 @@ def test_an_empty_blend_is_refused_not_silently_the_source(editor):
         EditSpec(prompts=("a red cat", "a red dog"), rules=({"rule": "Replace"},), blend={"words": None})
 
 
-def test_another_scheduler_is_refused_at_export_naming_it(editor):
-    from diffusers import EulerDiscreteScheduler
+def test_a_scheduler_of_your_own_runs_but_is_refused_at_export_naming_it(editor):
+    """Before EditSpec any scheduler exported silently as DDIM (and reran as DDIM)."""
+    from diffusers import DDIMScheduler
 
-    euler = EulerDiscreteScheduler.from_config(editor.pipe.scheduler.config)
-    result = editor.edit("a red cat", "a red dog", steps=2, scheduler=euler)
-    with pytest.raises(P2PError, match="EulerDiscreteScheduler"):
+    class MyScheduler(DDIMScheduler):
+        pass
+
+    result = editor.edit(
+        "a red cat", "a red dog", steps=2, scheduler=MyScheduler.from_config(editor.pipe.scheduler.config)
+    )
+    with pytest.raises(P2PError, match="scheduler must be one of .* to be saved and rerun, got 'MyScheduler'"):
         spec_to_json(result)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import P2PError, check_int
+from . import schedulers
 from .adapter import ModelAdapter, TextConditioning
 from .blend import LocalBlend
 from .inversion import Inversion, check_inversion, invert
@@ -160,6 +161,8 @@ class Editor(ModelAdapter):
         targets = [self.prompt(t) for t in ([targets] if isinstance(targets, (str, Prompt)) else list(targets))]
         if blend is not None and not isinstance(blend, LocalBlend):
             blend = LocalBlend(blend)
+        if inversion is not None and scheduler is not None and type(scheduler).__name__ != schedulers.DDIM:
+            raise P2PError("an inversion is a DDIM trajectory: edit it with the default (DDIM) scheduler")
         sched = self._scheduler(steps, scheduler)
         if rules is None:
             rules = self.build_rules(
@@ -194,9 +197,10 @@ class Editor(ModelAdapter):
             inversion=None if inversion is None else inversion.describe(),
         )
         if scheduler is not None:
-            spec = _with_scheduler(spec, scheduler)
+            name, config = schedulers.describe(scheduler)
+            spec = spec.replace(scheduler=name, scheduler_config=config)
         start = _Start.of(inversion, latents, uncond_embeddings)
-        return self._run(spec, [source, *targets], rules, blend, sched, start, **run_options)
+        return self._run(spec, [source, *targets], rules, blend, scheduler, start, **run_options)
 
     def run(self, spec: EditSpec, *, inversion=None, **run_options) -> EditResult:
         """Run an :class:`EditSpec` (``inversion``: the one an edit of a real image started from).
@@ -219,8 +223,11 @@ class Editor(ModelAdapter):
             raise P2PError("this edit started from a seed, not from an inversion")
         spec = spec.replace(size=self.check_size(*(spec.size or (None, None))))  # the model's size by default
         prompts, rules, blend = spec.build(self)
-        sched = self._scheduler(spec.steps, None)
-        return self._run(spec, prompts, rules, blend, sched, _Start.of(inversion, None, None), **run_options)
+        scheduler = None
+        if spec.scheduler != schedulers.DDIM or spec.scheduler_config is not None:
+            scheduler = schedulers.build(spec.scheduler, spec.scheduler_config, self.pipe.scheduler.config)
+        self._scheduler(spec.steps, scheduler)  # steps checked before any work
+        return self._run(spec, prompts, rules, blend, scheduler, _Start.of(inversion, None, None), **run_options)
 
     def invert(self, image, prompt, method: str = "null-text", **kwargs) -> Inversion:
         """Invert a real image (PIL, array or path) for editing: see :func:`p2p_widgets.engine.inversion.invert`.
@@ -234,12 +241,12 @@ class Editor(ModelAdapter):
 
     # -- one run ---------------------------------------------------------------------------------
     def _scheduler(self, steps, scheduler):
+        """A fresh copy of ``scheduler`` (default: DDIM from the pipeline's config) set for ``steps``."""
         if scheduler is not None and not all(hasattr(scheduler, a) for a in ("set_timesteps", "step", "config")):
             raise P2PError(f"scheduler must be a diffusers scheduler, got {type(scheduler).__name__}")
-        sched = scheduler or self.ddim_scheduler()
-        check_int("steps", steps, 1, sched.config.num_train_timesteps)
-        sched.set_timesteps(steps, device=self.device)
-        return sched
+        base = scheduler or self.ddim_scheduler()
+        check_int("steps", steps, 1, base.config.num_train_timesteps)
+        return schedulers.fresh(base, int(steps), self.device)
 
     def _run(
         self,
@@ -247,7 +254,7 @@ class Editor(ModelAdapter):
         prompts,
         rules,
         blend,
-        sched,
+        scheduler,
         start,
         *,
         baseline=False,
@@ -259,14 +266,18 @@ class Editor(ModelAdapter):
         on_wait=None,
     ):
         _check_run_options(callback, stop_event, store, on_wait)
+        sched = self._scheduler(spec.steps, scheduler)
         n_evals = len(sched.timesteps)
         for k, rule in enumerate(rules):
             try:
                 rule.check_run(n_evals)
             except P2PError as exc:
                 raise P2PError(f"rule {k}: {exc}") from None
-        latents = start.latents_for(self, spec, sched, len(prompts))
+        generator = torch.Generator("cpu").manual_seed(spec.seed)  # the start noise, then stochastic steps' noise
+        latents = start.latents_for(self, spec, sched, len(prompts), generator)
         start.check_uncond(n_evals, self)
+        noise_state = generator.get_state()
+        options = dict(low_memory=low_memory)
         with self.exclusive(wait, on_wait):  # one run per UNet: the processors of two runs never mix
             result = self._sample(
                 spec,
@@ -276,24 +287,27 @@ class Editor(ModelAdapter):
                 sched,
                 latents,
                 start,
+                generator,
                 mode=spec.mode,
-                low_memory=low_memory,
                 store=store,
                 callback=callback,
                 stop_event=stop_event,
+                **options,
             )
             if baseline and not result.stopped:
+                generator.set_state(noise_state)  # the baseline draws the same noise as the edit
                 plain = self._sample(
                     spec,
                     prompts,
                     [EditRule()] * (len(prompts) - 1),
                     None,
-                    sched,
+                    self._scheduler(spec.steps, scheduler),
                     latents,
                     start,
+                    generator,
                     mode="fast",
-                    low_memory=low_memory,
                     store=AttentionStore(keep_steps=False),
+                    **options,
                 )
                 result.baseline = plain.images
         return result
@@ -309,6 +323,7 @@ class Editor(ModelAdapter):
         sched,
         latents,
         start,
+        generator,
         *,
         mode,
         low_memory,
@@ -327,6 +342,7 @@ class Editor(ModelAdapter):
         use_cfg = guidance > 1.0
         uncond = self.conditioning(prompts, spec.size, uncond=True) if use_cfg else None
         stopped, finite = False, _FiniteWatch(self.device, n_evals)
+        step_options = schedulers.step_kwargs(sched, generator)
         for rule in rules:
             rule.prepare(self.device, self.dtype)
         with installed(self.unet, controller):
@@ -335,17 +351,16 @@ class Editor(ModelAdapter):
                 controller.step = i
                 if use_cfg:
                     uncond = start.uncond_at(self, i, uncond, len(prompts))
-                eps = self._predict(controller, latents, t, cond, uncond, guidance, low_memory)
+                model_input = sched.scale_model_input(latents, t)  # identity for DDIM; sigma scaling for Euler...
+                eps = self._predict(controller, model_input, t, cond, uncond, guidance, low_memory)
                 step_maps = controller.end_step()
-                out = sched.step(eps, t, latents)
+                out = sched.step(eps, t, latents, **step_options)
                 latents = out.prev_sample
                 if blend_state is not None and i >= blend_state["start"]:
                     latents = blend.apply(blend_state, latents, store)
                 finite.check(i, latents, guidance)
                 if callback is not None:
-                    callback(
-                        StepEvent(i, n_evals, timestep_values[i], latents, out.pred_original_sample, step_maps, self)
-                    )
+                    callback(StepEvent(i, n_evals, timestep_values[i], latents, _x0(out), step_maps, self))
                 if stop_event is not None and stop_event.is_set():
                     stopped = True
                     break
@@ -408,11 +423,11 @@ class _Start:
             return cls(inversion.latents[-1], inversion.uncond_embeddings, inversion.uncond_pooled)
         return cls(latents, uncond_embeddings)
 
-    def latents_for(self, model, spec, sched, batch) -> torch.Tensor:
+    def latents_for(self, model, spec, sched, batch, generator) -> torch.Tensor:
         shape = (1, model.unet.config.in_channels, *(side // model.vae_factor for side in spec.size))
         latents = self.latents
         if latents is None:
-            noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(spec.seed))  # same on every device
+            noise = torch.randn(shape, generator=generator)  # drawn on the CPU: the same on every device
             latents = noise * sched.init_noise_sigma
         elif (
             not torch.is_tensor(latents)
@@ -471,10 +486,10 @@ def _describe(rule: EditRule) -> dict:
         return {"rule": type(rule).__name__, "unregistered": True}
 
 
-def _with_scheduler(spec: EditSpec, scheduler) -> EditSpec:
-    from diffusers import DDIMScheduler
-
-    return spec if type(scheduler) is DDIMScheduler else spec.replace(scheduler=type(scheduler).__name__)
+def _x0(out) -> torch.Tensor:
+    """The step's prediction of the clean latents (the next latents where a scheduler gives none)."""
+    x0 = getattr(out, "pred_original_sample", None)
+    return out.prev_sample if x0 is None else x0
 
 
 def _seed_or_zero(seed):

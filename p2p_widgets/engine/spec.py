@@ -24,12 +24,12 @@ from typing import Any
 from ..errors import P2PError, check_int, is_int, is_number
 from .blend import LocalBlend
 from .rules import EditRule, rule_class, rule_from_dict
+from .schedulers import DDIM, SCHEDULERS
 
 FORMAT = "p2p_widgets.edit"
 VERSION = 2
 MODES = ("fast", "explicit")
 STARTS = ("seed", "latents")
-DDIM = "DDIMScheduler"
 MAX_JSON_CHARS = 20_000_000
 MAX_JSON_DEPTH = 64  # deeper than any spec: refused before json.loads recurses
 
@@ -49,6 +49,7 @@ class EditSpec:
     start: str = "seed"  # "seed", or "latents" given to the run (an inversion's when ``inversion`` is set)
     inversion: dict | None = None  # the inversion's describe(), for edits of real images
     scheduler: str = DDIM  # the diffusers scheduler class the run sampled with
+    scheduler_config: dict | None = None  # its config; None: built from the pipeline's scheduler config
     model: str | None = None  # which model the edit is for, as the user named it (the CLI's --model)
 
     def __post_init__(self):
@@ -86,7 +87,9 @@ class EditSpec:
         if self.blend is not None:
             LocalBlend.from_dict(self.blend)  # validates; the spec keeps the plain data
         if not isinstance(self.scheduler, str):
-            raise P2PError(f"'scheduler' must be a scheduler class name, got {self.scheduler!r}")
+            raise P2PError(f"scheduler must be a scheduler class name, got {self.scheduler!r}")
+        if self.scheduler_config is not None and not isinstance(self.scheduler_config, dict):
+            raise P2PError(f"scheduler_config must be null or an object, got {self.scheduler_config!r}")
         if self.model is not None and not isinstance(self.model, str):
             raise P2PError(f"model must be null or a model name, got {self.model!r}")
         if self.inversion is not None and not isinstance(self.inversion, dict):
@@ -148,11 +151,7 @@ class EditSpec:
                 "this edit started from given latents, not from its seed or an inversion: "
                 "a rerun from the JSON would give a different image"
             )
-        if self.scheduler != DDIM:
-            raise P2PError(
-                f"this edit sampled with {self.scheduler}; edit JSON reruns {DDIM} runs only "
-                "(sample with the default scheduler to export)"
-            )
+        _check_scheduler(self.scheduler)
         for k, rule in enumerate(self.rules):
             if rule.get("unregistered"):
                 raise P2PError(
@@ -179,6 +178,8 @@ class EditSpec:
         }
         if self.inversion is not None:
             data["inversion"] = _plain(self.inversion)
+        if self.scheduler_config is not None:
+            data["scheduler_config"] = _plain(self.scheduler_config)
         if self.model is not None:
             data["model"] = self.model
         return data
@@ -226,6 +227,7 @@ class EditSpec:
             "blend",
             "inversion",
             "scheduler",
+            "scheduler_config",
             "model",
         }
         unknown = sorted(set(map(str, data)) - known)
@@ -245,7 +247,8 @@ class EditSpec:
             blend=data.get("blend"),
             start=start,
             inversion=data.get("inversion"),
-            scheduler=_known_scheduler(data.get("scheduler", DDIM)),
+            scheduler=_check_scheduler(data.get("scheduler", DDIM)),
+            scheduler_config=data.get("scheduler_config"),
             model=data.get("model"),
         )
 
@@ -269,9 +272,9 @@ class EditSpec:
         return cls.from_dict(data)
 
 
-def _known_scheduler(name):
-    if name != DDIM:
-        raise P2PError(f"'scheduler' {name!r} cannot be rerun from JSON: this code reruns {DDIM} edits")
+def _check_scheduler(name):
+    if name not in SCHEDULERS:
+        raise P2PError(f"scheduler must be one of {', '.join(SCHEDULERS)} to be saved and rerun, got {name!r}")
     return name
 
 

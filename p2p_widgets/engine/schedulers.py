@@ -1,0 +1,70 @@
+"""The diffusers schedulers an edit may sample with, by name, and how the sampler drives them.
+
+A run copies its scheduler (``fresh``), so the caller's object is never stepped and a second pass
+(the baseline) starts from a clean state; the windows of the rules count the scheduler's real UNet
+evaluations (``len(timesteps)``: Heun evaluates twice per step). Stochastic schedulers draw their
+noise from the run's generator, seeded by the edit's seed, as diffusers' pipeline does.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from ..errors import P2PError
+
+# the schedulers a user would pick, by class name (only these are ever built from a JSON file)
+SCHEDULERS = (
+    "DDIMScheduler",
+    "PNDMScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "UniPCMultistepScheduler",
+    "LMSDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "DEISMultistepScheduler",
+)
+DDIM = "DDIMScheduler"
+
+
+def fresh(scheduler, steps: int, device):
+    """A new scheduler of ``scheduler``'s class and config, with its timesteps set for ``steps``."""
+    copy = type(scheduler).from_config(scheduler.config)
+    copy.set_timesteps(steps, device=device)
+    return copy
+
+
+def step_kwargs(scheduler, generator) -> dict:
+    """What ``scheduler.step`` takes beyond (output, t, sample): the run's generator where it draws noise."""
+    return {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+
+
+def describe(scheduler) -> tuple[str, dict]:
+    """(class name, config) for an edit spec (a class outside :data:`SCHEDULERS` runs but does not export)."""
+    name = type(scheduler).__name__
+    config = {k: _plain(v) for k, v in dict(scheduler.config).items() if not k.startswith("_")}
+    return name, config
+
+
+def build(name: str, config: dict | None, pipeline_config):
+    """The scheduler ``name`` from ``config`` (or from the pipeline's scheduler config)."""
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise P2PError(f"unknown scheduler {name!r}: use one of {', '.join(SCHEDULERS)}")
+    if config is not None and not isinstance(config, dict):
+        raise P2PError(f"scheduler_config must be an object, got {type(config).__name__}")
+    try:
+        return getattr(diffusers, name).from_config(config if config is not None else pipeline_config)
+    except ImportError as exc:  # LMS needs scipy
+        raise P2PError(f"{name} needs a package that is not installed: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise P2PError(f"scheduler_config does not build a {name}: {exc}") from None
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
