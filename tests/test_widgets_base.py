@@ -10,6 +10,7 @@ from p2p_widgets.widgets._base import STATIC_DIR, MessageError, P2PWidget, _as_b
 
 class Echo(P2PWidget):
     _bundle = "ping"  # any built bundle will do
+    _frontend_keys = frozenset({"level"})
     level = traitlets.Int(0).tag(sync=True)
 
     @traitlets.validate("level")

@@ -38,7 +38,7 @@ def in_range(proposal, low: float, high: float = math.inf, *, open_low: bool = F
     value = proposal["value"]
     above = value > low if open_low else value >= low
     below = value < high if open_high else value <= high
-    if not math.isfinite(value) or not (above and below):
+    if isinstance(value, bool) or not math.isfinite(value) or not (above and below):
         name = proposal["trait"].name.replace("_", " ")
         if high == math.inf:
             raise traitlets.TraitError(f"{name} must be {'above' if open_low else 'at least'} {low:g}; {value} is not")
@@ -87,6 +87,11 @@ class P2PWidget(anywidget.AnyWidget):
 
     #: name of the bundle in p2p_widgets/static (without suffix); set it in each subclass
     _bundle: ClassVar[str | None] = None
+    _frontend_keys: ClassVar[frozenset] = frozenset()  # traits the page may write (never _esm, error, ...)
+    _first_keys: ClassVar[tuple] = ()  # written before the rest of an update
+    # True where the front end shows a refused value's error beside its field and keeps the text
+    # (the Studio): the error then stays until that field is fixed, not until any write succeeds
+    _field_errors: ClassVar[bool] = False
     #: message kind -> method name, collected from @on_message methods along the MRO
     _message_handlers: ClassVar[dict[str, str]] = {}
 
@@ -136,18 +141,6 @@ class P2PWidget(anywidget.AnyWidget):
             self.error_field = str(field)
             self.error = message
 
-    def _accept_frontend_keys(self, sync_data: dict, allowed) -> bool:
-        """Refuse a front-end update that writes traits other than ``allowed``: show the error and
-        send the Python values back. Clears a shown error when the update is acceptable."""
-        foreign = sorted(k for k in sync_data if k in self.keys and k not in allowed)
-        if foreign:
-            self.report_error(f"not applied: {', '.join(foreign)} cannot be set from the page")
-            self.send_state([k for k in sync_data if k in self.keys])
-            return False
-        if any(k in allowed for k in sync_data):
-            self.clear_error()
-        return True
-
     def clear_error(self) -> None:
         """Hide the error banner."""
         with self.hold_sync():
@@ -189,18 +182,40 @@ class P2PWidget(anywidget.AnyWidget):
         self.report_error(f"front end: {message}")
 
     def set_state(self, sync_data: dict) -> None:
-        """Apply a front-end update. An invalid value sets ``error`` (and ``error_field`` when the
-        update wrote one trait) and resyncs the front end; a valid write of the trait an error was
-        about clears that error."""
+        """Apply a front-end update, all of it or nothing. Only ``_frontend_keys`` may be written
+        (``_first_keys`` before the rest, so e.g. links are checked against the new prompt text);
+        a refused update sets ``error`` (and ``error_field`` when it wrote one trait), leaves every
+        trait as it was and resyncs the front end; a valid write of the trait an error was about
+        clears that error."""
         keys = [k for k in sync_data if k in self.keys]
+        foreign = sorted(k for k in keys if k not in self._frontend_keys)
+        refusal = self._refuse_update(keys)
+        if foreign or refusal:
+            self.report_error(refusal or f"not applied: {', '.join(foreign)} cannot be set from the page")
+            self.send_state(keys)
+            return
+        # every writable trait: observers of the first part may change others (e.g. words of a new prompt)
+        before = {k: getattr(self, k) for k in sorted(self._frontend_keys, key=lambda k: k not in self._first_keys)}
+        first = {k: v for k, v in sync_data.items() if k in self._first_keys}
+        rest = {k: v for k, v in sync_data.items() if k not in first}
         try:
-            super().set_state(sync_data)
+            for part in (first, rest):
+                if part:
+                    super().set_state(part)
         except traitlets.TraitError as exc:
+            with self.hold_sync():
+                for k, v in before.items():  # all or nothing: the first part (prompts) back first
+                    setattr(self, k, v)
             self.report_error(f"not applied: {exc}", field=keys[0] if len(keys) == 1 else "")
             self.send_state(keys)
             return
-        if self.error_field and self.error_field in keys:
-            self.clear_error()
+        fixed = self.error_field in keys or not (self._field_errors and self.error_field)
+        if fixed and self.error.startswith("not applied:"):
+            self.clear_error()  # an update was accepted after a refused one (that field, where errors sit by fields)
+
+    def _refuse_update(self, keys: list) -> str:
+        """A reason to refuse any front-end update now (e.g. a run in progress), or ''."""
+        return ""
 
 
 class PromptCache:

@@ -34,8 +34,6 @@ from ._base import P2PWidget, PromptCache, on_message
 KINDS = ("auto", "replace", "refine")
 #: largest |weight| accepted for a link (larger values are almost certainly typos)
 MAX_WEIGHT = 10.0
-_FRONTEND_KEYS = frozenset({"source", "target", "links", "show_special", "kind"})
-_TEXT_KEYS = ("source", "target")
 
 
 def token_rows(prompt: Prompt) -> list[dict]:
@@ -94,6 +92,8 @@ class TokenAligner(P2PWidget):
     """
 
     _bundle = "aligner"
+    _frontend_keys = frozenset({"source", "target", "links", "show_special", "kind"})  # what the page may write
+    _first_keys = ("source", "target")  # new prompt text first: links in the same update are checked against it
 
     source = traitlets.Unicode("", help="Source prompt.").tag(sync=True)
     target = traitlets.Unicode("", help="Target (edited) prompt.").tag(sync=True)
@@ -246,17 +246,6 @@ class TokenAligner(P2PWidget):
             raise MessageError(f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
         self.clear_error()
         self.auto_align(kind)
-
-    def set_state(self, sync_data: dict) -> None:
-        """Apply a front-end update: only the editable traits, prompt text before links."""
-        if not self._accept_frontend_keys(sync_data, _FRONTEND_KEYS):
-            return
-        # new prompt text first, so that links in the same update are checked against it
-        text = {k: v for k, v in sync_data.items() if k in _TEXT_KEYS}
-        rest = {k: v for k, v in sync_data.items() if k not in _TEXT_KEYS}
-        for part in (text, rest):
-            if part:
-                super().set_state(part)
 
     def __repr__(self) -> str:
         return f"TokenAligner(source={self.source!r}, target={self.target!r}, links={len(self.links)})"

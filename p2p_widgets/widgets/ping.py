@@ -24,6 +24,7 @@ class PingWidget(P2PWidget):
     """A label, a button that increments ``count``, and a canvas for grey frames from Python."""
 
     _bundle = "ping"
+    _frontend_keys = frozenset({"count"})
 
     label = traitlets.Unicode("ping", help="Text shown above the button (plain text).").tag(sync=True)
     count = traitlets.Int(0, help="Button clicks so far.").tag(sync=True)

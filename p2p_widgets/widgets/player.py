@@ -53,7 +53,6 @@ from ._base import P2PWidget, in_range, on_message
 _log = logging.getLogger(__name__)
 
 NORMALIZE = ("token", "global")
-_FRONTEND_KEYS = frozenset({"step", "playing", "follow", "tokens", "resolution", "normalize", "opacity", "fps"})
 _MAX_DEFAULT_TOKENS = 4
 _BACKFILL_CHUNK = 16
 
@@ -106,6 +105,7 @@ class AttentionPlayer(P2PWidget):
     """
 
     _bundle = "player"
+    _frontend_keys = frozenset({"step", "playing", "follow", "tokens", "resolution", "normalize", "opacity", "fps"})
 
     # run state (written by Python only)
     status = traitlets.Enum(STATUSES, default_value="idle", help="State of the current run.").tag(sync=True)
@@ -201,15 +201,6 @@ class AttentionPlayer(P2PWidget):
         if not 0.0 < value <= 1.0:
             raise traitlets.TraitError(f"max_share must be in (0, 1], got {value}")
         return value
-
-    def set_state(self, sync_data: dict) -> None:
-        """Apply a front-end update: only the view-state traits may be written there."""
-        foreign = sorted(k for k in sync_data if k in self.keys and k not in _FRONTEND_KEYS)
-        if foreign:
-            self.report_error(f"not applied: {', '.join(foreign)} cannot be set from the page")
-            self.send_state([k for k in sync_data if k in self.keys])
-            return
-        super().set_state(sync_data)
 
     # -- sending ---------------------------------------------------------------------------------
 

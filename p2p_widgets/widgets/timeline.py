@@ -33,7 +33,6 @@ PRESETS = {
     "source_only": "source only: inject the source's attention for the whole run",
     "no_injection": "no injection: the edit keeps its own attention (plain text-to-image)",
 }
-_FRONTEND_KEYS = frozenset({"windows"})
 
 
 def scheduler_timesteps(scheduler=None, steps: int = 50) -> list[int]:
@@ -81,6 +80,7 @@ class AlphaTimeline(P2PWidget):
     """
 
     _bundle = "timeline"
+    _frontend_keys = frozenset({"windows"})
 
     target = traitlets.Unicode("", help="Target prompt (plain text).").tag(sync=True)
     words = traitlets.List(traitlets.Unicode(), help="Words of the target prompt (computed).").tag(sync=True)
@@ -243,16 +243,10 @@ class AlphaTimeline(P2PWidget):
     @on_message("preset")
     def _on_preset(self, content: dict, buffers: list) -> None:
         name = content.get("name")
-        if name not in PRESETS:
+        if not isinstance(name, str) or name not in PRESETS:
             raise MessageError(f"'name' must be one of {', '.join(PRESETS)}, got {name!r}")
         self.clear_error()
         self.apply_preset(name)
-
-    def set_state(self, sync_data: dict) -> None:
-        """Apply a front-end update: only ``windows`` may be written there."""
-        if not self._accept_frontend_keys(sync_data, _FRONTEND_KEYS):
-            return
-        super().set_state(sync_data)
 
     # -- plotly ----------------------------------------------------------------------------------
 

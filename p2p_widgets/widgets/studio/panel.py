@@ -22,22 +22,6 @@ KINDS = ("auto", "replace", "refine")
 RUN_STATES = ("idle", "running", "stopping", "done", "stopped", "error")
 MAX_WEIGHT = 10.0
 MAX_SEED = 2**53 - 1  # what a JavaScript number holds exactly
-_FRONTEND_KEYS = frozenset(
-    {
-        "source",
-        "target",
-        "seed",
-        "steps",
-        "guidance",
-        "kind",
-        "windows",
-        "reweight",
-        "blend_words",
-        "blend_threshold",
-        "baseline",
-        "invert_method",
-    }
-)
 
 
 def _unique_words(prompt) -> list[str]:
@@ -51,6 +35,24 @@ class StudioPanel(P2PWidget):
     ``export_gif``) arrive as messages and are handed to the owning :class:`Studio`."""
 
     _bundle = "studio"
+    _frontend_keys = frozenset(
+        {
+            "source",
+            "target",
+            "seed",
+            "steps",
+            "guidance",
+            "kind",
+            "windows",
+            "reweight",
+            "blend_words",
+            "blend_threshold",
+            "baseline",
+            "invert_method",
+        }
+    )  # what the page may write
+    _first_keys = ("source", "target", "steps")  # reweight, blend and windows are checked against them
+    _field_errors = True
 
     source = traitlets.Unicode("", help="Source prompt.").tag(sync=True)
     target = traitlets.Unicode("", help="Target (edited) prompt.").tag(sync=True)
@@ -182,22 +184,10 @@ class StudioPanel(P2PWidget):
         if old and old != new and self.windows:
             self.windows = AlphaSchedule.from_windows(old, self.windows).rescaled(new).to_windows()
 
-    def set_state(self, sync_data: dict) -> None:
-        """Apply a front-end update: only the editable traits, prompt text first."""
-        foreign = sorted(k for k in sync_data if k in self.keys and k not in _FRONTEND_KEYS)
-        if foreign:
-            self.report_error(f"not applied: {', '.join(foreign)} cannot be set from the page")
-            self.send_state([k for k in sync_data if k in self.keys])
-            return
+    def _refuse_update(self, keys: list) -> str:
         if self.status in ("running", "stopping"):
-            self.report_error("settings cannot change while a run is in progress: press Stop first")
-            self.send_state([k for k in sync_data if k in self.keys])
-            return
-        first = {k: v for k, v in sync_data.items() if k in ("source", "target", "steps")}
-        rest = {k: v for k, v in sync_data.items() if k not in first}
-        for part in (first, rest):
-            if part:
-                super().set_state(part)
+            return "settings cannot change while a run is in progress: press Stop first"
+        return ""
 
     # -- actions from the front end ------------------------------------------------------------------
 
