@@ -76,3 +76,22 @@ def test_unknown_schedulers_are_refused_by_name(editor):
     data["scheduler"] = "MyOwnScheduler"
     with pytest.raises(P2PError, match="scheduler must be one of .*MyOwnScheduler"):
         EditSpec.from_dict(data)
+
+
+def test_the_studio_offers_the_scheduler_and_its_export_reloads(editor):
+    from p2p_widgets.widgets.studio import Studio
+
+    studio = Studio(editor=editor, source=SRC, target="a blue dog on a mat", steps=STEPS)
+    for widget in (studio.panel, studio.player, studio.aligner, studio.timeline):
+        widget.send = lambda *a, **k: None
+    assert [name for name, _ in studio.panel.scheduler_choices] == list(SCHEDULERS)
+    studio.panel.set_state({"scheduler": "HeunDiscreteScheduler"})
+    assert studio.panel.error == "" and studio.panel.n_evals == studio.timeline.n_evals == 2 * STEPS - 1
+    first = studio.run(background=False)
+    text = studio.to_json()
+    assert json.loads(text)["scheduler"] == "HeunDiscreteScheduler"
+    studio.panel.set_state({"scheduler": "DDIMScheduler"})
+    assert studio.panel.n_evals == STEPS
+    studio.load_json(text)
+    assert studio.panel.scheduler == "HeunDiscreteScheduler" and studio.panel.n_evals == 2 * STEPS - 1
+    assert torch.equal(studio.run(background=False).latents, first.latents)

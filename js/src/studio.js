@@ -52,7 +52,7 @@ function render({ model, el: host }) {
   const on = (events, fn) => scope.onModel(model, events, () => fn(v));
   on(["change:source", "change:target", "change:seed", "change:guidance", "change:kind", "change:baseline",
     "change:invert_method", "change:blend_threshold", "change:model_name"], () => (showValues(v), showResultState(v)));
-  on("change:steps", () => (showValues(v), showSchedule(v), showResultState(v)));
+  on(["change:steps", "change:scheduler", "change:n_evals", "change:scheduler_choices"], () => (showValues(v), showSchedule(v), showResultState(v)));
   on(["change:reweight", "change:blend_words", "change:windows", "change:input_name"], showResultState);
   on(["change:input_image", "change:input_name"], showInputImage);
   on(["change:phase", "change:status", "change:progress", "change:spec_json"], showStatus);

@@ -54,6 +54,18 @@ describe("studio panel", () => {
     expect(model.saves).toBe(5);
   });
 
+  it("offers the schedulers Python lists and counts the schedule in UNet evaluations", async () => {
+    const choices = [["DDIMScheduler", "DDIM"], ["HeunDiscreteScheduler", "Heun (2 evaluations a step)"]];
+    const { el, model } = await mount({ scheduler: "DDIMScheduler", scheduler_choices: choices, n_evals: 10 });
+    const select = q(el, ".p2p-studio__scheduler");
+    expect([...select.options].map((o) => [o.value, o.textContent])).toEqual(choices);
+    change(select, "HeunDiscreteScheduler");
+    expect(model.get("scheduler")).toBe("HeunDiscreteScheduler");
+    model.set("n_evals", 19); // what Python computes for Heun at 10 steps
+    expect(q(el, ".p2p-studio__cross").max).toBe("19");
+    expect(q(el, ".p2p-studio__value").textContent).toBe("8 / 19");
+  });
+
   it("has a reweight slider per target word; 1 removes the word", async () => {
     const { el, model } = await mount({ reweight: { dog: 2 } });
     const rows = [...el.querySelectorAll(".p2p-studio__weight")];

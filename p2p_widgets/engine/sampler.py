@@ -240,6 +240,10 @@ class Editor(ModelAdapter):
         return self.edit(prompt, [], **kwargs)
 
     # -- one run ---------------------------------------------------------------------------------
+    def count_evals(self, steps: int, scheduler=None) -> int:
+        """UNet evaluations of a run of ``steps`` with ``scheduler`` (default DDIM: one a step; Heun: 2n - 1)."""
+        return len(self._scheduler(steps, scheduler).timesteps)
+
     def _scheduler(self, steps, scheduler):
         """A fresh copy of ``scheduler`` (default: DDIM from the pipeline's config) set for ``steps``."""
         if scheduler is not None and not all(hasattr(scheduler, a) for a in ("set_timesteps", "step", "config")):

@@ -12,20 +12,22 @@ import inspect
 
 from ..errors import P2PError
 
-# the schedulers a user would pick, by class name (only these are ever built from a JSON file)
-SCHEDULERS = (
-    "DDIMScheduler",
-    "PNDMScheduler",
-    "EulerDiscreteScheduler",
-    "EulerAncestralDiscreteScheduler",
-    "DPMSolverMultistepScheduler",
-    "DPMSolverSinglestepScheduler",
-    "UniPCMultistepScheduler",
-    "LMSDiscreteScheduler",
-    "HeunDiscreteScheduler",
-    "KDPM2DiscreteScheduler",
-    "DEISMultistepScheduler",
-)
+# the schedulers a user would pick, by class name, with what a menu calls them (only these are
+# ever built from a JSON file)
+LABELS = {
+    "DDIMScheduler": "DDIM (deterministic, invertible)",
+    "PNDMScheduler": "PNDM",
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler ancestral (stochastic)",
+    "DPMSolverMultistepScheduler": "DPM-Solver++ 2M",
+    "DPMSolverSinglestepScheduler": "DPM-Solver++ single-step",
+    "UniPCMultistepScheduler": "UniPC",
+    "LMSDiscreteScheduler": "LMS",
+    "HeunDiscreteScheduler": "Heun (2 evaluations a step)",
+    "KDPM2DiscreteScheduler": "KDPM2",
+    "DEISMultistepScheduler": "DEIS",
+}
+SCHEDULERS = tuple(LABELS)
 DDIM = "DDIMScheduler"
 
 

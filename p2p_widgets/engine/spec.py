@@ -30,6 +30,23 @@ FORMAT = "p2p_widgets.edit"
 VERSION = 2
 MODES = ("fast", "explicit")
 STARTS = ("seed", "latents")
+FIELDS = (
+    "format",
+    "version",
+    "prompts",
+    "seed",
+    "start",
+    "steps",
+    "guidance",
+    "size",
+    "mode",
+    "rules",
+    "blend",
+    "inversion",
+    "scheduler",
+    "scheduler_config",
+    "model",
+)  # what a spec JSON may hold
 MAX_JSON_CHARS = 20_000_000
 MAX_JSON_DEPTH = 64  # deeper than any spec: refused before json.loads recurses
 
@@ -213,24 +230,7 @@ class EditSpec:
                 "this edit started from given latents, not from its seed or an inversion: "
                 "a rerun from the JSON would give a different image"
             )
-        known = {
-            "format",
-            "version",
-            "prompts",
-            "seed",
-            "start",
-            "steps",
-            "guidance",
-            "size",
-            "mode",
-            "rules",
-            "blend",
-            "inversion",
-            "scheduler",
-            "scheduler_config",
-            "model",
-        }
-        unknown = sorted(set(map(str, data)) - known)
+        unknown = sorted(set(map(str, data)) - set(FIELDS))
         if unknown:
             raise P2PError(f"unknown field(s) in the edit spec: {', '.join(unknown)}")
         for name in ("prompts", "seed", "steps", "guidance"):

@@ -39,6 +39,7 @@ function plainEdit(v, t) {
   if (t === v.seed) return { seed: Number.parseInt(v.seed.value, 10) };
   if (t === v.steps) return { steps: Number.parseInt(v.steps.value, 10) };
   if (t === v.guidance) return { guidance: Number.parseFloat(v.guidance.value) };
+  if (t === v.scheduler) return { scheduler: v.scheduler.value };
   if (t === v.kind) return { kind: v.kind.value };
   if (t === v.baseline) return { baseline: v.baseline.checked };
   if (t === v.invertMethod) return { invert_method: v.invertMethod.value };
@@ -70,8 +71,8 @@ function onChange(v, e) {
 function onInput(v, e) {
   const t = e.target;
   if (t === v.threshold) v.thresholdOut.textContent = Number(v.threshold.value).toFixed(2);
-  else if (t === v.crossEnd) v.crossOut.textContent = `${v.crossEnd.value} / ${v.model.get("steps")}`;
-  else if (t === v.selfEnd) v.selfOut.textContent = `${v.selfEnd.value} / ${v.model.get("steps")}`;
+  else if (t === v.crossEnd) v.crossOut.textContent = `${v.crossEnd.value} / ${v.model.get("n_evals")}`;
+  else if (t === v.selfEnd) v.selfOut.textContent = `${v.selfEnd.value} / ${v.model.get("n_evals")}`;
   else if (isWeightSlider(t)) t.parentElement.querySelector("output").textContent = formatWeight(Number(t.value));
 }
 

@@ -15,6 +15,7 @@ export function controlOf(v, name) {
     seed: v.seed,
     steps: v.steps,
     guidance: v.guidance,
+    scheduler: v.scheduler,
     kind: v.kind,
     baseline: v.baseline,
     invert_method: v.invertMethod,

@@ -41,16 +41,19 @@ function settings(el) {
     ["replace", "word swap (replace)"],
     ["refine", "refine (added words)"],
   ]);
+  // options come from Python (scheduler_choices), filled in by showValues
+  const scheduler = el("select", { class: "p2p-studio__scheduler", "aria-label": "scheduler" });
   const baseline = input(el, "checkbox", "p2p-studio__baseline");
   const baselineText = el.text(" also without P2P (same seed)");
   const box = el("div", { class: "p2p-studio__settings" }, [
     field(el, "Seed", seed),
     field(el, "Steps", steps),
     field(el, "Guidance", guidance),
+    field(el, "Scheduler", scheduler),
     field(el, "Alignment", kind),
     el("label", { class: "p2p-studio__field p2p-studio__check" }, [baseline, baselineText]),
   ]);
-  return { box, seed, steps, guidance, kind, baseline, baselineText };
+  return { box, seed, steps, guidance, scheduler, kind, baseline, baselineText };
 }
 
 /** A real image to edit (optional): dropped here or chosen with the file button. */

@@ -23,6 +23,8 @@ export function showValues(v) {
   show(v.seed, "seed", String(m.get("seed") ?? 0));
   show(v.steps, "steps", String(m.get("steps") ?? 1));
   show(v.guidance, "guidance", String(m.get("guidance") ?? 0));
+  showSchedulerChoices(v);
+  v.scheduler.value = m.get("scheduler") || "DDIMScheduler";
   v.kind.value = m.get("kind") || "auto";
   v.baseline.checked = m.get("baseline") === true;
   v.invertMethod.value = m.get("invert_method") || "null-text";
@@ -30,11 +32,20 @@ export function showValues(v) {
   v.thresholdOut.textContent = Number(v.threshold.value).toFixed(2);
 }
 
-/** The end of the cross and self-attention windows (hidden when an AlphaTimeline is shown). */
+/** The scheduler menu's options, as Python lists them ([[name, label], ...]); rebuilt only when they change. */
+function showSchedulerChoices(v) {
+  const choices = v.model.get("scheduler_choices") || [];
+  const key = JSON.stringify(choices);
+  if (v.scheduler.dataset.choices === key) return;
+  v.scheduler.replaceChildren(...choices.map(([value, text]) => v.el("option", { value, text })));
+  v.scheduler.dataset.choices = key;
+}
+
+/** The end of the cross and self-attention windows (hidden when an AlphaTimeline is shown), in UNet evaluations. */
 export function showSchedule(v) {
   v.schedule.hidden = v.model.get("has_timeline") === true;
   const w = v.model.get("windows") || {};
-  const n = v.model.get("steps") || 1;
+  const n = v.model.get("n_evals") || v.model.get("steps") || 1;
   for (const [node, out, key] of [
     [v.crossEnd, v.crossOut, "cross"],
     [v.selfEnd, v.selfOut, "self_attn"],
@@ -112,7 +123,7 @@ export function showStatus(v) {
   const running = v.busy();
   v.runButton.disabled = running || !v.fieldError.hidden; // a field shows text Python refused
   v.stopButton.disabled = !running;
-  for (const node of [v.source, v.target, v.seed, v.steps, v.guidance, v.kind, v.baseline, v.loadInput, v.imageInput,
+  for (const node of [v.source, v.target, v.seed, v.steps, v.guidance, v.scheduler, v.kind, v.baseline, v.loadInput, v.imageInput,
     v.invertMethod, v.clearImage]) {
     node.disabled = running;
   }
@@ -127,7 +138,7 @@ export function revokeImageUrls(v) {
   v.urls = [];
 }
 
-const SETTINGS = ["source", "target", "seed", "steps", "guidance", "kind", "reweight", "blend_words", "blend_threshold",
+const SETTINGS = ["source", "target", "seed", "steps", "guidance", "scheduler", "kind", "reweight", "blend_words", "blend_threshold",
   "windows", "baseline", "invert_method", "input_name"];
 
 /** What the shown results depend on (the panel's settings), to tell when they are outdated. */

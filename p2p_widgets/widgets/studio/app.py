@@ -10,6 +10,7 @@ import ipywidgets
 import numpy as np
 import traitlets
 
+from ...engine import schedulers
 from ...engine.blend import LocalBlend
 from ...engine.defaults import defaults_for_pipe
 from ...engine.export import spec_to_json
@@ -78,6 +79,7 @@ class Studio(ipywidgets.VBox):
         **kwargs: Any,
     ):
         self.editor = _editor(pipe, editor)
+        self._loaded_scheduler: tuple | None = None  # (name, config) of a loaded edit's scheduler
         self.background = bool(background)
         defaults = defaults_for_pipe(self.editor.pipe)
         tokenizer = self.editor.tokenizer
@@ -109,7 +111,7 @@ class Studio(ipywidgets.VBox):
         if self.aligner is not None:  # the aligner edits the prompts too: keep the panel in step
             self.aligner.observe(self._on_aligner_prompts, names=["source", "target"])
         self.panel.observe(self._on_kind, names=["kind"])
-        self.panel.observe(self._on_steps, names=["steps"])
+        self.panel.observe(self._on_sampling, names=["n_evals", "scheduler"])
 
     # -- composition -------------------------------------------------------------------------------
 
@@ -117,11 +119,11 @@ class Studio(ipywidgets.VBox):
         return [w for w in (self.panel, self.aligner, self.timeline, self.player) if w is not None]
 
     def _new_timeline(self, schedule=None):
-        # the Editor samples with DDIM built from the pipeline's config: the timeline uses the same axis
+        # the timeline's axis is the chosen scheduler's real UNet evaluations, as the sampler counts them
         return self._timeline_cls(
             self.panel.target,
             steps=self.panel.steps,
-            scheduler=self.editor.ddim_scheduler(),
+            scheduler=self.scheduler() or self.editor.ddim_scheduler(),
             schedule=schedule,
             tokenizer=self.editor.tokenizer,
         )
@@ -146,13 +148,26 @@ class Studio(ipywidgets.VBox):
         if self.aligner is not None:
             self.aligner.auto_align(change["new"])
 
-    def _on_steps(self, change) -> None:
+    def _on_sampling(self, change) -> None:
         if self.timeline is None:
             return
         old = self.timeline
-        self.timeline = self._new_timeline(old.schedule.rescaled(change["new"]))  # DDIM: one evaluation per step
+        self.timeline = self._new_timeline(old.schedule.rescaled(self.panel.n_evals))
         self.children = self._children()
         old.close()
+
+    def scheduler(self, name: str | None = None):
+        """The scheduler runs sample with (``name``: default the panel's): None for the pipeline's
+        DDIM, else built from the pipeline's config (or from a loaded edit's own config)."""
+        name = self.panel.scheduler if name is None else name
+        loaded = self._loaded_scheduler
+        if loaded is not None and loaded[0] == name:
+            return schedulers.build(*loaded, self.editor.pipe.scheduler.config)
+        return None if name == schedulers.DDIM else schedulers.build(name, None, self.editor.pipe.scheduler.config)
+
+    def count_evals(self, steps: int, name: str) -> int:
+        """UNet evaluations of a run of ``steps`` with scheduler ``name`` (Heun: 2 * steps - 1)."""
+        return self.editor.count_evals(steps, self.scheduler(name))
 
     # -- settings -> engine --------------------------------------------------------------------------
 
@@ -192,14 +207,14 @@ class Studio(ipywidgets.VBox):
         """The alpha schedule of the current settings (the timeline's, or the panel's windows)."""
         if self.timeline is not None:
             return self.timeline.schedule
-        return AlphaSchedule.from_windows(self.panel.steps, self.panel.windows)
+        return AlphaSchedule.from_windows(self.panel.n_evals, self.panel.windows)
 
     def spec(self) -> EditSpec:
         """The :class:`EditSpec` of the current settings (what Run runs)."""
         p = self.panel
         mapper, schedule = self.mapper(), self.schedule()
-        if schedule.n_evals != p.steps:
-            raise P2PError(f"the schedule covers {schedule.n_evals} evaluations but the run has {p.steps}")
+        if schedule.n_evals != p.n_evals:
+            raise P2PError(f"the schedule covers {schedule.n_evals} evaluations but the run has {p.n_evals}")
         rule = (Refine if p.kind == "refine" else Replace)(mapper, schedule)
         if p.reweight:
             rule = Reweight(rule, dict(p.reweight))
@@ -217,7 +232,15 @@ class Studio(ipywidgets.VBox):
             size=self.editor.check_size(),
             mode="fast",
             blend=None if blend is None else blend.to_dict(),
+            **self._scheduler_fields(),
         )
+
+    def _scheduler_fields(self) -> dict:
+        scheduler = self.scheduler()
+        if scheduler is None:
+            return {}
+        name, config = schedulers.describe(scheduler)
+        return {"scheduler": name, "scheduler_config": config}
 
     # -- a real image ----------------------------------------------------------------------------------
 
@@ -354,10 +377,9 @@ class Studio(ipywidgets.VBox):
         base = rule.base if isinstance(rule, Reweight) else rule
         if not isinstance(base, Replace):
             raise P2PError(f"the Studio shows Replace, Refine and Reweight rules; this spec has {type(base).__name__}")
-        if base.schedule.n_evals != spec.steps:
-            raise P2PError(
-                f"the schedule has {base.schedule.n_evals} evaluations but the spec samples {spec.steps} steps"
-            )
+        n_evals = self.editor.count_evals(spec.steps, self._spec_scheduler(spec))
+        if base.schedule.n_evals != n_evals:
+            raise P2PError(f"the schedule has {base.schedule.n_evals} evaluations but the spec's run has {n_evals}")
         return base, base.schedule
 
     def _apply(self, spec: EditSpec, base: Replace, schedule: AlphaSchedule) -> None:
@@ -366,6 +388,8 @@ class Studio(ipywidgets.VBox):
         with panel.hold_sync():
             panel.clear_error()
             panel.source, panel.target = spec.prompts
+            self._loaded_scheduler = (spec.scheduler, spec.scheduler_config) if spec.scheduler_config else None
+            panel.scheduler = spec.scheduler
             panel.steps = spec.steps
             panel.seed, panel.guidance = spec.seed, spec.guidance
             panel.kind = "refine" if isinstance(base, Refine) else "auto"
@@ -377,6 +401,11 @@ class Studio(ipywidgets.VBox):
             if spec.inversion is not None:
                 panel.invert_method = spec.inversion["method"]
             panel.windows = schedule.to_windows()
+
+    def _spec_scheduler(self, spec: EditSpec):
+        if spec.scheduler == schedulers.DDIM and spec.scheduler_config is None:
+            return None
+        return schedulers.build(spec.scheduler, spec.scheduler_config, self.editor.pipe.scheduler.config)
 
     def save_images(self, folder) -> list[Path]:
         """Write the last run's images as PNG files into ``folder``; returns their paths."""

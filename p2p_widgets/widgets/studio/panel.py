@@ -14,6 +14,7 @@ import traitlets
 
 from ...engine.inversion import METHODS as INVERT_METHODS
 from ...engine.schedule import AlphaSchedule
+from ...engine.schedulers import DDIM, LABELS, SCHEDULERS
 from ...errors import MessageError, P2PError
 from .._base import P2PWidget, PromptCache, in_range, on_message
 from .image_input import MAX_IMAGE_BYTES
@@ -49,9 +50,10 @@ class StudioPanel(P2PWidget):
             "blend_threshold",
             "baseline",
             "invert_method",
+            "scheduler",
         }
     )  # what the page may write
-    _first_keys = ("source", "target", "steps")  # reweight, blend and windows are checked against them
+    _first_keys = ("source", "target", "steps", "scheduler")  # reweight, blend and windows are checked against them
     _field_errors = True
 
     source = traitlets.Unicode("", help="Source prompt.").tag(sync=True)
@@ -72,6 +74,15 @@ class StudioPanel(P2PWidget):
     invert_method = traitlets.Enum(
         INVERT_METHODS, default_value="null-text", help="How a real image is inverted before editing."
     ).tag(sync=True)
+    scheduler = traitlets.Enum(SCHEDULERS, default_value=DDIM, help="The diffusers scheduler runs sample with.").tag(
+        sync=True
+    )
+    scheduler_choices = traitlets.List(
+        [[name, label] for name, label in LABELS.items()], help="[[scheduler, label], ...] for the menu."
+    ).tag(sync=True)
+    n_evals = traitlets.Int(25, help="UNet evaluations of a run (computed: Heun evaluates twice a step).").tag(
+        sync=True
+    )
 
     # written by Python only
     source_words = traitlets.List(traitlets.Unicode(), help="Words of the source (computed).").tag(sync=True)
@@ -94,7 +105,8 @@ class StudioPanel(P2PWidget):
     def __init__(self, tokenizer=None, **kwargs: Any):
         self._prompts = PromptCache(tokenizer)
         self.studio = None  # the owning Studio, which handles the actions
-        kwargs.setdefault("windows", AlphaSchedule.build(kwargs.get("steps", 25)).to_windows())
+        kwargs.setdefault("n_evals", kwargs.get("steps", 25))
+        kwargs.setdefault("windows", AlphaSchedule.build(kwargs["n_evals"]).to_windows())
         super().__init__(**kwargs)
         self._refresh_words()
 
@@ -174,15 +186,22 @@ class StudioPanel(P2PWidget):
     @traitlets.validate("windows")
     def _check_windows(self, proposal):
         try:
-            return AlphaSchedule.from_windows(self.steps, proposal["value"]).to_windows()
+            return AlphaSchedule.from_windows(self.n_evals, proposal["value"]).to_windows()
         except P2PError as exc:
             raise traitlets.TraitError(str(exc)) from None
 
-    @traitlets.observe("steps")
-    def _on_steps(self, change):
-        old, new = change["old"], change["new"]
-        if old and old != new and self.windows:
-            self.windows = AlphaSchedule.from_windows(old, self.windows).rescaled(new).to_windows()
+    @traitlets.observe("steps", "scheduler")
+    def _on_sampling(self, change):
+        old, new = self.n_evals, self.count_evals(self.steps, self.scheduler)
+        if old != new:
+            schedule = AlphaSchedule.from_windows(old, self.windows)
+            with self.hold_trait_notifications():  # the windows move with the axis, validated together
+                self.n_evals = new
+                self.windows = schedule.rescaled(new).to_windows()
+
+    def count_evals(self, steps: int, scheduler: str) -> int:
+        """UNet evaluations of a run (the Studio gives the model's own count; DDIM: one a step)."""
+        return steps if self.studio is None else self.studio.count_evals(steps, scheduler)
 
     def _refuse_update(self, keys: list) -> str:
         if self.status in ("running", "stopping"):
