@@ -15,10 +15,8 @@
 import "../lib/common.css";
 import "./aligner.css";
 import { createAnnouncer } from "../lib/a11y.js";
-import { createBuilder } from "../lib/dom.js";
 import { mountErrorBanner } from "../lib/error_banner.js";
-import { keepControlKeys } from "../lib/keys.js";
-import { createScope } from "../lib/scope.js";
+import { mountView } from "../lib/mount.js";
 import { attachControls } from "./aligner/controls.js";
 import { attachDrag } from "./aligner/drag.js";
 import { renderAll, renderLinks, renderTokens, showKind, showPrompts } from "./aligner/draw.js";
@@ -33,14 +31,9 @@ let instances = 0;
 
 /** @param {{ model: import("../lib/types.js").Model<AlignerTraits>, el: HTMLElement }} args */
 function render({ model, el: host }) {
-  const el = createBuilder(host.ownerDocument);
-  const ui = layout(el, `p2p-aligner-${++instances}`);
-  host.appendChild(ui.root);
-  const scope = createScope();
-  scope.add(() => ui.root.remove());
+  const { el, ui, scope } = mountView(host, (b) => layout(b, `p2p-aligner-${++instances}`));
   const announcer = createAnnouncer(ui.root);
   scope.add(mountErrorBanner(model, ui.root));
-  keepControlKeys(ui.root, scope);
   const v = createView(model, el, ui, announcer);
 
   attachControls(v, scope);

@@ -13,10 +13,9 @@
 // see ping.js for why.
 import "../lib/common.css";
 import "./player.css";
-import { createBuilder } from "../lib/dom.js";
 import { listenForDownloads } from "../lib/download.js";
 import { mountErrorBanner } from "../lib/error_banner.js";
-import { keepControlKeys } from "../lib/keys.js";
+import { mountView } from "../lib/mount.js";
 import { createScope } from "../lib/scope.js";
 import { attachControls } from "./player/controls.js";
 import { layout } from "./player/layout.js";
@@ -33,13 +32,8 @@ import { createView } from "./player/view.js";
  * @param {ReturnType<typeof createStore>} store
  */
 function render({ model, el: host }, store) {
-  const el = createBuilder(host.ownerDocument);
-  const ui = layout(el);
-  host.appendChild(ui.root);
-  const scope = createScope();
-  scope.add(() => ui.root.remove());
+  const { el, ui, scope } = mountView(host, layout);
   scope.add(mountErrorBanner(model, ui.root));
-  keepControlKeys(ui.root, scope);
   const v = createView(model, el, ui, store);
   scope.add(() => {
     stopTimer(v);

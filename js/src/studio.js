@@ -8,11 +8,9 @@
 // see ping.js for why.
 import "../lib/common.css";
 import "./studio.css";
-import { createBuilder } from "../lib/dom.js";
 import { listenForDownloads } from "../lib/download.js";
 import { mountErrorBanner } from "../lib/error_banner.js";
-import { keepControlKeys } from "../lib/keys.js";
-import { createScope } from "../lib/scope.js";
+import { mountView } from "../lib/mount.js";
 import { attachActions } from "./studio/actions.js";
 import { attachEdits } from "./studio/edits.js";
 import { placed, showFieldError } from "./studio/errors.js";
@@ -36,12 +34,7 @@ export { formatWeight } from "./studio/format.js";
 
 /** @param {{ model: import("../lib/types.js").Model<StudioTraits>, el: HTMLElement }} args */
 function render({ model, el: host }) {
-  const el = createBuilder(host.ownerDocument);
-  const ui = layout(el);
-  host.appendChild(ui.root);
-  const scope = createScope();
-  scope.add(() => ui.root.remove());
-  keepControlKeys(ui.root, scope);
+  const { el, ui, scope } = mountView(host, layout);
   const v = createView(model, el, ui);
   scope.add(mountErrorBanner(model, ui.messages, { placed: (field) => placed(v, field) }));
   scope.add(() => revokeImageUrls(v));

@@ -10,10 +10,8 @@
 import "../lib/common.css";
 import "./timeline.css";
 import { createAnnouncer } from "../lib/a11y.js";
-import { createBuilder } from "../lib/dom.js";
 import { mountErrorBanner } from "../lib/error_banner.js";
-import { keepControlKeys } from "../lib/keys.js";
-import { createScope } from "../lib/scope.js";
+import { mountView } from "../lib/mount.js";
 import { attachActions } from "./timeline/actions.js";
 import { attachDrag } from "./timeline/drag.js";
 import { renderAll, renderGrid, renderPlayhead } from "./timeline/draw.js";
@@ -25,14 +23,9 @@ import { createView } from "./timeline/view.js";
 
 /** @param {{ model: import("../lib/types.js").Model<TimelineTraits>, el: HTMLElement }} args */
 function render({ model, el: host }) {
-  const el = createBuilder(host.ownerDocument);
-  const ui = layout(el);
-  host.appendChild(ui.root);
-  const scope = createScope();
-  scope.add(() => ui.root.remove());
+  const { el, ui, scope } = mountView(host, layout);
   const announcer = createAnnouncer(ui.root);
   scope.add(mountErrorBanner(model, ui.root));
-  keepControlKeys(ui.root, scope);
   const v = createView(model, el, ui, announcer);
 
   attachKeyboard(v, scope);

@@ -281,37 +281,23 @@ class Editor(ModelAdapter):
         latents = start.latents_for(self, spec, sched, len(prompts), generator)
         start.check_uncond(n_evals, self)
         noise_state = generator.get_state()
-        options = dict(low_memory=low_memory)
-        with self.exclusive(wait, on_wait):  # one run per UNet: the processors of two runs never mix
-            result = self._sample(
-                spec,
-                prompts,
-                rules,
-                blend,
-                sched,
-                latents,
-                start,
-                generator,
-                mode=spec.mode,
-                store=store,
-                callback=callback,
-                stop_event=stop_event,
-                **options,
+
+        def sample(rules, blend, sched, **options):
+            return self._sample(
+                spec, prompts, rules, blend, sched, latents, start, generator, low_memory=low_memory, **options
             )
+
+        with self.exclusive(wait, on_wait):  # one run per UNet: the processors of two runs never mix
+            result = sample(rules, blend, sched, mode=spec.mode, store=store, callback=callback, stop_event=stop_event)
             if baseline and not result.stopped:
                 generator.set_state(noise_state)  # the baseline draws the same noise as the edit
-                plain = self._sample(
-                    spec,
-                    prompts,
-                    [EditRule()] * (len(prompts) - 1),
+                no_edit = [EditRule()] * (len(prompts) - 1)
+                plain = sample(
+                    no_edit,
                     None,
                     self._scheduler(spec.steps, scheduler),
-                    latents,
-                    start,
-                    generator,
                     mode="fast",
                     store=AttentionStore(keep_steps=False),
-                    **options,
                 )
                 result.baseline = plain.images
         return result
