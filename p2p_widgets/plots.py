@@ -34,20 +34,29 @@ def _wrap(text: str, width_px: float) -> str:
     return "<br>".join(lines)
 
 
-def images(images, titles=None, height=260):
-    """A row of PIL images / uint8 arrays; long titles wrap to the width of their image."""
+def images(images, titles=None, height=260, columns=None):
+    """PIL images / uint8 arrays in a grid of ``columns`` (default: one row); long titles wrap to
+    the width of their image."""
     go, make_subplots = _go()
-    width = max(260, 220 * len(images))
-    col = width / len(images)
+    columns = len(images) if columns is None else max(1, min(int(columns), len(images)))
+    rows = -(-len(images) // columns)
+    width = max(260, 220 * columns)
+    col = width / columns
     titles = [_wrap(t, col - 10) for t in (titles or [""] * len(images))]
     n_lines = max(t.count("<br>") + 1 for t in titles)
     top = 22 + 20 * n_lines
-    fig = make_subplots(rows=1, cols=len(images), subplot_titles=titles, horizontal_spacing=0.02)
-    for c, img in enumerate(images, start=1):
-        fig.add_trace(go.Image(z=np.asarray(img)), row=1, col=c)
+    fig = make_subplots(
+        rows=rows,
+        cols=columns,
+        subplot_titles=titles,
+        horizontal_spacing=0.02,
+        vertical_spacing=min(0.3, (20 * n_lines + 12) / (rows * height)) if rows > 1 else 0.0,
+    )
+    for k, img in enumerate(images):
+        fig.add_trace(go.Image(z=np.asarray(img)), row=k // columns + 1, col=k % columns + 1)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(height=height + top - 40, width=width, margin=dict(l=5, r=5, t=top, b=5))
+    fig.update_layout(height=rows * (height + top - 40), width=width, margin=dict(l=5, r=5, t=top, b=5))
     return fig
 
 
