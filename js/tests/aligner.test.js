@@ -212,14 +212,37 @@ describe("aligner view: links, weights and M", () => {
   it("draws one line per visible link and removes a link when its line is clicked", async () => {
     const { el, model } = await mount();
     // BOS->BOS and EOS->EOS are hidden with their chips
-    expect(el.querySelectorAll("line.p2p-aligner__link")).toHaveLength(3);
-    el.querySelector('line.p2p-aligner__hit[data-i="1"][data-j="1"]').dispatchEvent(
+    expect(el.querySelectorAll(".p2p-aligner__link")).toHaveLength(3);
+    el.querySelector('.p2p-aligner__hit[data-i="1"][data-j="1"]').dispatchEvent(
       new MouseEvent("click", { bubbles: true })
     );
     expect(model.get("links")).not.toContainEqual([1, 1, 1]);
-    expect(el.querySelectorAll("line.p2p-aligner__link")).toHaveLength(2);
+    expect(el.querySelectorAll(".p2p-aligner__link")).toHaveLength(2);
     model.set("show_special", true);
-    expect(el.querySelectorAll("line.p2p-aligner__link")).toHaveLength(4);
+    expect(el.querySelectorAll(".p2p-aligner__link")).toHaveLength(4);
+  });
+
+  it("says when a new link shares out its source's weight, and writes the weights on the links", async () => {
+    const { el, model } = await mount({ links: [[2, 3, 1]] });
+    const notice = el.querySelector(".p2p-aligner__notice");
+    expect(notice.hidden).toBe(true);
+    expect(el.querySelectorAll(".p2p-aligner__linkweight")).toHaveLength(0); // weight 1: no label
+    chip(el, "source", 2).click();
+    chip(el, "target", 2).click();
+    expect(model.get("links")).toEqual([[2, 2, 0.5], [2, 3, 0.5]]);
+    expect(notice.hidden).toBe(false);
+    expect(notice.textContent).toContain('"orange" now feeds 2 targets, so its weight is shared');
+    expect(live(el)).toContain("shared");
+    expect([...el.querySelectorAll(".p2p-aligner__linkweight")].map((t) => t.textContent)).toEqual(["0.5", "0.5"]);
+    // editing a weight (or Python putting other links back) makes the notice stale: it goes
+    const input = el.querySelectorAll("input.p2p-aligner__weight")[0];
+    input.value = "1";
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+    expect(notice.hidden).toBe(true);
+    // a link that shares nothing says nothing
+    chip(el, "source", 1).click();
+    chip(el, "target", 1).click();
+    expect(notice.hidden).toBe(true);
   });
 
   it("lists links with editable weights and remove buttons", async () => {

@@ -4,6 +4,9 @@ import { center } from "./lines.js";
 import { renderLinkState } from "./chips.js";
 
 const DRAG_THRESHOLD_PX = 4;
+/** a drag this close to the stage's left or right edge scrolls the (one-line) rows that way */
+const EDGE_PX = 40;
+const EDGE_STEP_PX = 24;
 
 /** @typedef {import("./view.js").AlignerView} AlignerView */
 
@@ -90,6 +93,9 @@ function onPointerMove(v, ev) {
     v.announcer.announce(`dragging ${drag.side} token ${v.nameOf(drag.side, drag.pos)}`);
   }
   ev.preventDefault();
+  const box = v.scroller.getBoundingClientRect();
+  if (ev.clientX > box.right - EDGE_PX) v.scroller.scrollLeft += EDGE_STEP_PX;
+  else if (ev.clientX < box.left + EDGE_PX) v.scroller.scrollLeft -= EDGE_STEP_PX;
   drawGhost(v, ev);
   markDropTarget(v, ev);
 }

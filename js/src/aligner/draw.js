@@ -2,6 +2,7 @@
 import { renderChips, renderLinkState } from "./chips.js";
 import { layoutLinks } from "./lines.js";
 import { renderHeat, renderList } from "./panels.js";
+import { renderNotice } from "./view.js";
 
 /** @typedef {import("./view.js").AlignerView} AlignerView */
 
@@ -20,6 +21,7 @@ export function renderLinks(v) {
   renderLinkState(v);
   renderList(v);
   renderHeat(v);
+  renderNotice(v);
   layoutLinks(v);
 }
 

@@ -47,7 +47,9 @@ function stage(el) {
   const ghost = el.svg("line", { class: "p2p-aligner__ghost", visibility: "hidden" });
   const svg = el.svg("svg", { class: "p2p-aligner__links", "aria-hidden": "true" }, [linkLayer, ghost]);
   const box = el("div", { class: "p2p-aligner__stage" }, [rows[0], svg, rows[1]]);
-  return { box, chipBoxes, svg, linkLayer, ghost };
+  // the rows never wrap (see lines.js): a long prompt scrolls the stage sideways
+  const scroller = el("div", { class: "p2p-aligner__scroller" }, [box]);
+  return { scroller, box, chipBoxes, svg, linkLayer, ghost };
 }
 
 /** @param {import("../../lib/dom.js").Builder} el */
@@ -75,10 +77,14 @@ export function layout(el, uid) {
   const help = el("p", { class: "p2p-aligner__help", text: HELP, id: `${uid}-help` });
   const st = stage(el);
   const pn = panels(el);
+  // says what a new link did to its source's other links (their weights shared out)
+  const notice = el("p", { class: "p2p-aligner__notice" });
+  notice.hidden = true;
   const root = el("div", { class: "p2p-aligner p2p-root", "data-lm-suppress-shortcuts": "true" }, [
     tools.bar,
     help,
-    st.box,
+    st.scroller,
+    notice,
     pn.box,
   ]);
   return {
@@ -89,6 +95,8 @@ export function layout(el, uid) {
     autoButton: tools.autoButton,
     specialBox: tools.specialBox,
     stage: st.box,
+    scroller: st.scroller,
+    notice,
     chipBoxes: st.chipBoxes,
     svg: st.svg,
     linkLayer: st.linkLayer,

@@ -26,6 +26,8 @@ export function createView(model, el, ui, announcer) {
     suppressClick: false,
     /** roving tabindex position per row */
     active: { source: null, target: null },
+    /** the shared-weight notice: {i, links of source i when it was shown, text}, or null */
+    shared: null,
 
     /** @param {Side} side */
     tokens: (side) => model.get(`${side}_tokens`) || [],
@@ -51,24 +53,59 @@ export function createView(model, el, ui, announcer) {
     /** Link the chip (side, pos) to position otherPos of the other row. */
     link(side, pos, otherPos) {
       const [i, j] = side === "source" ? [pos, otherPos] : [otherPos, pos];
-      const result = addLink(v.links(), i, j);
+      const before = v.links();
+      const result = addLink(before, i, j);
       if (!result.added) {
         announcer.announce(`${v.nameOf("source", i)} is already linked to ${v.nameOf("target", j)}`);
         return;
       }
-      v.commit(result.links);
       const w = result.links.find((l) => l[0] === i && l[1] === j)[2];
-      announcer.announce(`linked ${v.nameOf("source", i)} to ${v.nameOf("target", j)}, weight ${formatWeight(w)}`);
+      const shared = sharedText(v, before, result.links, i);
+      // set before the write: the write redraws the links, and the notice with them
+      v.shared = shared ? { i, links: result.links.filter((l) => l[0] === i), text: shared } : null;
+      v.commit(result.links);
+      const linked = `linked ${v.nameOf("source", i)} to ${v.nameOf("target", j)}, weight ${formatWeight(w)}`;
+      announcer.announce(shared ? `${linked}. ${shared}` : linked);
     },
 
     unlink(i, j) {
       const result = removeLink(v.links(), i, j);
       if (!result.removed) return;
+      v.shared = null;
       v.commit(result.links);
       announcer.announce(`removed the link ${v.nameOf("source", i)} to ${v.nameOf("target", j)}`);
     },
   };
   return v;
+}
+
+/**
+ * What adding a link did to the source's other links, in words, or "" when their weights stayed
+ * (a new link only changes them when they were an even split: addLink shares the weight out).
+ */
+function sharedText(v, before, after, i) {
+  const old = new Map(before.filter((l) => l[0] === i).map((l) => [l[1], l[2]]));
+  const mine = after.filter((l) => l[0] === i);
+  const changed = mine.some(([, j, w]) => old.has(j) && Math.abs(old.get(j) - w) > 1e-9);
+  if (!changed) return "";
+  const parts = mine.map(([, j, w]) => `${formatWeight(w)} to ${v.nameOf("target", j)}`).join(", ");
+  return (
+    `${v.nameOf("source", i)} now feeds ${mine.length} targets, so its weight is shared: ${parts}. ` +
+    "Change a weight in the links list to give a link more."
+  );
+}
+
+/** Show the shared-weight notice while the source's links are still the ones it describes. */
+export function renderNotice(v) {
+  const s = v.shared;
+  const now = s ? v.links().filter((l) => l[0] === s.i) : [];
+  const same =
+    !!s &&
+    now.length === s.links.length &&
+    now.every((l, k) => l[1] === s.links[k][1] && Math.abs(l[2] - s.links[k][2]) < 1e-6);
+  if (!same) v.shared = null;
+  v.notice.hidden = !same;
+  v.notice.textContent = same ? s.text : "";
 }
 
 /** @param {Side} side */
