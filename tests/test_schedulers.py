@@ -95,3 +95,16 @@ def test_the_studio_offers_the_scheduler_and_its_export_reloads(editor):
     studio.load_json(text)
     assert studio.panel.scheduler == "HeunDiscreteScheduler" and studio.panel.n_evals == 2 * STEPS - 1
     assert torch.equal(studio.run(background=False).latents, first.latents)
+
+
+def test_an_inversion_is_edited_with_ddim_only(editor, tiny_pipe):
+    import numpy as np
+
+    image = (np.arange(64 * 64 * 3) % 251).astype(np.uint8).reshape(64, 64, 3)
+    inv = editor.invert(image, SRC, "ddim", steps=2, cache=False)
+    euler = _scheduler(tiny_pipe, "EulerDiscreteScheduler")
+    with pytest.raises(P2PError, match="edit it with the default DDIM scheduler, not EulerDiscreteScheduler"):
+        editor.edit(SRC, TGT, inversion=inv, steps=2, scheduler=euler)
+    spec = editor.edit(SRC, TGT, inversion=inv, steps=2).spec.replace(scheduler="EulerDiscreteScheduler")
+    with pytest.raises(P2PError, match="not EulerDiscreteScheduler"):
+        editor.run(spec, inversion=inv)

@@ -161,8 +161,8 @@ class Editor(ModelAdapter):
         targets = [self.prompt(t) for t in ([targets] if isinstance(targets, (str, Prompt)) else list(targets))]
         if blend is not None and not isinstance(blend, LocalBlend):
             blend = LocalBlend(blend)
-        if inversion is not None and scheduler is not None and type(scheduler).__name__ != schedulers.DDIM:
-            raise P2PError("an inversion is a DDIM trajectory: edit it with the default (DDIM) scheduler")
+        if inversion is not None and scheduler is not None:
+            _check_inversion_scheduler(type(scheduler).__name__)
         sched = self._scheduler(steps, scheduler)
         if rules is None:
             rules = self.build_rules(
@@ -217,6 +217,7 @@ class Editor(ModelAdapter):
                 raise P2PError("this edit started from an inverted image: pass its inversion (see load_edit)")
             check_inversion(spec.inversion, inversion)
             inversion.check(self)
+            _check_inversion_scheduler(spec.scheduler)
             if inversion.steps != spec.steps:
                 raise P2PError(f"the inversion used {inversion.steps} steps but the spec asks for {spec.steps}")
         elif inversion is not None:
@@ -455,6 +456,11 @@ class _Start:
         hidden = self.uncond[i].to(model.device, model.dtype).expand(batch, -1, -1)
         pooled = None if self.pooled is None else self.pooled[i].to(model.device, model.dtype)
         return uncond.with_hidden(hidden).with_pooled(pooled)
+
+
+def _check_inversion_scheduler(name: str) -> None:
+    if name != schedulers.DDIM:
+        raise P2PError(f"an inversion is a DDIM trajectory: edit it with the default DDIM scheduler, not {name}")
 
 
 def _check_run_options(callback, stop_event, store, on_wait) -> None:

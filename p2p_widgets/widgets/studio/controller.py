@@ -48,7 +48,7 @@ class RunController:
             with panel.hold_sync():
                 panel.clear_error()
                 panel.status = "running"
-                panel.progress = [0, job["spec"].steps]
+                panel.progress = [0, panel.n_evals]  # UNet evaluations (Heun: 2n - 1)
             if background:
                 self._thread = threading.Thread(
                     target=self._work, args=(job, stop_event, callback), name="p2p-studio-run", daemon=True
