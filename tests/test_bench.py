@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 
@@ -44,3 +45,40 @@ def test_inversion_timing_mode_on_an_architecture():
     figures = _lines("\n".join(lines))
     assert {"null-text_seconds", "ddim_seconds", "negative-prompt_seconds"} <= set(figures)
     assert figures["null-text_optimiser_iterations"] == "4"  # random weights: every inner iteration runs
+
+
+def test_threads_bench_prints_each_case_and_the_ratios():
+    out = subprocess.run(
+        [sys.executable, "-m", "p2p_widgets.bench", "threads", "--steps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = [line.split(":")[0] for line in out.stdout.splitlines()]
+    for case in ("torch_default_idle", "torch_default_busy", "chosen_idle", "chosen_busy"):
+        assert f"{case}_seconds" in names
+    assert {"idle_default_over_chosen", "busy_default_over_chosen"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    "env,expected", [({}, "half"), ({"P2P_WIDGETS_THREADS": "3"}, 3), ({"OMP_NUM_THREADS": "2"}, 2)]
+)
+def test_cpu_sampling_threads_are_chosen_once_unless_the_user_chose(env, expected):
+    import os
+
+    code = (
+        "import os, torch, p2p_widgets as p2p\n"
+        "from p2p_widgets.bench.geometries import tiny_pipeline\n"
+        "p2p.Editor(tiny_pipeline()); first = torch.get_num_threads()\n"
+        "torch.set_num_threads(1); p2p.Editor(tiny_pipeline())\n"
+        "print(first, torch.get_num_threads(), len(os.sched_getaffinity(0)))"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "P2P_WIDGETS_THREADS")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, after, cpus = map(int, out.stdout.split())
+    assert first == (max(1, cpus // 2) if expected == "half" else expected)
+    assert after == 1  # the user's later choice is kept: chosen once per process

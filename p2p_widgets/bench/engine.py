@@ -1,7 +1,8 @@
-"""Benchmarks: ``python -m p2p_widgets.bench engine|stream|invert``.
+"""Benchmarks: ``python -m p2p_widgets.bench engine|stream|invert|threads``.
 
 ``engine [--model tiny|tinyxl|sdgeom|sd15|sdxl|pocket] [--steps N]``: see below; ``stream``: the playback
-widget's overhead (bench/stream.py); ``invert``: image inversion methods (bench/invert.py).
+widget's overhead (bench/stream.py); ``invert``: image inversion methods (bench/invert.py); ``threads``:
+CPU threads under contention (bench/threads.py).
 
 ``engine`` times, on one model and the same batch (a source and one edit, guidance in the batch):
 the plain diffusers pipeline, the P2P fast path and the explicit (reference-style) path. Each path
@@ -135,7 +136,7 @@ def main(argv=None):
         model, path, steps, device, fp16, repeats = argv[1:7]
         print(json.dumps(run_one(model, path, int(steps), device, fp16 == "1", int(repeats))))
         return
-    if argv and argv[0] in ("stream", "invert"):  # their own argument parsers
+    if argv and argv[0] in ("stream", "invert", "threads"):  # their own argument parsers
         from importlib import import_module
 
         return import_module(f"p2p_widgets.bench.{argv[0]}").main(argv[1:])
@@ -145,6 +146,9 @@ def main(argv=None):
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("stream", help="sampling time with and without the AttentionPlayer, bytes per step")
     sub.add_parser("invert", help="reconstruction PSNR and seconds of DDIM, null-text and fast inversion")
+    sub.add_parser(
+        "threads", help="an edit with torch's default threads vs the chosen count, idle and with a busy core"
+    )
     e = sub.add_parser("engine", help="plain pipeline vs P2P fast path vs explicit path")
     e.add_argument("--model", choices=sorted(SIZES), default="tiny")
     e.add_argument("--steps", type=int, default=20)

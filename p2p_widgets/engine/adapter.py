@@ -20,6 +20,7 @@ import torch
 
 from ..errors import P2PError, check_int
 from .prompts import Prompt
+from .threads import choose_cpu_threads
 from .tokenizer import TOKENIZER_LOCK
 
 
@@ -97,6 +98,8 @@ class ModelAdapter:
         if self.is_xl:
             self.text_encoders.append((pipe.tokenizer_2, pipe.text_encoder_2))
         self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        if self.device.type == "cpu":
+            choose_cpu_threads()  # torch's one-per-core default collapses when a core is busy
 
     # -- sizes ---------------------------------------------------------------------------------------
     @property
