@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -191,3 +192,18 @@ def test_rule_registry_names_the_built_ins():
     assert {"Replace", "Refine", "Reweight"} <= set(registered_rules())
     with pytest.raises(P2PError, match="EditRule subclass"):
         p2p.register_rule(dict)
+
+
+def test_words_given_by_position_survive_the_spec_and_json(editor):
+    """A word chosen by its position (an int) came back as text from JSON, or was refused by run()."""
+    result = editor.edit(
+        "a red cat on a red mat",
+        "a blue cat on a red mat",
+        steps=3,
+        seed=1,
+        words={1: (0, 2)},
+        reweight={1: np.float32(2.0)},
+    )
+    assert torch.equal(editor.run(result.spec).latents, result.latents)
+    again = EditSpec.from_json(spec_to_json(result))
+    assert torch.equal(editor.run(again).latents, result.latents)

@@ -370,3 +370,38 @@ def test_bad_image_messages_set_error_and_keep_the_image(studio, buffers, messag
     assert "'name'" in studio.panel.error
     studio.panel.set_state({"input_image": b"x"})  # Python writes the image trait, not the page
     assert "cannot be set from the page" in studio.panel.error
+
+
+def test_a_spec_the_controls_cannot_hold_is_refused_before_anything_changes(studio, editor):
+    """load_json used to drop LocalBlend's resolution, per-prompt blend words and a rule's
+    self-attention limit (the rerun differed), and half-loaded specs beyond the panel's ranges."""
+    from p2p_widgets.engine.blend import LocalBlend
+
+    cases = {
+        "a LocalBlend resolution": dict(blend=LocalBlend(["cat", "dog"], resolution=16)),
+        "LocalBlend words per prompt": dict(blend=[["cat"], ["dog"]]),
+        "guidance above 50": dict(guidance=60.0),
+        "weights beyond": dict(reweight={"blue": 20.0}),
+    }
+    for what, kwargs in cases.items():
+        spec = editor.edit(SOURCE, TARGET, steps=4, **kwargs).spec
+        before = {k: getattr(studio.panel, k) for k in ("source", "target", "seed", "guidance", "reweight")}
+        with pytest.raises(P2PError, match=f"cannot show {what}"):
+            studio.load_json(spec.to_json())
+        assert {k: getattr(studio.panel, k) for k in before} == before
+
+
+def test_a_loaded_blend_start_reruns_as_saved(studio, editor):
+    from p2p_widgets.engine.blend import LocalBlend
+
+    result = editor.edit(SOURCE, TARGET, steps=4, seed=2, blend=LocalBlend(["cat", "dog"], start=0.5))
+    studio.load_json(result.spec.to_json())
+    assert torch.equal(studio.run(background=False).latents, result.latents)
+
+
+def test_a_real_image_with_another_scheduler_is_refused_before_inverting(studio):
+    studio.set_image(np.zeros((64, 64, 3), np.uint8))
+    studio.panel.scheduler = "EulerDiscreteScheduler"
+    with pytest.raises(P2PError, match="choose the DDIM scheduler"):
+        studio.run(background=False)
+    assert studio.panel.status != "running" and "DDIM" in studio.panel.error

@@ -46,10 +46,10 @@ from typing import ClassVar
 
 import torch
 
-from ..errors import P2PError, is_number
+from ..errors import P2PError, is_int, is_number
 from .mapper import Mapper
 from .prompts import Prompt
-from .schedule import AlphaSchedule
+from .schedule import AlphaSchedule, json_keyed
 
 
 @dataclass(frozen=True)
@@ -256,12 +256,13 @@ class Reweight(EditRule):
             raise P2PError(f"Reweight composes on a Replace or Refine rule, got {type(base).__name__}")
         if not isinstance(values, dict) or not values:
             raise P2PError(f"Reweight needs a non-empty dict of word -> scale, got {values!r}")
-        self.base, self.values = base, dict(values)
+        self.base, self.values = base, {}
         scale = torch.ones(base.target.max_length)
         for word, value in values.items():
             if not is_number(value):
                 raise P2PError(f"reweight value for {word!r} is not a finite number: {value!r}")
             scale[base.target.positions(word)] = float(value)
+            self.values[int(word) if is_int(word) else word] = float(value)  # plain numbers: numpy ones too
         self.scale = self._scale = scale  # _scale: on the UNet's device after prepare()
 
     def prepare(self, device, dtype):
@@ -272,12 +273,18 @@ class Reweight(EditRule):
         self.base.check_run(n_evals)
 
     def to_dict(self) -> dict:
-        return {"rule": self.exported_name(), "base": self.base.to_dict(), "values": dict(self.values)}
+        return {
+            "rule": self.exported_name(),
+            "base": self.base.to_dict(),
+            "values": json_keyed(self.values, lambda w, v: [w, v]),
+        }
 
     @classmethod
     def from_dict(cls, data, source, target):
         values = data.get("values")
-        if not isinstance(values, dict) or not all(isinstance(w, str) for w in values):
+        if isinstance(values, list) and all(isinstance(row, list) and len(row) == 2 for row in values):
+            values = {word: value for word, value in values}  # words given by position (ints)
+        if not isinstance(values, dict) or not all(isinstance(w, str) or is_int(w) for w in values):
             raise P2PError(f"Reweight 'values' must map words of the target to numbers, got {values!r}")
         return cls(rule_from_dict(data.get("base"), source, target), values)
 

@@ -105,7 +105,7 @@ class AlphaSchedule:
             "n_evals": self.n_evals,
             "cross": list(self.cross),
             "self_attn": list(self.self_attn),
-            "words": {w: list(v) for w, v in self.words.items()},
+            "words": json_keyed(self.words, lambda w, v: [w, *v]),
             "blend_start": self.blend_start,
         }
 
@@ -118,12 +118,14 @@ class AlphaSchedule:
         if not is_int(n) or n < 1:
             raise P2PError(f"a schedule needs 'n_evals', a positive integer; got {n!r}")
         words = data.get("words", {})
-        if not isinstance(words, dict):
+        if isinstance(words, dict):
+            words = [[w, *v] if isinstance(v, (list, tuple)) else [w, v] for w, v in words.items()]
+        elif not isinstance(words, list):
             raise P2PError(f"schedule 'words' must map words to [start, end], got {words!r}")
         windows = {
             "cross": data.get("cross", [0, n]),
             "self_attn": data.get("self_attn", [0, 0]),
-            "words": [[w, *v] if isinstance(v, (list, tuple)) else [w, v] for w, v in words.items()],
+            "words": words,
             "blend_start": data.get("blend_start", 0),
         }
         return cls.from_windows(int(n), windows, target)
@@ -156,7 +158,7 @@ class AlphaSchedule:
             raise P2PError(f"windows['words'] must be a list of [word, start, end], got {rows!r}")
         words = {}
         for k, row in enumerate(rows):
-            if not isinstance(row, (list, tuple)) or len(row) != 3 or not isinstance(row[0], str):
+            if not isinstance(row, (list, tuple)) or len(row) != 3 or not (isinstance(row[0], str) or is_int(row[0])):
                 raise P2PError(f"word row {k} must be [word, start, end], got {row!r}")
             if target is not None:
                 try:
@@ -187,6 +189,14 @@ class AlphaSchedule:
             {w: (at(s), at(e)) for w, (s, e) in self.words.items()},
             at(self.blend_start),
         )
+
+
+def json_keyed(mapping: dict, row):
+    """``mapping`` for JSON: an object when every key is a word, else a list of rows (a word given
+    by its position is an int, which a JSON object key would turn into text)."""
+    if all(isinstance(k, str) for k in mapping):
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in mapping.items()}
+    return [row(k, v) for k, v in mapping.items()]
 
 
 def _step(v, n_evals: int, what: str) -> int:

@@ -17,14 +17,14 @@ from ...engine.export import spec_to_json
 from ...engine.inversion import pixels_hash
 from ...engine.mapper import Mapper, align
 from ...engine.rules import Refine, Replace, Reweight
-from ...engine.schedule import AlphaSchedule
+from ...engine.schedule import AlphaSchedule, to_step
 from ...engine.spec import EditSpec
 from ...errors import P2PError
 from ...stream.frames import encode_image
 from ..player import AttentionPlayer
 from .controller import RunController
 from .image_input import prepare_image
-from .panel import StudioPanel
+from .panel import MAX_SEED, MAX_WEIGHT, StudioPanel
 
 _log = logging.getLogger(__name__)
 
@@ -288,6 +288,9 @@ class Studio(ipywidgets.VBox):
         is called with every StepEvent after the player's. Errors show in the panel; they also
         raise here when the run is not in the background."""
         background = self.background if background is None else background
+        if self._image is not None and self.panel.scheduler != schedulers.DDIM:  # before minutes of inverting
+            self.panel.report_error("a real image is edited from its DDIM inversion: choose the DDIM scheduler")
+            raise P2PError("a real image is edited from its DDIM inversion: choose the DDIM scheduler")
         if self.running:
             self.panel.report_error("a run is in progress: wait for it or press Stop")
             raise P2PError("a run is in progress")
@@ -332,18 +335,18 @@ class Studio(ipywidgets.VBox):
         if self.running:
             raise P2PError("cannot load while a run is in progress")
         spec = _as_spec(spec)
-        rule, schedule = self._check_loadable(spec)
+        rule, base = self._check_loadable(spec)
         source, target = spec.prompts
         src, tgt = self.panel.prompt(source), self.panel.prompt(target)  # raise on bad prompts
-        full = [[int(i), int(j), float(w)] for i, j, w in rule.mapper.links]
+        full = [[int(i), int(j), float(w)] for i, j, w in base.mapper.links]
         real = sorted([i, j, w] for i, j, w in full if i < src.n_tokens and j < tgt.n_tokens)
-        self._apply(spec, rule, schedule)
+        self._apply(spec, rule, base)
         if spec.inversion is None and self._image is not None:
             self.clear_image()  # the edit starts from its seed
         if self.aligner is not None:
             self.aligner.links = real
         if self.timeline is not None:
-            self.timeline.schedule = schedule
+            self.timeline.schedule = AlphaSchedule.from_windows(self.panel.n_evals, self.panel.windows)
         self._pinned = {
             "source": source,
             "target": target,
@@ -371,8 +374,6 @@ class Studio(ipywidgets.VBox):
                 "this edit is of a real image: load that image into the Studio first "
                 "(its file button or set_image), then the JSON"
             )
-        if spec.blend and spec.blend.get("subtract"):
-            raise P2PError("LocalBlend 'subtract' words are not editable in the Studio; use edit_from_spec")
         (rule,) = spec.build_rules(self.editor)
         base = rule.base if isinstance(rule, Reweight) else rule
         if not isinstance(base, Replace):
@@ -380,10 +381,16 @@ class Studio(ipywidgets.VBox):
         n_evals = self.editor.count_evals(spec.steps, self._spec_scheduler(spec))
         if base.schedule.n_evals != n_evals:
             raise P2PError(f"the schedule has {base.schedule.n_evals} evaluations but the spec's run has {n_evals}")
-        return base, base.schedule
+        shown = _not_shown(spec, rule, base)
+        if shown:
+            raise P2PError(f"the Studio cannot show {shown}; rerun it with p2p_widgets.edit_from_spec")
+        return rule, base
 
-    def _apply(self, spec: EditSpec, base: Replace, schedule: AlphaSchedule) -> None:
-        blend, values = spec.build_blend(), spec.rules[0].get("values") or {}
+    def _apply(self, spec: EditSpec, rule, base: Replace) -> None:
+        blend, values, schedule = spec.build_blend(), getattr(rule, "values", {}), base.schedule
+        windows = schedule.to_windows()
+        if blend is not None:  # LocalBlend's own start is what the run used (the schedule's is not read)
+            windows["blend_start"] = to_step(blend.start, schedule.n_evals, "LocalBlend start")
         panel = self.panel
         with panel.hold_sync():
             panel.clear_error()
@@ -395,12 +402,12 @@ class Studio(ipywidgets.VBox):
             panel.kind = "refine" if isinstance(base, Refine) else "auto"
             panel.reweight = dict(values)
             words = blend.words if blend else []
-            panel.blend_words = [words] if isinstance(words, str) else [w for w in words if isinstance(w, str)]
+            panel.blend_words = [words] if isinstance(words, str) else list(words)
             if blend:
                 panel.blend_threshold = blend.threshold
             if spec.inversion is not None:
                 panel.invert_method = spec.inversion["method"]
-            panel.windows = schedule.to_windows()
+            panel.windows = windows
 
     def _spec_scheduler(self, spec: EditSpec):
         if spec.scheduler == schedulers.DDIM and spec.scheduler_config is None:
@@ -436,6 +443,25 @@ def _editor(pipe, editor):
     if not isinstance(editor, Editor):
         raise TypeError(f"editor must be an Editor, got {type(editor).__name__}")
     return editor
+
+
+def _not_shown(spec: EditSpec, rule, base: Replace) -> str:
+    """What of ``spec`` the Studio's controls cannot hold (so a reload would not rerun it), or ''."""
+    blend = spec.blend or {}
+    words = blend.get("words", [])
+    words = [words] if isinstance(words, (str, int)) else words
+    checks = [
+        (bool(blend.get("subtract")), "LocalBlend 'subtract' words"),
+        (blend.get("resolution") is not None, "a LocalBlend resolution"),
+        (any(not isinstance(w, str) for w in words), "LocalBlend words per prompt or by position"),
+        (base.self_max_resolution is not None, "a self-attention resolution limit"),
+        (any(not isinstance(w, str) for w in base.schedule.words), "a window of a word given by position"),
+        (any(not isinstance(w, str) for w in getattr(rule, "values", {})), "a weight of a word given by position"),
+        (spec.seed > MAX_SEED, f"a seed above {MAX_SEED}"),
+        (spec.guidance > 50, "guidance above 50"),
+        (any(abs(v) > MAX_WEIGHT for v in getattr(rule, "values", {}).values()), f"weights beyond +-{MAX_WEIGHT:g}"),
+    ]
+    return ", ".join(what for failed, what in checks if failed)
 
 
 def _as_spec(spec) -> EditSpec:
