@@ -169,7 +169,7 @@ def _edit(args: argparse.Namespace) -> int:
     save_edit(result, out / "edit.json", inversion)
     print(
         f"wrote {out}/input.png, source.png (reconstruction), edit.png, baseline.png (same inverted noise, "
-        "no injection), edit.json with edit.inversion.json/.safetensors (rerun: export.load_edit)"
+        "no injection), edit.json with edit.inversion.json/.safetensors (rerun: p2p_widgets.load_edit)"
     )
     return 0
 

@@ -33,6 +33,10 @@ class PromptTooLong(P2PError):
         )
 
 
+class RunStopped(P2PError):
+    """A stop event ended a run before it sampled (e.g. while it waited for another run)."""
+
+
 class FrameError(P2PError):
     """A frame (binary message to or from the front end) is malformed."""
 

@@ -143,3 +143,28 @@ def test_the_tokenizer_is_safe_across_threads(editor):
         stop.set()
         padder.join(30)
     assert failures == []
+
+
+def test_stop_ends_a_studio_run_that_waits_for_another(editor):
+    studio = Studio(editor=editor, source="a red cat on a mat", target="a blue dog on a mat", steps=4)
+    studio.player.send = studio.panel.send = lambda *a, **k: None
+    started, release = threading.Event(), threading.Event()
+
+    def hold(event):
+        started.set()
+        release.wait(30)
+
+    cell = threading.Thread(target=lambda: editor.edit(*EDIT[:2], steps=4, callback=hold))
+    cell.start()
+    try:
+        assert started.wait(30)
+        studio.run()
+        deadline = time.time() + 30
+        while studio.panel.phase != "waiting for another run" and time.time() < deadline:
+            time.sleep(0.01)
+        studio.stop()
+        studio.wait(30)  # returns although the other run still holds the model
+        assert studio.panel.status == "stopped" and studio.panel.error == "" and cell.is_alive()
+    finally:
+        release.set()
+        cell.join(30)

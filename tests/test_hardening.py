@@ -285,3 +285,21 @@ def test_cli_refuses_zero_steps_and_a_file_as_out_before_any_work(tmp_path, caps
     target.write_bytes(b"x")
     assert cli.main(["edit", SRC, TGT, "--out", str(target)]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_review_findings_are_named(editor, inversion):
+    """From a review: each of these raised a raw exception or a misleading message."""
+    from p2p_widgets.engine.spec import EditSpec
+
+    with pytest.raises(P2PError, match="LocalBlend subtract must be None or words"):
+        LocalBlend(["cat"], subtract=3.5)
+    with pytest.raises(P2PError, match="an inversion or latents / uncond_embeddings, not both"):
+        editor.edit(SRC, TGT, steps=3, inversion=inversion, latents=torch.zeros(4, 16, 16))
+    with pytest.raises(P2PError, match="started from latents of your own"):
+        editor.run(editor.edit(SRC, TGT, steps=2, latents=torch.zeros(4, 16, 16)).spec)
+    data = json.loads(editor.edit(SRC, TGT, steps=2).spec.to_json())
+    data.update(scheduler="EulerDiscreteScheduler", scheduler_config={"timestep_spacing": "bogus"})
+    with pytest.raises(P2PError, match="cannot sample 2 steps with its config"):
+        editor.run(EditSpec.from_dict(data))
+    blend = LocalBlend(["cat"], start=np.int64(1))  # numpy ints are steps like ints
+    assert editor.edit(SRC, TGT, steps=2, blend=blend).images

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import P2PError, check_int
+from ..errors import P2PError, RunStopped, check_int
 from .prompts import Prompt
 from .threads import choose_cpu_threads
 from .tokenizer import TOKENIZER_LOCK
@@ -141,10 +141,10 @@ class ModelAdapter:
         return ddim_scheduler(self.pipe.scheduler.config, steps)
 
     @contextlib.contextmanager
-    def exclusive(self, wait: bool = True, on_wait=None):
+    def exclusive(self, wait: bool = True, on_wait=None, stop_event=None):
         """Hold this model's UNet for one run. If another run holds it, wait for it (calling
-        ``on_wait()`` once first, e.g. to say so in a widget), or with ``wait=False`` raise a
-        :class:`P2PError` at once."""
+        ``on_wait()`` once first, e.g. to say so in a widget; a set ``stop_event`` ends the wait
+        with a :class:`RunStopped`), or with ``wait=False`` raise a :class:`P2PError` at once."""
         lock = run_lock(self.unet)
         if not lock.acquire(blocking=False):
             if not wait:
@@ -154,7 +154,9 @@ class ModelAdapter:
                 )
             if on_wait is not None:
                 on_wait()
-            lock.acquire()
+            while not lock.acquire(timeout=0.1):
+                if stop_event is not None and stop_event.is_set():
+                    raise RunStopped("stopped while waiting for another run")
         try:
             yield self
         finally:

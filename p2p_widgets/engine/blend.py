@@ -6,6 +6,8 @@ of the words' accumulated cross-attention (see :class:`LocalBlend`).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..errors import P2PError, is_int, is_number
@@ -34,6 +36,8 @@ class LocalBlend:
             raise P2PError(f"LocalBlend threshold must be in (0, 1), got {threshold!r}")
         if not is_number(start) or start < 0:
             raise P2PError(f"LocalBlend start must be a step or a fraction of the run, got {start!r}")
+        if subtract is not None and not _names_words(subtract):
+            raise P2PError(f"LocalBlend subtract must be None or words (like words), got {subtract!r}")
         if resolution is not None and (not is_int(resolution) or resolution < 1):
             raise P2PError(
                 f"LocalBlend resolution must be a positive integer (an attention grid side), got {resolution!r}"
@@ -44,10 +48,10 @@ class LocalBlend:
     def to_dict(self) -> dict:
         """Every setting, for the edit JSON."""
         return {
-            "words": self.words,
+            "words": copy.deepcopy(self.words),
             "threshold": self.threshold,
             "start": self.start,
-            "subtract": self.subtract,
+            "subtract": copy.deepcopy(self.subtract),
             "resolution": self.resolution,
         }
 

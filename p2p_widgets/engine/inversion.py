@@ -640,7 +640,7 @@ def invert(
     t0 = time.perf_counter()
     bar = _progress_bar(progress, steps * (2 if method == "null-text" else 1), f"{method} inversion")
     try:
-        with editor.exclusive(wait, on_wait):
+        with editor.exclusive(wait, on_wait, stop_event):
             result = _invert(
                 editor, pixels, prompt, method, steps, guidance, opts, _reporter(callback, bar), stop_event
             )

@@ -32,7 +32,7 @@ from .store import AttentionStore
 class StepEvent:
     step: int  # UNet evaluation index (0 = noisiest)
     n_evals: int
-    timestep: int
+    timestep: float  # the scheduler's timestep (an int for DDIM, a float for Euler-type ones)
     latents: torch.Tensor  # (B, C, h, w) after this step
     x0: torch.Tensor  # (B, C, h, w) the scheduler's prediction of the clean latents
     attention: dict  # grid (h, w) -> (B, h, w, L) this step's head/layer-averaged cross maps
@@ -144,6 +144,8 @@ class Editor(ModelAdapter):
         - ``run_options``: see :meth:`run` (``baseline``, ``callback``, ``stop_event``, ``store``,
           ``low_memory``).
         """
+        if inversion is not None and (latents is not None or uncond_embeddings is not None):
+            raise P2PError("pass an inversion or latents / uncond_embeddings, not both (the inversion sets them)")
         if inversion is not None:
             if not isinstance(inversion, Inversion):
                 raise P2PError(f"inversion must be an Inversion (from editor.invert), got {type(inversion).__name__}")
@@ -212,6 +214,8 @@ class Editor(ModelAdapter):
         """
         if not isinstance(spec, EditSpec):
             raise P2PError(f"run takes an EditSpec, got {type(spec).__name__} (use EditSpec.from_json for JSON)")
+        if not spec.reruns:
+            raise P2PError("this edit started from latents of your own: pass them to edit(latents=...) instead")
         if spec.start != "seed":
             if inversion is None:
                 raise P2PError("this edit started from an inverted image: pass its inversion (see load_edit)")
@@ -288,7 +292,7 @@ class Editor(ModelAdapter):
                 spec, prompts, rules, blend, sched, latents, start, generator, low_memory=low_memory, **options
             )
 
-        with self.exclusive(wait, on_wait):  # one run per UNet: the processors of two runs never mix
+        with self.exclusive(wait, on_wait, stop_event):  # one run per UNet: two runs' processors never mix
             result = sample(rules, blend, sched, mode=spec.mode, store=store, callback=callback, stop_event=stop_event)
             if baseline and not result.stopped:
                 generator.set_state(noise_state)  # the baseline draws the same noise as the edit

@@ -12,12 +12,11 @@ word that is not in the target prompt is an error instead of being ignored.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import P2PError, is_int
+from ..errors import P2PError, is_int, is_number
 from .prompts import Prompt
 
 DEFAULT_KEY = "default_"
@@ -40,8 +39,13 @@ def resolve_window(spec, n_evals: int, what: str = "window") -> tuple[int, int]:
 
 
 def to_step(v, n_evals, what):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    """A step index from a step (int) or a fraction of the run (float), checked."""
+    if not is_number(v):
         raise P2PError(f"{what}: bound {v!r} is not a finite number")
+    if is_int(v):
+        v = int(v)
+    else:
+        v = float(v)
     if isinstance(v, float):
         if not 0.0 <= v <= 1.0:
             raise P2PError(f"{what}: fraction {v} is outside [0, 1]")
@@ -58,7 +62,8 @@ class AlphaSchedule:
     - ``cross``: default cross-attention window for every target token;
     - ``words``: per-word cross windows (word text in the target prompt -> window);
     - ``self_attn``: self-attention injection window;
-    - ``blend_start``: first evaluation after which LocalBlend mixes latents.
+    - ``blend_start``: where the Studio and timeline start LocalBlend (the run itself follows
+      ``LocalBlend.start``; ``Editor.edit`` passes that start here).
     """
 
     n_evals: int

@@ -33,8 +33,11 @@ DDIM = "DDIMScheduler"
 
 def fresh(scheduler, steps: int, device):
     """A new scheduler of ``scheduler``'s class and config, with its timesteps set for ``steps``."""
-    copy = type(scheduler).from_config(scheduler.config)
-    copy.set_timesteps(steps, device=device)
+    try:
+        copy = type(scheduler).from_config(scheduler.config)
+        copy.set_timesteps(steps, device=device)
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:  # a config the class cannot use
+        raise P2PError(f"{type(scheduler).__name__} cannot sample {steps} steps with its config: {exc}") from None
     return copy
 
 

@@ -9,7 +9,8 @@ MAX_LENGTH = 77  # Stable Diffusion's text positions (BOS + 75 tokens + EOS)
 
 # Calls into a tokenizers-backed tokenizer are not safe across threads: one call's padding and
 # truncation settings leak into another's (seen: word-by-word ids that did not add up to the
-# prompt's while another thread padded). Every call in the package holds this lock.
+# prompt's while another thread padded). Every call of the engine and widgets holds this lock
+# (the training script tokenizes in one thread).
 TOKENIZER_LOCK = threading.RLock()
 
 

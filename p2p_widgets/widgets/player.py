@@ -374,6 +374,7 @@ class AttentionPlayer(P2PWidget):
         targets = [targets] if isinstance(targets, str) else list(targets)
         prompts = [editor.prompt(source), *[editor.prompt(t) for t in targets]]
         return self._streamed(
+            editor,
             prompts,
             callback,
             stop_event,
@@ -392,13 +393,14 @@ class AttentionPlayer(P2PWidget):
         """``editor.run(spec, **run_options)`` streamed into this player (see :meth:`run`)."""
         prompts = [editor.prompt(text) for text in spec.prompts]
         return self._streamed(
+            editor,
             prompts,
             callback,
             stop_event,
             lambda cb: editor.run(spec, callback=cb, stop_event=stop_event, **run_options),
         )
 
-    def _streamed(self, prompts, callback, stop_event, sample):
+    def _streamed(self, editor, prompts, callback, stop_event, sample):
         stream = self.begin(prompts, stop_event=stop_event)
 
         def both(event):
@@ -413,7 +415,8 @@ class AttentionPlayer(P2PWidget):
             if isinstance(exc, Exception):
                 self.report_error(f"{type(exc).__name__}: {exc}")
             raise
-        self.end(result)
+        with editor.exclusive():  # the backfill decodes previews with the model: not beside another run
+            self.end(result)
         return result
 
     def clear(self) -> None:

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from ...engine.export import spec_to_json
-from ...errors import P2PError
+from ...errors import P2PError, RunStopped
 from ...stream.frames import encode_image
 
 _log = logging.getLogger(__name__)
@@ -112,6 +112,10 @@ class RunController:
             )
             images = result_images(result, job["invert"]["image"] if inversion is not None else None)
             text = spec_to_json(result)
+        except RunStopped:  # Stop pressed while the run waited for another one: nothing ran
+            with panel.hold_sync():
+                panel.phase, panel.status = "", "stopped"
+            return
         except BaseException as exc:  # shown in the widget; a thread has nowhere else to report
             self.error = exc
             _log.debug("Studio run failed", exc_info=True)
