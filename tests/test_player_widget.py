@@ -291,3 +291,22 @@ def test_preview_images_are_pngs(streamed):
     content, buffers = rec.frames()[0]
     assert all(b.startswith(b"\x89PNG") for b in buffers[:2])
     assert decode_image(buffers[0]).shape == (64, 64, 3)
+
+
+def test_to_gif_names_bad_settings(editor):
+    """Found in review: fps=0 divided by zero, a token out of range raised IndexError."""
+    from p2p_widgets.errors import P2PError
+
+    player = AttentionPlayer()
+    player.send = lambda *a, **k: None
+    player.run(editor, "a red cat", "a blue cat", steps=2)
+    assert player.to_gif(scale=1)[:3] == b"GIF"
+    for kwargs, message in [
+        (dict(fps=0), "fps"),
+        (dict(opacity=2), "opacity"),
+        (dict(normalize="x"), "normalize"),
+        (dict(tokens=[[0, 99]]), "not positions"),
+        (dict(tokens=["a"]), "tokens must be"),
+    ]:
+        with pytest.raises(P2PError, match=message):
+            player.to_gif(**kwargs)

@@ -228,9 +228,7 @@ class Editor(ModelAdapter):
             raise P2PError("this edit started from a seed, not from an inversion")
         spec = spec.replace(size=self.check_size(*(spec.size or (None, None))))  # the model's size by default
         prompts, rules, blend = spec.build(self)
-        scheduler = None
-        if spec.scheduler != schedulers.DDIM or spec.scheduler_config is not None:
-            scheduler = schedulers.build(spec.scheduler, spec.scheduler_config, self.pipe.scheduler.config)
+        scheduler = schedulers.of_spec(spec, self.pipe.scheduler.config)
         self._scheduler(spec.steps, scheduler)  # steps checked before any work
         return self._run(spec, prompts, rules, blend, scheduler, _Start.of(inversion, None, None), **run_options)
 

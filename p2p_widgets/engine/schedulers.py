@@ -69,6 +69,13 @@ def build(name: str, config: dict | None, pipeline_config):
         raise P2PError(f"scheduler_config does not build a {name}: {exc}") from None
 
 
+def of_spec(spec, pipeline_config):
+    """The scheduler an EditSpec samples with: None for DDIM from the pipeline's config, else built."""
+    if spec.scheduler == DDIM and spec.scheduler_config is None:
+        return None
+    return build(spec.scheduler, spec.scheduler_config, pipeline_config)
+
+
 def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]

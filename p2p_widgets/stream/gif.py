@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import P2PError, is_int, is_number
 from .frames import heat_lut
 
 
@@ -17,6 +18,16 @@ class GifStyle:
     opacity: float = 0.6  # of the heat colour over the preview
     fps: float = 8.0
     scale: int = 4  # every pixel repeated this many times
+
+    def __post_init__(self):
+        if self.normalize not in ("token", "global"):
+            raise P2PError(f"normalize must be 'token' or 'global', got {self.normalize!r}")
+        if not is_number(self.opacity) or not 0 <= self.opacity <= 1:
+            raise P2PError(f"opacity must be in [0, 1], got {self.opacity!r}")
+        if not is_number(self.fps) or not 0.5 <= self.fps <= 60:
+            raise P2PError(f"fps must be in [0.5, 60], got {self.fps!r}")
+        if not is_int(self.scale) or not 1 <= self.scale <= 16:
+            raise P2PError(f"scale must be an integer in [1, 16], got {self.scale!r}")
 
 
 def compose_step(images: list[np.ndarray], heats: dict, style: GifStyle):

@@ -473,9 +473,16 @@ class AttentionPlayer(P2PWidget):
         steps = self.cached_steps
         if not steps:
             raise P2PError("no frames yet: run an edit first")
-        if not is_int(scale) or not 1 <= scale <= 16:
-            raise P2PError(f"scale must be an integer in [1, 16], got {scale!r}")
-        tokens = [list(t) for t in (self.tokens if tokens is None else tokens)]
+        tokens = self.tokens if tokens is None else tokens
+        n_tokens = [len(p.get("tokens", [])) for p in self.prompts]
+        if not isinstance(tokens, (list, tuple)) or not all(
+            isinstance(t, (list, tuple)) and len(t) == 2 and all(is_int(v) and v >= 0 for v in t) for t in tokens
+        ):
+            raise P2PError(f"tokens must be [[prompt, token position], ...], got {tokens!r}")
+        bad = [list(t) for t in tokens if n_tokens and (t[0] >= len(n_tokens) or t[1] >= n_tokens[t[0]])]
+        if bad:
+            raise P2PError(f"tokens {bad} are not positions of this run's prompts")
+        tokens = [list(t) for t in tokens]
         resolution = self.resolution if resolution is None else resolution
         style = GifStyle(
             normalize=self.normalize if normalize is None else normalize,

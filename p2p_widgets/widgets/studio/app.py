@@ -378,7 +378,7 @@ class Studio(ipywidgets.VBox):
         base = rule.base if isinstance(rule, Reweight) else rule
         if not isinstance(base, Replace):
             raise P2PError(f"the Studio shows Replace, Refine and Reweight rules; this spec has {type(base).__name__}")
-        n_evals = self.editor.count_evals(spec.steps, self._spec_scheduler(spec))
+        n_evals = self.editor.count_evals(spec.steps, schedulers.of_spec(spec, self.editor.pipe.scheduler.config))
         if base.schedule.n_evals != n_evals:
             raise P2PError(f"the schedule has {base.schedule.n_evals} evaluations but the spec's run has {n_evals}")
         shown = _not_shown(spec, rule, base)
@@ -408,11 +408,6 @@ class Studio(ipywidgets.VBox):
             if spec.inversion is not None:
                 panel.invert_method = spec.inversion["method"]
             panel.windows = windows
-
-    def _spec_scheduler(self, spec: EditSpec):
-        if spec.scheduler == schedulers.DDIM and spec.scheduler_config is None:
-            return None
-        return schedulers.build(spec.scheduler, spec.scheduler_config, self.editor.pipe.scheduler.config)
 
     def save_images(self, folder) -> list[Path]:
         """Write the last run's images as PNG files into ``folder``; returns their paths."""
