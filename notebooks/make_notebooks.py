@@ -320,6 +320,33 @@ plots.images([builtin.images[0], builtin.images[1], decoder.images[1], ramp.imag
         md("The fast path and the explicit oracle agree on linear rules:"),
         """check = editor.edit(source, target, rules=[Ramp(mapper, STEPS)], mode="explicit", **common)
 float((check.latents - ramp.latents).abs().max())""",
+        md(
+            "## Save an edit that uses your rule\n\n"
+            "Register the class and give it `to_dict` / `from_dict`: the edit's JSON then names the rule and "
+            "`load_edit` rebuilds it (in a fresh kernel, run the class's cell first). An unregistered rule "
+            "runs but refuses to export, saying how to register it."
+        ),
+        """import tempfile
+from pathlib import Path
+
+from p2p_widgets.engine.rules import rule_from_dict
+
+
+@p2p.register_rule
+class SavedDecoderOnly(DecoderOnly):
+    def to_dict(self):
+        return {"rule": "SavedDecoderOnly", "inner": self.inner.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data, source, target):
+        return cls(rule_from_dict(data["inner"], source, target))
+
+
+saved = editor.edit(source, target, rules=[SavedDecoderOnly(Replace(mapper, schedule))], **common)
+path = Path(tempfile.mkdtemp()) / "decoder_only.json"
+p2p.save_edit(saved, path)
+again = p2p.load_edit(editor, path)
+print(p2p.EditSpec.from_json(path.read_text()).rules[0]["rule"], "reruns bitwise:", bool(torch.equal(again.latents, saved.latents)))""",
     ],
 )
 
