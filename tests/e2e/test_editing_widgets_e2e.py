@@ -34,7 +34,7 @@ def test_editing_widgets_in_jupyterlab(lab_notebook):
     mouse.up()
     assert nb.wait_kernel_eval("float(aligner.mapper.matrix[5, 6])", 1.0) == 1.0
     assert nb.kernel_eval("aligner.error") == ""
-    page.locator('.jp-OutputArea line.p2p-aligner__link[data-i="5"][data-j="6"]').wait_for(state="attached")
+    page.locator('.jp-OutputArea polyline.p2p-aligner__link[data-i="5"][data-j="6"]').wait_for(state="attached")
 
     # the keyboard path works inside JupyterLab without moving between cells
     active_before = nb._evaluate("return panel.content.activeCellIndex;")
