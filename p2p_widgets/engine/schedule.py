@@ -133,7 +133,7 @@ class AlphaSchedule:
             "words": words,
             "blend_start": data.get("blend_start", 0),
         }
-        return cls.from_windows(int(n), windows, target)
+        return cls.from_windows(int(n), windows, target, positions=True)
 
     def to_windows(self) -> dict:
         """The widgets' form (ordered word rows): ``{'cross': [s, e], 'self_attn': [s, e],
@@ -146,9 +146,12 @@ class AlphaSchedule:
         }
 
     @classmethod
-    def from_windows(cls, n_evals: int, windows, target: Prompt | None = None) -> AlphaSchedule:
+    def from_windows(
+        cls, n_evals: int, windows, target: Prompt | None = None, positions: bool = False
+    ) -> AlphaSchedule:
         """The one validator of integer windows (JSON, widgets): every bound an integer step in
-        ``[0, n_evals]``, start <= end, word rows unique (and words of ``target`` when given).
+        ``[0, n_evals]``, start <= end, word rows unique (and words of ``target`` when given); a word
+        given by its position (an int) only with ``positions`` (the JSON; widgets show words by text).
         Raises a :class:`P2PError` naming the field."""
         if not isinstance(windows, dict):
             raise P2PError(f"windows must be a dict, got {type(windows).__name__}")
@@ -163,7 +166,8 @@ class AlphaSchedule:
             raise P2PError(f"windows['words'] must be a list of [word, start, end], got {rows!r}")
         words = {}
         for k, row in enumerate(rows):
-            if not isinstance(row, (list, tuple)) or len(row) != 3 or not (isinstance(row[0], str) or is_int(row[0])):
+            is_row = isinstance(row, (list, tuple)) and len(row) == 3
+            if not is_row or not (isinstance(row[0], str) or (positions and is_int(row[0]))):
                 raise P2PError(f"word row {k} must be [word, start, end], got {row!r}")
             if target is not None:
                 try:
