@@ -661,8 +661,10 @@ def _check_options(editor, prompt, method, steps, guidance, overrides) -> tuple[
         raise P2PError(f"method must be one of {', '.join(repr(m) for m in METHODS)}, got {method!r}")
     if not isinstance(prompt, str):
         raise P2PError(f"the prompt must be a string describing the image, got {type(prompt).__name__}")
-    if not prompt.strip():
-        raise P2PError("the prompt is empty: inversion needs a caption of the image (edits change its words)")
+    if not prompt.strip() and method != "ddim":
+        # DDIM inversion under the empty prompt is what Plug-and-Play reads; the optimised ones need
+        # the caption the edit changes
+        raise P2PError(f"the prompt is empty: {method} inversion needs a caption of the image (edits change its words)")
     check_int("steps", steps, 1, editor.pipe.scheduler.config.num_train_timesteps)
     if not is_number(guidance) or guidance < 0:
         raise P2PError(f"guidance must be a finite number >= 0, got {guidance!r}")

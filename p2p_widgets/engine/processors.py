@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import P2PError
-from .rules import LayerContext
+from .rules import EditRule, LayerContext
 
 
 def layer_place(name: str) -> str:
@@ -80,6 +82,16 @@ def _probs(q, k, scale):
     return torch.softmax((q @ k.transpose(-1, -2)) * scale, dim=-1)
 
 
+@dataclass(frozen=True)
+class EditPlan:
+    """What one edit does at one layer: cross weights ``(P, q, keeps_own)``, a share ``s`` of the
+    source's self-attention, and/or its own self-attention ``(q, k, v)`` replaced by a hook."""
+
+    cross: tuple | None = None
+    share: float = 0.0
+    qkv: tuple | None = None
+
+
 class AttentionController:
     """Run state shared by all processors: step, batch layout, rules, store."""
 
@@ -97,16 +109,42 @@ class AttentionController:
         self.step, self.n_evals = 0, 1
         self.block = "both"  # "both": [uncond; cond] in one batch; "uncond" / "cond": low-memory passes
         self._on_device: dict = {}  # id(weight tensor) -> (tensor, its copy on the UNet's device)
+        # hooks resolved once per run: a layer no hook can touch stays one fused call
+        self._asks_qkv = any(_overrides(r, "self_qkv") for r in rules)
+        self._edits_uncond = any(r.branches == "both" for r in rules)
+        self.feature_modules = tuple(dict.fromkeys(m for r in rules for m in r.feature_modules()))
+        self.layer_index: dict = {}  # processor name -> (index, n_layers) among layers of its kind
+        self.controlled: set = set()  # (layer, "cross" | "self" | "feature") touched this step
 
     # -- bookkeeping -------------------------------------------------------------------------
+    def index_layers(self, names) -> None:
+        """Number the self- and cross-attention layers in the order the UNet runs them (down, mid,
+        up), as methods that count layers (MasaCtrl) do."""
+        for cross in (False, True):
+            kind = sorted((n for n in names if (".attn2." in n) == cross), key=_execution_order)
+            self.layer_index.update({name: (i, len(kind)) for i, name in enumerate(kind)})
+        ordered = sorted(names, key=_execution_order)
+        for rule in self.rules:
+            rule.on_layers(ordered)
+
     def grid_of(self, n_queries: int) -> tuple[int, int]:
         lh, lw = self.latent_size
         factor = math.isqrt(lh * lw // n_queries)
         return lh // factor, lw // factor
 
     def context(self, proc, grid) -> LayerContext:
+        index, n_layers = self.layer_index.get(proc.name, (0, 0))
         return LayerContext(
-            self.step, self.n_evals, proc.name, proc.place, grid, self.latent_size, proc.is_cross, self.coarsest
+            self.step,
+            self.n_evals,
+            proc.name,
+            proc.place,
+            grid,
+            self.latent_size,
+            proc.is_cross,
+            self.coarsest,
+            index,
+            n_layers,
         )
 
     def end_step(self):
@@ -122,108 +160,210 @@ class AttentionController:
             hit = self._on_device[id(t)] = (t, t.to(like))  # holding t keeps its id from being reused
         return hit[1]
 
+    def _blocks(self, ctx):
+        """``(context, offset of the source row)`` of each half of the batch that a rule may edit."""
+        n = self.n_prompts
+        halves = {"both": (("uncond", 0), ("cond", n)), "uncond": (("uncond", 0),), "cond": (("cond", 0),)}
+        return [
+            (ctx if name == "cond" else replace(ctx, block=name), off)
+            for name, off in halves[self.block]
+            if name == "cond" or self._edits_uncond
+        ]
+
     # -- attention ---------------------------------------------------------------------------
     def attend(self, proc, q, k, v, scale):
-        if self.block == "uncond" or self.n_prompts == 0:
+        if self.n_prompts == 0:
             return _sdpa(q, k, v, scale)
-        off = self.n_prompts if self.block == "both" else 0
-        grid = self.grid_of(q.shape[2])
-        ctx = self.context(proc, grid)
-        weights = self._weights(ctx, v)
-        if self.mode == "explicit":
-            out, cond_maps = self._explicit(ctx, q, k, v, scale, off, weights)
-        elif all(w is None for w in weights):
-            out, cond_maps = _sdpa(q, k, v, scale), None  # nothing injected here: one fused call
-        else:
-            out, cond_maps = self._fast(q, k, v, scale, off, weights)
-        if proc.is_cross and self.store is not None and self.store.wants(grid):
+        ctx = self.context(proc, self.grid_of(q.shape[2]))
+        n, done, cond_maps, cond_plans = self.n_prompts, {}, None, None
+        for bctx, off in self._blocks(ctx):
+            plans = self._plan(bctx, q, k, v, off)
+            rows = slice(off, off + n)
+            if self.mode == "explicit":
+                done[off], maps = self._explicit(bctx, q[rows], k[rows], v[rows], scale, plans)
+            elif any(p is not None for p in plans):
+                done[off], maps = self._fast(q[rows], k[rows], v[rows], scale, plans), None
+            else:
+                continue  # nothing injected in this half: it joins the plain fused call
+            if bctx.block == "cond":
+                cond_maps, cond_plans = maps, plans
+        out = self._assemble(q, k, v, scale, done)
+        if proc.is_cross and self.block != "uncond" and self.store is not None and self.store.wants(ctx.resolution):
+            off = n if self.block == "both" else 0
             if cond_maps is None:
-                cond_maps = self._edited_maps(q, k, scale, off, weights)
-            self.store.add(grid, cond_maps.mean(dim=1), place=proc.place, heads=cond_maps)
+                plans = cond_plans or [None] * (n - 1)
+                cond_maps = self._edited_maps(q[off : off + n], k[off : off + n], scale, plans)
+            self.store.add(ctx.resolution, cond_maps.mean(dim=1), place=proc.place, heads=cond_maps)
         return out
 
-    def _weights(self, ctx, like):
-        """Per edit: ('cross', P, q) | ('self', s) | None (keeps its own attention)."""
-        found = []
-        for rule in self.rules:
+    def _assemble(self, q, k, v, scale, done: dict):
+        """The whole batch: the halves computed with edits (``done``: offset -> rows), the rest in one
+        plain call (fused, or materialised on the explicit path)."""
+        plain = _sdpa if self.mode == "fast" else (lambda q, k, v, scale: _probs(q, k, scale) @ v)
+        if not done:
+            return plain(q, k, v, scale)
+        n = self.n_prompts
+        out = torch.empty(*q.shape[:3], v.shape[-1], dtype=v.dtype, device=v.device)
+        for off in range(0, q.shape[0], n):
+            rows = slice(off, off + n)
+            out[rows] = done[off] if off in done else plain(q[rows], k[rows], v[rows], scale)
+        return out
+
+    def _plan(self, ctx, q, k, v, off) -> list:
+        """One :class:`EditPlan` (or None: keeps its own attention) per edit of this half."""
+        plans = []
+        src = (q[off : off + 1], k[off : off + 1], v[off : off + 1])
+        for e, rule in enumerate(self.rules, start=off + 1):
+            if ctx.block == "uncond" and rule.branches != "both":
+                plans.append(None)
+                continue
+            cross, share, qkv = None, 0.0, None
             if ctx.is_cross:
                 w = rule.cross_weights(ctx)
-                if w is None:
-                    found.append(None)
-                else:
-                    found.append(("cross", self._device(w[0], like), self._device(w[1], like), rule.keeps_own(ctx, w)))
+                if w is not None:
+                    cross = (self._device(w[0], v), self._device(w[1], v), rule.keeps_own(ctx, w))
             else:
-                s = float(rule.self_weight(ctx))
-                found.append(None if s == 0.0 else ("self", s))
+                share = float(rule.self_weight(ctx))
+                if self._asks_qkv:
+                    qkv = rule.self_qkv(ctx, src, (q[e : e + 1], k[e : e + 1], v[e : e + 1]))
+            plan = None if cross is None and share == 0.0 and qkv is None else EditPlan(cross, share, qkv)
+            if plan is not None:
+                self.controlled.add((ctx.layer, "cross" if ctx.is_cross else "self"))
+                if share and qkv is not None and qkv[2].shape[2] != k.shape[2]:
+                    raise P2PError(
+                        f"{type(rule).__name__} at {ctx.layer}: a self-attention share needs the source's "
+                        f"{k.shape[2]} keys, but its self_qkv hook gives {qkv[2].shape[2]}"
+                    )
+            plans.append(plan)
+        return plans
+
+    def _fast(self, q, k, v, scale, plans):
+        """One half of the batch (source row first), fused: the source and every map read through
+        its attention share one call, ``attn(Q_src, K_src, [V_src | P V_e | s V_e ...])``."""
+        out = torch.empty(*q.shape[:3], v.shape[-1], dtype=v.dtype, device=v.device)
+        blocks, own = [v[:1]], []  # value blocks read through the source's attention; the edits' own calls
+        for e, plan in enumerate(plans, start=1):
+            qe, ke, ve = (q[e : e + 1], k[e : e + 1], v[e : e + 1]) if plan is None or plan.qkv is None else plan.qkv
+            shared = None
+            if plan is not None and plan.cross is not None:
+                P, qv, keeps_own = plan.cross
+                blocks.append(torch.matmul(P, ve))  # (A_src P) V = A_src (P V)
+                shared, ve = len(blocks) - 1, ve * qv[:, None] if keeps_own else None
+            elif plan is not None and plan.share:
+                blocks.append(ve * plan.share)
+                shared, ve = len(blocks) - 1, ve * (1.0 - plan.share) if plan.share != 1.0 else None
+            own.append((e, (qe, ke, ve), shared, plan is not None and plan.qkv is not None))
+        both = _sdpa(q[:1], k[:1], torch.cat(blocks, dim=-1), scale)
+        d = v.shape[-1]
+        out[0] = both[0, ..., :d]
+        own_out = self._own(q, k, scale, own)
+        for e, _, shared, _ in own:
+            total = 0 if shared is None else both[0, ..., shared * d : (shared + 1) * d]
+            out[e] = total + own_out[e] if e in own_out else total
+        return out
+
+    @staticmethod
+    def _own(q, k, scale, own) -> dict:
+        """The edits' own attention: one fused call for the rows that keep their queries and keys
+        (a slice when contiguous: list indexing copies q and k), one call per row a hook changed."""
+        plain = [(e, qkv[2]) for e, qkv, _, hooked in own if qkv[2] is not None and not hooked]
+        found = {}
+        if plain:
+            rows = [e for e, _ in plain]
+            index = slice(rows[0], rows[-1] + 1) if rows == list(range(rows[0], rows[-1] + 1)) else rows
+            found.update(zip(rows, _sdpa(q[index], k[index], torch.cat([val for _, val in plain]), scale)))
+        for e, (qe, ke, ve), _, hooked in own:
+            if hooked and ve is not None:
+                found[e] = _sdpa(qe, ke, ve, scale)[0]
         return found
 
-    def _fast(self, q, k, v, scale, off, weights):
-        out = torch.empty(*q.shape[:3], v.shape[-1], dtype=v.dtype, device=v.device)
-        if off:
-            out[:off] = _sdpa(q[:off], k[:off], v[:off], scale)
-        src = off
-        blocks, own = [v[src : src + 1]], []  # value blocks read through the source's attention
-        for e, w in enumerate(weights, start=src + 1):
-            if w is None:
-                own.append((e, v[e : e + 1], None))
-            elif w[0] == "cross":
-                P, qv, keeps_own = w[1], w[2], w[3]
-                blocks.append(torch.matmul(P, v[e : e + 1]))  # (A_src P) V = A_src (P V)
-                if keeps_own:
-                    own.append((e, v[e : e + 1] * qv[:, None], len(blocks) - 1))
-                else:
-                    own.append((e, None, len(blocks) - 1))
-            else:
-                s = w[1]
-                blocks.append(v[e : e + 1] * s)
-                own.append((e, v[e : e + 1] * (1.0 - s) if s != 1.0 else None, len(blocks) - 1))
-        shared = _sdpa(q[src : src + 1], k[src : src + 1], torch.cat(blocks, dim=-1), scale)
-        d = v.shape[-1]
-        out[src] = shared[0, ..., :d]
-        own_rows = [e for e, val, _ in own if val is not None]
-        if own_rows:
-            vals = torch.cat([val for _, val, _ in own if val is not None])
-            # a slice, not a list index, when the rows are contiguous (as they are for built-in rules):
-            # advanced indexing copies q and k and sends the index to the device
-            rows = (
-                slice(own_rows[0], own_rows[-1] + 1)
-                if own_rows == list(range(own_rows[0], own_rows[-1] + 1))
-                else own_rows
-            )
-            own_out = dict(zip(own_rows, _sdpa(q[rows], k[rows], vals, scale)))
-        for e, val, block in own:
-            total = 0 if block is None else shared[0, ..., block * d : (block + 1) * d]
-            out[e] = total + own_out[e] if val is not None else total
-        return out, None
+    def _explicit(self, ctx, q, k, v, scale, plans):
+        """One half of the batch with materialised probabilities, as the reference computes them:
+        the oracle for :meth:`_fast` and the path for rules on explicit maps."""
+        a_src = _probs(q[:1], k[:1], scale)[0]
+        outs, maps = [a_src @ v[0]], [a_src]
+        for e, (rule, plan) in enumerate(zip(self.rules, plans), start=1):
+            qe, ke, ve = (q[e : e + 1], k[e : e + 1], v[e : e + 1]) if plan is None or plan.qkv is None else plan.qkv
+            a = _probs(qe, ke, scale)[0]
+            if ctx.is_cross and (ctx.block == "cond" or rule.branches == "both"):
+                a = rule.edit_cross(ctx, a_src, a)
+            elif plan is not None and plan.share:
+                a = plan.share * a_src + (1.0 - plan.share) * a
+            outs.append(a @ ve[0])
+            maps.append(a)
+        cross_maps = torch.stack(maps) if ctx.is_cross else None
+        return torch.stack(outs), cross_maps
 
-    def _explicit(self, ctx, q, k, v, scale, off, weights):
-        probs = _probs(q, k, scale)
-        src = off
-        for e, (rule, w) in enumerate(zip(self.rules, weights), start=src + 1):
-            if ctx.is_cross:
-                probs[e] = rule.edit_cross(ctx, probs[src], probs[e])
-            elif w is not None:
-                probs[e] = w[1] * probs[src] + (1.0 - w[1]) * probs[e]
-        cond = probs[off : off + self.n_prompts]
-        return probs @ v, cond
-
-    def _edited_maps(self, q, k, scale, off, weights):
-        """Post-edit cross maps of the conditional block (fast path: n x L maps are small)."""
-        rows = slice(off, off + self.n_prompts)
-        maps = _probs(q[rows], k[rows], scale)
+    def _edited_maps(self, q, k, scale, plans):
+        """Post-edit cross maps of the conditional half (fast path: n x L maps are small)."""
+        maps = _probs(q, k, scale)
         edited = [maps[0]]
-        for e, w in enumerate(weights, start=1):
-            edited.append(maps[e] if w is None else maps[0] @ w[1] + maps[e] * w[2])
+        for e, plan in enumerate(plans, start=1):
+            edited.append(
+                maps[e] if plan is None or plan.cross is None else maps[0] @ plan.cross[0] + maps[e] * plan.cross[1]
+            )
         return torch.stack(edited)
+
+    # -- module outputs (features) -------------------------------------------------------------
+    def edit_features(self, name: str, output: torch.Tensor) -> torch.Tensor:
+        """A hooked module's output with each rule's ``edit_feature`` applied to its edit rows."""
+        grid = tuple(output.shape[-2:])
+        ctx = LayerContext(
+            self.step,
+            self.n_evals,
+            name,
+            layer_place(name),
+            grid,
+            self.latent_size,
+            False,
+            self.coarsest,
+            kind="feature",
+        )
+        for bctx, off in self._blocks(ctx):
+            for e, rule in enumerate(self.rules, start=off + 1):
+                if (bctx.block == "uncond" and rule.branches != "both") or name not in rule.feature_modules():
+                    continue
+                new = rule.edit_feature(bctx, name, output[off : off + 1], output[e : e + 1])
+                if new is not None:
+                    output[e : e + 1] = new
+                    self.controlled.add((name, "feature"))
+        return output
+
+
+def _overrides(rule, method: str) -> bool:
+    return getattr(type(rule), method) is not getattr(EditRule, method)
+
+
+def _execution_order(name: str):
+    return ({"down": 0, "mid": 1, "up": 2}[layer_place(name)], *map(int, re.findall(r"\d+", name)))
 
 
 @contextlib.contextmanager
 def installed(unet, controller: AttentionController):
-    """Install P2P processors on every attention layer of ``unet``; restore the originals on exit,
-    also after an exception or a KeyboardInterrupt."""
+    """Install P2P processors on every attention layer of ``unet`` and hooks on the modules the
+    rules read; restore the originals on exit, also after an exception or a KeyboardInterrupt."""
     original = dict(unet.attn_processors)
+    hooks = []
     try:
+        modules = [(name, _module(unet, name)) for name in controller.feature_modules]
+        controller.index_layers(original)
         unet.set_attn_processor({name: P2PAttnProcessor(controller, name) for name in original})
+        for name, module in modules:
+            hooks.append(
+                module.register_forward_hook(lambda m, args, out, name=name: controller.edit_features(name, out))
+            )
         yield controller
     finally:
+        for hook in hooks:
+            hook.remove()
         unet.set_attn_processor(original)
+
+
+def _module(unet, name: str):
+    try:
+        return unet.get_submodule(name)
+    except AttributeError:
+        raise P2PError(
+            f"a rule reads the UNet module {name!r}, which this model does not have "
+            "(module names are as in unet.named_modules(), e.g. 'up_blocks.1.resnets.1.conv2')"
+        ) from None

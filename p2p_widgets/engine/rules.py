@@ -48,6 +48,7 @@ import torch
 
 from ..errors import P2PError, is_int, is_number
 from .mapper import Mapper
+from .params import check_values
 from .prompts import Prompt
 from .schedule import AlphaSchedule, json_keyed
 
@@ -62,6 +63,10 @@ class LayerContext:
     latent_size: tuple[int, int]
     is_cross: bool
     coarsest: int  # side of the coarsest attention grid in the UNet
+    index: int = 0  # execution order among the UNet's layers of this kind (self or cross), 0 = first
+    n_layers: int = 0  # how many layers of this kind the UNet has (SD 1.x: 16; SDXL: 70)
+    kind: str = "attention"  # "attention", or "feature" for a module output (``edit_feature``)
+    block: str = "cond"  # the half of classifier-free guidance being edited: "cond" or "uncond"
 
 
 _REGISTRY: dict[str, type] = {}
@@ -109,9 +114,29 @@ def rule_from_dict(data, source: Prompt, target: Prompt) -> EditRule:
 
 
 class EditRule:
-    """Base class: no change (the edit keeps its own attention everywhere)."""
+    """Base class: no change (the edit keeps its own attention everywhere).
+
+    Hooks (override the ones the rule needs; the controller asks each hook at each layer and
+    step, and a layer where no hook answers stays one plain fused attention call):
+
+    - ``cross_weights`` / ``edit_cross``: cross-attention probabilities (linear or explicit form);
+    - ``self_weight``: a scalar share of the source's self-attention probabilities;
+    - ``self_qkv(ctx, src, edit)``: the edit's self-attention queries, keys and values, from the
+      source's and its own (each ``(q, k, v)``, tensors ``(1, heads, tokens, dim)``); return new
+      ``(q, k, v)`` (keys and values may be longer, e.g. concatenated) or ``None``;
+    - ``feature_modules()`` + ``edit_feature(ctx, name, src, edit)``: outputs of UNet modules by
+      name (e.g. a ResNet block's ``conv2``), ``(1, C, h, w)`` each;
+    - ``edit_latents(step, n_evals, src, edit)``: the edit's latents after each scheduler step;
+    - ``follows_inversion``: the source row walks the inversion's trajectory (needs an inverted image).
+
+    ``branches``: ``"cond"`` edits the conditional half of classifier-free guidance only (P2P);
+    ``"both"`` edits the unconditional half too, each from the source row of its own half.
+    """
 
     explicit_only = False
+    branches: ClassVar[str] = "cond"
+    follows_inversion: ClassVar[bool] = False
+    params: ClassVar[tuple] = ()  # the rule's declared parameters (see Param); [] for rules built from prompts
     rule_name: ClassVar[str | None] = None  # set by @register_rule
 
     def to_dict(self) -> dict:
@@ -157,6 +182,27 @@ class EditRule:
             return a_edit
         P, q = (w.to(a_src) for w in weights)
         return a_src @ P + a_edit * q
+
+    def self_qkv(self, ctx: LayerContext, src: tuple, edit: tuple):
+        return None
+
+    def feature_modules(self) -> tuple[str, ...]:
+        return ()
+
+    def edit_feature(self, ctx: LayerContext, name: str, src: torch.Tensor, edit: torch.Tensor):
+        return None
+
+    def edit_latents(self, step: int, n_evals: int, src: torch.Tensor, edit: torch.Tensor):
+        return None
+
+    def windows(self, n_evals: int) -> list[tuple[str, int, int]]:
+        """``(what, first step, end step)`` of each span of the run where the rule acts: the
+        timeline and the player show them."""
+        return []
+
+    def on_layers(self, names: list[str]) -> None:
+        """Called once per run with the UNet's attention layer names in execution order (rules that
+        choose layers by their place in the UNet resolve them here)."""
 
 
 def default_self_max_resolution(latent_size) -> int:
@@ -228,6 +274,11 @@ class Replace(EditRule):
     def keeps_own(self, ctx, weights):
         return bool((self.gate[ctx.step] < 1).any())  # q = 1 - g, read from the host copy of g
 
+    def windows(self, n_evals):
+        spans = [("cross-attention", *self.schedule.cross), ("self-attention", *self.schedule.self_attn)]
+        spans += [(f"cross-attention: {word}", *w) for word, w in self.schedule.words.items()]
+        return [s for s in spans if s[1] < s[2]]
+
     def self_weight(self, ctx):
         limit = self.self_max_resolution
         if limit is None:
@@ -295,5 +346,125 @@ class Reweight(EditRule):
     def keeps_own(self, ctx, weights):
         return self.base.keeps_own(ctx, weights)  # Reweight leaves the edit's own part as the base has it
 
+    def windows(self, n_evals):
+        return self.base.windows(n_evals)
+
     def self_weight(self, ctx):
         return self.base.self_weight(ctx)
+
+
+class ParamRule(EditRule):
+    """A rule built from its declared :class:`~p2p_widgets.engine.params.Param` values alone (no
+    prompts): ``Rule(**values)`` checks them, ``to_dict`` / ``from_dict`` write and read them, and
+    the Studio and sweeps offer them from ``params``. Values are attributes (``rule.start_step``)."""
+
+    def __init__(self, **values):
+        self.values = check_values(type(self).params, values, type(self).__name__)
+        for name, value in self.values.items():
+            setattr(self, name, value)
+
+    def to_dict(self) -> dict:
+        plain = {k: list(v) if isinstance(v, tuple) else v for k, v in self.values.items()}
+        return {"rule": self.exported_name(), **plain}
+
+    @classmethod
+    def from_dict(cls, data, source, target):
+        return cls(**{k: v for k, v in data.items() if k != "rule"})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.values.items())})"
+
+
+@register_rule
+class Combine(EditRule):
+    """Several rules on one edited prompt, e.g. a P2P word swap with MasaCtrl's mutual self-attention.
+
+    Cross-attention: at most one part may give cross weights at a layer (they do not add up).
+    Self-attention: shares add up (at most 1); ``self_qkv`` hooks apply in order, each on the
+    previous one's result. Features and latents: in order. The parts' ``branches`` are kept: a
+    part that edits only the conditional half is not asked in the unconditional one.
+    """
+
+    def __init__(self, *rules):
+        if len(rules) < 2 or not all(isinstance(r, EditRule) for r in rules):
+            raise P2PError("Combine takes two or more EditRule objects")
+        self.rules = list(rules)
+        self.explicit_only = any(r.explicit_only for r in rules)
+        self.follows_inversion = any(r.follows_inversion for r in rules)
+        self.branches = "both" if any(r.branches == "both" for r in rules) else "cond"
+
+    def parts(self, ctx) -> list[EditRule]:
+        """The parts that edit the half ``ctx.block`` ("cond" or "uncond")."""
+        return [r for r in self.rules if ctx.block == "cond" or r.branches == "both"]
+
+    def to_dict(self) -> dict:
+        return {"rule": self.exported_name(), "rules": [r.to_dict() for r in self.rules]}
+
+    @classmethod
+    def from_dict(cls, data, source, target):
+        parts = data.get("rules")
+        if not isinstance(parts, list):
+            raise P2PError(f"Combine 'rules' must be a list of rules, got {parts!r}")
+        return cls(*(rule_from_dict(part, source, target) for part in parts))
+
+    def check_run(self, n_evals):
+        for r in self.rules:
+            r.check_run(n_evals)
+
+    def prepare(self, device, dtype):
+        for r in self.rules:
+            r.prepare(device, dtype)
+
+    def on_layers(self, names):
+        for r in self.rules:
+            r.on_layers(names)
+
+    def _cross_part(self, ctx):
+        found = [(r, w) for r in self.parts(ctx) if (w := r.cross_weights(ctx)) is not None]
+        if len(found) > 1:
+            names = ", ".join(type(r).__name__ for r, _ in found)
+            raise P2PError(f"Combine: {names} all give cross-attention weights at {ctx.layer}, step {ctx.step}")
+        return found[0] if found else (None, None)
+
+    def cross_weights(self, ctx):
+        return self._cross_part(ctx)[1]
+
+    def keeps_own(self, ctx, weights):
+        rule, _ = self._cross_part(ctx)
+        return rule.keeps_own(ctx, weights)
+
+    def edit_cross(self, ctx, a_src, a_edit):
+        for r in self.parts(ctx):
+            a_edit = r.edit_cross(ctx, a_src, a_edit)
+        return a_edit
+
+    def self_weight(self, ctx):
+        return min(1.0, sum(float(r.self_weight(ctx)) for r in self.parts(ctx)))
+
+    def self_qkv(self, ctx, src, edit):
+        changed = None
+        for r in self.parts(ctx):
+            out = r.self_qkv(ctx, src, changed or edit)
+            changed = out if out is not None else changed
+        return changed
+
+    def feature_modules(self):
+        return tuple(dict.fromkeys(name for r in self.rules for name in r.feature_modules()))
+
+    def edit_feature(self, ctx, name, src, edit):
+        changed = None
+        for r in self.parts(ctx):
+            if name in r.feature_modules():
+                out = r.edit_feature(ctx, name, src, edit if changed is None else changed)
+                changed = out if out is not None else changed
+        return changed
+
+    def edit_latents(self, step, n_evals, src, edit):
+        changed = None
+        for r in self.rules:
+            out = r.edit_latents(step, n_evals, src, edit if changed is None else changed)
+            changed = out if out is not None else changed
+        return changed
+
+    def windows(self, n_evals):
+        return [w for r in self.rules for w in r.windows(n_evals)]

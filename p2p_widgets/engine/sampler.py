@@ -37,6 +37,7 @@ class StepEvent:
     x0: torch.Tensor  # (B, C, h, w) the scheduler's prediction of the clean latents
     attention: dict  # grid (h, w) -> (B, h, w, L) this step's head/layer-averaged cross maps
     editor: Editor = field(repr=False, default=None)
+    controlled: frozenset = frozenset()  # (layer or module, "cross" | "self" | "feature") a rule changed
 
     def preview(self) -> np.ndarray:
         """(B, H, W, 3) uint8 images of the x0 prediction (cheap: see ``Editor.preview``)."""
@@ -158,8 +159,8 @@ class Editor(ModelAdapter):
         if inversion is not None and height is None and width is None:  # the inverted image's own size
             height, width = (side * self.vae_factor for side in inversion.latents.shape[-2:])
         source = self.prompt(source)
-        if not source.text.strip():
-            raise P2PError("the source prompt is empty")
+        if not source.text.strip() and inversion is None and latents is None:
+            raise P2PError("the source prompt is empty (an inverted image may be read under the empty prompt)")
         targets = [self.prompt(t) for t in ([targets] if isinstance(targets, (str, Prompt)) else list(targets))]
         if blend is not None and not isinstance(blend, LocalBlend):
             blend = LocalBlend(blend)
@@ -280,6 +281,11 @@ class Editor(ModelAdapter):
                 rule.check_run(n_evals)
             except P2PError as exc:
                 raise P2PError(f"rule {k}: {exc}") from None
+            if rule.follows_inversion and start.trajectory is None:
+                raise P2PError(
+                    f"rule {k} ({type(rule).__name__}) reads the source from its inversion's trajectory: "
+                    "edit an inverted image (editor.invert, then edit(..., inversion=...))"
+                )
         generator = torch.Generator("cpu").manual_seed(spec.seed)  # the start noise, then stochastic steps' noise
         latents = start.latents_for(self, spec, sched, len(prompts), generator)
         start.check_uncond(n_evals, self)
@@ -338,22 +344,29 @@ class Editor(ModelAdapter):
         step_options = schedulers.step_kwargs(sched, generator)
         for rule in rules:
             rule.prepare(self.device, self.dtype)
+        source_path = start.source_path(rules, n_evals, latents)
         with installed(self.unet, controller):
             timestep_values = sched.timesteps.tolist()  # host copies: int(t) per step would sync a GPU
             for i, t in enumerate(sched.timesteps):
-                controller.step = i
+                controller.step, controller.controlled = i, set()
+                if source_path is not None:
+                    latents[0] = source_path[i]
                 if use_cfg:
                     uncond = start.uncond_at(self, i, uncond, len(prompts))
                 model_input = sched.scale_model_input(latents, t)  # identity for DDIM; sigma scaling for Euler...
                 eps = self._predict(controller, model_input, t, cond, uncond, guidance, low_memory)
                 step_maps = controller.end_step()
                 out = sched.step(eps, t, latents, **step_options)
-                latents = out.prev_sample
+                latents = _edit_latents(rules, i, n_evals, out.prev_sample)
+                if source_path is not None:
+                    latents[0] = source_path[i + 1]
                 if blend_state is not None and i >= blend_state["start"]:
                     latents = blend.apply(blend_state, latents, store)
                 finite.check(i, latents, guidance)
                 if callback is not None:
-                    callback(StepEvent(i, n_evals, timestep_values[i], latents, _x0(out), step_maps, self))
+                    event = StepEvent(i, n_evals, timestep_values[i], latents, _x0(out), step_maps, self)
+                    event.controlled = frozenset(controller.controlled)
+                    callback(event)
                 if stop_event is not None and stop_event.is_set():
                     stopped = True
                     break
@@ -409,12 +422,20 @@ class _Start:
     latents: torch.Tensor | None = None
     uncond: list | None = None  # per step (1, L, D)
     pooled: list | None = None  # SDXL: per step (1, P)
+    trajectory: torch.Tensor | None = None  # an inversion's latents, x_0 first, x_T last
 
     @classmethod
     def of(cls, inversion, latents, uncond_embeddings):
         if inversion is not None:
-            return cls(inversion.latents[-1], inversion.uncond_embeddings, inversion.uncond_pooled)
+            return cls(inversion.latents[-1], inversion.uncond_embeddings, inversion.uncond_pooled, inversion.latents)
         return cls(latents, uncond_embeddings)
+
+    def source_path(self, rules, n_evals, like):
+        """The source row's latents before each step and after the last (noisiest first), when a
+        rule follows the inversion (Plug-and-Play reads the image's own trajectory); else None."""
+        if not any(r.follows_inversion for r in rules):
+            return None
+        return self.trajectory.flip(0).to(like.device, like.dtype)[: n_evals + 1]
 
     def latents_for(self, model, spec, sched, batch, generator) -> torch.Tensor:
         shape = (1, model.unet.config.in_channels, *(side // model.vae_factor for side in spec.size))
@@ -482,6 +503,15 @@ def _describe(rule: EditRule) -> dict:
         return rule.to_dict()
     except P2PError:
         return {"rule": type(rule).__name__, "unregistered": True}
+
+
+def _edit_latents(rules, step, n_evals, latents):
+    """Each rule's ``edit_latents`` hook on its edit row after a scheduler step."""
+    for e, rule in enumerate(rules, start=1):
+        new = rule.edit_latents(step, n_evals, latents[:1], latents[e : e + 1])
+        if new is not None:
+            latents[e : e + 1] = new
+    return latents
 
 
 def _x0(out) -> torch.Tensor:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import P2PError, check_int, is_int, is_number
+from . import controls  # noqa: F401  (registers the built-in methods beyond P2P, so JSON naming them loads)
 from .blend import LocalBlend
 from .rules import EditRule, rule_class, rule_from_dict
 from .schedulers import DDIM, SCHEDULERS
@@ -78,7 +79,7 @@ class EditSpec:
             or not all(isinstance(p, str) for p in prompts)
         ):
             raise P2PError("prompts must be a non-empty list of strings (source first)")
-        if not prompts[0].strip():
+        if not prompts[0].strip() and self.start == "seed":
             raise P2PError("the source prompt is empty")
         rules = self.rules
         if not isinstance(rules, (list, tuple)) or len(rules) != len(prompts) - 1:

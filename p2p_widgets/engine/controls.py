@@ -1,0 +1,176 @@
+"""Attention-control methods beyond P2P's probability mixing, as rules on the engine's hooks.
+
+Each writes the edit's self-attention queries, keys or values (one fused call still), or a UNet
+module's output, from the source row of the same half of classifier-free guidance:
+
+- :class:`MutualSelfAttention` (MasaCtrl, Cao et al. 2023): in the chosen self-attention layers
+  and steps the edit's queries attend to the source's keys and values, ``attn(Q_e, K_src, V_src)``;
+  ``union`` attends to both images' keys and values.
+- :class:`PlugAndPlay` (Tumanyan et al. 2023): the source's features in a decoder ResNet block and
+  its decoder self-attention queries and keys replace the edit's early in the run; the source row
+  walks the inverted image's own trajectory.
+- :class:`StyleAligned` (Hertz et al. 2024): every edit's self-attention also attends to the
+  source's keys and values, with its queries and keys AdaIN-normalised to the source's statistics.
+
+The parameters are declared once (``params``): the constructor, the edit JSON, the Studio's
+controls and sweep grids all read them. Layers are counted in the order the UNet runs them
+(``LayerContext.index`` among ``n_layers``); steps are UNet evaluations, 0 = noisiest.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .params import Param
+from .rules import LayerContext, ParamRule, register_rule
+
+# MasaCtrl's default first controlled layer on the two layer counts its authors name (SD 1.x/2.x:
+# 16 self-attention layers, SDXL: 70); other UNets start at the same share of their layers
+_MASA_START = {16: 10, 70: 44}
+
+
+def _in_steps(ctx: LayerContext, first: int, end: int | None) -> bool:
+    return first <= ctx.step < (ctx.n_evals if end is None else end)
+
+
+@register_rule
+class MutualSelfAttention(ParamRule):
+    """MasaCtrl: the edit queries the source's self-attention keys and values (both CFG halves)."""
+
+    branches = "both"
+    params = (
+        Param("start_step", "int", 4, "first step under control (0 = noisiest)", low=0),
+        Param("end_step", "int", None, "step where control ends (empty: the end of the run)", low=0, optional=True),
+        Param(
+            "start_layer",
+            "int",
+            None,
+            "first controlled self-attention layer in execution order (empty: 10 of 16 on SD, 44 of 70 on SDXL)",
+            low=0,
+            optional=True,
+        ),
+        Param("end_layer", "int", None, "layer where control ends (empty: the last)", low=0, optional=True),
+        Param("union", "bool", False, "attend to the source's and the edit's own keys and values together"),
+    )
+
+    def first_layer(self, n_layers: int) -> int:
+        if self.start_layer is not None:
+            return self.start_layer
+        return _MASA_START.get(n_layers, round(n_layers * 10 / 16))
+
+    def active(self, ctx: LayerContext) -> bool:
+        end_layer = ctx.n_layers if self.end_layer is None else self.end_layer
+        return (
+            not ctx.is_cross
+            and _in_steps(ctx, self.start_step, self.end_step)
+            and self.first_layer(ctx.n_layers) <= ctx.index < end_layer
+        )
+
+    def self_qkv(self, ctx, src, edit):
+        if not self.active(ctx):
+            return None
+        if self.union:
+            return edit[0], torch.cat([src[1], edit[1]], dim=2), torch.cat([src[2], edit[2]], dim=2)
+        return edit[0], src[1], src[2]
+
+    def windows(self, n_evals):
+        end = n_evals if self.end_step is None else min(self.end_step, n_evals)
+        return [("mutual self-attention", min(self.start_step, end), end)]
+
+
+# Plug-and-Play's injection points on SD-style UNets: the residual branch of the second ResNet of
+# the second decoder block (before the skip connection is added), and decoder self-attention
+PNP_FEATURE = "up_blocks.1.resnets.1.conv2"
+_DECODER_ATTENTION = re.compile(r"^up_blocks\.(\d+)\.attentions\.(\d+)\.")
+
+
+@register_rule
+class PlugAndPlay(ParamRule):
+    """Plug-and-Play: the source's decoder features (first ``feature_until`` of the run) and its
+    decoder self-attention queries and keys (first ``attention_until``) replace the edit's. The
+    source row follows the inversion, so edit an inverted image; its authors read it under the
+    empty prompt (source prompt ``""``)."""
+
+    branches = "both"
+    follows_inversion = True
+    _layers: frozenset = frozenset()  # set for each run by on_layers
+    params = (
+        Param("feature_until", "float", 0.8, "share of the run with the source's ResNet features", low=0.0, high=1.0),
+        Param(
+            "attention_until",
+            "float",
+            0.5,
+            "share of the run with the source's self-attention Q and K",
+            low=0.0,
+            high=1.0,
+        ),
+    )
+
+    def feature_modules(self):
+        return (PNP_FEATURE,)
+
+    def on_layers(self, names):
+        self._layers = _pnp_layers(names)
+
+    def edit_feature(self, ctx, name, src, edit):
+        return src if ctx.step < int(ctx.n_evals * self.feature_until) else None
+
+    def self_qkv(self, ctx, src, edit):
+        if ctx.is_cross or ctx.step >= int(ctx.n_evals * self.attention_until) or ctx.layer not in self._layers:
+            return None
+        return src[0], src[1], edit[2]
+
+    def windows(self, n_evals):
+        return [
+            ("ResNet features", 0, int(n_evals * self.feature_until)),
+            ("self-attention Q, K", 0, int(n_evals * self.attention_until)),
+        ]
+
+
+def _pnp_layers(names) -> frozenset:
+    """Decoder self-attention layers but those of the decoder's first attention module (the lowest
+    resolution's first, which the authors leave alone: ``up_blocks.1.attentions.0`` on SD 1.x/2.x,
+    ``up_blocks.0.attentions.0`` on SDXL)."""
+    decoder = [(n, m) for n in names if ".attn1." in n and (m := _DECODER_ATTENTION.match(n))]
+    if not decoder:
+        return frozenset()
+    first = min((int(m[1]), int(m[2])) for _, m in decoder)
+    return frozenset(n for n, m in decoder if (int(m[1]), int(m[2])) != first)
+
+
+def adain(x: torch.Tensor, ref: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``x`` normalised over tokens (per head and channel) to ``ref``'s mean and deviation (unbiased
+    variance plus ``eps``, as StyleAligned's authors compute it)."""
+    mean, std = x.mean(dim=-2, keepdim=True), (x.var(dim=-2, keepdim=True) + eps).sqrt()
+    ref_mean, ref_std = ref.mean(dim=-2, keepdim=True), (ref.var(dim=-2, keepdim=True) + eps).sqrt()
+    return (x - mean) / std * ref_std + ref_mean
+
+
+@register_rule
+class StyleAligned(ParamRule):
+    """StyleAligned: the edit also attends to the source's self-attention keys and values, its
+    queries and keys AdaIN-normalised to the source's (both CFG halves, every self-attention layer)."""
+
+    branches = "both"
+    params = (
+        Param("adain_queries", "bool", True, "normalise the edit's queries to the source's statistics"),
+        Param("adain_keys", "bool", True, "normalise the edit's keys to the source's statistics"),
+        Param("adain_values", "bool", False, "normalise the edit's values to the source's statistics"),
+        Param("share_attention", "bool", True, "attend to the source's keys and values too"),
+    )
+
+    def self_qkv(self, ctx, src, edit):
+        if ctx.is_cross:
+            return None
+        q, k, v = edit
+        q = adain(q, src[0]) if self.adain_queries else q
+        k = adain(k, src[1]) if self.adain_keys else k
+        v = adain(v, src[2]) if self.adain_values else v
+        if self.share_attention:
+            k, v = torch.cat([k, src[1]], dim=2), torch.cat([v, src[2]], dim=2)
+        return q, k, v
+
+    def windows(self, n_evals):
+        return [("shared self-attention", 0, n_evals)]
