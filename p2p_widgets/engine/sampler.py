@@ -54,6 +54,7 @@ class EditResult:
     baseline: list | None = None  # fixed-seed images without injection (same noise), source first
     stopped: bool = False
     rules: list = field(default_factory=list, repr=False)
+    controlled: list = field(default_factory=list, repr=False)  # per step: (layer, kind) a rule changed
 
     @property
     def source_image(self):
@@ -340,7 +341,7 @@ class Editor(ModelAdapter):
         cond = self.conditioning(prompts, spec.size)
         use_cfg = guidance > 1.0
         uncond = self.conditioning(prompts, spec.size, uncond=True) if use_cfg else None
-        stopped, finite = False, _FiniteWatch(self.device, n_evals)
+        stopped, finite, controlled = False, _FiniteWatch(self.device, n_evals), []
         step_options = schedulers.step_kwargs(sched, generator)
         for rule in rules:
             rule.prepare(self.device, self.dtype)
@@ -363,17 +364,18 @@ class Editor(ModelAdapter):
                 if blend_state is not None and i >= blend_state["start"]:
                     latents = blend.apply(blend_state, latents, store)
                 finite.check(i, latents, guidance)
+                controlled.append(frozenset(controller.controlled))
                 if callback is not None:
-                    event = StepEvent(i, n_evals, timestep_values[i], latents, _x0(out), step_maps, self)
-                    event.controlled = frozenset(controller.controlled)
-                    callback(event)
+                    callback(
+                        StepEvent(i, n_evals, timestep_values[i], latents, _x0(out), step_maps, self, controlled[-1])
+                    )
                 if stop_event is not None and stop_event.is_set():
                     stopped = True
                     break
         from PIL import Image
 
         images = [Image.fromarray(a) for a in self.decode(latents)]
-        return EditResult(prompts, images, store, latents, spec, stopped=stopped, rules=rules)
+        return EditResult(prompts, images, store, latents, spec, stopped=stopped, rules=rules, controlled=controlled)
 
     def _predict(self, controller, latents, t, cond, uncond, guidance, low_memory):
         if uncond is None:  # no guidance
