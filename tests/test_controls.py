@@ -1,0 +1,278 @@
+"""Methods beyond P2P (MasaCtrl, Plug-and-Play, StyleAligned, Combine) on the engine's hooks:
+the fast path against materialised attention, the maths of each hook against a hand computation,
+the layers they choose, restored processors and hooks, bad parameters, and JSON reruns."""
+
+import json
+
+import pytest
+import torch
+
+from p2p_widgets.engine.controls import PNP_FEATURE, MutualSelfAttention, PlugAndPlay, StyleAligned, adain
+from p2p_widgets.engine.processors import AttentionController, P2PAttnProcessor, _execution_order
+from p2p_widgets.engine.rules import Combine, EditRule, LayerContext, Replace, registered_rules
+from p2p_widgets.engine.spec import EditSpec
+from p2p_widgets.errors import P2PError
+
+SRC = "a red circle on a gray background"
+TGT = "a blue circle on a gray background"
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def inversion(editor):
+    image = editor.edit(SRC, [], steps=STEPS).images[0]
+    return editor.invert(image, "", method="ddim", steps=STEPS)
+
+
+def _rules():
+    return {
+        "masactrl": (MutualSelfAttention(start_step=1), {}),
+        "masactrl_union": (MutualSelfAttention(start_step=2, start_layer=2, union=True), {}),
+        "style_aligned": (StyleAligned(), {}),
+        "style_aligned_values": (StyleAligned(adain_values=True, share_attention=False), {}),
+        "pnp": (PlugAndPlay(), {"inversion": True}),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_rules()))
+def test_fast_path_matches_materialised_attention(editor, inversion, name):
+    rule, opts = _rules()[name]
+    source = "" if opts.get("inversion") else SRC
+    extra = {"inversion": inversion} if opts.get("inversion") else {}
+    fast = editor.edit(source, TGT, rules=[rule], steps=STEPS, mode="fast", **extra)
+    explicit = editor.edit(source, TGT, rules=[rule], steps=STEPS, mode="explicit", **extra)
+    plain = editor.edit(source, TGT, rules=[EditRule()], steps=STEPS, **extra)
+    assert (fast.latents - explicit.latents).abs().max() <= 1e-4
+    assert (fast.latents[1] - plain.latents[1]).abs().max() > 1e-3  # the rule changes the edit
+    assert (fast.latents[0] - plain.latents[0]).abs().max() <= 1e-5 or opts.get("inversion")  # not the source
+
+
+def test_masactrl_with_a_p2p_word_swap(editor):
+    """Composition: P2P's cross-attention edit and MasaCtrl's mutual self-attention together."""
+    swap = editor.build_rules(editor.prompt(SRC), [editor.prompt(TGT)], STEPS, self_attn=0.0)[0]
+    both = Combine(swap, MutualSelfAttention(start_step=1))
+    fast = editor.edit(SRC, TGT, rules=[both], steps=STEPS, mode="fast")
+    explicit = editor.edit(SRC, TGT, rules=[both], steps=STEPS, mode="explicit")
+    assert (fast.latents - explicit.latents).abs().max() <= 1e-4
+    alone = [editor.edit(SRC, TGT, rules=[r], steps=STEPS).latents[1] for r in both.rules]
+    assert all((fast.latents[1] - a).abs().max() > 1e-4 for a in alone)  # differs from each part
+    kinds = {kind for step in fast.controlled for _, kind in step}
+    assert kinds == {"cross", "self"}
+
+
+# -- the maths of each hook, on one layer, against a hand computation ------------------------------
+def _layer(controller, name, n_layers_index=(0, 1)):
+    controller.layer_index[name] = n_layers_index
+    return P2PAttnProcessor(controller, name)
+
+
+def _qkv(batch, tokens=16, heads=2, dim=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, heads, tokens, dim, generator=g) for _ in range(3)]
+
+
+def _attn(q, k, v, scale):
+    return torch.softmax(q @ k.transpose(-1, -2) * scale, -1) @ v
+
+
+@pytest.mark.parametrize("mode", ["fast", "explicit"])
+def test_masactrl_edit_rows_attend_to_the_source_in_both_halves(mode):
+    rule = MutualSelfAttention(start_step=0, start_layer=0)
+    c = AttentionController(2, [rule], mode=mode, latent_size=(4, 4))
+    proc = _layer(c, "up_blocks.0.attentions.0.transformer_blocks.0.attn1.processor")
+    q, k, v = _qkv(4)  # [uncond src, uncond edit, cond src, cond edit]
+    out = c.attend(proc, q, k, v, 0.5)
+    for src, edit in ((0, 1), (2, 3)):
+        assert torch.allclose(out[src], _attn(q[src], k[src], v[src], 0.5), atol=1e-5)
+        assert torch.allclose(out[edit], _attn(q[edit], k[src], v[src], 0.5), atol=1e-5)
+    union = AttentionController(2, [MutualSelfAttention(start_step=0, start_layer=0, union=True)], mode=mode)
+    out = union.attend(_layer(union, proc.name), q, k, v, 0.5)
+    keys, values = torch.cat([k[2], k[3]], 1), torch.cat([v[2], v[3]], 1)
+    assert torch.allclose(out[3], _attn(q[3], keys, values, 0.5), atol=1e-5)
+
+
+def test_style_aligned_is_adain_then_shared_keys():
+    c = AttentionController(2, [StyleAligned()], latent_size=(4, 4))
+    proc = _layer(c, "down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor")
+    q, k, v = _qkv(4, seed=1)
+    out = c.attend(proc, q, k, v, 0.5)
+    for s, e in ((0, 1), (2, 3)):
+        # AdaIN by hand: per head and channel over tokens, unbiased variance + 1e-5 as the authors
+        qn = (q[e] - q[e].mean(1, keepdim=True)) / (q[e].var(1, keepdim=True) + 1e-5).sqrt()
+        qn = qn * (q[s].var(1, keepdim=True) + 1e-5).sqrt() + q[s].mean(1, keepdim=True)
+        assert torch.allclose(qn, adain(q[e], q[s]), atol=1e-6)
+        keys = torch.cat([adain(k[e], k[s]), k[s]], 1)
+        assert torch.allclose(out[e], _attn(qn, keys, torch.cat([v[e], v[s]], 1), 0.5), atol=1e-5)
+        assert torch.allclose(out[s], _attn(q[s], k[s], v[s], 0.5), atol=1e-5)
+
+
+def test_pnp_takes_the_source_queries_and_keys_but_keeps_its_values():
+    rule = PlugAndPlay()
+    name = "up_blocks.2.attentions.1.transformer_blocks.0.attn1.processor"
+    rule._layers = frozenset([name])  # as on_layers sets it for a UNet where this layer is chosen
+    c = AttentionController(2, [rule], latent_size=(4, 4))
+    c.n_evals, c.step = 10, 4  # attention_until 0.5: steps 0-4
+    q, k, v = _qkv(4, seed=2)
+    out = c.attend(_layer(c, name), q, k, v, 0.5)
+    assert torch.allclose(out[3], _attn(q[2], k[2], v[3], 0.5), atol=1e-5)
+    assert torch.allclose(out[1], _attn(q[0], k[0], v[1], 0.5), atol=1e-5)
+    c.step = 5
+    out = c.attend(_layer(c, name), q, k, v, 0.5)
+    assert torch.allclose(out[3], _attn(q[3], k[3], v[3], 0.5), atol=1e-5)
+    # features: the edit rows take the source row's of their half until feature_until
+    c.step = 7
+    feats = torch.randn(4, 3, 2, 2)
+    edited = c.edit_features(PNP_FEATURE, feats.clone())
+    assert torch.equal(edited[1], feats[0]) and torch.equal(edited[3], feats[2]) and torch.equal(edited[2], feats[2])
+    c.step = 8
+    assert torch.equal(c.edit_features(PNP_FEATURE, feats.clone()), feats)
+
+
+# -- which layers: execution order as the authors count ---------------------------------------------
+def _sd15_layer_names():
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):  # SD 1.5's layer structure without allocating its weights
+        unet = UNet2DConditionModel(
+            cross_attention_dim=768,
+            block_out_channels=(320, 640, 1280, 1280),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        )
+    return list(unet.attn_processors)
+
+
+def test_masactrl_layers_on_sd15_are_the_decoder_at_32_and_64():
+    names = _sd15_layer_names()
+    c = AttentionController(2, [MutualSelfAttention()])
+    c.index_layers(names)
+    rule = MutualSelfAttention()
+    picked = []
+    for name in names:
+        index, n_layers = c.layer_index[name]
+        ctx = LayerContext(5, 50, name, "up", (8, 8), (64, 64), ".attn2." in name, 8, index, n_layers)
+        if rule.active(ctx):
+            picked.append(name.split(".attentions")[0])
+    assert len(picked) == 6 and n_layers == 16  # 10..15 of 16, as MasaCtrl counts
+    assert set(picked) == {"up_blocks.2", "up_blocks.3"}
+    assert sorted(names, key=_execution_order)[0].startswith("down_blocks.0")
+    assert [n for n in sorted(names, key=_execution_order) if ".attn1." in n][6].startswith("mid_block")
+
+
+def test_pnp_layers_on_sd15_skip_the_first_decoder_attention():
+    rule = PlugAndPlay()
+    rule.on_layers(_sd15_layer_names())
+    modules = sorted({n.split(".transformer_blocks")[0] for n in rule._layers})
+    assert modules == [
+        "up_blocks.1.attentions.1",
+        "up_blocks.1.attentions.2",
+        *(f"up_blocks.{b}.attentions.{a}" for b in (2, 3) for a in range(3)),
+    ]
+
+
+# -- errors, restoring, JSON ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make, word",
+    [
+        (lambda: MutualSelfAttention(start_step=-1), "start_step"),
+        (lambda: MutualSelfAttention(start_step=1.5), "start_step"),
+        (lambda: MutualSelfAttention(union="yes"), "union"),
+        (lambda: MutualSelfAttention(start_layr=3), "start_layr"),
+        (lambda: PlugAndPlay(feature_until=1.5), "feature_until"),
+        (lambda: PlugAndPlay(attention_until=None), "attention_until"),
+        (lambda: StyleAligned(adain_keys=1), "adain_keys"),
+    ],
+)
+def test_bad_parameters_name_the_parameter(make, word):
+    with pytest.raises(P2PError, match=word):
+        make()
+
+
+def test_pnp_without_an_inversion_is_refused_before_any_step(editor):
+    with pytest.raises(P2PError, match="inverted image"):
+        editor.edit(SRC, TGT, rules=[PlugAndPlay()], steps=STEPS)
+
+
+class _Boom(MutualSelfAttention):
+    def self_qkv(self, ctx, src, edit):
+        if ctx.step == 2:
+            raise RuntimeError("boom")
+        return super().self_qkv(ctx, src, edit)
+
+
+class _BoomFeature(PlugAndPlay):
+    def edit_feature(self, ctx, name, src, edit):
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("rule_cls", [_Boom, _BoomFeature])
+def test_processors_and_module_hooks_are_restored_after_an_exception(editor, inversion, rule_cls):
+    unet = editor.unet
+    before = dict(unet.attn_processors)
+    extra = {"inversion": inversion} if rule_cls.follows_inversion else {}
+    with pytest.raises(RuntimeError, match="boom"):
+        editor.edit(
+            "" if extra else SRC,
+            TGT,
+            rules=[rule_cls(start_step=0) if rule_cls is _Boom else rule_cls()],
+            steps=STEPS,
+            **extra,
+        )
+    assert dict(unet.attn_processors) == before
+    assert all(not m._forward_hooks for m in unet.modules())
+    plain = editor.edit(SRC, TGT, steps=STEPS)  # and the editor still works
+    assert torch.isfinite(plain.latents).all()
+
+
+def test_a_missing_feature_module_is_named(editor, inversion):
+    class Elsewhere(PlugAndPlay):
+        def feature_modules(self):
+            return ("up_blocks.9.resnets.0.conv2",)
+
+    with pytest.raises(P2PError, match=r"up_blocks\.9\.resnets\.0\.conv2"):
+        editor.edit("", TGT, rules=[Elsewhere()], steps=STEPS, inversion=inversion)
+    assert all(not m._forward_hooks for m in editor.unet.modules())
+
+
+@pytest.mark.parametrize("name", ["masactrl", "style_aligned", "pnp", "combined"])
+def test_json_round_trip_reruns_bitwise(editor, inversion, name):
+    if name == "combined":
+        swap = editor.build_rules(editor.prompt(SRC), [editor.prompt(TGT)], STEPS)[0]
+        rule, extra, source = Combine(swap, MutualSelfAttention(start_step=2, union=True)), {}, SRC
+    else:
+        rule, opts = _rules()[name]
+        extra = {"inversion": inversion} if opts.get("inversion") else {}
+        source = "" if extra else SRC
+    first = editor.edit(source, TGT, rules=[rule], steps=STEPS, **extra)
+    text = first.spec.to_json()
+    assert json.loads(text)["rules"][0]["rule"] in registered_rules()
+    again = editor.run(EditSpec.from_json(text), **extra)
+    assert torch.equal(first.latents, again.latents)
+
+
+def test_rule_windows_follow_the_parameters():
+    assert MutualSelfAttention(start_step=4).windows(50) == [("mutual self-attention", 4, 50)]
+    assert PlugAndPlay().windows(50) == [("ResNet features", 0, 40), ("self-attention Q, K", 0, 25)]
+    assert isinstance(Replace, type) and StyleAligned().windows(10) == [("shared self-attention", 0, 10)]
+
+
+@pytest.fixture(scope="module")
+def xl():
+    from p2p_widgets.bench.geometries import tiny_xl_pipeline
+    from p2p_widgets.engine.sampler import Editor
+
+    return Editor(tiny_xl_pipeline(seed=1))
+
+
+@pytest.mark.parametrize("name", ["masactrl", "style_aligned", "pnp"])
+def test_methods_run_on_sdxl(xl, name):
+    """SDXL's UNet (pooled text, size ids, 10-block transformers) through the same hooks."""
+    rule, opts = _rules()[name]
+    extra = {}
+    if opts.get("inversion"):
+        extra["inversion"] = xl.invert(xl.edit(SRC, [], steps=STEPS).images[0], "", method="ddim", steps=STEPS)
+    source = "" if extra else SRC
+    fast = xl.edit(source, TGT, rules=[rule], steps=STEPS, mode="fast", **extra)
+    explicit = xl.edit(source, TGT, rules=[rule], steps=STEPS, mode="explicit", **extra)
+    assert (fast.latents - explicit.latents).abs().max() <= 1e-4
+    assert any(step for step in fast.controlled)  # the hooks found layers to act on
