@@ -1,4 +1,4 @@
-"""Command line: ``p2p-widgets demo | edit | eval`` (and ``--version``).
+"""Command line: ``p2p-widgets demo | edit | eval | evaluate`` (and ``--version``).
 
 Subcommands register in ``_build_parser``; each sets ``func`` to a callable taking the parsed
 arguments and returning an exit code.
@@ -207,6 +207,90 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+EVALUATE_EXAMPLES = """examples:
+  python -m p2p_widgets.evaluate.pocket_bench bench/ --n 40
+  p2p-widgets evaluate bench/ --method pie-p2p-ddim --grid '{"cross": [0.2, 0.4]}' --seeds 0 1 \\
+      --steps model --guidance model --out sweeps/cross
+  p2p-widgets evaluate PIE_Bench/data --method pie-p2p --method pie-p2p-ddim --model ./sd14 --out sweeps/pie \\
+      --metrics '{"dino": "./dino_vitb8", "clip": "./clip-vit-large-patch14", "lpips": "./squeeze.safetensors"}' \\
+      --backend ray --address 10.0.0.2:6379 --workers 8
+rerun the same command to finish a sweep that stopped: finished rows are skipped.
+"""
+
+
+def _number_or_model(text: str):
+    if text == "model":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'model' (the model's default), got {text!r}") from None
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def _json_argument(text: str | None, what: str):
+    """JSON text, '@file.json', or None."""
+    import json
+
+    from .errors import P2PError
+
+    if text is None:
+        return None
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise P2PError(f"--{what}: file {path} does not exist")
+        text = path.read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise P2PError(f"--{what} is not valid JSON: {exc}") from None
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .errors import P2PError
+    from .evaluate.sweep import format_summary, run_sweep
+
+    try:
+        metrics = args.metrics if args.metrics in ("none", "random") else _json_argument(args.metrics, "metrics")
+        result = run_sweep(
+            args.data,
+            args.method or ["pie-p2p"],
+            _json_argument(args.grid, "grid"),
+            args.seeds,
+            args.out,
+            model=args.model,
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+            metrics=None if metrics == "none" else metrics,
+            steps=args.steps,
+            guidance=args.guidance,
+            device=args.device,
+            threads=args.threads,
+            retry_errors=args.retry_errors,
+            progress=not args.no_progress,
+            types=args.types,
+        )
+    except (P2PError, OSError) as exc:
+        print(f"p2p-widgets evaluate: {exc}", file=sys.stderr)
+        return 2
+    if not result.complete:
+        print(
+            f"p2p-widgets evaluate: {len(result.missing)} of {result.rows_expected} rows are missing "
+            f"(a worker stopped: {next(iter(result.lost.values()), 'the run ended early')}); the table is not "
+            "written. Rerun the same command to finish them.",
+            file=sys.stderr,
+        )
+        return 1
+    print(format_summary(result.summary))
+    print(
+        f"wrote {result.table} ({len(result.rows)} rows: {result.ran} run now, {result.skipped} from earlier runs, "
+        f"{result.errors} failed) and {result.folder / 'summary.csv'}"
+    )
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     # long: one flat list of argparse declarations, read top to bottom like the --help it prints
     parser = argparse.ArgumentParser(prog="p2p-widgets", description="Prompt-to-Prompt image editing in Jupyter.")
@@ -270,6 +354,43 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--images", type=int, default=256)
     evaluate.add_argument("--seeds", type=int, default=32)
     evaluate.set_defaults(func=_eval)
+
+    sweep = sub.add_parser(
+        "evaluate",
+        help="a sweep of edit methods over a PIE-format dataset: one row per case, method, setting and seed",
+        epilog=EVALUATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument("data", help="a folder in PIE-Bench's format (mapping_file.json + annotation_images/)")
+    sweep.add_argument(
+        "--method",
+        action="append",
+        metavar="NAME|JSON|FILE",
+        help="a preset (pie-p2p, pie-p2p-ddim, pie-p2p-negative, masactrl, pnp), a method JSON object or "
+        "a .json file (repeatable; default: pie-p2p)",
+    )
+    sweep.add_argument("--grid", metavar="JSON|@FILE", help="parameter values to sweep, e.g. '{\"cross\": [0.2, 0.4]}'")
+    sweep.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of every row (default: 0)")
+    sweep.add_argument("--out", required=True, metavar="DIR", help="the sweep folder (rerun to resume)")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local")
+    sweep.add_argument("--workers", type=int, default=1, help="worker processes or Ray actors (default: 1)")
+    sweep.add_argument("--address", metavar="ADDR", help="a running Ray cluster (host:port, ray://host:port, auto)")
+    sweep.add_argument("--model", default="pocket", help="'pocket' (default, offline) or an SD checkpoint folder/id")
+    sweep.add_argument(
+        "--metrics",
+        default="none",
+        metavar="none|random|JSON",
+        help="'none' (default), 'random' (random-weight metric models: plumbing only) or the metric "
+        'models\' paths / hub ids as JSON: {"dino": ..., "clip": ..., "lpips": ...}',
+    )
+    sweep.add_argument("--steps", type=_number_or_model, default=None, help="override every method's steps ('model')")
+    sweep.add_argument("--guidance", type=_number_or_model, default=None, help="override the guidance ('model')")
+    sweep.add_argument("--types", type=int, nargs="+", default=None, help="only these edit type ids (0-9)")
+    sweep.add_argument("--device", default=None, help="torch device of the workers (default: cuda if available)")
+    sweep.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker")
+    sweep.add_argument("--retry-errors", action="store_true", help="rerun rows whose edit failed before")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=_evaluate)
     return parser
 
 

@@ -1,0 +1,121 @@
+"""The ``local`` backend with several workers: spawned processes, one model each, rows over pipes.
+
+A worker process loads the model once (:class:`SweepWorker`), then answers one row per message.
+A process that dies (killed, out of memory, a crash in native code) closes its pipe: its row is
+reported lost and a new process takes its place (at most ``workers`` replacements per sweep).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from multiprocessing.connection import wait as wait_for
+
+from ...errors import P2PError
+from .worker import SweepWorker, WorkerConfig
+
+
+def _serve(conn, config: WorkerConfig) -> None:
+    """A worker process: load, say ready (or why not), then run rows until the pipe closes."""
+    try:
+        worker = SweepWorker(config)
+    except Exception as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+        return
+    conn.send(("ready", worker.ready()))
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        conn.send(("ok", worker.run(job)))
+
+
+class _Slot:
+    def __init__(self, process, conn):
+        self.process, self.conn, self.job = process, conn, None
+
+
+class ProcessPool:
+    """``workers`` spawned processes (see the module docstring); the pool protocol of
+    :func:`~p2p_widgets.evaluate.backends.drive`."""
+
+    def __init__(self, config: WorkerConfig, workers: int):
+        self.config, self.workers = config, workers
+        self.context = multiprocessing.get_context("spawn")  # no fork: torch's threads do not survive it
+        self._slots: list[_Slot] = []
+        self.restarts_left = workers
+
+    def _spawn(self) -> _Slot:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(target=_serve, args=(child, self.config), daemon=True)
+        process.start()
+        child.close()
+        slot = _Slot(process, parent)
+        self._slots.append(slot)
+        return slot
+
+    def _await_ready(self, slot: _Slot) -> None:
+        try:
+            kind, value = slot.conn.recv()
+        except EOFError:
+            code = slot.process.exitcode
+            raise P2PError(f"a local sweep worker exited while loading the model (exit code {code})") from None
+        if kind != "ready":
+            raise P2PError(f"a local sweep worker could not start: {value}")
+
+    def start(self) -> None:
+        slots = [self._spawn() for _ in range(self.workers)]
+        for slot in slots:
+            self._await_ready(slot)
+
+    def slots(self):
+        return list(self._slots)
+
+    def submit(self, slot: _Slot, job) -> None:
+        slot.job = job
+        slot.conn.send(job)
+
+    def wait(self):
+        busy = [s for s in self._slots if s.job is not None]
+        ready = wait_for([s.conn for s in busy])
+        done = []
+        for slot in busy:
+            if slot.conn not in ready:
+                continue
+            job, slot.job = slot.job, None
+            try:
+                kind, value = slot.conn.recv()
+            except (EOFError, OSError):
+                slot.process.join(timeout=5)
+                kind, value = "lost", f"the worker process died (exit code {slot.process.exitcode})"
+            done.append((slot, job, (kind, value)))
+        return done
+
+    def replace(self, slot: _Slot):
+        self._drop(slot)
+        if self.restarts_left <= 0:
+            return None
+        self.restarts_left -= 1
+        fresh = self._spawn()
+        self._await_ready(fresh)
+        return fresh
+
+    def _drop(self, slot: _Slot) -> None:
+        if slot in self._slots:
+            self._slots.remove(slot)
+        slot.conn.close()
+        if slot.process.is_alive():
+            slot.process.kill()
+        slot.process.join(timeout=5)
+
+    def close(self) -> None:
+        for slot in list(self._slots):
+            try:
+                slot.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+            slot.process.join(timeout=10)
+            self._drop(slot)

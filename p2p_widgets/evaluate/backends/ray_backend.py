@@ -1,0 +1,136 @@
+"""The ``ray`` backend: one Ray actor per worker, each a :class:`SweepWorker` (the model loaded
+once per actor), one row in flight per actor.
+
+Ray is optional (``pip install p2p_widgets[ray]``) and imported only here. ``address`` names an
+existing cluster (``host:port``, ``ray://host:port`` or ``auto``) and is checked before anything
+runs; without it the sweep uses the Ray connection the process already has, or starts a local
+cluster for the sweep and stops it afterwards. An actor asks for ``threads`` CPUs (one by
+default) and, when the cluster has GPUs and the device is not the CPU, one GPU. On a cluster of
+several machines the sweep folder must be on storage every node sees (the inversion cache is
+shared through it; rows and images are written by the driver). An actor that dies loses its row
+and is replaced by a fresh one (at most ``workers`` times per sweep).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from ...errors import P2PError
+from .worker import SweepWorker, WorkerConfig
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise P2PError("the ray backend needs Ray: pip install 'p2p_widgets[ray]' (or use backend 'local')") from None
+    return ray
+
+
+def probe_address(address: str) -> None:
+    """A P2PError naming ``address`` unless something listens there (``auto`` is left to Ray)."""
+    if not isinstance(address, str) or not address.strip():
+        raise P2PError(f"the Ray address must be 'host:port', 'ray://host:port' or 'auto', got {address!r}")
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise P2PError(f"the Ray address must be 'host:port', 'ray://host:port' or 'auto', got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise P2PError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+def connect(ray, address: str | None) -> bool:
+    """Connect to Ray; True when this call started a local cluster (the sweep stops it)."""
+    if ray.is_initialized():
+        if address not in (None, "auto"):
+            current = ray.get_runtime_context().gcs_address
+            if current.split("://")[-1] != address.split("://")[-1]:
+                raise P2PError(f"this process is already connected to the Ray cluster at {current}, not {address}")
+        return False
+    if address is not None:
+        probe_address(address)
+    try:
+        ray.init(address=address, ignore_reinit_error=True)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError or ValueError here
+        where = f"at {address}" if address else "(a local one)"
+        raise P2PError(f"cannot connect to the Ray cluster {where}: {exc}") from None
+    return address is None
+
+
+class RayPool:
+    """Ray actors (see the module docstring); the pool protocol of
+    :func:`~p2p_widgets.evaluate.backends.drive`."""
+
+    def __init__(self, config: WorkerConfig, workers: int, address: str | None):
+        self.ray = import_ray()
+        self.config, self.workers, self.address = config, workers, address
+        self.started_cluster = False
+        self.in_flight: dict = {}  # object ref -> (actor, job)
+        self.actors: list = []
+        self.restarts_left = workers
+
+    def start(self) -> None:
+        ray = self.ray
+        self.started_cluster = connect(ray, self.address)
+        options = {"num_cpus": self.config.threads or 1, "max_restarts": 0}
+        if (self.config.device or "cuda").startswith("cuda") and ray.cluster_resources().get("GPU", 0) > 0:
+            options["num_gpus"] = 1
+        self.actor_class = ray.remote(**options)(SweepWorker)
+        self.config_ref = ray.put(self.config)  # the cases travel once, not once per actor
+        actors = [self.actor_class.remote(self.config_ref) for _ in range(self.workers)]
+        self._await_ready(actors)
+        self.actors = actors
+
+    def _await_ready(self, actors) -> None:
+        try:
+            self.ray.get([a.ready.remote() for a in actors])
+        except Exception as exc:
+            for actor in actors:
+                self.ray.kill(actor)
+            raise P2PError(f"a Ray sweep worker could not start: {exc}") from None
+
+    def slots(self):
+        return list(self.actors)
+
+    def submit(self, actor, job) -> None:
+        self.in_flight[actor.run.remote(job)] = (actor, job)
+
+    def wait(self):
+        ray = self.ray
+        refs = list(self.in_flight)
+        ready, _ = ray.wait(refs, num_returns=1)
+        more, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # everything else already finished
+        done = []
+        for ref in dict.fromkeys([*ready, *more]):
+            actor, job = self.in_flight.pop(ref)
+            try:
+                done.append((actor, job, ("ok", ray.get(ref))))
+            except ray.exceptions.RayError as exc:  # the actor died (killed, out of memory, crashed)
+                done.append((actor, job, ("lost", f"the Ray worker died: {type(exc).__name__}: {exc}")))
+        return done
+
+    def replace(self, actor):
+        if actor in self.actors:
+            self.actors.remove(actor)
+        self.ray.kill(actor)
+        if self.restarts_left <= 0:
+            return None
+        self.restarts_left -= 1
+        fresh = self.actor_class.remote(self.config_ref)
+        self._await_ready([fresh])
+        self.actors.append(fresh)
+        return fresh
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+        if self.started_cluster:
+            self.ray.shutdown()

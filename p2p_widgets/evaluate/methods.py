@@ -1,0 +1,512 @@
+"""Methods as data: an inversion method plus an edit template, filled in per edit case.
+
+A :class:`Method` is plain data (``to_dict`` / ``from_dict``, so sweeps record it and the CLI reads
+it from JSON):
+
+- ``inversion``: how the case's image is inverted (``"ddim"``, ``"null-text"``,
+  ``"negative-prompt"``), or ``None`` to generate the source from the seed (the dataset image is
+  then only the reference the metrics compare with);
+- ``template``: keyword arguments of :meth:`Editor.edit <p2p_widgets.engine.sampler.Editor.edit>`,
+  flat: ``kind``, ``cross``, ``self_attn``, ``reweight`` (a scale for the case's target blended
+  word, or ``{word: scale}``), ``blend`` (LocalBlend on the case's blended words) with
+  ``blend_start`` / ``blend_threshold``, ``steps``, ``guidance`` (a number, or ``"model"``: the
+  model's own defaults, see :mod:`p2p_widgets.engine.defaults`), ``mode`` and ``compat``
+  (passed to the engine only when set);
+- ``rule``: a registered rule's data (``{"rule": name, ...params}``), rebuilt per case with
+  :func:`~p2p_widgets.engine.rules.rule_from_dict`, instead of the P2P rule the template's
+  ``kind`` / ``cross`` / ``self_attn`` / ``reweight`` describe;
+- ``source_prompt``: ``None`` for the case's caption, or a fixed one (Plug-and-Play inverts and
+  runs its source branch under the empty prompt);
+- ``inversion_options``: extra :func:`~p2p_widgets.engine.inversion.invert` settings (null-text's
+  ``inner_steps``, ``lr``, ...).
+
+The case fills in the prompts, the blended words and the image. Every parameter a grid may vary
+is listed by :meth:`Method.parameters`; :meth:`Method.with_params` sets them, validated.
+
+>>> method = get_method("pie-p2p").with_params(cross=0.2)
+>>> points = expand_grid({"cross": [0.2, 0.4, 0.8], "self_attn": [0.4, 0.6]})   # 6 settings
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import P2PError, is_int, is_number
+
+INVERSIONS = ("ddim", "null-text", "negative-prompt")
+MODEL_DEFAULT = "model"  # steps / guidance: what the model samples well with
+KINDS = ("auto", "replace", "refine")
+MODES = ("fast", "explicit")
+COMPATS = ("project", "reference")
+P2P_KEYS = ("kind", "cross", "self_attn", "reweight")  # describe the P2P rule; a rule method has its own
+TEMPLATE_DEFAULTS = {  # Editor.edit's defaults, and LocalBlend's
+    "kind": "auto",
+    "cross": 0.8,
+    "self_attn": 0.4,
+    "reweight": None,
+    "blend": False,
+    "blend_start": 0.2,
+    "blend_threshold": 0.3,
+    "steps": MODEL_DEFAULT,
+    "guidance": MODEL_DEFAULT,
+    "mode": "fast",
+    "compat": None,  # None: not passed to the engine
+}
+OPTIONAL_KEYS = ("compat",)
+METHOD_FIELDS = ("name", "inversion", "template", "rule", "source_prompt", "inversion_options", "description")
+SEED = "seed"  # a grid key the sweep takes as its seeds
+
+
+# -- parameter checks ------------------------------------------------------------------------------
+def _fraction(name, value):
+    if not is_number(value) or not 0.0 <= value <= 1.0:
+        raise P2PError(f"{name} must be a fraction of the run in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _choice(options):
+    def check(name, value):
+        if value not in options:
+            raise P2PError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+        return value
+
+    return check
+
+
+def _steps(name, value):
+    if value == MODEL_DEFAULT:
+        return value
+    if not is_int(value) or not 1 <= value <= 1000:
+        raise P2PError(f"{name} must be an integer in [1, 1000] or {MODEL_DEFAULT!r}, got {value!r}")
+    return int(value)
+
+
+def _guidance(name, value):
+    if value == MODEL_DEFAULT:
+        return value
+    if not is_number(value) or value < 0:
+        raise P2PError(f"{name} must be a number >= 0 or {MODEL_DEFAULT!r}, got {value!r}")
+    return float(value)
+
+
+def _reweight(name, value):
+    if value is None or is_number(value):
+        return None if value is None else float(value)
+    if isinstance(value, dict) and value and all(isinstance(w, str) and is_number(v) for w, v in value.items()):
+        return {w: float(v) for w, v in value.items()}
+    raise P2PError(f"{name} must be null, a scale for the target blended word, or {{word: scale}}, got {value!r}")
+
+
+def _flag(name, value):
+    if not isinstance(value, bool):
+        raise P2PError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _blend_start(name, value):
+    if not is_number(value) or value < 0:
+        raise P2PError(f"{name} must be a fraction of the run or a step (>= 0), got {value!r}")
+    return value
+
+
+def _threshold(name, value):
+    if not is_number(value) or not 0.0 < value < 1.0:
+        raise P2PError(f"{name} must be in (0, 1), got {value!r}")
+    return float(value)
+
+
+def _optional_choice(options):
+    check = _choice(options)
+    return lambda name, value: None if value is None else check(name, value)
+
+
+CHECKS = {
+    "kind": _choice(KINDS),
+    "cross": _fraction,
+    "self_attn": _fraction,
+    "reweight": _reweight,
+    "blend": _flag,
+    "blend_start": _blend_start,
+    "blend_threshold": _threshold,
+    "steps": _steps,
+    "guidance": _guidance,
+    "mode": _choice(MODES),
+    "compat": _optional_choice(COMPATS),
+}
+
+
+def _check_inversion(value):
+    if value in (None, "none"):
+        return None
+    if value not in INVERSIONS:
+        raise P2PError(f"inversion must be one of {', '.join(map(repr, INVERSIONS))} or null, got {value!r}")
+    return value
+
+
+def _is_json_value(value) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _declared_params(name: str):
+    """The registered rule's declared parameters (a tuple of Param), None for a rule that declares
+    none; a P2PError listing the registered rules for an unknown name."""
+    from ..engine.rules import rule_class
+
+    _register_builtins()
+    return getattr(rule_class(name), "params", None) or None
+
+
+def _register_builtins() -> None:
+    try:
+        from ..engine import controls  # noqa: F401  (registers MasaCtrl, Plug-and-Play, ...)
+    except ImportError:  # an engine without them: only the rules registered so far exist
+        pass
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+# -- the method ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Method:
+    """An inversion method plus an edit template (see the module docstring)."""
+
+    name: str
+    inversion: str | None = None
+    template: dict = field(default_factory=dict)
+    rule: dict | None = None
+    source_prompt: str | None = None
+    inversion_options: dict = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise P2PError(f"a method needs a non-empty 'name', got {self.name!r}")
+        object.__setattr__(self, "inversion", _check_inversion(self.inversion))
+        if not isinstance(self.template, dict):
+            raise P2PError(f"method {self.name!r}: 'template' must be an object, got {type(self.template).__name__}")
+        unknown = sorted(set(self.template) - set(TEMPLATE_DEFAULTS))
+        if unknown:
+            raise P2PError(
+                f"method {self.name!r}: unknown template key(s) {', '.join(unknown)}; "
+                f"known: {', '.join(TEMPLATE_DEFAULTS)}"
+            )
+        template = {key: CHECKS[key](key, value) for key, value in self.template.items()}
+        object.__setattr__(self, "template", template)
+        self._check_rule()
+        if self.source_prompt is not None and not isinstance(self.source_prompt, str):
+            raise P2PError(f"method {self.name!r}: 'source_prompt' must be null or a string")
+        if not isinstance(self.inversion_options, dict) or not _is_json_value(self.inversion_options):
+            raise P2PError(f"method {self.name!r}: 'inversion_options' must be an object of plain values")
+        if not isinstance(self.description, str):
+            raise P2PError(f"method {self.name!r}: 'description' must be a string")
+
+    def _check_rule(self):
+        rule = self.rule
+        if rule is None:
+            return
+        if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str) or not rule["rule"]:
+            raise P2PError(f"method {self.name!r}: 'rule' must be null or an object with a 'rule' name, got {rule!r}")
+        if not _is_json_value(rule):
+            raise P2PError(f"method {self.name!r}: the rule's parameters must be plain JSON values")
+        both = sorted(set(self.template) & set(P2P_KEYS))
+        if both:
+            raise P2PError(
+                f"method {self.name!r} runs rule {rule['rule']!r}: its template cannot also set the P2P "
+                f"parameter(s) {', '.join(both)} (put the rule's parameters in the rule)"
+            )
+        clash = sorted((set(rule) - {"rule"}) & (set(TEMPLATE_DEFAULTS) | {"inversion", SEED}))
+        if clash:
+            raise P2PError(f"method {self.name!r}: rule parameter(s) {', '.join(clash)} clash with template keys")
+        declared = _declared_params(rule["rule"])
+        if declared is not None:
+            from ..engine.params import check_values
+
+            try:
+                check_values(declared, {k: v for k, v in rule.items() if k != "rule"}, rule["rule"])
+            except P2PError as exc:
+                raise P2PError(f"method {self.name!r}: {exc}") from None
+
+    # -- parameters ----------------------------------------------------------------------------------
+    def parameters(self) -> dict:
+        """Every parameter a grid may set, with its value in this method (defaults filled in)."""
+        keys = [k for k in TEMPLATE_DEFAULTS if self.rule is None or k not in P2P_KEYS]
+        params = {k: self.template.get(k, TEMPLATE_DEFAULTS[k]) for k in keys}
+        params["inversion"] = self.inversion
+        if self.rule is not None:
+            declared = _declared_params(self.rule["rule"]) or ()
+            params.update({p.name: _plain(p.default) for p in declared})
+            params.update({k: v for k, v in self.rule.items() if k != "rule"})
+        return params
+
+    def with_params(self, **values) -> Method:
+        """A copy with parameters set (see :meth:`parameters`); an unknown one is a P2PError naming
+        it and listing the known ones."""
+        known = self.parameters()
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise P2PError(
+                f"unknown parameter {unknown[0]!r} for method {self.name!r}; its parameters are: {', '.join(known)}"
+            )
+        template, rule, inversion = dict(self.template), None if self.rule is None else dict(self.rule), self.inversion
+        for key, value in values.items():
+            if key == "inversion":
+                inversion = value
+            elif key in TEMPLATE_DEFAULTS:
+                template[key] = value
+            else:
+                if not _is_json_value(value):
+                    raise P2PError(f"rule parameter {key!r} must be a plain JSON value, got {value!r}")
+                rule[key] = value
+        return Method(
+            self.name, inversion, template, rule, self.source_prompt, self.inversion_options, self.description
+        )
+
+    def resolved(self, defaults) -> tuple[int, float]:
+        """``(steps, guidance)``, ``"model"`` replaced by ``defaults`` (a SamplingDefaults)."""
+        steps = self.template.get("steps", MODEL_DEFAULT)
+        guidance = self.template.get("guidance", MODEL_DEFAULT)
+        return (
+            defaults.steps if steps == MODEL_DEFAULT else steps,
+            float(defaults.guidance if guidance == MODEL_DEFAULT else guidance),
+        )
+
+    # -- JSON ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "inversion": self.inversion,
+            "template": dict(self.template),
+            "rule": None if self.rule is None else dict(self.rule),
+            "source_prompt": self.source_prompt,
+            "inversion_options": dict(self.inversion_options),
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Method:
+        """A method from its JSON object; a malformed one is a P2PError naming the field."""
+        if not isinstance(data, dict):
+            raise P2PError(f"a method is a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(map(str, data)) - set(METHOD_FIELDS))
+        if unknown:
+            raise P2PError(f"unknown method field(s) {', '.join(unknown)}; known: {', '.join(METHOD_FIELDS)}")
+        if "name" not in data:
+            raise P2PError("a method needs a 'name'")
+        return cls(
+            name=data["name"],
+            inversion=data.get("inversion"),
+            template=data.get("template", {}),
+            rule=data.get("rule"),
+            source_prompt=data.get("source_prompt"),
+            inversion_options=data.get("inversion_options", {}),
+            description=data.get("description", ""),
+        )
+
+    # -- one case --------------------------------------------------------------------------------------
+    def prompts(self, case) -> tuple[str, str]:
+        """``(source, target)`` prompts of ``case`` for this method."""
+        source = case.source_prompt if self.source_prompt is None else self.source_prompt
+        return source, case.target_prompt
+
+    def edit_arguments(self, case, editor, seed: int, inversion=None) -> tuple[str, str, dict]:
+        """``(source, target, options)`` for ``editor.edit(source, target, **options)`` on ``case``
+        (``inversion``: the case image's, for a method that inverts)."""
+        from ..engine.blend import LocalBlend
+        from ..engine.defaults import defaults_for_pipe
+
+        source, target = self.prompts(case)
+        steps, guidance = self.resolved(defaults_for_pipe(editor.pipe))
+        params = self.parameters()
+        options = dict(steps=steps, guidance=guidance, mode=params["mode"])
+        options.update(dict(inversion=inversion) if inversion is not None else dict(seed=seed))
+        if params["compat"] is not None:
+            options["compat"] = params["compat"]
+        words = case.blended_words
+        if params["blend"] and words:  # PIE-Bench: no blended words, no LocalBlend (nor reweight)
+            options["blend"] = LocalBlend(
+                [[words[0]], [words[1]]], threshold=params["blend_threshold"], start=params["blend_start"]
+            )
+        if self.rule is not None:
+            options["rules"] = [self._rule_for(editor, source, target)]
+            return source, target, options
+        options.update(kind=params["kind"], cross=params["cross"], self_attn=params["self_attn"])
+        reweight = params["reweight"]
+        if isinstance(reweight, dict):
+            options["reweight"] = reweight
+        elif reweight is not None and words:
+            options["reweight"] = {words[1]: reweight}
+        return source, target, options
+
+    def _rule_for(self, editor, source: str, target: str):
+        from ..engine.rules import rule_from_dict
+
+        try:
+            return rule_from_dict(dict(self.rule), editor.prompt(source), editor.prompt(target))
+        except P2PError as exc:
+            raise P2PError(f"method {self.name!r}: rule {self.rule['rule']!r}: {exc}") from None
+
+
+# -- presets ---------------------------------------------------------------------------------------
+# PnPInversion's P2P runs (run_editing_p2p.py): SD 1.4, 50 DDIM steps, guidance 7.5, cross 0.4,
+# self 0.6, AttentionRefine for every edit type, reweight x2 on the target blended word, LocalBlend
+# on the blended-word pair from 0.2 of the run (threshold 0.3); none of it without blended words.
+PIE_P2P_TEMPLATE = {
+    "kind": "refine",
+    "cross": 0.4,
+    "self_attn": 0.6,
+    "reweight": 2.0,
+    "blend": True,
+    "blend_start": 0.2,
+    "blend_threshold": 0.3,
+    "steps": 50,
+    "guidance": 7.5,
+}
+
+
+def _pie(name, inversion, words):
+    return Method(
+        name,
+        inversion,
+        dict(PIE_P2P_TEMPLATE),
+        description=f"{words} + P2P as PnPInversion ran it on PIE-Bench (refine, cross 0.4, self 0.6, "
+        "reweight x2 on the target word, LocalBlend from 0.2; 50 steps, guidance 7.5)",
+    )
+
+
+def _rule_presets() -> list[Method]:
+    """Rule-platform methods, offered once their rules are registered."""
+    from ..engine.rules import registered_rules
+
+    _register_builtins()
+    have = set(registered_rules())
+    found = []
+    if "MutualSelfAttention" in have:
+        found.append(
+            Method(
+                "masactrl",
+                "ddim",
+                {"steps": 50, "guidance": 7.5},
+                {"rule": "MutualSelfAttention", "start_step": 4, "start_layer": None},
+                description="DDIM + MasaCtrl (mutual self-attention from step 4 and from the 10th of SD's 16 "
+                "self-attention layers; the same share of the layers on other UNets)",
+            )
+        )
+    if "PlugAndPlay" in have:
+        found.append(
+            Method(
+                "pnp",
+                "ddim",
+                {"steps": 50, "guidance": 7.5},
+                {"rule": "PlugAndPlay", "feature_until": 0.8, "attention_until": 0.5},
+                source_prompt="",
+                description="DDIM + Plug-and-Play (features for 80 % of the run, self-attention Q/K for 50 %), "
+                "source branch under the empty prompt",
+            )
+        )
+    return found
+
+
+def presets() -> dict[str, Method]:
+    """The named methods: PIE-Bench's published P2P configurations and the registered rule methods."""
+    found = [
+        _pie("pie-p2p", "null-text", "Null-text inversion"),
+        _pie("pie-p2p-ddim", "ddim", "DDIM inversion"),
+        _pie("pie-p2p-negative", "negative-prompt", "Negative-prompt inversion"),
+        *_rule_presets(),
+    ]
+    return {m.name: m for m in found}
+
+
+def get_method(spec) -> Method:
+    """A :class:`Method` from a preset name, a method object (dict), JSON text, a JSON file path,
+    or a Method (returned as is)."""
+    if isinstance(spec, Method):
+        return spec
+    if isinstance(spec, dict):
+        return Method.from_dict(spec)
+    if not isinstance(spec, str):
+        raise P2PError(f"a method is a preset name, a JSON object or a Method, got {type(spec).__name__}")
+    known = presets()
+    if spec in known:
+        return known[spec]
+    text = spec.strip()
+    if text.startswith("{"):
+        return Method.from_dict(_json(text, "the method"))
+    if text.endswith(".json"):
+        path = Path(text)
+        if not path.is_file():
+            raise P2PError(f"method file {path} does not exist")
+        return Method.from_dict(_json(path.read_text(), str(path)))
+    raise P2PError(f"unknown method {spec!r}: presets are {', '.join(known)} (or give a method JSON object or file)")
+
+
+def _json(text: str, what: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise P2PError(f"{what} is not valid JSON: {exc}") from None
+
+
+# -- grids -----------------------------------------------------------------------------------------
+def check_grid(grid) -> dict:
+    """``grid`` as ``{name: [values, ...]}`` (sorted by name), or a P2PError naming what is malformed."""
+    if grid is None:
+        return {}
+    if isinstance(grid, str):
+        grid = _json(grid, "the grid")
+    if not isinstance(grid, dict):
+        raise P2PError(f'a grid is an object {{"name": [values, ...]}}, got {type(grid).__name__}')
+    checked = {}
+    for name in sorted(grid):
+        values = grid[name]
+        if not isinstance(name, str) or not name:
+            raise P2PError(f"grid parameter names must be non-empty strings, got {name!r}")
+        if not isinstance(values, list) or not values:
+            raise P2PError(f"grid parameter {name!r} needs a non-empty list of values, got {values!r}")
+        for value in values:
+            if not _is_json_value(value) or (isinstance(value, float) and not math.isfinite(value)):
+                raise P2PError(f"grid parameter {name!r}: {value!r} is not a plain JSON value")
+        encoded = [json.dumps(v, sort_keys=True) for v in values]
+        if len(set(encoded)) != len(encoded):
+            raise P2PError(f"grid parameter {name!r} lists a value twice: {values!r}")
+        checked[name] = list(values)
+    return checked
+
+
+def expand_grid(grid) -> list[dict]:
+    """Every point of ``grid`` (the cartesian product, parameters sorted by name); ``[{}]`` for none."""
+    grid = check_grid(grid)
+    names = list(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def apply_grid(methods: list[Method], grid) -> list[tuple[Method, dict, Method]]:
+    """``(method, setting, configured method)`` for every method and grid point, each point checked
+    against each method before anything runs (``seed`` is the sweep's, not a method parameter)."""
+    points = expand_grid({k: v for k, v in check_grid(grid).items() if k != SEED})
+    out = []
+    for method in methods:
+        known = method.parameters()
+        for point in points:
+            for name in point:
+                if name not in known:
+                    raise P2PError(
+                        f"unknown grid parameter {name!r} for method {method.name!r}; "
+                        f"its parameters are: {', '.join([*known, SEED])}"
+                    )
+            try:
+                out.append((method, point, method.with_params(**point)))
+            except P2PError as exc:
+                raise P2PError(f"grid point {json.dumps(point, sort_keys=True)}: {exc}") from None
+    return out

@@ -1,0 +1,622 @@
+"""The sweep runner: one row per (case, method, grid setting, seed), resumable, on any backend.
+
+>>> result = run_sweep("pie-folder", ["pie-p2p"], {"cross": [0.2, 0.4]}, [0, 1], "out/sweep")
+>>> result.complete, len(result.rows)
+>>> rows = load_sweep("out/sweep")
+
+A sweep folder ``DIR`` holds (the table contract the SweepExplorer reads):
+
+- ``sweep.json``: the manifest (format, version, dataset, methods, grid, seeds, model, complete,
+  rows_expected);
+- ``rows/<row_id>.json``: one finished row each, the source of truth (written atomically: a
+  private temporary file, then ``os.replace``; NaN metrics are written as null);
+- ``images/<row_id>.png``: the edited image (written before its row);
+- ``table.parquet`` (with pyarrow) or ``table.csv``: every row, written only once every expected
+  row is finished, and only then is the manifest's ``complete`` true;
+- ``summary.csv``: mean of each metric per (method, setting, edit type), over the rows that ran;
+- ``inversions/<key>.safetensors`` (+ ``.json``): the inversion cache (see ``backends/worker.py``).
+
+Each row's ``row_id`` is a stable hash of (case id, method name, setting JSON with sorted keys,
+seed). Rerunning the same command skips finished rows (``retry_errors`` also reruns rows whose
+edit failed); a worker that dies loses only its row in flight, which the next run does. Bad
+input (a malformed grid, an unknown method or parameter, a missing image, an unreachable Ray
+address, a folder holding another sweep) raises a :class:`~p2p_widgets.errors.P2PError` before
+any row is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import P2PError, is_int
+from .backends import check_backend, run_jobs
+from .backends.worker import Job, WorkerConfig
+from .methods import INVERSIONS, SEED, Method, apply_grid, check_grid, get_method
+
+FORMAT = "p2p_widgets.sweep"
+VERSION = 1
+EXTRA_METRICS = ("target_fidelity", "mask_iou")  # pocket-bench's scene reader
+HEAD_COLUMNS = ("row_id", "case_id", "edit_type", "edit_type_name", "method", "inversion", "setting")
+MID_COLUMNS = ("seed", "image", "source_image", "spec", "inversion_file")
+TAIL_COLUMNS = ("seconds", "status", "error")
+TIMING_COLUMNS = ("seconds",)
+MANIFEST_KEYS = ("dataset", "methods", "grid", "seeds", "model", "rows_expected")
+
+
+def metric_names() -> tuple[str, ...]:
+    """The metric columns every row has: the benchmark's metrics, then pocket-bench's extras."""
+    try:
+        from .metrics import METRIC_NAMES
+    except ImportError:  # the metrics module is optional for sweeps that score nothing
+        METRIC_NAMES = ()
+    return (*METRIC_NAMES, *(m for m in EXTRA_METRICS if m not in METRIC_NAMES))
+
+
+def row_id(case_id, method: str, setting: dict, seed: int) -> str:
+    """The row's stable key: a hash of (case id, method name, setting JSON with sorted keys, seed)."""
+    text = json.dumps([str(case_id), method, json.dumps(setting, sort_keys=True), int(seed)])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+# -- the plan ----------------------------------------------------------------------------------------
+@dataclass
+class SweepPlan:
+    """Cases, configured methods and jobs of a sweep, checked before anything runs."""
+
+    dataset: str
+    cases: list
+    methods: list[Method]  # as given (with steps / guidance overrides applied)
+    grid: dict  # without "seed"
+    seeds: list[int]
+    configured: list = field(default_factory=list)  # (name, Method with the setting applied, setting)
+    jobs: list[Job] = field(default_factory=list)  # canonical order: case, method, setting, seed
+
+    def run_order(self) -> list[Job]:
+        """Jobs with consecutive rows on different images, so workers start by inverting different
+        images and later rows find the cache."""
+        seed_index = {seed: k for k, seed in enumerate(self.seeds)}
+        return sorted(self.jobs, key=lambda job: (job.method, seed_index[job.seed], job.case))
+
+
+def load_cases(data, types=None) -> tuple[str, list]:
+    """``(dataset description, cases)`` from a PIE-format folder (``types``: only these edit type
+    ids) or a list of EditCase objects."""
+    from .cases import EditCase
+
+    if isinstance(data, (str, os.PathLike)):
+        from .datasets import read_pie
+
+        folder = Path(data)
+        if not folder.is_dir():
+            raise P2PError(f"dataset folder {folder} does not exist")
+        cases = list(read_pie(folder, types=types))
+        if not cases:
+            raise P2PError(f"dataset {folder} has no cases" + (f" of the edit types {types}" if types else ""))
+        return str(folder.resolve()), cases
+    if not isinstance(data, (list, tuple)) or not data:
+        raise P2PError("the dataset must be a PIE-format folder or a non-empty list of EditCase objects")
+    if types is not None:
+        raise P2PError("types filters a dataset folder; filter a list of cases yourself")
+    for k, case in enumerate(data):
+        if not isinstance(case, EditCase):
+            raise P2PError(f"case {k} is a {type(case).__name__}, not an EditCase")
+        if not Path(case.image_path).is_file():
+            raise P2PError(f"case {case.id!r}: image {case.image_path} does not exist")
+    return "", list(data)
+
+
+def _check_seeds(seeds, grid) -> list[int]:
+    if SEED in grid:
+        if seeds is not None:
+            raise P2PError("give the seeds either in the grid ('seed') or as seeds, not both")
+        seeds = grid[SEED]
+    seeds = [0] if seeds is None else seeds
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, (list, tuple)) or not seeds:
+        raise P2PError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    for seed in seeds:
+        if not is_int(seed) or not 0 <= seed < 2**63:
+            raise P2PError(f"seeds must be integers in [0, 2**63), got {seed!r}")
+    if len(set(seeds)) != len(seeds):
+        raise P2PError(f"seeds lists a seed twice: {list(seeds)}")
+    return [int(s) for s in seeds]
+
+
+def plan_sweep(data, methods, grid=None, seeds=None, *, steps=None, guidance=None, types=None) -> SweepPlan:
+    """Check everything a sweep needs and list its rows (nothing is written)."""
+    grid = check_grid(grid)
+    seeds = _check_seeds(seeds, grid)
+    grid = {k: v for k, v in grid.items() if k != SEED}
+    if isinstance(methods, (str, dict, Method)):
+        methods = [methods]
+    if not isinstance(methods, (list, tuple)) or not methods:
+        raise P2PError("give at least one method (a preset name, a method JSON object or a Method)")
+    methods = [get_method(m) for m in methods]
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise P2PError(f"two methods share a name: {names} (rows are keyed by method name)")
+    overrides = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
+    methods = [m.with_params(**overrides) for m in methods]
+    configured = [(m.name, c, point) for m, point, c in apply_grid(methods, grid)]
+    dataset, cases = load_cases(data, types)
+    ids = [str(c.id) for c in cases]
+    if len(set(ids)) != len(ids):
+        raise P2PError("two cases share an id (rows are keyed by case id)")
+    plan = SweepPlan(dataset, cases, methods, grid, seeds, configured)
+    for k, case in enumerate(cases):
+        for m, (name, _, point) in enumerate(configured):
+            for seed in seeds:
+                plan.jobs.append(Job(row_id(case.id, name, point, seed), k, m, point, seed))
+    return plan
+
+
+# -- files -------------------------------------------------------------------------------------------
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old file or the whole new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _plain_json(row: dict) -> bytes:
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    return json.dumps(clean, sort_keys=False).encode()
+
+
+def _manifest(plan: SweepPlan, model: str) -> dict:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "dataset": plan.dataset,
+        "methods": [m.to_dict() for m in plan.methods],
+        "grid": plan.grid,
+        "seeds": plan.seeds,
+        "model": model,
+        "complete": False,
+        "rows_expected": len(plan.jobs),
+    }
+
+
+def read_manifest(folder: Path) -> dict | None:
+    path = folder / "sweep.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise P2PError(f"{path} is not a readable sweep manifest: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise P2PError(f"{path} is not a sweep manifest (format {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise P2PError(f"{path} is a sweep of version {data.get('version')!r}; this code reads version {VERSION}")
+    return data
+
+
+def _prepare_folder(out, manifest: dict) -> Path:
+    """Create (or reopen, for the same sweep) the sweep folder; its table is withdrawn until the run
+    completes it again."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise P2PError(f"out {folder} is a file; give a folder for the sweep")
+    old = read_manifest(folder) if folder.is_dir() else None
+    if old is None and (folder / "rows").is_dir():
+        raise P2PError(f"{folder} holds rows but no sweep.json: not a sweep folder this code wrote")
+    if old is not None:
+        for key in MANIFEST_KEYS:
+            if json.dumps(old.get(key), sort_keys=True) != json.dumps(manifest[key], sort_keys=True):
+                raise P2PError(
+                    f"{folder} holds another sweep (its {key!r} differs): rerun that sweep's command "
+                    "to finish it, or give another out folder"
+                )
+    for sub in ("rows", "images"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (folder / sub).glob(".*.tmp"):  # left by a run that was killed while writing
+            stale.unlink(missing_ok=True)
+    write_atomic(folder / "sweep.json", json.dumps(manifest, indent=1).encode())
+    for name in ("table.parquet", "table.csv", "summary.csv"):
+        (folder / name).unlink(missing_ok=True)
+    return folder
+
+
+def _read_row(path: Path) -> dict | None:
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(row, dict) or row.get("row_id") != path.stem:
+        return None
+    for key in (*metric_names(), *TIMING_COLUMNS):
+        if key in row and row[key] is None:
+            row[key] = math.nan
+    return row
+
+
+def _finished_rows(folder: Path, plan: SweepPlan, retry_errors: bool) -> dict[str, dict]:
+    """Rows already done (an ok row also needs its image)."""
+    done = {}
+    for job in plan.jobs:
+        row = _read_row(folder / "rows" / f"{job.row_id}.json")
+        if row is None:
+            continue
+        if row.get("status") == "ok" and not (folder / str(row.get("image", ""))).is_file():
+            continue
+        if row.get("status") != "ok" and retry_errors:
+            continue
+        done[job.row_id] = row
+    return done
+
+
+# -- the table and the summary -------------------------------------------------------------------------
+def table_columns(rows: list[dict]) -> list[str]:
+    """Columns in the contract's order: identity, ``p.<name>`` per grid parameter, files, metrics,
+    timing and status (metrics a custom scorer adds come after the standard ones)."""
+    params = sorted({k for row in rows for k in row if k.startswith("p.")})
+    fixed = {*HEAD_COLUMNS, *MID_COLUMNS, *TAIL_COLUMNS, *params}
+    metrics = list(metric_names())
+    metrics += sorted({k for row in rows for k in row if k not in fixed and k not in metrics})
+    return [*HEAD_COLUMNS, *params, *MID_COLUMNS, *metrics, *TAIL_COLUMNS]
+
+
+def _complete_rows(rows: list[dict]) -> list[dict]:
+    columns = table_columns(rows)
+    numeric = set(metric_names()) | set(TIMING_COLUMNS)
+    return [{c: row.get(c, math.nan if c in numeric else None) for c in columns} for row in rows]
+
+
+def write_table(folder: Path, rows: list[dict]) -> Path:
+    """``table.parquet`` when pyarrow is installed, else ``table.csv``; written atomically."""
+    rows = _complete_rows(rows)
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        pa = None
+    if pa is None:
+        path = folder / "table.csv"
+        write_atomic(path, _csv_bytes(rows, encode_params=True))
+        return path
+    try:
+        table = pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a parameter mixing types (e.g. 0.2 and "x"): JSON text
+        table = pa.Table.from_pylist([{k: _param_json(k, v) for k, v in row.items()} for row in rows])
+    path = folder / "table.parquet"
+    tmp = folder / f".table.{uuid.uuid4().hex}.tmp"
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _param_json(key, value):
+    return json.dumps(value) if key.startswith("p.") else value
+
+
+def _csv_bytes(rows: list[dict], encode_params: bool) -> bytes:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _param_json(k, v) if encode_params else v for k, v in row.items()})
+    return buffer.getvalue().encode()
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean of each metric per (method, setting, edit type) over the rows that ran (NaN skipped)."""
+    metrics = [c for c in table_columns(rows) if c not in (*HEAD_COLUMNS, *MID_COLUMNS, *TAIL_COLUMNS)]
+    metrics = [c for c in metrics if not c.startswith("p.")]
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        key = (row["method"], row["setting"], int(row["edit_type"]), row["edit_type_name"])
+        groups.setdefault(key, []).append(row)
+    out = []
+    for (method, setting, edit_type, type_name), members in sorted(groups.items(), key=lambda kv: kv[0][:3]):
+        ok = [r for r in members if r.get("status") == "ok"]
+        entry = dict(method=method, setting=setting, edit_type=edit_type, edit_type_name=type_name)
+        entry.update(rows=len(members), errors=len(members) - len(ok))
+        for name in metrics:
+            values = [float(r[name]) for r in ok if _finite(r.get(name))]
+            entry[name] = sum(values) / len(values) if values else math.nan
+        out.append(entry)
+    return out
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# -- reading -----------------------------------------------------------------------------------------
+def load_sweep(folder) -> list[dict]:
+    """The rows of a sweep folder: from its table when the sweep is complete, else from ``rows/``
+    (the rows finished so far), in the table's column order."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise P2PError(f"{folder} is not a sweep folder (no sweep.json)")
+    if manifest.get("complete"):
+        if (folder / "table.parquet").is_file():
+            import pyarrow.parquet as pq
+
+            return pq.read_table(folder / "table.parquet").to_pylist()
+        if (folder / "table.csv").is_file():
+            return _read_csv_table(folder / "table.csv")
+    rows = [_read_row(path) for path in sorted((folder / "rows").glob("*.json"))]
+    return _complete_rows([r for r in rows if r is not None])
+
+
+def _read_csv_table(path: Path) -> list[dict]:
+    numeric = set(metric_names()) | set(TIMING_COLUMNS)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith("p."):
+                row[key] = json.loads(value)
+            elif key in ("edit_type", "seed"):
+                row[key] = int(value)
+            elif key in numeric or key not in (*HEAD_COLUMNS, *MID_COLUMNS, *TAIL_COLUMNS):
+                row[key] = float(value) if value not in ("", "None") else math.nan
+    return rows
+
+
+# -- running -----------------------------------------------------------------------------------------
+@dataclass
+class SweepResult:
+    """What a run of :func:`run_sweep` left in its folder."""
+
+    folder: Path
+    rows: list[dict]  # every finished row (this run's and earlier runs'), canonical order
+    rows_expected: int
+    complete: bool  # every expected row finished: the table and summary are written
+    missing: list[str]  # row ids not finished (their worker died, or the run was stopped)
+    lost: dict  # row id -> why its worker was lost, in this run
+    ran: int  # rows run now
+    skipped: int  # rows finished by an earlier run
+    errors: int  # rows whose edit failed (status "error")
+    seconds: float
+    startup_seconds: float  # until the workers had loaded their models
+    table: Path | None
+    summary: list[dict]
+
+    def __repr__(self):
+        state = "complete" if self.complete else f"{len(self.missing)} rows missing"
+        return (
+            f"SweepResult({self.folder}: {len(self.rows)}/{self.rows_expected} rows, {state}, ran {self.ran}, "
+            f"skipped {self.skipped}, errors {self.errors}, {self.seconds:.1f} s)"
+        )
+
+
+class _Progress:
+    """tqdm on stderr when installed, else a plain counter line every few seconds."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.done, self.bar, self.last = total, 0, None, 0.0
+        self.enabled = enabled and total > 0
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc="sweep", unit="row", file=sys.stderr)
+            except ImportError:
+                self.bar = None
+
+    def update(self) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+        elif time.monotonic() - self.last > 2.0 or self.done == self.total:
+            self.last = time.monotonic()
+            print(f"sweep: {self.done}/{self.total} rows", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _write_row(folder: Path, row: dict, png: bytes | None) -> None:
+    if png is not None:
+        write_atomic(folder / row["image"], png)  # the image first: a row file means its image is there
+    write_atomic(folder / "rows" / f"{row['row_id']}.json", _plain_json(row))
+
+
+METRIC_MODELS = ("dino", "clip", "lpips")  # what MetricModels.load reads, by path or hub id
+
+
+def _check_metrics(metrics) -> None:
+    if isinstance(metrics, dict):
+        missing = [k for k in METRIC_MODELS if not isinstance(metrics.get(k), str)]
+        unknown = sorted(set(map(str, metrics)) - set(METRIC_MODELS))
+        if missing or unknown:
+            raise P2PError(
+                f"metrics: give a path or hub id for each of {', '.join(METRIC_MODELS)} "
+                f"({'missing ' + ', '.join(missing) if missing else 'unknown ' + ', '.join(unknown)})"
+            )
+        return
+    if metrics is None or metrics in ("none", "random") or callable(metrics):
+        return
+    if type(metrics).__name__ == "MetricModels":
+        return
+    raise P2PError(
+        f"metrics must be None, 'random', a dict of metric model paths, MetricModels or a scorer, got {metrics!r}"
+    )
+
+
+def _check_run_options(backend, workers, address, metrics, model) -> None:
+    check_backend(backend, workers, address)
+    if backend == "ray":
+        from .backends.ray_backend import import_ray, probe_address
+
+        import_ray()
+        if address is not None:
+            probe_address(address)  # before any row is written
+    _check_metrics(metrics)
+    if not isinstance(model, str) or not model:
+        raise P2PError(f"model must be 'pocket' or a diffusers folder / hub id, got {model!r}")
+    if model != "pocket" and not Path(model).is_dir() and Path(model).suffix:
+        raise P2PError(f"model {model!r} is neither 'pocket' nor a diffusers folder")
+
+
+def run_sweep(
+    data,
+    methods,
+    grid=None,
+    seeds=None,
+    out="sweep",
+    *,
+    model: str = "pocket",
+    backend: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    metrics=None,
+    steps=None,
+    guidance=None,
+    device: str | None = None,
+    threads: int | None = None,
+    retry_errors: bool = False,
+    progress: bool = True,
+    types=None,
+) -> SweepResult:
+    """Run (or finish) a sweep; see the module docstring.
+
+    - ``data``: a PIE-format folder (``datasets.read_pie``) or a list of EditCase objects;
+    - ``methods``: preset names, method JSON objects or :class:`Method` objects;
+    - ``grid``: ``{parameter: [values]}`` (or its JSON text); ``seed`` there replaces ``seeds``;
+    - ``seeds``: the seeds of every (case, method, setting); default ``[0]``;
+    - ``out``: the sweep folder;
+    - ``model``: ``"pocket"`` or a diffusers folder / hub id;
+    - ``backend``: ``"local"`` (``workers > 1``: spawned processes) or ``"ray"`` (``address``: a
+      running cluster's; default: the current connection or a local cluster);
+    - ``metrics``: ``None`` (no scores), ``"random"`` (random-weight metric models: plumbing tests),
+      ``{"dino": ..., "clip": ..., "lpips": ...}`` (paths or hub ids for ``MetricModels.load``),
+      a ``MetricModels``, or a function ``(case, edited PIL image) -> {name: value}``;
+    - ``steps``, ``guidance``: override every method's (a number, or ``"model"`` for the model's
+      own defaults, e.g. pocket-bench with the pocket model);
+    - ``threads``: torch CPU threads per worker (default: 1 for processes and Ray actors, the
+      process's own choice in process);
+    - ``retry_errors``: also rerun rows whose edit failed before; ``progress``: a progress bar;
+    - ``types``: only the cases of these edit type ids (a dataset folder).
+    """
+    t0 = time.perf_counter()
+    plan = plan_sweep(data, methods, grid, seeds, steps=steps, guidance=guidance, types=types)
+    _check_run_options(backend, workers, address, metrics, model)
+    separate = backend == "ray" or workers > 1
+    folder = _prepare_folder(out, _manifest(plan, model))
+    done = _finished_rows(folder, plan, retry_errors)
+    todo = [job for job in plan.run_order() if job.row_id not in done]
+    needs_fp32 = any(m.inversion == "null-text" for _, m, _ in plan.configured)
+    config = WorkerConfig(
+        out=str(folder.resolve()),
+        cases=plan.cases,
+        methods=[(name, method) for name, method, _ in plan.configured],
+        model=model,
+        device=device,
+        dtype="float32" if needs_fp32 else None,
+        threads=threads if threads is not None else (1 if separate else None),
+        metrics=metrics,
+    )
+    lost: dict[str, str] = {}
+    startup = [0.0]
+    bar = _Progress(len(todo), progress)
+
+    def on_row(job, row, png):
+        _write_row(folder, row, png)
+        bar.update()
+
+    def on_lost(job, message):
+        lost[job.row_id] = message
+
+    def on_ready():
+        startup[0] = time.perf_counter() - t0
+
+    try:
+        if todo:
+            run_jobs(backend, config, todo, workers=workers, address=address, on_row=on_row, on_lost=on_lost,
+                     on_ready=on_ready)  # fmt: skip
+    finally:
+        bar.close()
+    return _finish(folder, plan, len(todo), len(done), lost, t0, startup[0])
+
+
+def _finish(folder, plan, ran, skipped, lost, t0, startup) -> SweepResult:
+    """Read every row back; write the table, summary and ``complete: true`` only when none is missing."""
+    rows, missing = [], []
+    for job in plan.jobs:
+        row = _read_row(folder / "rows" / f"{job.row_id}.json")
+        if row is None:
+            missing.append(job.row_id)
+        else:
+            rows.append(row)
+    table, summary = None, []
+    if not missing:
+        table = write_table(folder, rows)
+        summary = summarise(rows)
+        write_atomic(folder / "summary.csv", _csv_bytes(summary, encode_params=False))
+        manifest = {**read_manifest(folder), "complete": True}
+        write_atomic(folder / "sweep.json", json.dumps(manifest, indent=1).encode())
+    return SweepResult(
+        folder=folder,
+        rows=_complete_rows(rows),
+        rows_expected=len(plan.jobs),
+        complete=not missing,
+        missing=missing,
+        lost=lost,
+        ran=ran - len(lost),
+        skipped=skipped,
+        errors=sum(1 for r in rows if r.get("status") != "ok"),
+        seconds=time.perf_counter() - t0,
+        startup_seconds=startup,
+        table=table,
+        summary=summary,
+    )
+
+
+def format_summary(summary: list[dict], metrics: list[str] | None = None) -> str:
+    """A plain-text table of a summary (the CLI prints it)."""
+    if not summary:
+        return "(no rows)"
+    keys = ("method", "setting", "edit_type_name", "rows", "errors")
+    names = metrics or [k for k in summary[0] if k not in (*keys, "edit_type")]
+    header = [*keys, *names]
+    lines = [header]
+    for entry in summary:
+        values = [str(entry[k]) for k in keys]
+        values += [f"{entry[n]:.4g}" if _finite(entry.get(n)) else "nan" for n in names]
+        lines.append(values)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines)
+
+
+__all__ = [
+    "INVERSIONS",
+    "SweepPlan",
+    "SweepResult",
+    "format_summary",
+    "load_sweep",
+    "metric_names",
+    "plan_sweep",
+    "row_id",
+    "run_sweep",
+    "summarise",
+]
