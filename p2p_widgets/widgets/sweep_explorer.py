@@ -69,9 +69,14 @@ _THUMB_CACHE = 2048
 
 
 def value_key(value: Any) -> str:
-    """A column value's identity (JSON text): 0.4 and 0.40 are one value, 1 and "1" are two."""
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
+    """A column value's identity: 0.4 and 0.40 are one value, 1 and "1" are two (as in JSON)."""
+    kind = type(value)
+    if kind is str:  # the common cases without json.dumps: a table has a key per row and column
+        return "s:" + value
+    if kind is int:
+        return repr(value)
+    if kind is float:
+        return "NaN" if value != value else repr(value)
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -148,8 +153,14 @@ def check_rows(rows: Any) -> list[dict]:
             raise P2PError(f"row {k} ({row.get('row_id', '?')}) has no column {', '.join(map(repr, missing))}")
         if row["status"] not in ("ok", "error"):
             raise P2PError(f"row {k}: status must be 'ok' or 'error', got {row['status']!r}")
-        out.append({c: _plain_cell(v) for c, v in row.items()})
+        if all(type(v) in _PLAIN_TYPES for v in row.values()):
+            out.append(row)  # never changed here: no copy
+        else:
+            out.append({c: _plain_cell(v) for c, v in row.items()})
     return out
+
+
+_PLAIN_TYPES = frozenset((str, int, float, bool, type(None), list, dict))
 
 
 def _plain_cell(value: Any) -> Any:
@@ -169,13 +180,16 @@ class SweepTable:
         self.root = root
         columns = list(dict.fromkeys(c for row in self.rows for c in row))
         params = sorted(c for c in columns if c.startswith("p."))
+        axis_columns = [*params, *[c for c in AXES if c in columns]]
+        self._keys = [{c: value_key(row.get(c)) for c in axis_columns} for row in self.rows]
         self.axes: dict[str, list] = {}
-        for column in [*params, *[c for c in AXES if c in columns]]:
-            values = {value_key(row.get(column)): row.get(column) for row in self.rows}
-            self.axes[column] = sorted(values.values(), key=_order)
+        for column in axis_columns:
+            distinct: dict[str, Any] = {}
+            for row, keys in zip(self.rows, self._keys):
+                distinct.setdefault(keys[column], row.get(column))
+            self.axes[column] = sorted(distinct.values(), key=_order)
         candidates = [c for c in columns if c not in NOT_METRICS and not c.startswith("p.")]
         self.metrics = _metric_order([c for c in candidates if self._is_metric(c)])
-        self._keys = [{c: value_key(row.get(c)) for c in self.axes} for row in self.rows]
         self._values = [[as_float(row.get(m)) for m in self.metrics] for row in self.rows]
 
     def _is_metric(self, column: str) -> bool:
