@@ -29,6 +29,7 @@ from ..errors import P2PError
 from .prompts import Prompt, as_prompt
 
 KINDS = ("auto", "replace", "refine", "links")
+COMPATS = ("project", "reference")  # "reference": the authors' choices where this project corrects them
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,17 +125,28 @@ def _tail_pairs(i: int, j: int, length: int):
         i, j = i + 1, j + 1
 
 
-def align(source, target, tokenizer=None, kind: str = "auto") -> Mapper:
-    """The mapper from ``source`` to ``target`` (strings or Prompts); see the module docstring."""
+def align(source, target, tokenizer=None, kind: str = "auto", compat: str = "project") -> Mapper:
+    """The mapper from ``source`` to ``target`` (strings or Prompts); see the module docstring.
+    ``compat="reference"``: tokens after the last replaced word, and padding after a refined
+    target's EOS, map by absolute position as the authors' code does (not shifted by a length change)."""
     if kind not in KINDS[:3]:
         raise P2PError(f"kind must be 'auto', 'replace' or 'refine', got {kind!r}")
+    check_compat(compat)
     source, target = _prompts(source, target, tokenizer)
     ops = _word_opcodes(source, target)
     if kind == "auto":
         kind = "replace" if all(op in ("equal", "replace") for op, *_ in ops) else "refine"
     if kind == "replace":
+        if compat == "reference":
+            return _reference_replace_mapper(source, target)
         return _replace_mapper(source, target, ops)
-    return _refine_mapper(source, target)
+    return _refine_mapper(source, target, compat)
+
+
+def check_compat(compat) -> str:
+    if compat not in COMPATS:
+        raise P2PError(f"compat must be 'project' or 'reference' (the authors' choices), got {compat!r}")
+    return compat
 
 
 def _word_opcodes(source: Prompt, target: Prompt):
@@ -199,7 +211,34 @@ def needleman_wunsch(x, y, gap=0, match=1, mismatch=-1) -> list[int]:
     return out[::-1]
 
 
-def _refine_mapper(source: Prompt, target: Prompt) -> Mapper:
+def _reference_replace_mapper(source: Prompt, target: Prompt) -> Mapper:
+    """The authors' word-swap mapper: one walk over both prompts; each replaced word feeds its
+    target word (one to one, or spread evenly when the token counts differ), tokens between them
+    pair in step, and after the last replaced word target position j reads source position j."""
+    if len(source.words) != len(target.words):
+        raise P2PError(
+            f"a word swap needs prompts with the same number of words ({len(source.words)} vs "
+            f"{len(target.words)}); use kind='refine'"
+        )
+    length = source.max_length
+    matrix = torch.zeros(length, length)
+    spans = [(a.positions, b.positions) for a, b in zip(source.words, target.words) if a.text != b.text]
+    i = j = k = 0
+    while i < length and j < length:
+        if k < len(spans) and spans[k][0][0] == i:
+            src, tgt = spans[k]
+            if len(src) == len(tgt):
+                matrix[src, tgt] = 1.0
+            else:
+                matrix[torch.tensor(src)[:, None], torch.tensor(tgt)[None, :]] = 1.0 / len(tgt)
+            i, j, k = i + len(src), j + len(tgt), k + 1
+        else:
+            matrix[i if k < len(spans) else j, j] = 1.0
+            i, j = i + 1, j + 1
+    return Mapper(source, target, matrix, torch.ones(length), "replace")
+
+
+def _refine_mapper(source: Prompt, target: Prompt, compat: str = "project") -> Mapper:
     length = source.max_length
     matrix = torch.zeros(length, length)
     aligned = torch.ones(length)
@@ -208,7 +247,9 @@ def _refine_mapper(source: Prompt, target: Prompt) -> Mapper:
             aligned[j] = 0.0
         else:
             matrix[i, j] = 1.0
-    # padding after EOS keeps the length offset (EOS is aligned by the global alignment)
-    for i, j in _tail_pairs(source.eos_position + 1, target.eos_position + 1, length):
+    # padding after EOS keeps the length offset (EOS is aligned by the global alignment); the
+    # authors' code maps it by absolute position
+    start = target.eos_position + 1 if compat == "reference" else source.eos_position + 1
+    for i, j in _tail_pairs(start, target.eos_position + 1, length):
         matrix[i, j] = 1.0
     return Mapper(source, target, matrix, aligned, "refine")

@@ -47,7 +47,7 @@ from typing import ClassVar
 import torch
 
 from ..errors import P2PError, is_int, is_number
-from .mapper import Mapper
+from .mapper import Mapper, check_compat
 from .params import check_values
 from .prompts import Prompt
 from .schedule import AlphaSchedule, json_keyed
@@ -302,7 +302,7 @@ class Reweight(EditRule):
     the reference does (no re-normalisation). ``values`` maps words of the target prompt to scales.
     """
 
-    def __init__(self, base: Replace, values: dict):
+    def __init__(self, base: Replace, values: dict, compat: str = "project"):
         if not isinstance(base, Replace):
             raise P2PError(f"Reweight composes on a Replace or Refine rule, got {type(base).__name__}")
         if not isinstance(values, dict) or not values:
@@ -315,20 +315,30 @@ class Reweight(EditRule):
             scale[base.target.positions(word)] = float(value)
             self.values[int(word) if is_int(word) else word] = float(value)  # plain numbers: numpy ones too
         self.scale = self._scale = scale  # _scale: on the UNet's device after prepare()
+        self.compat = check_compat(compat)
+        # the authors' code also scales a new token's own attention inside its window:
+        # q_j = 1 - g_j + (c_j - 1) * window_j * (1 - aligned_j); this project leaves it alone
+        window = base.schedule.cross_alpha(base.target)
+        self.own = (scale - 1) * window * (1 - base.mapper.aligned) if compat == "reference" else None
+        self._own = self.own
 
     def prepare(self, device, dtype):
         self.base.prepare(device, dtype)
         self._scale = self.scale.to(device, dtype)
+        self._own = None if self.own is None else self.own.to(device, dtype)
 
     def check_run(self, n_evals):
         self.base.check_run(n_evals)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "rule": self.exported_name(),
             "base": self.base.to_dict(),
             "values": json_keyed(self.values, lambda w, v: [w, v]),
         }
+        if self.compat != "project":
+            data["compat"] = self.compat
+        return data
 
     @classmethod
     def from_dict(cls, data, source, target):
@@ -337,11 +347,15 @@ class Reweight(EditRule):
             values = {word: value for word, value in values}  # words given by position (ints)
         if not isinstance(values, dict) or not all(isinstance(w, str) or is_int(w) for w in values):
             raise P2PError(f"Reweight 'values' must map words of the target to numbers, got {values!r}")
-        return cls(rule_from_dict(data.get("base"), source, target), values)
+        return cls(rule_from_dict(data.get("base"), source, target), values, data.get("compat", "project"))
 
     def cross_weights(self, ctx):
         weights = self.base.cross_weights(ctx)
-        return None if weights is None else (weights[0] * self._scale, weights[1])
+        if self.own is None or not bool(self.own[ctx.step].any()):
+            return None if weights is None else (weights[0] * self._scale, weights[1])
+        if weights is None:  # only new tokens inside their windows: P is zero, q is 1 + extra
+            return torch.zeros_like(self.base._matrix), 1.0 + self._own[ctx.step]
+        return weights[0] * self._scale, weights[1] + self._own[ctx.step]
 
     def keeps_own(self, ctx, weights):
         return self.base.keeps_own(ctx, weights)  # Reweight leaves the edit's own part as the base has it

@@ -19,13 +19,15 @@ from . import schedulers
 from .adapter import ModelAdapter, TextConditioning
 from .blend import LocalBlend
 from .inversion import Inversion, check_inversion, invert
-from .mapper import Mapper, align
+from .mapper import Mapper, align, check_compat
 from .processors import AttentionController, installed
 from .prompts import Prompt
 from .rules import EditRule, Refine, Replace, Reweight
 from .schedule import AlphaSchedule
 from .spec import EditSpec
 from .store import AttentionStore
+
+REFERENCE_SELF_SIDE = 16  # the authors' self-attention and LocalBlend grid (16 x 16 = 256 queries)
 
 
 @dataclass
@@ -87,15 +89,16 @@ class Editor(ModelAdapter):
         words=None,
         reweight=None,
         blend_start=0.2,
+        compat="project",
     ):
         """One rule per target from the keyword arguments of :meth:`edit`."""
-        schedule_args = dict(cross=cross, self_attn=self_attn, words=words, blend_start=blend_start)
+        schedule_args = dict(cross=cross, self_attn=self_attn, words=words, blend_start=blend_start, compat=compat)
         mappers = _per_target("mappers", mappers, len(targets))
         reweights = _per_target("reweight", reweight, len(targets))
         rules = []
         for target, mapper, values in zip(targets, mappers, reweights):
             if mapper is None:
-                mapper = align(source, target, self.tokenizer, kind)
+                mapper = align(source, target, self.tokenizer, kind, compat)
             elif not isinstance(mapper, Mapper):
                 raise P2PError(f"mappers must be Mapper objects, got {type(mapper).__name__}")
             elif mapper.source.text != source.text or mapper.target.text != target.text:
@@ -104,8 +107,10 @@ class Editor(ModelAdapter):
                     f"not {source.text!r} -> {target.text!r}"
                 )
             schedule = AlphaSchedule.build(n_evals, **schedule_args)
-            rule = (Refine if mapper.kind == "refine" else Replace)(mapper, schedule)
-            rules.append(Reweight(rule, values) if values else rule)
+            # the authors inject self-attention at layers of at most 16 x 16 queries whatever the size
+            limit = REFERENCE_SELF_SIDE if compat == "reference" else None
+            rule = (Refine if mapper.kind == "refine" else Replace)(mapper, schedule, limit)
+            rules.append(Reweight(rule, values, compat) if values else rule)
         return rules
 
     def edit(
@@ -125,6 +130,7 @@ class Editor(ModelAdapter):
         blend=None,
         rules=None,
         mode: str = "fast",
+        compat: str = "project",
         height=None,
         width=None,
         scheduler=None,
@@ -141,30 +147,24 @@ class Editor(ModelAdapter):
         - ``blend``: a :class:`LocalBlend` or its words; ``rules``: your own rules (one per target),
           replacing the ones built from the arguments above;
         - ``mode``: ``"fast"`` (fused attention) or ``"explicit"`` (materialised maps, the oracle);
+        - ``compat``: ``"reference"`` builds P2P's rules with the authors' choices where this project
+          departs from them (see the README), so results compare with published tables;
         - ``latents``/``uncond_embeddings``: start latent and per-step unconditional embeddings
           instead of a seed; ``inversion``: an :class:`Inversion` sets both and requires its steps;
         - ``run_options``: see :meth:`run` (``baseline``, ``callback``, ``stop_event``, ``store``,
           ``low_memory``).
         """
-        if inversion is not None and (latents is not None or uncond_embeddings is not None):
-            raise P2PError("pass an inversion or latents / uncond_embeddings, not both (the inversion sets them)")
-        if inversion is not None:
-            if not isinstance(inversion, Inversion):
-                raise P2PError(f"inversion must be an Inversion (from editor.invert), got {type(inversion).__name__}")
-            inversion.check(self)  # model, latent shape, embedding width, prediction type, timesteps
-            if steps != inversion.steps:
-                raise P2PError(
-                    f"the inversion used {inversion.steps} steps but the edit asks for {steps}: "
-                    "edit with the inversion's steps (the timesteps must match)"
-                )
+        self._check_start(inversion, latents, uncond_embeddings, steps)
         if inversion is not None and height is None and width is None:  # the inverted image's own size
             height, width = (side * self.vae_factor for side in inversion.latents.shape[-2:])
         source = self.prompt(source)
         if not source.text.strip() and inversion is None and latents is None:
             raise P2PError("the source prompt is empty (an inverted image may be read under the empty prompt)")
         targets = [self.prompt(t) for t in ([targets] if isinstance(targets, (str, Prompt)) else list(targets))]
+        check_compat(compat)
         if blend is not None and not isinstance(blend, LocalBlend):
-            blend = LocalBlend(blend)
+            # the authors' LocalBlend reads the 16 x 16 maps whatever the model
+            blend = LocalBlend(blend, resolution=REFERENCE_SELF_SIDE if compat == "reference" else None)
         if inversion is not None and scheduler is not None:
             _check_inversion_scheduler(type(scheduler).__name__)
         sched = self._scheduler(steps, scheduler)
@@ -180,6 +180,7 @@ class Editor(ModelAdapter):
                 words=words,
                 reweight=reweight,
                 blend_start=blend.start if blend is not None else 0.2,
+                compat=compat,
             )
         else:
             if not isinstance(rules, (list, tuple)):
@@ -205,6 +206,20 @@ class Editor(ModelAdapter):
             spec = spec.replace(scheduler=name, scheduler_config=config)
         start = _Start.of(inversion, latents, uncond_embeddings)
         return self._run(spec, [source, *targets], rules, blend, scheduler, start, **run_options)
+
+    def _check_start(self, inversion, latents, uncond_embeddings, steps) -> None:
+        if inversion is not None and (latents is not None or uncond_embeddings is not None):
+            raise P2PError("pass an inversion or latents / uncond_embeddings, not both (the inversion sets them)")
+        if inversion is None:
+            return
+        if not isinstance(inversion, Inversion):
+            raise P2PError(f"inversion must be an Inversion (from editor.invert), got {type(inversion).__name__}")
+        inversion.check(self)  # model, latent shape, embedding width, prediction type, timesteps
+        if steps != inversion.steps:
+            raise P2PError(
+                f"the inversion used {inversion.steps} steps but the edit asks for {steps}: "
+                "edit with the inversion's steps (the timesteps must match)"
+            )
 
     def run(self, spec: EditSpec, *, inversion=None, **run_options) -> EditResult:
         """Run an :class:`EditSpec` (``inversion``: the one an edit of a real image started from).

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import P2PError, is_int, is_number
+from .mapper import check_compat
 from .prompts import Prompt
 
 DEFAULT_KEY = "default_"
@@ -73,7 +74,11 @@ class AlphaSchedule:
     blend_start: int = 0
 
     @classmethod
-    def build(cls, n_evals: int, cross=0.8, self_attn=0.4, words=None, blend_start=0.2) -> AlphaSchedule:
+    def build(
+        cls, n_evals: int, cross=0.8, self_attn=0.4, words=None, blend_start=0.2, compat: str = "project"
+    ) -> AlphaSchedule:
+        """``compat="reference"``: cross windows' fractions count ``n_evals + 1`` steps as the
+        authors' code does (it sized them for PNDM's extra evaluation); ends are capped at the run."""
         if isinstance(n_evals, bool) or not isinstance(n_evals, int) or n_evals < 1:
             raise P2PError(f"n_evals must be a positive integer, got {n_evals!r}")
         if words is not None and not isinstance(words, dict):
@@ -83,11 +88,19 @@ class AlphaSchedule:
             cross = dict(cross)
             words = {**{k: v for k, v in cross.items() if k != DEFAULT_KEY}, **words}
             cross = cross.get(DEFAULT_KEY, (0.0, 1.0))
+
+        check_compat(compat)
+
+        def cross_window(v, what):
+            if compat != "reference":
+                return resolve_window(v, n_evals, what)
+            return tuple(min(b, n_evals) for b in resolve_window(v, n_evals + 1, what))
+
         return cls(
             n_evals,
-            resolve_window(cross, n_evals, "cross window"),
+            cross_window(cross, "cross window"),
             resolve_window(self_attn, n_evals, "self-attention window"),
-            {w: resolve_window(v, n_evals, f"window of {w!r}") for w, v in words.items()},
+            {w: cross_window(v, f"window of {w!r}") for w, v in words.items()},
             to_step(blend_start, n_evals, "blend_start"),
         )
 
