@@ -5,7 +5,8 @@ widget's overhead (bench/stream.py); ``invert``: image inversion methods (bench/
 CPU threads under contention (bench/threads.py).
 
 ``engine`` times, on one model and the same batch (a source and one edit, guidance in the batch):
-the plain diffusers pipeline, the P2P fast path and the explicit (reference-style) path. Each path
+the plain diffusers pipeline, the P2P fast path and the explicit (reference-style) path, and the
+methods beyond P2P on the fast path: MasaCtrl, Plug-and-Play (its inversion untimed), StyleAligned. Each path
 runs in its own subprocess so peak memory is its own: on CUDA the peak allocated by torch above the
 loaded model, on CPU the peak resident set above the loaded model. Prints ``name: value`` lines
 and the ratios to plain.
@@ -73,7 +74,7 @@ def run_one(model: str, path: str, steps: int, device: str, fp16: bool, repeats:
     def p2p(n_steps):
         editor.edit(SOURCE, TARGET, steps=n_steps, guidance=7.5, seed=0, mode=path, height=size, width=size)
 
-    fn = plain if path == "plain" else p2p
+    fn = plain if path == "plain" else p2p if path in ("fast", "explicit") else _method(editor, path, steps, size)
     fn(2)  # warm-up: kernels, allocator, lazy imports
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -89,6 +90,21 @@ def run_one(model: str, path: str, steps: int, device: str, fp16: bool, repeats:
     return {"seconds": min(times), "peak_mb": (_memory_peak(device) - base) / 2**20}
 
 
+METHODS = ("masactrl", "pnp", "style-aligned")  # rules beyond P2P, timed on the fast path
+
+
+def _method(editor, path: str, steps: int, size: int):
+    """A timed edit with one of :data:`METHODS` (Plug-and-Play's inversions are made here, untimed)."""
+    from ..engine.controls import MutualSelfAttention, PlugAndPlay, StyleAligned
+
+    if path != "pnp":
+        rule = MutualSelfAttention() if path == "masactrl" else StyleAligned()
+        return lambda n: editor.edit(SOURCE, TARGET, rules=[rule], steps=n, seed=0, height=size, width=size)
+    image = editor.edit(SOURCE, [], steps=steps, seed=0, height=size, width=size).images[0]
+    inversions = {n: editor.invert(image, "", method="ddim", steps=n) for n in (2, steps)}
+    return lambda n: editor.edit("", TARGET, rules=[PlugAndPlay()], steps=n, inversion=inversions[n])
+
+
 def engine(args):
     import torch
 
@@ -101,7 +117,7 @@ def engine(args):
     )
     print("batch: source + 1 edit, guidance 7.5 in one batch (4 UNet rows)")
     results = {}
-    for path in ("plain", "fast", "explicit"):
+    for path in ("plain", "fast", "explicit", *METHODS):
         cmd = [
             sys.executable,
             "-m",
@@ -122,7 +138,7 @@ def engine(args):
         print(f"{path}_seconds: {results[path]['seconds']:.3f}")
         print(f"{path}_peak_mb: {results[path]['peak_mb']:.1f}")
     if "plain" in results:
-        for path in ("fast", "explicit"):
+        for path in ("fast", "explicit", *METHODS):
             if path in results:
                 print(f"{path}_time_ratio: {results[path]['seconds'] / results['plain']['seconds']:.3f}")
                 peak = results["plain"]["peak_mb"]
@@ -136,7 +152,7 @@ def main(argv=None):
         model, path, steps, device, fp16, repeats = argv[1:7]
         print(json.dumps(run_one(model, path, int(steps), device, fp16 == "1", int(repeats))))
         return
-    if argv and argv[0] in ("stream", "invert", "threads"):  # their own argument parsers
+    if argv and argv[0] in ("stream", "invert", "threads", "reference"):  # their own argument parsers
         from importlib import import_module
 
         return import_module(f"p2p_widgets.bench.{argv[0]}").main(argv[1:])
@@ -149,7 +165,8 @@ def main(argv=None):
     sub.add_parser(
         "threads", help="an edit with torch's default threads vs the chosen count, idle and with a busy core"
     )
-    e = sub.add_parser("engine", help="plain pipeline vs P2P fast path vs explicit path")
+    sub.add_parser("reference", help="the authors' MasaCtrl, Plug-and-Play and P2P vs ours (checkouts as options)")
+    e = sub.add_parser("engine", help="plain pipeline vs P2P fast and explicit paths, MasaCtrl, PnP, StyleAligned")
     e.add_argument("--model", choices=sorted(SIZES), default="tiny")
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--device", default=None)
