@@ -1,4 +1,5 @@
-"""Plotly figures for notebooks: image rows, per-token attention maps, M, alpha schedules.
+"""Plotly figures for notebooks: image rows, per-token attention maps, M, alpha schedules, and
+the UNet drawn with what an edit rule changed in it (:func:`unet_diagram`).
 
 Every function returns a ``plotly.graph_objects.Figure`` (exports to HTML or PNG like any figure).
 """
@@ -163,5 +164,155 @@ def curve(xs, ys, names, title, xtitle, ytitle, height=300):
     fig = go.Figure([go.Scatter(x=list(xs), y=list(y), name=n, mode="lines+markers") for y, n in zip(ys, names)])
     fig.update_layout(
         height=height, title=title, xaxis_title=xtitle, yaxis_title=ytitle, margin=dict(l=5, r=5, t=40, b=5)
+    )
+    return fig
+
+
+# -- what a rule controls, on a drawing of the UNet ------------------------------------------------
+
+_KIND_STYLE = {  # kind -> (legend name, colour, letter); the colours of the timeline's rows
+    "self": ("self-attention", (46, 125, 50), "S"),
+    "cross": ("cross-attention", (25, 118, 210), "C"),
+    "feature": ("module output", (239, 108, 0), "F"),
+}
+_IDLE = (224, 224, 224)  # a cell no rule touched
+
+
+def _escaped(text) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cell_positions(cells) -> list[float]:
+    """x of each cell: execution order, one free slot between blocks."""
+    xs, x, previous = [], 0.0, None
+    for cell in cells:
+        if previous is not None and cell["block"] != previous:
+            x += 1.0
+        xs.append(x)
+        x, previous = x + 1.0, cell["block"]
+    return xs
+
+
+def _draw_blocks(fig, cells, xs) -> None:
+    """A box and a label per block at its depth, the U's path between blocks, and dashed skip
+    connections between the down and up blocks of one resolution."""
+    spans: dict = {}
+    for cell, x in zip(cells, xs):
+        lo, hi, depth = spans.get(cell["block"], (x, x, cell["depth"]))
+        spans[cell["block"]] = (min(lo, x), max(hi, x), depth)
+    previous = None
+    for label, (lo, hi, depth) in spans.items():
+        y = -depth
+        fig.add_shape(
+            type="rect",
+            x0=lo - 0.6,
+            x1=hi + 0.6,
+            y0=y - 0.38,
+            y1=y + 0.38,
+            line=dict(color="#888", width=1),
+            layer="below",
+        )
+        fig.add_annotation(
+            x=(lo + hi) / 2, y=y - 0.38, text=_escaped(label), showarrow=False, yanchor="top", font_size=11
+        )
+        if previous is not None:
+            fig.add_shape(type="line", x0=previous[0] + 0.6, y0=previous[1], x1=lo - 0.6, y1=y, line=dict(color="#aaa"))
+        previous = (hi, y)
+    for label, (_, hi, depth) in spans.items():
+        ups = [lo for name, (lo, _, d) in spans.items() if name.startswith("up ") and d == depth]
+        if label.startswith("down ") and ups:
+            y = -depth + 0.3
+            line = dict(color="#bbb", dash="dot")
+            fig.add_shape(type="line", x0=hi + 0.6, x1=ups[0] - 0.6, y0=y, y1=y, line=line, layer="below")
+
+
+def unet_diagram(pipe_or_unet, controlled, step=None, height=None):
+    """The UNet's blocks in execution order (down, mid, up, drawn as a U by resolution), one cell per
+    attention layer and per module a rule hooks, coloured by what a rule changed there.
+
+    ``controlled``: an :class:`~p2p_widgets.engine.sampler.EditResult` (its ``controlled``; the
+    modules its rules hook get cells even where they were left alone) or a list of per-step sets
+    of ``(layer or module name, "self" | "cross" | "feature")``. ``step``: show that step (a cell
+    is coloured where a rule changed it); None: the share of the run's steps (darker = more).
+    """
+    from .errors import P2PError, is_int
+    from .stream.unet_layers import (
+        cell_indices,
+        check_known,
+        control_shares,
+        controlled_steps,
+        model_cells,
+        rule_modules,
+        step_modules,
+    )
+
+    steps = controlled_steps(controlled)
+    if step is not None and not (is_int(step) and 0 <= step < len(steps)):
+        raise P2PError(f"step must be None or a step of the run in [0, {len(steps) - 1}], got {step!r}")
+    cells = model_cells(pipe_or_unet, rule_modules(getattr(controlled, "rules", ())) + step_modules(steps))
+    check_known(cells, steps)
+    if step is None:
+        values = control_shares(cells, steps)
+    else:
+        on = set(cell_indices(cells, steps[step]))
+        values = [1.0 if k in on else 0.0 for k in range(len(cells))]
+    fig = _cells_figure(cells, values, step, len(steps))
+    depths = [c["depth"] for c in cells] or [0]
+    fig.update_layout(height=height or 200 + 70 * (max(depths) - min(depths)))
+    return fig
+
+
+def _cells_figure(cells, values, step, n_steps):
+    """The figure of :func:`unet_diagram`: one trace per kind (the legend toggles kinds)."""
+    go, _ = _go()
+    xs = _cell_positions(cells)
+    fig = go.Figure()
+    slots = (xs[-1] + 1) if xs else 1
+    width = int(min(1600, max(520, 16 * slots + 140)))
+    size = max(5.0, min(16.0, 0.8 * (width - 140) / slots))
+    for kind, (name, rgb, letter) in _KIND_STYLE.items():
+        ks = [k for k, c in enumerate(cells) if c["kind"] == kind]
+        if not ks:
+            continue
+        mix = [tuple(round(i + (c - i) * values[k]) for i, c in zip(_IDLE, rgb)) for k in ks]
+        if step is None:
+            said = [f"changed in {values[k]:.0%} of the {n_steps} steps" for k in ks]
+        else:
+            said = ["changed at this step" if values[k] else "left alone at this step" for k in ks]
+        square = dict(symbol="square", size=size, line=dict(color=f"rgb{rgb}", width=1.5))
+        # the legend's entry in the kind's full colour (the cells' colours say how much); it toggles them
+        fig.add_trace(
+            go.Scatter(
+                x=[None], y=[None], mode="markers", marker={**square, "color": f"rgb{rgb}"}, name=name, legendgroup=kind
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[xs[k] for k in ks],
+                y=[-cells[k]["depth"] for k in ks],
+                mode="markers+text" if size >= 12 else "markers",
+                text=[letter] * len(ks),
+                textfont=dict(size=9, color="#222"),
+                marker={**square, "color": [f"rgb{m}" for m in mix]},
+                name=name,
+                legendgroup=kind,
+                showlegend=False,
+                customdata=[[_escaped(cells[k]["name"]), s] for k, s in zip(ks, said)],
+                hovertemplate=f"%{{customdata[0]}}<br>{name}: %{{customdata[1]}}<extra></extra>",
+            )
+        )
+    _draw_blocks(fig, cells, xs)
+    title = (
+        f"what the rule changed at step {step}" if step is not None else f"what the rule changed over {n_steps} steps"
+    )
+    fig.update_xaxes(visible=False, range=[-1.5, slots + 0.5])
+    depths = [c["depth"] for c in cells] or [0]
+    fig.update_yaxes(visible=False, range=[-max(depths) - 1.0, -min(depths) + 0.7])
+    fig.update_layout(
+        title=title,
+        width=width,
+        margin=dict(l=10, r=10, t=70, b=10),
+        plot_bgcolor="white",
+        legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom"),
     )
     return fig

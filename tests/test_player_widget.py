@@ -6,7 +6,9 @@ import threading
 
 import numpy as np
 import pytest
+import traitlets
 
+from p2p_widgets.errors import P2PError
 from p2p_widgets.stream.frames import decode_frame, decode_image
 from p2p_widgets.widgets.player import AttentionPlayer, default_tokens
 
@@ -175,6 +177,8 @@ def test_front_end_writes_are_validated(streamed):
         ({"opacity": 1.5}, "opacity"),
         ({"status": "done"}, "cannot be set from the page"),
         ({"n_evals": 3}, "cannot be set from the page"),
+        ({"controlled": [[0]]}, "cannot be set from the page"),
+        ({"unet_cells": []}, "cannot be set from the page"),
     ]:
         p.clear_error()
         p.set_state(bad)
@@ -310,3 +314,189 @@ def test_to_gif_names_bad_settings(editor):
     ]:
         with pytest.raises(P2PError, match=message):
             player.to_gif(**kwargs)
+
+
+# -- what the rules controlled: the UNet strip's data, and plots.unet_diagram -----------------------
+
+MASA_SOURCE = "a red circle on a gray background"
+MASA_TARGET = "a blue circle on a gray background"
+CONTROL_STEPS = 6
+
+
+def _up_self(cells):
+    return [k for k, c in enumerate(cells) if c["block"].startswith("up ") and c["kind"] == "self"]
+
+
+@pytest.fixture(scope="module")
+def masactrl_run(editor):
+    """A MasaCtrl run streamed live (every step), from the first up-block self-attention layer."""
+    from p2p_widgets.engine.controls import MutualSelfAttention
+    from p2p_widgets.stream.unet_layers import model_cells
+
+    cells = model_cells(editor)
+    selfs = [k for k, c in enumerate(cells) if c["kind"] == "self"]
+    rule = MutualSelfAttention(start_step=2, start_layer=selfs.index(_up_self(cells)[0]))
+    p = AttentionPlayer(min_interval=0.0, max_share=1.0)
+    Recorder(p)
+    live = []
+    result = p.run(
+        editor,
+        MASA_SOURCE,
+        MASA_TARGET,
+        steps=CONTROL_STEPS,
+        rules=[rule],
+        callback=lambda ev: live.append(list(p.controlled)),
+    )
+    return p, result, live
+
+
+def test_masactrl_marks_exactly_the_up_block_self_attention_from_its_start_step(masactrl_run):
+    p, result, live = masactrl_run
+    up_self = _up_self(p.unet_cells)
+    assert len(up_self) == 4 and len(p.unet_cells) == 14  # tiny UNet: 7 attention modules, self + cross each
+    assert p.controlled == [[], []] + [up_self] * (CONTROL_STEPS - 2)
+    assert [c["name"] for c in p.controlled_cells(3)] == [p.unet_cells[k]["name"] for k in up_self]
+    assert {(c["block"], c["kind"]) for c in p.controlled_cells(3)} == {("up 0", "self"), ("up 1", "self")}
+    # streamed: each step's control reached the front end with (before) its frame
+    assert [len(rows) for rows in live] == list(range(1, CONTROL_STEPS + 1))
+    assert live[-1] == p.controlled
+    # the same as the engine's record
+    assert [sorted(p.unet_cells[k]["name"] for k in row) for row in p.controlled] == [
+        sorted(name for name, _ in step) for step in result.controlled
+    ]
+    with pytest.raises(P2PError, match="step must be a step the player knows"):
+        p.controlled_cells(CONTROL_STEPS)
+
+
+def test_a_throttled_run_still_ends_with_every_steps_control(editor, player):
+    from p2p_widgets.engine.controls import MutualSelfAttention
+
+    p, _ = player
+    p.min_interval = 1000.0  # only the first and last step go live
+    result = p.run(editor, MASA_SOURCE, MASA_TARGET, steps=4, rules=[MutualSelfAttention(start_step=1, start_layer=0)])
+    assert len(p.controlled) == 4 and p.controlled[0] == []
+    assert all(len(row) == 7 for row in p.controlled[1:])  # every self-attention layer of the tiny UNet
+    assert len(result.controlled) == 4
+    p.run(editor, MASA_SOURCE, MASA_TARGET, steps=2)  # a plain P2P run: no stale control from the last one
+    kinds = [{p.unet_cells[k]["kind"] for k in row} for row in p.controlled]
+    assert len(kinds) == 2 and kinds[0] >= {"cross"} and set().union(*kinds) <= {"cross", "self"}
+
+
+@pytest.fixture(scope="module")
+def pnp_run(editor):
+    from p2p_widgets.engine.controls import PlugAndPlay
+
+    image = editor.edit(MASA_SOURCE, [], steps=CONTROL_STEPS).images[0]
+    inversion = editor.invert(image, "", method="ddim", steps=CONTROL_STEPS)
+    p = AttentionPlayer(min_interval=1000.0)
+    Recorder(p)
+    rule = PlugAndPlay(feature_until=0.5, attention_until=0.34)
+    result = p.run(editor, "", MASA_TARGET, steps=CONTROL_STEPS, rules=[rule], inversion=inversion)
+    return p, result
+
+
+def test_plug_and_play_marks_its_feature_module(pnp_run):
+    from p2p_widgets.engine.controls import PNP_FEATURE
+
+    p, result = pnp_run
+    (feature,) = [k for k, c in enumerate(p.unet_cells) if c["kind"] == "feature"]
+    cell = p.unet_cells[feature]
+    assert (cell["name"], cell["block"]) == (PNP_FEATURE, "up 1")
+    # in execution order: after the first attention of its block, before the second (resnet i, then attention i)
+    names = [c["name"] for c in p.unet_cells]
+    assert names.index("up_blocks.1.attentions.0.transformer_blocks.0.attn2.processor") < feature
+    assert feature < names.index("up_blocks.1.attentions.1.transformer_blocks.0.attn1.processor")
+    on = [feature in row for row in p.controlled]
+    assert on == [True] * 3 + [False] * 3  # int(6 * 0.5) steps of features
+    attention = [sorted(p.unet_cells[k]["kind"] for k in row if k != feature) for row in p.controlled]
+    assert attention[:2] == [["self"] * 3] * 2 and attention[2:] == [[]] * 4  # int(6 * 0.34): Q, K of 3 layers
+
+
+def test_cells_follow_the_unets_real_execution_order(tiny_pipe):
+    import torch
+
+    from p2p_widgets.stream.unet_layers import model_cells
+
+    cells = model_cells(tiny_pipe, ["up_blocks.1.resnets.1.conv2", "down_blocks.0.resnets.0.conv1"])
+    unet, seen, hooks = tiny_pipe.unet, [], []
+    for c in cells:
+        module = unet.get_submodule(c["name"].removesuffix(".processor"))
+        hooks.append(module.register_forward_hook(lambda m, a, o, name=c["name"]: seen.append(name)))
+    try:
+        with torch.no_grad():
+            unet(torch.zeros(1, 4, 16, 16), 10, encoder_hidden_states=torch.zeros(1, 77, 32))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen == [c["name"] for c in cells]
+    assert [c["depth"] for c in cells if c["kind"] == "self"] == [0, 1, 2, 1, 1, 0, 0]  # a U: down, mid, up
+
+
+def test_show_controlled_for_a_finished_result(masactrl_run, editor):
+    p, result, _ = masactrl_run
+    fresh = AttentionPlayer()
+    with pytest.raises(P2PError, match="model: pass the pipeline"):
+        fresh.show_controlled(result)  # it streamed nothing: which UNet is unknown
+    fresh.show_controlled(result, editor.pipe)
+    assert (fresh.unet_cells, fresh.controlled, fresh.n_evals) == (p.unet_cells, p.controlled, CONTROL_STEPS)
+    fresh.show_controlled([result.controlled[3]])  # per-step sets; the model is remembered
+    assert fresh.controlled == [p.controlled[3]]
+    with pytest.raises(P2PError, match="controlled has 7 steps but the player's run has 6"):
+        fresh.show_controlled(result.controlled + [frozenset()])
+    with pytest.raises(P2PError, match="does not have"):
+        fresh.show_controlled([{("up_blocks.9.attentions.0.transformer_blocks.0.attn1.processor", "self")}])
+    with pytest.raises(P2PError, match="controlled step 0"):
+        fresh.show_controlled([{("a layer", "everything")}])
+    with pytest.raises(P2PError, match="controlled must be"):
+        fresh.show_controlled("up_blocks")
+    with pytest.raises(P2PError, match="model must be a pipeline"):
+        fresh.show_controlled(result, model=object())
+    assert fresh.controlled == [p.controlled[3]]  # refused calls changed nothing
+
+
+def test_strip_traits_are_validated():
+    p = AttentionPlayer()
+    cell = {"name": "mid_block.attentions.0.transformer_blocks.0.attn1.processor", "kind": "self", "block": "mid"}
+    for bad, fragment in [
+        ([cell], "unet_cells 0 must be"),
+        ([{**cell, "depth": -1}], "unet_cells 0 must be"),
+        ([{**cell, "depth": 0, "kind": "everything"}], "unet_cells 0 must be"),
+    ]:
+        with pytest.raises(traitlets.TraitError, match=fragment):
+            p.unet_cells = bad
+    p.unet_cells = [{**cell, "depth": 0}]
+    with pytest.raises(traitlets.TraitError, match=r"controlled step 1 must be a list of cell indices in \[0, 0\]"):
+        p.controlled = [[0], [1]]
+    with pytest.raises(traitlets.TraitError, match="controlled step 0"):
+        p.controlled = [0]
+    p.controlled = [[], [0]]
+    assert p.controlled_cells(1) == p.unet_cells
+
+
+def test_unet_diagram_colours_what_the_rule_changed(masactrl_run, pnp_run, editor):
+    from p2p_widgets import plots
+
+    p, result, _ = masactrl_run
+    fig = plots.unet_diagram(editor.pipe, result, step=3)
+    cells = {t.name: t for t in fig.data if t.showlegend is False}
+    assert set(cells) == {"self-attention", "cross-attention"}  # MasaCtrl hooks no module
+    self_trace = cells["self-attention"]
+    changed = [c[1] == "changed at this step" for c in self_trace.customdata]
+    assert changed == [False, False, False, True, True, True, True]  # the up blocks' self-attention
+    assert len(set(self_trace.marker.color)) == 2  # idle and the kind's colour
+    early = plots.unet_diagram(editor.pipe, result, step=0).data
+    assert all(c[1] == "left alone at this step" for t in early if t.showlegend is False for c in t.customdata)
+    whole = plots.unet_diagram(editor.unet, result.controlled)  # a UNet, per-step sets: the share of the run
+    shares = [c[1] for t in whole.data if t.name == "self-attention" and t.showlegend is False for c in t.customdata]
+    assert shares[-1] == f"changed in {4 / 6:.0%} of the 6 steps" and shares[0] == "changed in 0% of the 6 steps"
+    labels = [a.text for a in whole.layout.annotations]
+    assert labels == ["down 0", "down 1", "mid", "up 0", "up 1"]
+    pnp = plots.unet_diagram(editor.pipe, pnp_run[1])
+    (feature,) = [t for t in pnp.data if t.name == "module output" and t.showlegend is False]
+    assert feature.customdata[0][0] == "up_blocks.1.resnets.1.conv2" and "50%" in feature.customdata[0][1]
+    with pytest.raises(P2PError, match=r"step must be None or a step of the run in \[0, 5\]"):
+        plots.unet_diagram(editor.pipe, result, step=6)
+    with pytest.raises(P2PError, match="does not have"):
+        plots.unet_diagram(
+            editor.pipe, [{("up_blocks.7.resnets.0.conv1", "feature"), ("nowhere.attn1.processor", "self")}]
+        )

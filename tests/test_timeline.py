@@ -116,7 +116,14 @@ def test_malformed_windows_are_rejected_visibly_and_the_widget_stays_usable(t, v
 
 @pytest.mark.parametrize(
     "update",
-    [{"timesteps": [1, 2, 3]}, {"n_evals": 3}, {"words": ["x"]}, {"target": "other"}, {"playhead": 3}],
+    [
+        {"timesteps": [1, 2, 3]},
+        {"n_evals": 3},
+        {"words": ["x"]},
+        {"target": "other"},
+        {"playhead": 3},
+        {"rule_windows": [{"rule": "", "what": "x", "start": 0, "end": 1}]},
+    ],
 )
 def test_computed_traits_cannot_be_written_from_the_front_end(t, update):
     state = t.get_state()
@@ -211,3 +218,96 @@ def test_to_plotly(t):
     assert list(bar.base) == [0, 0, 0, 10] and list(bar.x) == [40, 10, 20, 40]
     assert fig.layout.xaxis.ticktext[0] == str(t.timesteps[0])
     assert any(shape.x0 == 7.5 for shape in fig.layout.shapes)  # the playhead
+
+
+# -- a rule's windows as read-only bands ------------------------------------------------------------
+
+
+def test_show_rule_sets_read_only_bands_from_the_rules_windows(t):
+    from p2p_widgets.engine.controls import MutualSelfAttention, PlugAndPlay
+    from p2p_widgets.engine.rules import Combine
+
+    t.show_rule(MutualSelfAttention(start_step=7))
+    assert t.rule_windows == [{"rule": "MutualSelfAttention", "what": "mutual self-attention", "start": 7, "end": 50}]
+    t.show_rule(Combine(MutualSelfAttention(end_step=30), PlugAndPlay(feature_until=0.5)))
+    assert [(b["rule"], b["what"], b["start"], b["end"]) for b in t.rule_windows] == [
+        ("MutualSelfAttention", "mutual self-attention", 4, 30),
+        ("PlugAndPlay", "ResNet features", 0, 25),
+        ("PlugAndPlay", "self-attention Q, K", 0, 25),
+    ]
+    t.show_rule([MutualSelfAttention(start_step=1), MutualSelfAttention(start_step=2)])  # one rule per edit
+    assert [b["start"] for b in t.rule_windows] == [1, 2]
+    assert t.windows == {"cross": [0, 40], "self_attn": [0, 20], "words": [], "blend_start": 10}  # left alone
+    bars = t.to_plotly().data[0]
+    assert list(bars.y)[-2:] == [
+        "MutualSelfAttention: mutual self-attention",
+        "MutualSelfAttention: mutual self-attention (2)",
+    ]
+    assert list(bars.base)[-2:] == [1, 2]
+    t.show_rule(None)
+    assert t.rule_windows == []
+    t.show_rule(MutualSelfAttention())
+    t.clear_rule()
+    assert t.rule_windows == []
+
+
+def test_a_p2p_rule_shows_its_alpha_windows(t, editor):
+    prompts = [editor.prompt("a photo of a big cat."), editor.prompt(TGT)]
+    (rule,) = editor.build_rules(prompts[0], prompts[1:], 50, words={"tabby": (0.0, 0.2)})
+    t.show_rule(rule)
+    assert {(b["what"], b["start"], b["end"]) for b in t.rule_windows} == {
+        ("cross-attention", 0, 40),
+        ("self-attention", 0, 20),
+        ("cross-attention: tabby", 0, 10),
+    }
+    (short,) = editor.build_rules(prompts[0], prompts[1:], 10)
+    with pytest.raises(P2PError, match="schedule covers 10 evaluations but the run has 50"):
+        t.show_rule(short)  # a rule built for another run says so instead of drawing wrong bands
+
+
+def test_show_rule_refuses_bad_input_naming_it(t):
+    from p2p_widgets.engine.controls import MutualSelfAttention
+    from p2p_widgets.engine.rules import EditRule
+
+    with pytest.raises(P2PError, match="n_evals must be this timeline's 50"):
+        t.show_rule(MutualSelfAttention(), n_evals=20)
+    with pytest.raises(P2PError, match="rule must be an EditRule"):
+        t.show_rule("MutualSelfAttention")
+
+    class Overlong(EditRule):
+        def windows(self, n_evals):
+            return [("past the end", 0, n_evals + 5)]
+
+    class Malformed(EditRule):
+        def windows(self, n_evals):
+            return [("no end", 0)]
+
+    with pytest.raises(P2PError, match=r"rule windows: .*past the end.*0 <= start <= end <= 50"):
+        t.show_rule(Overlong())
+    with pytest.raises(P2PError, match=r"Malformed.windows\(\) item 0"):
+        t.show_rule(Malformed())
+    assert t.rule_windows == []  # nothing half-set
+
+
+@pytest.mark.parametrize(
+    "bands, fragment",
+    [
+        ([{"what": "x", "start": 0}], "must be {'rule', 'what', 'start', 'end'}"),
+        ([{"what": "x", "start": 0, "end": 1, "colour": "red"}], "must be {'rule', 'what', 'start', 'end'}"),
+        ([{"what": "", "start": 0, "end": 1}], "'what' must be a non-empty text"),
+        ([{"what": "x" * 201, "start": 0, "end": 1}], "at most 200 characters"),
+        ([{"rule": 3, "what": "x", "start": 0, "end": 1}], "'rule' a text"),
+        ([{"what": "x", "start": 5, "end": 4}], "0 <= start <= end <= 50"),
+        ([{"what": "x", "start": 0.5, "end": 4}], "integer steps"),
+        ([{"what": "x", "start": True, "end": 4}], "integer steps"),
+        (["x"], "rule_windows 0 must be"),
+    ],
+)
+def test_rule_windows_are_validated(t, bands, fragment):
+    with pytest.raises(traitlets.TraitError) as info:
+        t.rule_windows = bands
+    assert fragment in str(info.value)
+    assert t.rule_windows == []
+    t.rule_windows = [{"what": "<b>kept as text</b>", "start": 0, "end": 50}]
+    assert t.rule_windows == [{"rule": "", "what": "<b>kept as text</b>", "start": 0, "end": 50}]
+    assert "&lt;b&gt;kept as text&lt;/b&gt;" in t.to_plotly().data[0].y  # plotly shows it, does not read it

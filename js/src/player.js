@@ -6,8 +6,10 @@
 // them. After a page reload `initialize` asks Python to replay what this front end lacks.
 // View state (step, playing, follow, tokens, resolution, normalize, opacity, fps) lives in traits;
 // the playhead is only saved on commit (pause, scrub release, key press), never per frame.
+// Under the playback bar a strip of the UNet's blocks shows which layers and modules the edit rule
+// changed at the step shown (`unet_cells`, `controlled`: plain lists from Python; JS only draws).
 // The parts live in ./player/: store (frames per model), layout, rows, paint (canvases),
-// update (redraw), playback, controls, traits.
+// unet_strip + strip (the UNet strip), update (redraw), playback, controls, traits.
 //
 // Every widget entry has the same shape, the factory `export default () => ({ initialize?, render })`:
 // see ping.js for why.

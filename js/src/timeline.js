@@ -1,9 +1,11 @@
 // AlphaTimeline front end: rows of [start, end) windows over the scheduler's real evaluations
 // (noisiest on the left), with timestep labels, draggable and keyboard-operable edges that snap
-// to steps, per-word rows, presets, and a playhead.
+// to steps, per-word rows, presets, and a playhead; below them, read-only bands where an edit rule
+// acts (`rule_windows`, from the rule's windows(n_evals) in Python).
 //
 // Every change is one `windows` write + save_changes (presets are a message); Python validates.
-// The parts live in ./timeline/: layout, rows (windows per row), draw, drag, keyboard, actions.
+// The parts live in ./timeline/: layout, rows (windows per row), rule_bands, draw, drag, keyboard,
+// actions.
 //
 // Every widget entry has the same shape, the factory `export default () => ({ initialize?, render })`:
 // see ping.js for why.
@@ -35,6 +37,10 @@ function render({ model, el: host }) {
     if (!v.drag) renderGrid(v);
   });
   scope.onModel(model, ["change:timesteps", "change:n_evals", "change:words"], () => renderGrid(v));
+  scope.onModel(model, "change:rule_windows", () => {
+    if (v.drag) v.staleGrid = true; // redrawn when the drag ends: a redraw now would drop the dragged handle
+    else renderGrid(v);
+  });
   scope.onModel(model, "change:playhead", () => renderPlayhead(v));
   scope.onModel(model, "change:target", () => renderAll(v));
 

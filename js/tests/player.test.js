@@ -213,6 +213,37 @@ describe("player view", () => {
     expect(model.sent.at(-1).content).toEqual({ type: "export_gif" });
   });
 
+  it("draws the UNet strip of what the rule controlled at the step shown, following the playhead", async () => {
+    const cells = [
+      { name: "down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor", kind: "self", block: "down 0", depth: 0 },
+      { name: "down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor", kind: "cross", block: "down 0", depth: 0 },
+      { name: "up_blocks.0.attentions.0.transformer_blocks.0.attn1.processor", kind: "self", block: "up 0", depth: 0 },
+      { name: "up_blocks.0.resnets.1.conv2", kind: "feature", block: "up 0", depth: 0 },
+    ];
+    const { el, model } = await mount();
+    expect(el.querySelector(".p2p-player__unet").hidden).toBe(true); // no cells: no strip
+    model.set("unet_cells", cells);
+    model.set("controlled", [[], [], [2, 3], [3]]);
+    stream(model, [0, 2, 3], { nEvals: 4, end: true });
+    await tick();
+    const strip = el.querySelector(".p2p-player__unet");
+    expect(strip.hidden).toBe(false);
+    const on = () => [...el.querySelectorAll(".p2p-player__unetcells .p2p-player__cell")].map((c) => c.dataset.on === "true");
+    const blocks = [...el.querySelectorAll(".p2p-player__blocklabel")].map((b) => b.textContent);
+    expect(blocks).toEqual(["down 0", "up 0"]);
+    expect(on()).toEqual([false, false, false, true]); // step 3, the last frame
+    expect(el.querySelector(".p2p-player__unetsummary").textContent).toBe("step 4: module output in 1 of 1 modules (up 0)");
+    root(el).dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowLeft", bubbles: true }));
+    expect(on()).toEqual([false, false, true, true]);
+    expect(el.querySelector(".p2p-player__unetsummary").textContent).toMatch(/^step 3: self-attention in 1 of 2 layers \(up 0\)/);
+    root(el).dispatchEvent(new KeyboardEvent("keydown", { key: "Home", bubbles: true }));
+    expect(on()).toEqual([false, false, false, false]);
+    expect(el.querySelector(".p2p-player__unetsummary").textContent).toBe("step 1: no layer under the rule's control");
+    expect(el.querySelectorAll(".p2p-player__unetcells .p2p-player__cell--feature")[0].title).toBe(
+      "up_blocks.0.resnets.1.conv2 (module output): left alone"
+    );
+  });
+
   it("prompt text is shown as text", async () => {
     const { el, model } = await mount();
     model.receive({ ...header(1, TOKENS), prompts: [{ text: "<img src=x onerror=alert(1)>", tokens: TOKENS[0] }] });

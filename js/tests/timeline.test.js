@@ -92,6 +92,58 @@ describe("timeline view: rendering", () => {
   });
 });
 
+describe("timeline view: a rule's windows (read-only)", () => {
+  const BANDS = [
+    { rule: "MutualSelfAttention", what: "mutual self-attention", start: 4, end: 50 },
+    { rule: "PlugAndPlay", what: "<b>ResNet</b> features", start: 0, end: 40 },
+  ];
+
+  it("draws a labelled, focusable band per window, with a text alternative and no handles", async () => {
+    const { el } = await mount({ rule_windows: BANDS });
+    const tracks = [...el.querySelectorAll(".p2p-timeline__track--band")];
+    expect(tracks).toHaveLength(2);
+    const labels = [...el.querySelectorAll(".p2p-timeline__label--band")].map((n) => n.textContent);
+    expect(labels).toEqual(["MutualSelfAttention: mutual self-attention", "PlugAndPlay: <b>ResNet</b> features"]);
+    expect(el.querySelector(".p2p-timeline__label--band b")).toBeNull(); // text, never markup
+    const bandBar = tracks[0].querySelector(".p2p-timeline__bar");
+    expect([bandBar.dataset.start, bandBar.dataset.end, bandBar.style.left, bandBar.style.width]).toEqual(["4", "50", "8%", "92%"]);
+    expect(tracks[0].tabIndex).toBe(0);
+    expect(tracks[0].getAttribute("role")).toBe("img");
+    expect(tracks[0].getAttribute("aria-label")).toBe(
+      `MutualSelfAttention: mutual self-attention: steps 4 (t = ${TIMESTEPS[4]}) to 49 (t = ${TIMESTEPS[49]}), 46 of 50 (read-only)`
+    );
+    expect(tracks.every((t) => t.querySelector(".p2p-timeline__handle") === null)).toBe(true);
+    expect(el.querySelector(".p2p-timeline__bandhead").textContent).toMatch(/read-only/);
+  });
+
+  it("follows rule_windows set from Python, and the playhead crosses the bands too", async () => {
+    const { el, model } = await mount();
+    expect(el.querySelectorAll(".p2p-timeline__track--band")).toHaveLength(0);
+    expect(el.querySelector(".p2p-timeline__bandhead")).toBeNull();
+    model.set("rule_windows", BANDS.slice(0, 1));
+    expect(el.querySelectorAll(".p2p-timeline__track--band")).toHaveLength(1);
+    model.set("playhead", 10);
+    expect(el.querySelector(".p2p-timeline__track--band .p2p-timeline__playhead").hidden).toBe(false);
+    model.set("rule_windows", []);
+    expect(el.querySelectorAll(".p2p-timeline__track--band")).toHaveLength(0);
+  });
+
+  it("bands set during a drag wait for its end (the dragged handle is not redrawn away)", async () => {
+    const { el, model } = await mount();
+    const track = el.querySelector('.p2p-timeline__track[data-row="cross"]');
+    track.getBoundingClientRect = () => ({ left: 0, top: 0, width: 500, height: 20, right: 500, bottom: 20 });
+    const end = handle(el, "cross", "end");
+    pointer(end, "pointerdown", 400);
+    model.set("rule_windows", BANDS);
+    expect(el.querySelectorAll(".p2p-timeline__track--band")).toHaveLength(0);
+    expect(end.isConnected).toBe(true);
+    pointer(end, "pointermove", 300);
+    pointer(end, "pointerup", 300);
+    expect(model.get("windows").cross).toEqual([0, 30]);
+    expect(el.querySelectorAll(".p2p-timeline__track--band")).toHaveLength(2);
+  });
+});
+
 describe("timeline view: editing", () => {
   it("arrow keys move an edge by one step and save", async () => {
     const { el, model } = await mount();

@@ -22,6 +22,12 @@ Python for them again (``replay``), answered from a bounded cache.
 Python holds the view state in traits the front end may write (``step``, ``playing``,
 ``follow``, ``tokens``, ``resolution``, ``normalize``, ``opacity``, ``fps``); every such write is
 validated here and an invalid one sets ``error`` and is put back.
+
+What the rules controlled: ``unet_cells`` lists the UNet's attention layers and the modules a
+rule hooks, in execution order, and ``controlled`` per step the indices of the cells a rule
+changed (from ``StepEvent.controlled`` while a run streams, from ``EditResult.controlled`` when
+it ends, or :meth:`AttentionPlayer.show_controlled` for a finished result). The front end draws
+them as a strip of the UNet's blocks under the step slider; both are written by Python only.
 """
 
 from __future__ import annotations
@@ -48,6 +54,16 @@ from ..stream.frames import (
     run_header,
 )
 from ..stream.gif import GifStyle, compose_step, encode_gif
+from ..stream.unet_layers import (
+    KINDS,
+    cell_indices,
+    check_known,
+    controlled_steps,
+    rule_modules,
+    step_modules,
+    unet_cells,
+    unet_layout,
+)
 from ._base import P2PWidget, in_range, on_message
 
 _log = logging.getLogger(__name__)
@@ -86,6 +102,9 @@ class _Run:
         self.broken = False
         self.encode_seconds = 0.0
         self.lock = threading.Lock()
+        self.controlled: list[frozenset] = []  # per step: (layer or module, kind) a rule changed
+        self.modules: list[str] = []  # hooked modules seen so far (cells of the strip)
+        self.cells: list[dict] | None = None  # the strip's cells, from the first step's UNet
 
 
 class AttentionPlayer(P2PWidget):
@@ -126,6 +145,14 @@ class AttentionPlayer(P2PWidget):
     ).tag(sync=True)
     opacity = traitlets.Float(0.6, help="Opacity of the heat maps over the previews.").tag(sync=True)
     fps = traitlets.Float(6.0, help="Playback speed in frames per second.").tag(sync=True)
+    # what the rules controlled (written by Python only)
+    unet_cells = traitlets.List(
+        help="The UNet's attention layers and hooked modules in execution order: "
+        "[{'name', 'kind': 'self' | 'cross' | 'feature', 'block': 'down 0' | 'mid' | 'up 1' ..., 'depth'}]."
+    ).tag(sync=True)
+    controlled = traitlets.List(
+        help="Per step, indices into unet_cells of the layers and modules a rule changed (unknown steps are absent)."
+    ).tag(sync=True)
 
     fmt = traitlets.Enum(tuple(IMAGE_FORMATS), default_value="png", help="Preview encoding.")
     min_interval = traitlets.Float(0.05, help="Throttle: seconds between live frames at least.")
@@ -140,6 +167,7 @@ class AttentionPlayer(P2PWidget):
         self._run_counter = 0
         self._clock: Callable[[], float] = time.perf_counter
         self._send_lock = threading.Lock()
+        self._layout: tuple | None = None  # (attention layer names, down blocks) of the last run's UNet
         #: totals over the player's life, for benchmarks: frames and bytes sent, seconds spent
         self.stats = {"frames": 0, "bytes": 0, "seconds": 0.0, "live_frames": 0}
 
@@ -182,6 +210,28 @@ class AttentionPlayer(P2PWidget):
         if value != 0 and (value < 0 or (sides and value not in sides)):
             raise traitlets.TraitError(f"resolution must be 0 (all grids) or one of {sides}, got {value}")
         return value
+
+    @traitlets.validate("unet_cells")
+    def _check_unet_cells(self, proposal):
+        for k, cell in enumerate(proposal["value"]):
+            ok = isinstance(cell, dict) and set(cell) == {"name", "kind", "block", "depth"}
+            ok = ok and isinstance(cell["name"], str) and isinstance(cell["block"], str) and cell["kind"] in KINDS
+            if not (ok and is_int(cell["depth"]) and cell["depth"] >= 0):
+                raise traitlets.TraitError(
+                    f"unet_cells {k} must be {{'name': str, 'kind': one of {KINDS}, 'block': str, 'depth': int >= 0}}, "
+                    f"got {cell!r}"
+                )
+        return proposal["value"]
+
+    @traitlets.validate("controlled")
+    def _check_controlled(self, proposal):
+        n = len(self.unet_cells)
+        for step, cells in enumerate(proposal["value"]):
+            if not isinstance(cells, list) or not all(is_int(c) and 0 <= c < n for c in cells):
+                raise traitlets.TraitError(
+                    f"controlled step {step} must be a list of cell indices in [0, {n - 1}], got {cells!r}"
+                )
+        return proposal["value"]
 
     @traitlets.validate("opacity")
     def _check_opacity(self, proposal):
@@ -260,6 +310,7 @@ class AttentionPlayer(P2PWidget):
             self.run_id = run.id
             self.step = 0
             self.playing = False
+            self.controlled = []
             if not same_prompts or not self.tokens:
                 self.tokens = default_tokens(token_lists)
             self.clear_error()
@@ -285,9 +336,11 @@ class AttentionPlayer(P2PWidget):
                         if self.resolution not in {max(g) for g in grids}:
                             self.resolution = 0
                         self.grids = grids
+                cells = self._track_control(run, event)
                 stopping = run.stop_event is not None and run.stop_event.is_set()
                 if run.throttle.due(event.step, event.n_evals, last=stopping):
                     t0 = self._clock()
+                    self._show_control(cells, run.controlled)  # before the frame: the strip has its step
                     frame = encode_frame(
                         run=run.id,
                         step=event.step,
@@ -310,6 +363,52 @@ class AttentionPlayer(P2PWidget):
             _log.exception("AttentionPlayer: streaming failed")
             self.report_error(f"streaming stopped: {type(exc).__name__}: {exc}")
 
+    def _track_control(self, run: _Run, event) -> list[dict]:
+        """Record what the rules controlled at this step; the cells, with any module seen first now."""
+        step = frozenset(getattr(event, "controlled", ()) or ())
+        run.controlled += [frozenset()] * (event.step - len(run.controlled))  # steps never missed, but be safe
+        run.controlled[event.step :] = [step]
+        new = [m for m in step_modules([step]) if m not in run.modules]
+        if run.cells is None or new:
+            if run.cells is None:
+                self._layout = unet_layout(event.editor)  # the names only: the player keeps no model alive
+            run.modules += new
+            run.cells = unet_cells(self._layout[0], run.modules, self._layout[1])
+        return run.cells
+
+    def _show_control(self, cells: list[dict], steps: Sequence[frozenset]) -> None:
+        """Sync ``unet_cells`` and ``controlled`` (indices per step) to the front end."""
+        with self.hold_sync():
+            if cells != self.unet_cells:
+                self.controlled = []  # old indices may not fit the new cells
+                self.unet_cells = cells
+            self.controlled = [cell_indices(cells, s) for s in steps]
+
+    def show_controlled(self, controlled, model=None) -> None:
+        """Show which layers and modules a rule changed at each step: ``controlled`` is an
+        :class:`~p2p_widgets.engine.sampler.EditResult` or a list of per-step sets of
+        ``(layer or module name, kind)``; ``model`` the pipeline, Editor or UNet it ran on (default:
+        the UNet of the player's last run). A streamed run shows this by itself."""
+        steps = controlled_steps(controlled)
+        if model is not None:
+            self._layout = unet_layout(model)
+        elif self._layout is None:
+            raise P2PError("model: pass the pipeline, Editor or UNet the run used (this player has streamed no run)")
+        if self.n_evals and len(steps) > self.n_evals:
+            raise P2PError(f"controlled has {len(steps)} steps but the player's run has {self.n_evals} evaluations")
+        modules = rule_modules(getattr(controlled, "rules", ())) + step_modules(steps)
+        cells = unet_cells(self._layout[0], modules, self._layout[1])
+        check_known(cells, steps)
+        if not self.n_evals:
+            self.n_evals = len(steps)
+        self._show_control(cells, steps)
+
+    def controlled_cells(self, step: int) -> list[dict]:
+        """The cells (see ``unet_cells``) a rule changed at ``step``, as the front end shows them."""
+        if not is_int(step) or not 0 <= step < len(self.controlled):
+            raise P2PError(f"step must be a step the player knows, in [0, {len(self.controlled) - 1}], got {step!r}")
+        return [self.unet_cells[k] for k in self.controlled[step]]
+
     def end(self, result=None, status: str | None = None) -> None:
         """Finish the run: send the steps skipped live (``backfill``) and the end message.
 
@@ -331,11 +430,28 @@ class AttentionPlayer(P2PWidget):
                     self.report_error(f"could not send the remaining steps: {type(exc).__name__}: {exc}")
                 self.stats["seconds"] += self._clock() - t0
             run.pending.clear()
+            self._end_control(run, result)
             end = {"type": "end", "run": run.id, "status": status, "steps": self._cache.steps}
             self._cache.finish(end)
             self._post(end)
             self.status = status
             self._run = None
+
+    def _end_control(self, run: _Run, result) -> None:
+        """The whole run's control, from the result where there is one (the modules its rules hook
+        are cells even at steps that left them alone)."""
+        if run.cells is None:
+            return  # no step ran
+        steps = getattr(result, "controlled", None)
+        if steps is not None and (steps or not run.controlled):
+            run.controlled = list(steps)
+        run.modules = list(dict.fromkeys(rule_modules(getattr(result, "rules", ())) + run.modules))
+        run.modules += [m for m in step_modules(run.controlled) if m not in run.modules]
+        try:
+            self._show_control(unet_cells(self._layout[0], run.modules, self._layout[1]), run.controlled)
+        except Exception as exc:  # showing control must never lose the run's end
+            _log.exception("AttentionPlayer: could not show what the rules controlled")
+            self.report_error(f"could not show the controlled layers: {type(exc).__name__}: {exc}")
 
     def _send_backfill(self, run: _Run) -> None:
         import torch
@@ -432,6 +548,8 @@ class AttentionPlayer(P2PWidget):
             self.grids = []
             self.tokens = []
             self.step = 0
+            self.controlled = []
+            self.unet_cells = []
         self._post({"type": "clear", "run": self._run_counter})
 
     # -- reading the frames back -------------------------------------------------------------------

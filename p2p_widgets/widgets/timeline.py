@@ -14,6 +14,10 @@ half-open ``[start, end)`` in evaluation indices, as in :class:`~p2p_widgets.eng
 The front end may only write ``windows``; every write is validated here (integer steps inside
 the run, start <= end, words of the target prompt, no duplicate rows) and an invalid one is
 rejected: ``error`` says why and the front end is put back to the Python value.
+
+Below the editable rows, read-only bands show where any edit rule acts (``rule_windows``, set with
+:meth:`AlphaTimeline.show_rule` from the rule's ``windows(n_evals)``), e.g. MasaCtrl's mutual
+self-attention from step 4, or Plug-and-Play's feature and attention injection.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import traitlets
 
 from ..engine.adapter import ddim_scheduler
 from ..engine.prompts import Prompt
+from ..engine.rules import Combine, EditRule
 from ..engine.schedule import AlphaSchedule
 from ..errors import MessageError, P2PError, is_int
 from ._base import P2PWidget, on_message
@@ -33,6 +38,26 @@ PRESETS = {
     "source_only": "source only: inject the source's attention for the whole run",
     "no_injection": "no injection: the edit keeps its own attention (plain text-to-image)",
 }
+
+
+_MAX_WHAT = 200  # characters of a band's description
+
+
+def rule_bands(rule, n_evals: int) -> list[dict]:
+    """``[{"rule", "what", "start", "end"}]``: where ``rule`` acts over a run of ``n_evals``
+    evaluations (its ``windows(n_evals)``), each part of a :class:`Combine` under its own name."""
+    if isinstance(rule, Combine):
+        return [band for part in rule.rules for band in rule_bands(part, n_evals)]
+    if not isinstance(rule, EditRule):
+        raise P2PError(f"rule must be an EditRule (or a list of them), got {type(rule).__name__}")
+    name = type(rule).rule_name or type(rule).__name__
+    bands = []
+    for k, window in enumerate(rule.windows(n_evals)):
+        if not (isinstance(window, (tuple, list)) and len(window) == 3):
+            raise P2PError(f"{name}.windows() item {k} must be (what, first step, end step), got {window!r}")
+        what, start, end = window
+        bands.append({"rule": name, "what": str(what), "start": start, "end": end})
+    return bands
 
 
 def scheduler_timesteps(scheduler=None, steps: int = 50) -> list[int]:
@@ -90,6 +115,9 @@ class AlphaTimeline(P2PWidget):
         help="{'cross': [s, e], 'self_attn': [s, e], 'words': [[word, s, e], ...], 'blend_start': k}"
     ).tag(sync=True)
     playhead = traitlets.Int(None, allow_none=True, help="Current playback evaluation, or None.").tag(sync=True)
+    rule_windows = traitlets.List(
+        help="Read-only bands of a rule: [{'rule': name, 'what': text, 'start': s, 'end': e}] (set by show_rule)."
+    ).tag(sync=True)
 
     def __init__(self, target: str = "", steps: int = 50, scheduler=None, schedule=None, tokenizer=None, **kwargs: Any):
         if tokenizer is None:
@@ -166,6 +194,31 @@ class AlphaTimeline(P2PWidget):
         except P2PError as exc:
             raise traitlets.TraitError(str(exc)) from None
 
+    @traitlets.validate("rule_windows")
+    def _check_rule_windows(self, proposal):
+        out = []
+        for k, band in enumerate(proposal["value"]):
+            if not isinstance(band, dict) or not {"what", "start", "end"} <= set(band) <= {
+                "rule",
+                "what",
+                "start",
+                "end",
+            }:
+                raise traitlets.TraitError(f"rule_windows {k} must be {{'rule', 'what', 'start', 'end'}}, got {band!r}")
+            rule, what, start, end = band.get("rule", ""), band["what"], band["start"], band["end"]
+            if not isinstance(rule, str) or not isinstance(what, str) or not what.strip() or len(what) > _MAX_WHAT:
+                raise traitlets.TraitError(
+                    f"rule_windows {k}: 'what' must be a non-empty text of at most {_MAX_WHAT} characters "
+                    f"and 'rule' a text, got {what!r} / {rule!r}"
+                )
+            if not (is_int(start) and is_int(end) and 0 <= start <= end <= self.n_evals):
+                raise traitlets.TraitError(
+                    f"rule_windows {k} ({what}): [start, end) must be integer steps with "
+                    f"0 <= start <= end <= {self.n_evals}, got [{start!r}, {end!r})"
+                )
+            out.append({"rule": rule, "what": what, "start": int(start), "end": int(end)})
+        return out
+
     @traitlets.validate("playhead")
     def _check_playhead(self, proposal):
         value = proposal["value"]
@@ -238,6 +291,31 @@ class AlphaTimeline(P2PWidget):
             raise P2PError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
         self.windows = {**base, "words": []}
 
+    # -- a rule's windows (read-only) -------------------------------------------------------------
+
+    def show_rule(self, rule, n_evals: int | None = None) -> None:
+        """Show where ``rule`` acts (its ``windows(n_evals)``) as read-only bands under the
+        editable rows; a list shows several rules (e.g. one per edited prompt); ``None`` or ``[]``
+        removes the bands. ``n_evals`` defaults to this timeline's, and must equal it."""
+        if n_evals is None:
+            n_evals = self.n_evals
+        if not is_int(n_evals) or n_evals != self.n_evals:
+            raise P2PError(f"n_evals must be this timeline's {self.n_evals} evaluations, got {n_evals!r}")
+        rules = [] if rule is None else list(rule) if isinstance(rule, (list, tuple)) else [rule]
+        bands = []
+        for r in rules:
+            if isinstance(r, EditRule):
+                r.check_run(n_evals)  # e.g. a Replace rule whose schedule is for another run
+            bands += rule_bands(r, n_evals)
+        try:
+            self.rule_windows = bands
+        except traitlets.TraitError as exc:
+            raise P2PError(f"rule windows: {exc}") from None
+
+    def clear_rule(self) -> None:
+        """Remove the read-only bands of :meth:`show_rule`."""
+        self.rule_windows = []
+
     # -- front end -------------------------------------------------------------------------------
 
     @on_message("preset")
@@ -261,7 +339,10 @@ class AlphaTimeline(P2PWidget):
         rows = [("cross (default)", *w["cross"], "#1976d2")]
         rows += [(f"word: {word}", s, e, "#7b1fa2") for word, s, e in w["words"]]
         rows += [("self-attention", *w["self_attn"], "#2e7d32"), ("LocalBlend", w["blend_start"], n, "#ef6c00")]
-        labels = [r[0] for r in rows]
+        rows += [(_band_label(b), b["start"], b["end"], "#757575") for b in self.rule_windows]
+        raw = [r[0].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for r in rows]  # text, not markup
+        # two bands of one name stay two rows
+        labels = [x if raw[:k].count(x) == 0 else f"{x} ({raw[:k].count(x) + 1})" for k, x in enumerate(raw)]
         fig = go.Figure(
             go.Bar(
                 y=labels,
@@ -290,3 +371,7 @@ class AlphaTimeline(P2PWidget):
 
     def __repr__(self) -> str:
         return f"AlphaTimeline(target={self.target!r}, n_evals={self.n_evals}, windows={self.windows})"
+
+
+def _band_label(band: dict) -> str:
+    return f"{band['rule']}: {band['what']}" if band.get("rule") else band["what"]

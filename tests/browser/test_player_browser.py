@@ -202,3 +202,54 @@ def test_scrubbing_never_leaves_later_runs_on_step_one(widget_page):
     page.receive({"type": "end", "run": 3, "status": "done", "steps": 4})
     wait_drawn(page, 3)
     assert follow.is_checked() and page.get("follow") is True
+
+
+def strip_on(page):
+    return page.page.evaluate(
+        "() => [...document.querySelectorAll('.p2p-player__unetcells .p2p-player__cell')]"
+        ".filter((c) => c.dataset.on === 'true').map((c) => Number(c.dataset.index))"
+    )
+
+
+def test_the_unet_strip_follows_the_step_slider(widget_page, editor):
+    from p2p_widgets.engine.controls import MutualSelfAttention
+
+    player = AttentionPlayer(min_interval=0.0, max_share=1.0)
+    page = widget_page(player)
+    player.run(
+        editor,
+        "a red cat on a mat",
+        "a blue dog on a mat",
+        steps=4,
+        seed=0,
+        rules=[MutualSelfAttention(start_step=2, start_layer=0)],
+    )
+    page.page.wait_for_function("() => document.querySelector('.p2p-player').dataset.status === 'done'")
+    wait_drawn(page, 3)
+    strip = page.page.locator(".p2p-player__unet")
+    assert strip.is_visible()
+    blocks = page.page.locator(".p2p-player__blocklabel").all_text_contents()
+    assert blocks == ["down 0", "down 1", "mid", "up 0", "up 1"]
+    selfs = [k for k, c in enumerate(player.unet_cells) if c["kind"] == "self"]
+    assert strip_on(page) == selfs == player.controlled[3]  # MasaCtrl from layer 0: every self-attention layer
+    slider = page.page.locator(".p2p-player__slider")
+    slider.focus()
+    for _ in range(2):
+        page.page.keyboard.press("ArrowLeft")
+    wait_drawn(page, 1)
+    assert strip_on(page) == [] == player.controlled[1]  # before its start step: nothing under control
+    assert page.text(".p2p-player__unetsummary") == "step 2: no layer under the rule's control"
+    page.page.keyboard.press("ArrowRight")
+    wait_drawn(page, 2)
+    assert strip_on(page) == selfs
+    assert (
+        page.text(".p2p-player__unetsummary")
+        == "step 3: self-attention in 7 of 7 layers (down 0, down 1, mid, up 0, up 1)"
+    )
+    # colours: a changed self-attention cell is filled with its kind's colour, an idle one is not
+    fills = page.page.evaluate(
+        "() => ['true', 'false'].map((on) => getComputedStyle(document.querySelector("
+        "`.p2p-player__unetcells .p2p-player__cell[data-on='${on}']`)).backgroundColor)"
+    )
+    assert fills == ["rgb(46, 125, 50)", "rgba(0, 0, 0, 0)"]
+    page.screenshot("player_unet_strip")

@@ -129,3 +129,36 @@ def test_cleanup_leaves_no_listeners(widget_page, timeline):
     page = widget_page(timeline, views=2)
     assert page.page.locator(".p2p-timeline").count() == 2
     assert page.unmount() == 0
+
+
+def test_a_rules_windows_render_as_labelled_read_only_bands(widget_page, timeline):
+    from p2p_widgets.engine.controls import MutualSelfAttention, PlugAndPlay
+    from p2p_widgets.engine.rules import Combine
+
+    page = widget_page(timeline)
+    assert page.page.locator(".p2p-timeline__track--band").count() == 0
+    timeline.show_rule(Combine(MutualSelfAttention(start_step=10), PlugAndPlay()))
+    bands = page.page.locator(".p2p-timeline__track--band")
+    bands.first.wait_for()
+    labels = page.page.locator(".p2p-timeline__label--band").all_text_contents()
+    assert labels == [
+        "MutualSelfAttention: mutual self-attention",
+        "PlugAndPlay: ResNet features",
+        "PlugAndPlay: self-attention Q, K",
+    ]
+    # drawn where the rule acts: MasaCtrl's bar starts at 10/50 of its track and runs to the end
+    track, bar = bands.nth(0).bounding_box(), bands.nth(0).locator(".p2p-timeline__bar").bounding_box()
+    assert abs(bar["x"] - boundary_x(page, "cross", 10, 50)) < 3
+    assert abs((bar["x"] + bar["width"]) - (track["x"] + track["width"])) < 3
+    assert bands.nth(1).locator(".p2p-timeline__handle").count() == 0  # read-only
+    # keyboard: Tab reaches each band; its name is the text alternative a screen reader reads
+    handle(page, "blend", "start").focus()
+    page.page.keyboard.press("Tab")
+    focused = page.page.evaluate("() => document.activeElement.getAttribute('aria-label')")
+    assert focused.startswith("MutualSelfAttention: mutual self-attention: steps 10 (t = ")
+    assert focused.endswith("40 of 50 (read-only)")
+    page.page.keyboard.press("Tab")
+    assert page.page.evaluate("() => document.activeElement.dataset.band") == "1"
+    page.screenshot("timeline_rule_bands")
+    timeline.clear_rule()
+    page.page.wait_for_function("() => !document.querySelector('.p2p-timeline__track--band')")

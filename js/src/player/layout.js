@@ -1,4 +1,5 @@
-// The player's fixed parts: the playback bar, the map options, the rows, and a live region.
+// The player's fixed parts: the playback bar, the UNet strip (what the rule controls), the map
+// options, the rows, and a live region.
 import { button, selectOf } from "../../lib/dom.js";
 
 /** @param {import("../../lib/dom.js").Builder} el */
@@ -48,9 +49,36 @@ function options(el) {
 }
 
 /** @param {import("../../lib/dom.js").Builder} el */
+function unetStrip(el) {
+  const unetCells = el("div", { class: "p2p-player__unetcells", "aria-hidden": "true" });
+  const unetSummary = el("p", { class: "p2p-player__unetsummary" });
+  const legend = el(
+    "div",
+    { class: "p2p-player__legend", "aria-hidden": "true" },
+    [
+      ["self", "S", "self-attention"],
+      ["cross", "C", "cross-attention"],
+      ["feature", "F", "module output"],
+    ].map(([kind, letter, name]) =>
+      el("span", {}, [el("span", { class: `p2p-player__cell p2p-player__cell--${kind}`, text: letter, dataset: { on: "true" } }), ` ${name}`])
+    )
+  );
+  const unet = el("div", { class: "p2p-player__unet", role: "group", "aria-label": "what the rule controls", hidden: true }, [
+    el("div", { class: "p2p-player__unethead" }, [
+      el("span", { class: "p2p-player__unettitle", text: "Rule control (filled: changed at this step)" }),
+      legend,
+    ]),
+    unetCells,
+    unetSummary,
+  ]);
+  return { unet, unetCells, unetSummary };
+}
+
+/** @param {import("../../lib/dom.js").Builder} el */
 export function layout(el) {
   const { box: barBox, ...barParts } = playbackBar(el);
   const { box: optsBox, ...optParts } = options(el);
+  const strip = unetStrip(el);
   const rows = el("div", { class: "p2p-player__rows" });
   const empty = el("p", {
     class: "p2p-player__empty",
@@ -66,7 +94,7 @@ export function layout(el) {
       "aria-label": "attention playback",
       "data-lm-suppress-shortcuts": "true",
     },
-    [barBox, optsBox, rows, empty, live]
+    [barBox, strip.unet, optsBox, rows, empty, live]
   );
-  return { root, ...barParts, ...optParts, rows, empty, live };
+  return { root, ...barParts, ...optParts, ...strip, rows, empty, live };
 }

@@ -5,7 +5,9 @@ import { schedule } from "./update.js";
 
 /** @typedef {import("./view.js").PlayerView} PlayerView */
 
-const REDRAW = ["tokens", "prompts", "grids", "resolution", "normalize", "opacity", "n_evals"].map((k) => `change:${k}`);
+const REDRAW = ["tokens", "prompts", "grids", "resolution", "normalize", "opacity", "n_evals", "unet_cells", "controlled"].map(
+  (k) => `change:${k}`
+);
 
 function onBuffer(v, kind) {
   if (kind === "run") {

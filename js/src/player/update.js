@@ -1,7 +1,8 @@
 // Bringing the whole view up to date with the buffer and the traits: rows, controls, step label,
-// and the frame at the playhead. `schedule` batches updates into the next animation frame.
+// the UNet strip, and the frame at the playhead. `schedule` batches updates into the next animation frame.
 import { drawFrame } from "./paint.js";
 import { rebuild, syncResolutions } from "./rows.js";
+import { drawStrip } from "./strip.js";
 
 /** @typedef {import("./view.js").PlayerView} PlayerView */
 
@@ -46,6 +47,7 @@ export function draw(v) {
   const frame = v.buffer.at(v.cursor);
   syncResolutions(v, frame);
   showControls(v, n);
+  drawStrip(v, frame ? frame.step : v.cursor); // the step whose picture is shown
   if (!frame) {
     v.stepLabel.textContent = v.buffer.header ? "waiting for the first step…" : "no frames yet";
     return;

@@ -35,6 +35,8 @@ export function createView(model, el, ui, store) {
     drawToken: 0,
     /** what the rows were built for (run, tokens, selection) */
     structureKey: "",
+    /** the cells the UNet strip was built for */
+    stripKey: "",
     /** opacity while its slider moves, before it is committed */
     tempOpacity: null,
     /** @type {RowTiles[]} */

@@ -58,6 +58,10 @@ export function endDrag(v) {
     /* already released */
   }
   v.drag = null;
+  if (v.staleGrid) {
+    v.staleGrid = false;
+    renderGrid(v);
+  }
 }
 
 function finishDrag(v, ev) {

@@ -1,6 +1,7 @@
 // Drawing the timeline's rows from the windows: axis with timestep ticks, one track per row with
 // its bar and slider handles, the playhead, and the word adder's options.
 import { boundaryToPercent, describeBoundary, tickIndices } from "../../lib/timeline.js";
+import { bandLabel, describeBand, readBands } from "./rule_bands.js";
 import { cssEscape, rowKey, rowLabel, rowsOf, windowOf } from "./rows.js";
 
 /** @typedef {import("./view.js").TimelineView} TimelineView */
@@ -86,6 +87,46 @@ function renderRow(v, w, row) {
   v.grid.append(rowLabelNode(v, row), track);
 }
 
+/** The read-only bands of a rule (`rule_windows`): a heading, then a label and a bar per band. */
+function renderBands(v) {
+  const n = v.n();
+  const bands = readBands(v.model.get("rule_windows"), n);
+  v.root.dataset.bands = String(bands.length);
+  if (!bands.length) return;
+  v.grid.append(
+    v.el("div", { class: "p2p-timeline__bandhead", text: "Where the rule acts (read-only)", role: "heading", "aria-level": 4 })
+  );
+  bands.forEach((band, k) => {
+    const text = describeBand(band, v.timesteps());
+    const label = v.el("div", { class: "p2p-timeline__label p2p-timeline__label--band", dataset: { band: k } }, [
+      v.el("span", { class: "p2p-timeline__labeltext", text: bandLabel(band) }),
+    ]);
+    // the band is focusable and named by its text alternative: keyboard and screen-reader users
+    // reach each one (Tab) and hear its steps; nothing in it can be moved
+    const track = v.el(
+      "div",
+      {
+        class: "p2p-timeline__track p2p-timeline__track--band p2p-focusable",
+        dataset: { band: k },
+        style: { "--p2p-n": String(Math.max(1, n)) },
+        tabIndex: 0,
+        role: "img",
+        "aria-label": text,
+        title: text,
+      },
+      [
+        v.el("div", {
+          class: "p2p-timeline__bar p2p-timeline__bar--band",
+          style: { left: percent(v, band.start), width: percent(v, band.end - band.start) },
+          dataset: { start: band.start, end: band.end },
+        }),
+        playheadNode(v),
+      ]
+    );
+    v.grid.append(label, track);
+  });
+}
+
 /** Show the playhead (the `playhead` trait) on every track, or hide it. */
 export function renderPlayhead(v) {
   const p = v.model.get("playhead");
@@ -120,6 +161,7 @@ export function renderGrid(v) {
   const w = v.current();
   renderAxis(v);
   for (const row of rowsOf(w)) renderRow(v, w, row);
+  renderBands(v);
   renderPlayhead(v);
   renderAdder(v, w);
   if (refocus) {

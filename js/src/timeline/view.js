@@ -23,6 +23,8 @@ export function createView(model, el, ui, announcer) {
     drag: null,
     /** the windows being dragged (preview), or null */
     draft: null,
+    /** the read-only bands changed during a drag: redraw when it ends */
+    staleGrid: false,
     n: () => model.get("n_evals") || 0,
     timesteps: () => model.get("timesteps") || [],
     windows: () => readWindows(model),
