@@ -405,3 +405,216 @@ def test_a_real_image_with_another_scheduler_is_refused_before_inverting(studio)
     with pytest.raises(P2PError, match="choose the DDIM scheduler"):
         studio.run(background=False)
     assert studio.panel.status != "running" and "DDIM" in studio.panel.error
+
+
+# -- the method menu: every registered rule with declared parameters ---------------------------------
+
+
+@pytest.fixture
+def own_rule():
+    """A rule registered inside the test (removed from the registry afterwards)."""
+    from p2p_widgets.engine import rules as rules_module
+    from p2p_widgets.engine.params import Param
+    from p2p_widgets.engine.rules import ParamRule, register_rule
+
+    @register_rule(name="StudioTestShare")
+    class ShareSelf(ParamRule):
+        """Test rule: a share of the source's self-attention in the chosen steps."""
+
+        params = (
+            Param("share", "float", 0.5, "share of the source's self-attention", low=0.0, high=1.0),
+            Param("until", "int", 2, "last step, exclusive", low=0),
+            Param("words", "words", (), "unused words"),
+            Param("mode", "choice", "all", "which layers", choices=("all", "coarse")),
+        )
+
+        def self_weight(self, ctx):
+            return self.share if ctx.step < self.until else 0.0
+
+    yield ShareSelf
+    rules_module._REGISTRY.pop("StudioTestShare", None)
+
+
+def test_the_method_menu_lists_p2p_and_every_registered_rule_with_parameters(studio, own_rule):
+    from p2p_widgets.engine.rules import ParamRule, registered_rules, rule_class
+
+    expected = ["p2p"] + [n for n in registered_rules() if issubclass(rule_class(n), ParamRule)]
+    assert "StudioTestShare" not in [m["name"] for m in studio.panel.methods]  # registered after the Studio
+    studio.panel.set_state({"method": "StudioTestShare"})  # the menu is read again for a name it lacks
+    assert studio.panel.error == "" and studio.panel.method == "StudioTestShare"
+    menu = {m["name"]: m for m in studio.panel.methods}
+    assert list(menu) == expected and {"MutualSelfAttention", "PlugAndPlay", "StyleAligned"} <= set(menu)
+    assert "Replace" not in menu and "Combine" not in menu  # built from prompts, not from parameters
+    entry = menu["StudioTestShare"]
+    assert [p["name"] for p in entry["params"]] == ["share", "until", "words", "mode"]
+    assert entry["params"][0] == own_rule.params[0].describe()
+    assert entry["help"].startswith("Test rule: a share") and entry["combinable"] and not entry["follows_inversion"]
+    assert menu["PlugAndPlay"]["follows_inversion"] and menu["MutualSelfAttention"]["label"].endswith("(MasaCtrl)")
+    assert studio.panel.method_values == {"share": 0.5, "until": 2, "words": [], "mode": "all"}  # the defaults
+    fresh = Studio(editor=studio.editor, source=SOURCE, target=TARGET, steps=4, aligner=False, timeline=False)
+    assert [m["name"] for m in fresh.panel.methods] == expected
+
+
+@pytest.mark.parametrize(
+    "values,param,words",
+    [
+        ({"start_step": -1}, "start_step", "start step must be at least 0; -1 is not"),
+        ({"start_step": 2.5}, "start_step", "start step must be a whole number"),
+        ({"start_step": "soon"}, "start_step", "start step must be a number; 'soon' is not"),
+        ({"union": "yes"}, "union", "union must be on or off"),
+        ({"end_layer": None, "start_step": None}, "start_step", "start step needs a value"),
+        ({"heads": 2}, "heads", "has no parameter 'heads'"),
+    ],
+)
+def test_a_bad_parameter_value_is_refused_naming_the_parameter(studio, values, param, words):
+    p = studio.panel
+    p.set_state({"method": "MutualSelfAttention", "method_values": {"start_step": 3}})
+    assert p.error == "" and p.method_values["start_step"] == 3
+    p.set_state({"method_values": {**p.method_values, **values}})
+    assert words in p.error and "must be in [" not in p.error and "got" not in p.error  # plain words
+    assert (p.error_field, p.error_param) == ("method_values", param)
+    assert p.method_values["start_step"] == 3  # nothing changed
+    p.set_state({"method_values": {**p.method_values, "start_step": 5}})  # fixed: the error goes
+    assert (p.error, p.error_param, p.method_values["start_step"]) == ("", "", 5)
+
+
+def test_a_method_that_follows_an_inversion_needs_an_image_first(studio):
+    studio.panel.set_state({"method": "PlugAndPlay"})
+    with pytest.raises(P2PError, match="follows the inversion of a real image"):
+        studio.run(background=False)
+    assert studio.panel.error_field == "method" and studio.result is None and studio.panel.status != "running"
+    studio.panel.set_state({"combine_p2p": True, "method": "MutualSelfAttention"})  # MasaCtrl runs from a seed
+    assert studio.panel.error == ""  # the method's message went with the method
+    assert studio.run(background=False).spec.rules[0]["rule"] == "Combine"
+
+
+def test_p2p_combines_only_with_rules_that_keep_the_sources_keys(studio):
+    p = studio.panel
+    p.set_state({"method": "StyleAligned"})  # attends to both images' keys: P2P's self share cannot mix in
+    assert not next(m for m in p.methods if m["name"] == "StyleAligned")["combinable"]
+    p.set_state({"combine_p2p": True})
+    assert "cannot run beside StyleAligned" in p.error and p.combine_p2p is False
+    p.set_state({"method": "MutualSelfAttention"})
+    p.set_state({"combine_p2p": True})
+    assert p.error == "" and p.combine_p2p
+    p.set_state({"method_values": {**p.method_values, "union": True}})  # union: both images' keys
+    assert (p.error_param, p.method_values["union"]) == ("union", False)
+    assert "untick 'combine with Prompt-to-Prompt' first" in p.error
+
+
+def _round_trip(studio):
+    """spec() -> JSON -> other settings -> load_json -> spec() again."""
+    first = studio.spec()
+    text = first.to_json()
+    p = studio.panel
+    p.set_state({"method": "p2p", "seed": 9, "reweight": {}})
+    studio.load_json(text)
+    assert p.error == ""
+    return first, studio.spec()
+
+
+@pytest.mark.parametrize(
+    "method,values,combine",
+    [
+        ("p2p", {}, False),
+        ("MutualSelfAttention", {"start_step": 1, "end_step": 3, "start_layer": 2, "union": True}, False),
+        ("MutualSelfAttention", {"start_step": 2}, True),
+        ("StyleAligned", {"adain_values": True, "share_attention": False}, False),
+    ],
+)
+def test_spec_and_load_json_round_trip_for_each_method(studio, method, values, combine):
+    p = studio.panel
+    p.set_state({"method": method, "combine_p2p": combine, "reweight": {"blue": 1.5}, "seed": 3})
+    p.set_state({"method_values": {**p.method_values, **values}})
+    assert p.error == ""
+    first, again = _round_trip(studio)
+    assert again == first
+    rule = first.rules[0]
+    if method == "p2p":
+        assert rule["rule"] == "Reweight"
+    elif combine:
+        assert rule["rule"] == "Combine" and [r["rule"] for r in rule["rules"]] == ["Reweight", method]
+        assert {k: rule["rules"][1][k] for k in values} == values
+    else:
+        assert rule == {"rule": method, **p.method_values} and {k: rule[k] for k in values} == values
+    assert (p.method, p.combine_p2p, p.seed) == (method, combine, 3)
+
+
+def test_a_masactrl_edit_reruns_bitwise_after_reloading_and_its_windows_reach_the_timeline(studio):
+    p = studio.panel
+    p.set_state({"method": "MutualSelfAttention", "method_values": {"start_step": 1, "start_layer": 0}})
+    first = studio.run(background=False)
+    assert p.images[1]["label"] == "edit" and first.spec.rules[0]["rule"] == "MutualSelfAttention"
+    if studio.timeline.has_trait("rule_windows"):  # the timeline's read-only bands, where it has them
+        assert [(b["what"], b["start"], b["end"]) for b in studio.timeline.rule_windows] == [
+            ("mutual self-attention", 1, 4)
+        ]
+    text = studio.to_json()
+    p.set_state({"method": "p2p", "seed": 5})
+    studio.load_json(text)
+    assert torch.equal(studio.run(background=False).latents, first.latents)
+
+
+def test_plug_and_play_on_an_image_under_the_empty_prompt_reruns_from_its_json(studio):
+    p = studio.panel
+    with pytest.raises(traitlets_error()):
+        p.source = ""  # no image: an empty source prompt means nothing
+    studio.set_image(_png_bytes(64, seed=2), name="photo.png")
+    p.set_state({"method": "PlugAndPlay", "source": "", "invert_method": "null-text"})
+    assert p.error == "" and p.source == ""
+    with pytest.raises(P2PError, match="DDIM"):  # the optimised inversions need a caption
+        studio.run(background=False)
+    assert p.error_field == "invert_method"
+    p.set_state({"invert_method": "ddim"})
+    first = studio.run(background=False)
+    assert [im["label"] for im in p.images] == ["input image", "reconstruction", "edit"]
+    text = studio.to_json()
+    assert json.loads(text)["rules"][0] == {"rule": "PlugAndPlay", "feature_until": 0.8, "attention_until": 0.5}
+    with pytest.raises(P2PError, match="source prompt is empty"):
+        studio.clear_image()  # nothing to start from without the image
+    p.set_state({"method": "p2p", "source": SOURCE})
+    studio.load_json(text)
+    assert (p.method, p.source, p.invert_method) == ("PlugAndPlay", "", "ddim")
+    assert torch.equal(studio.run(background=False).latents, first.latents)
+
+
+def traitlets_error():
+    import traitlets
+
+    return traitlets.TraitError
+
+
+def test_specs_the_studio_cannot_hold_name_what(studio, editor):
+    from p2p_widgets.engine.controls import MutualSelfAttention, StyleAligned
+    from p2p_widgets.engine.rules import Combine
+
+    both = Combine(MutualSelfAttention(), StyleAligned())
+    spec = editor.edit(SOURCE, TARGET, steps=4, rules=[both]).spec
+    with pytest.raises(P2PError, match=r"Combine\(MutualSelfAttention, StyleAligned\)"):
+        studio.load_json(spec.to_json())
+    assert studio.panel.method == "p2p"
+
+
+def test_the_tabs_show_one_section_and_work_during_a_run(studio):
+    shown = lambda: [w.layout.display != "none" for w in (studio.player, studio.aligner, studio.timeline)]  # noqa: E731
+    assert studio.panel.section == "playback" and shown() == [True, False, False]
+    studio.panel.set_state({"section": "alignment"})
+    assert shown() == [False, True, False]
+    studio.show("schedule")
+    assert shown() == [False, False, True]
+    studio.panel.steps = 6  # a new timeline replaces the old one: still the section shown
+    assert shown() == [False, False, True] and studio.timeline.n_evals == 6
+    studio.panel.status = "running"  # switching sections changes no setting: allowed mid-run
+    studio.panel.set_state({"section": "playback"})
+    studio.panel.set_state({"seed": 4})
+    assert shown() == [True, False, False] and studio.panel.seed == 0
+    studio.panel.status = "done"
+    bare = Studio(editor=studio.editor, source=SOURCE, target=TARGET, steps=4, aligner=False, timeline=False)
+    bare.panel.set_state({"section": "schedule"})
+    assert "no schedule section" in bare.panel.error and bare.panel.section == "playback"
+
+
+def test_changed_words_are_offered_first(studio):
+    assert studio.panel.changed_words == {"source": ["red", "cat"], "target": ["blue", "dog"]}
+    studio.panel.target = "a red cat sitting on a mat"
+    assert studio.panel.changed_words == {"source": [], "target": ["sitting"]}

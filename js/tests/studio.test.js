@@ -27,6 +27,12 @@ async function mount(extra = {}) {
 }
 
 const q = (el, sel) => el.querySelector(sel);
+/** Several traits in one update, as Backbone applies a message: all set, then one change event each. */
+function batch(model, changes) {
+  const old = Object.fromEntries(Object.keys(changes).map((k) => [k, model.get(k)]));
+  Object.assign(model.state, changes);
+  for (const k of Object.keys(changes)) if (old[k] !== changes[k]) model.emit(`change:${k}`, changes[k]);
+}
 function change(node, value) {
   if (value !== undefined) node.value = value;
   node.dispatchEvent(new Event("change", { bubbles: true }));
@@ -248,6 +254,102 @@ describe("studio panel", () => {
     q(el, ".p2p-studio__real").dispatchEvent(drop);
     await new Promise((r) => setTimeout(r, 20));
     expect(model.sent.filter((m) => m.content.type === "image")).toEqual([]);
+  });
+
+  it("builds a method's controls from its declared parameters and commits each as method_values", async () => {
+    const masa = { name: "MutualSelfAttention", label: "MutualSelfAttention (MasaCtrl)", help: "MasaCtrl: <b>mutual</b>",
+      follows_inversion: false, combinable: true, params: [
+        { name: "start_step", kind: "int", default: 4, help: "first step", low: 0, high: null, choices: [], optional: false },
+        { name: "end_step", kind: "int", default: null, help: "end", low: 0, high: null, choices: [], optional: true },
+        { name: "share", kind: "float", default: 0.5, help: "share", low: 0, high: 1, choices: [], optional: false },
+        { name: "union", kind: "bool", default: false, help: "both", low: null, high: null, choices: [], optional: false },
+        { name: "mode", kind: "choice", default: "a", help: "", low: null, high: null, choices: ["a", "b"], optional: false },
+        { name: "words", kind: "words", default: [], help: "", low: null, high: null, choices: [], optional: false },
+      ] };
+    const p2p = { name: "p2p", label: "Prompt-to-Prompt", help: "P2P", params: [], follows_inversion: false, combinable: false };
+    const values = { start_step: 4, end_step: null, share: 0.5, union: false, mode: "a", words: [] };
+    const { el, model } = await mount({ methods: [p2p, masa], method: "p2p", method_values: {} });
+    const select = q(el, ".p2p-studio__method");
+    expect([...select.options].map((o) => o.textContent)).toEqual(["Prompt-to-Prompt", "MutualSelfAttention (MasaCtrl)"]);
+    expect(q(el, ".p2p-studio__params").hidden).toBe(true);
+    change(select, "MutualSelfAttention");
+    expect(model.get("method")).toBe("MutualSelfAttention");
+    model.set("method_values", values); // what Python answers: the declared defaults
+    const fields = [...el.querySelectorAll(".p2p-studio__param")].map((f) => f.dataset.param);
+    expect(fields).toEqual(["start_step", "end_step", "share", "union", "mode", "words"]);
+    expect(q(el, ".p2p-studio__method-help").textContent).toBe("MasaCtrl: <b>mutual</b>"); // text, never markup
+    const start = q(el, '[data-param="start_step"] .p2p-studio__param-input');
+    expect([start.type, start.value, start.min, start.step]).toEqual(["number", "4", "0", "1"]);
+    expect(el.querySelector(`#${start.getAttribute("aria-describedby")}`).textContent).toBe("first step · whole number, at least 0");
+    expect(q(el, '[data-param="share"] .p2p-studio__param-slider')).not.toBeNull();
+    expect(q(el, '[data-param="union"] .p2p-studio__param-input').type).toBe("checkbox");
+    expect(q(el, '[data-param="mode"] select')).not.toBeNull();
+    expect(q(el, ".p2p-studio__p2p").hidden).toBe(true); // P2P's own settings are not part of this run
+    change(start, "6");
+    expect(model.get("method_values")).toEqual({ ...values, start_step: 6 });
+    change(q(el, '[data-param="words"] .p2p-studio__param-input'), "cat, dog");
+    expect(model.get("method_values").words).toEqual(["cat", "dog"]);
+    const combine = q(el, ".p2p-studio__combine");
+    combine.checked = true;
+    change(combine);
+    expect(model.get("combine_p2p")).toBe(true);
+    expect(q(el, ".p2p-studio__p2p").hidden).toBe(false);
+  });
+
+  it("shows a refused parameter's error beside it, keeps the typed text, and says when a method needs an image", async () => {
+    const pnp = { name: "PlugAndPlay", label: "PlugAndPlay", help: "", follows_inversion: true, combinable: true, params: [
+      { name: "feature_until", kind: "float", default: 0.8, help: "share", low: 0, high: 1, choices: [], optional: false },
+    ] };
+    const { el, model } = await mount({ methods: [pnp], method: "PlugAndPlay", method_values: { feature_until: 0.8 },
+      input_image: new Uint8Array(0) });
+    const run = q(el, ".p2p-studio__run");
+    expect(run.disabled).toBe(true); // nothing to follow yet
+    expect(q(el, ".p2p-studio__method-note").textContent).toMatch(/follows the inversion of a real image/);
+    const field = q(el, '[data-param="feature_until"] .p2p-studio__param-input');
+    change(field, "1.5");
+    batch(model, { error_param: "feature_until", error_field: "method_values", // one message from Python
+      error: "not applied: feature until must be from 0 to 1; 1.5 is not" });
+    model.set("method_values", { feature_until: 0.8 }); // Python puts the value back
+    const error = q(el, ".p2p-studio__field-error");
+    expect(error.hidden).toBe(false);
+    expect(error.previousElementSibling.dataset.param).toBe("feature_until"); // right under its field
+    expect(field.value).toBe("1.5"); // the refused text stays to be fixed
+    expect(field.getAttribute("aria-invalid")).toBe("true");
+    expect(field.getAttribute("aria-describedby").split(" ")[0]).toBe(error.id);
+    expect(q(el, ".p2p-error").hidden).toBe(true);
+    batch(model, { error: "", error_field: "", error_param: "" });
+    expect(field.getAttribute("aria-invalid")).toBe(null);
+    expect(field.getAttribute("aria-describedby")).toBe(field.dataset.describedby); // back to its help
+    model.set("input_image", new Uint8Array([137, 80, 78, 71]));
+    expect(run.disabled).toBe(false);
+  });
+
+  it("offers the changed words first and the rest on request", async () => {
+    const { el, model } = await mount({ changed_words: { source: ["red", "cat"], target: ["blue", "dog"] } });
+    const shown = () => [...el.querySelectorAll(".p2p-studio__weight")].filter((r) => !r.hidden).map((r) => r.dataset.word);
+    expect(shown()).toEqual(["blue", "dog"]);
+    expect(q(el, ".p2p-studio__diff").getAttribute("aria-label")).toBe("Changed words: red cat becomes blue dog.");
+    const more = q(el, ".p2p-studio__more-weights");
+    expect([more.textContent, more.getAttribute("aria-expanded")]).toEqual(["all words (1 more)", "false"]);
+    more.click();
+    expect(shown()).toEqual(["blue", "dog", "a"]);
+    const chips = () => [...el.querySelectorAll(".p2p-studio__chip")].filter((c) => !c.hidden).map((c) => c.textContent);
+    expect(chips()).toEqual(["red", "cat", "blue", "dog"]);
+    model.set("blend_words", ["a"]);
+    expect(chips()).toEqual(["red", "cat", "blue", "dog", "a"]); // a chosen word always shows
+  });
+
+  it("section tabs write the section; arrows move between them", async () => {
+    const { el, model } = await mount({ has_aligner: true, has_timeline: true, section: "playback" });
+    const tabs = [...el.querySelectorAll(".p2p-studio__tab")];
+    expect(tabs.map((t) => t.getAttribute("aria-selected"))).toEqual(["true", "false", "false"]);
+    tabs[2].click();
+    expect(model.get("section")).toBe("schedule");
+    expect(tabs.map((t) => t.tabIndex)).toEqual([-1, -1, 0]);
+    tabs[2].dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight", bubbles: true }));
+    expect(model.get("section")).toBe("playback");
+    model.set("has_timeline", false);
+    expect(tabs[2].hidden).toBe(true);
   });
 
   it("cleanup removes listeners and the DOM", async () => {

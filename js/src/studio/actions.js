@@ -1,6 +1,9 @@
 // Buttons and keys: Run/Stop, exports (JSON client-side, GIF from Python), saving a result PNG,
-// clearing the image, resetting a weight, toggling LocalBlend words; Ctrl/Cmd+Enter runs.
+// clearing the image, resetting a weight, toggling LocalBlend words, showing every word (not only
+// the changed ones); Ctrl/Cmd+Enter runs.
 import { downloadBytes } from "../../lib/download.js";
+import { needsImage } from "./methods.js";
+import { showBlend, showReweight } from "./show.js";
 
 /** @typedef {import("./view.js").StudioView} StudioView */
 
@@ -50,7 +53,14 @@ function onClick(v, e) {
   const reset = t.closest(".p2p-studio__reset");
   if (reset) return resetWeight(v, reset);
   const chip = t.closest(".p2p-studio__chip");
-  if (chip && !v.busy()) toggleBlendWord(v, chip);
+  if (chip && !v.busy()) return toggleBlendWord(v, chip);
+  if (t === v.moreWeights) {
+    v.more.weights = !v.more.weights;
+    showReweight(v);
+  } else if (t === v.moreChips) {
+    v.more.chips = !v.more.chips;
+    showBlend(v);
+  }
 }
 
 function onKey(v, e) {
@@ -60,8 +70,8 @@ function onKey(v, e) {
   // a prompt being edited is committed first
   if (e.target === v.source || e.target === v.target) e.target.dispatchEvent(new v.win.Event("change", { bubbles: true }));
   // an empty prompt is refused by Python (the change above says so); nothing to run then
-  const blank = !v.source.value.trim() || !v.target.value.trim();
-  if (!v.busy() && !blank && v.fieldError.hidden) v.model.send({ type: "run" });
+  const blank = (!v.source.value.trim() && v.root.dataset.image !== "yes") || !v.target.value.trim();
+  if (!v.busy() && !blank && v.fieldError.hidden && !needsImage(v)) v.model.send({ type: "run" });
 }
 
 /**

@@ -1,8 +1,10 @@
 // Form edits: every control writes its trait on change (one save each); sliders show their value
-// while they move.
+// while they move. A method parameter writes the whole `method_values` dict (Python checks it).
 import { TYPED_FIELDS } from "./errors.js";
 import { formatWeight } from "./format.js";
 import { sendImage } from "./image.js";
+import { paramInfo } from "./methods.js";
+import { formatParam, parseParam } from "./params.js";
 
 /** @typedef {import("./view.js").StudioView} StudioView */
 
@@ -44,7 +46,28 @@ function plainEdit(v, t) {
   if (t === v.baseline) return { baseline: v.baseline.checked };
   if (t === v.invertMethod) return { invert_method: v.invertMethod.value };
   if (t === v.threshold) return { blend_threshold: Number(v.threshold.value) };
+  if (t === v.methodSelect) return { method: v.methodSelect.value };
+  if (t === v.combine) return { combine_p2p: v.combine.checked };
   return null;
+}
+
+/** The parameter a control of the method's fields edits, with the value it sends. */
+function paramEdit(v, t) {
+  const box = t.closest && t.closest(".p2p-studio__param");
+  if (!box || !v.params.contains(box)) return null;
+  const param = paramInfo(v, box.dataset.param);
+  if (!param) return null;
+  // a field sends its text, a slider its number, a checkbox its state
+  return { param, text: t.value, value: parseParam(param, t.value, t.checked) };
+}
+
+function commitParam(v, t) {
+  const edit = paramEdit(v, t);
+  if (!edit) return false;
+  const { param, text, value } = edit;
+  if (param.kind !== "bool") v.typed[`param:${param.name}`] = text; // kept in the field if Python rejects it
+  v.commit({ method_values: { ...(v.model.get("method_values") || {}), [param.name]: value } });
+  return true;
 }
 
 function onChange(v, e) {
@@ -54,8 +77,9 @@ function onChange(v, e) {
     const [key] = Object.keys(plain);
     if (TYPED_FIELDS.includes(key)) v.typed[key] = t.value; // kept in the field if Python rejects it
     v.commit(plain);
-  }
-  else if (t === v.imageInput) {
+  } else if (commitParam(v, t)) {
+    return;
+  } else if (t === v.imageInput) {
     if (v.imageInput.files && v.imageInput.files[0]) {
       sendImage(v, v.imageInput.files[0]);
       v.imageInput.value = "";
@@ -74,6 +98,12 @@ function onInput(v, e) {
   else if (t === v.crossEnd) v.crossOut.textContent = `${v.crossEnd.value} / ${v.model.get("n_evals")}`;
   else if (t === v.selfEnd) v.selfOut.textContent = `${v.selfEnd.value} / ${v.model.get("n_evals")}`;
   else if (isWeightSlider(t)) t.parentElement.querySelector("output").textContent = formatWeight(Number(t.value));
+  else if (t.classList && t.classList.contains("p2p-studio__param-slider")) {
+    // the field beside a parameter's slider follows it while it moves
+    const edit = paramEdit(v, t);
+    const field = t.parentElement.querySelector(".p2p-studio__param-input");
+    if (edit && field) field.value = formatParam(edit.param, edit.value);
+  }
 }
 
 /**

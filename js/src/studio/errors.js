@@ -1,13 +1,15 @@
-// Errors next to their field: when Python rejects a value it names the trait (`error_field`);
-// the message then shows right under that control (aria-invalid, aria-describedby), the control
-// keeps the text the user typed so it can be fixed, and the general banner stays hidden.
+// Errors next to their field: when Python rejects a value it names the trait (`error_field`, and
+// for a method's value the parameter, `error_param`); the message then shows right under that
+// control (aria-invalid, aria-describedby), the control keeps the text the user typed so it can be
+// fixed, and the general banner stays hidden.
+import { paramControl } from "./methods.js";
 
 /** @typedef {import("./view.js").StudioView} StudioView */
 
 /** Text and number fields whose rejected text stays in the field. */
 export const TYPED_FIELDS = ["source", "target", "seed", "steps", "guidance"];
 
-/** The control that edits the trait `name`, or null. */
+/** The control that edits the trait `name` (for method_values: the parameter named by error_param), or null. */
 export function controlOf(v, name) {
   const nodes = {
     source: v.source,
@@ -23,6 +25,9 @@ export function controlOf(v, name) {
     reweight: v.reweightRows,
     blend_words: v.blendChips,
     windows: v.crossEnd,
+    method: v.methodSelect,
+    combine_p2p: v.combine,
+    method_values: v.model.get("error_param") ? paramControl(v, v.model.get("error_param")) : v.params,
   };
   const node = nodes[name] || null;
   return node && !node.closest("[hidden]") ? node : null;
@@ -41,12 +46,26 @@ export function keptText(v, name) {
   return undefined;
 }
 
-/** Show (or clear) the error next to its field. */
-export function showFieldError(v) {
+/** The text a rejected parameter field keeps, or undefined (each edit writes its text first, so
+ * the text kept is always the one Python refused). */
+export function keptParamText(v, param) {
+  const m = v.model;
+  const refused = m.get("error") && m.get("error_field") === "method_values" && m.get("error_param") === param;
+  return refused ? v.typed[`param:${param}`] : undefined;
+}
+
+function unmark(v) {
   for (const node of v.root.querySelectorAll("[aria-invalid]")) {
     node.removeAttribute("aria-invalid");
-    node.removeAttribute("aria-describedby");
+    // a parameter's control keeps its own description (its help)
+    if (node.dataset.describedby) node.setAttribute("aria-describedby", node.dataset.describedby);
+    else node.removeAttribute("aria-describedby");
   }
+}
+
+/** Show (or clear) the error next to its field. */
+export function showFieldError(v) {
+  unmark(v);
   const message = v.model.get("error") || "";
   const node = message ? controlOf(v, v.model.get("error_field") || "") : null;
   v.fieldError.hidden = node === null;
@@ -59,5 +78,5 @@ export function showFieldError(v) {
   const anchor = node.closest(".p2p-studio__field") || node;
   anchor.after(v.fieldError);
   node.setAttribute("aria-invalid", "true");
-  node.setAttribute("aria-describedby", v.fieldError.id);
+  node.setAttribute("aria-describedby", [v.fieldError.id, node.dataset.describedby].filter(Boolean).join(" "));
 }

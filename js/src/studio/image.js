@@ -26,7 +26,11 @@ export function showInputImage(v) {
   v.imageName.textContent = has ? String(v.model.get("input_name") || "") : "none: images come from the seed";
   v.root.dataset.image = has ? "yes" : "no";
   v.seed.title = has ? "not used: the edit starts from the inverted image" : "";
-  v.baselineText.textContent = has ? " also without P2P (same inverted noise)" : " also without P2P (same seed)";
+  const method = v.model.get("method") || "p2p";
+  const without = method === "p2p" ? "P2P" : `${method}${v.model.get("combine_p2p") ? " + P2P" : ""}`;
+  v.baselineText.textContent = ` also without ${without} (${has ? "same inverted noise" : "same seed"})`;
+  if (has && !v.shownImage) v.realBox.open = true; // a newly loaded image: show it
+  v.shownImage = has;
 }
 
 /** Send a file's bytes to Python as {"type": "image", name} with one buffer. */

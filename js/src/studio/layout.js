@@ -1,10 +1,18 @@
-// The studio panel's fixed parts, top to bottom: header, prompts, sampling settings, the real
-// image, the schedule sliders, reweight, LocalBlend, Run/Stop with progress, results, exports.
+// The studio panel's fixed parts. One frame: a header; then the controls (prompts with their
+// changed words, the method and its parameters, sampling, P2P's own settings, LocalBlend, a real
+// image) beside the output (Run/Stop and progress, the results' state, the results large with
+// zoom and pixel values, the exports); then the section tabs that choose what the Studio shows
+// under the panel (playback, token alignment, schedule).
 import { button, selectOf } from "../../lib/dom.js";
 
 /** @typedef {import("../../lib/dom.js").Builder} Builder */
 
-let errorIds = 0; // ids for aria-describedby, unique in the page
+let ids = 0; // ids for aria-describedby / aria-controls, unique in the page
+
+/** A fresh id with `prefix`, unique in the page. */
+export function newId(prefix) {
+  return `${prefix}-${++ids}`;
+}
 
 /** A labelled control: <label class="p2p-studio__field"><span>text</span>control</label>. */
 export function field(el, labelText, control, className = "") {
@@ -28,19 +36,38 @@ function header(el) {
 function prompts(el) {
   const source = input(el, "text", "p2p-studio__source", { "aria-label": "source prompt", spellcheck: false });
   const target = input(el, "text", "p2p-studio__target", { "aria-label": "target prompt", spellcheck: false });
-  const box = el("div", { class: "p2p-studio__prompts" }, [field(el, "Source", source), field(el, "Target", target)]);
-  return { box, source, target };
+  // the words that differ between the prompts (filled by showDiff, as text)
+  const diff = el("p", { class: "p2p-studio__diff", "aria-live": "polite" });
+  const box = el("div", { class: "p2p-studio__prompts" }, [field(el, "Source", source), field(el, "Target", target), diff]);
+  return { box, source, target, diff };
+}
+
+/** The method menu, its description, its parameters' controls (built by methods.js) and "combine with P2P". */
+function method(el) {
+  const methodHelpId = newId("p2p-studio-method-help");
+  const methodSelect = el("select", { class: "p2p-studio__method", "aria-label": "method", "aria-describedby": methodHelpId });
+  const methodHelp = el("p", { class: "p2p-studio__method-help", id: methodHelpId });
+  const params = el("div", { class: "p2p-studio__params", role: "group", "aria-label": "method parameters" });
+  const combine = input(el, "checkbox", "p2p-studio__combine");
+  const combineBox = el("label", { class: "p2p-studio__field p2p-studio__combine-box" }, [
+    combine,
+    el.text(" combine with Prompt-to-Prompt (its alignment, windows, reweight)"),
+  ]);
+  const methodNote = el("p", { class: "p2p-studio__method-note", role: "note" });
+  const box = el("div", { class: "p2p-studio__method-box" }, [
+    field(el, "Method", methodSelect, "p2p-studio__method-field"),
+    methodHelp,
+    params,
+    combineBox,
+    methodNote,
+  ]);
+  return { box, methodSelect, methodHelp, params, combine, combineBox, methodNote };
 }
 
 function settings(el) {
   const seed = input(el, "number", "p2p-studio__seed", { min: 0, step: 1, "aria-label": "seed" });
   const steps = input(el, "number", "p2p-studio__steps", { min: 1, max: 1000, step: 1, "aria-label": "steps" });
   const guidance = input(el, "number", "p2p-studio__guidance", { min: 0, max: 50, step: 0.5, "aria-label": "guidance" });
-  const kind = selectOf(el, { class: "p2p-studio__kind", "aria-label": "token alignment" }, [
-    ["auto", "auto"],
-    ["replace", "word swap (replace)"],
-    ["refine", "refine (added words)"],
-  ]);
   // options come from Python (scheduler_choices), filled in by showValues
   const scheduler = el("select", { class: "p2p-studio__scheduler", "aria-label": "scheduler" });
   const baseline = input(el, "checkbox", "p2p-studio__baseline");
@@ -49,33 +76,10 @@ function settings(el) {
     field(el, "Seed", seed),
     field(el, "Steps", steps),
     field(el, "Guidance", guidance),
-    field(el, "Scheduler", scheduler),
-    field(el, "Alignment", kind),
-    el("label", { class: "p2p-studio__field p2p-studio__check" }, [baseline, baselineText]),
+    field(el, "Scheduler", scheduler, "p2p-studio__wide"),
+    el("label", { class: "p2p-studio__field p2p-studio__check p2p-studio__wide" }, [baseline, baselineText]),
   ]);
-  return { box, seed, steps, guidance, scheduler, kind, baseline, baselineText };
-}
-
-/** A real image to edit (optional): dropped here or chosen with the file button. */
-function realImage(el) {
-  const imageInput = input(el, "file", "p2p-studio__image-file", { accept: "image/*", "aria-label": "image to edit" });
-  const preview = el("img", { class: "p2p-studio__input-preview", alt: "the image to edit" });
-  const imageName = el("span", { class: "p2p-studio__input-name" });
-  const invertMethod = selectOf(el, { class: "p2p-studio__invert", "aria-label": "inversion method" }, [
-    ["null-text", "null-text (best, slow)"],
-    ["negative-prompt", "negative prompt (fast)"],
-    ["ddim", "DDIM (plain)"],
-  ]);
-  const clearImage = button(el, "p2p-studio__clear-image", "Remove image");
-  const box = el("fieldset", { class: "p2p-studio__real" }, [
-    el("legend", { text: "Real image (optional): drop a picture or choose a file; the source prompt is its caption" }),
-    imageInput,
-    preview,
-    imageName,
-    field(el, "Inversion", invertMethod),
-    clearImage,
-  ]);
-  return { box, imageInput, preview, imageName, invertMethod, clearImage };
+  return { box, seed, steps, guidance, scheduler, baseline, baselineText };
 }
 
 /** The schedule sliders (shown only when no AlphaTimeline is). */
@@ -94,17 +98,38 @@ function schedule(el) {
   return { box, crossEnd, selfEnd, crossOut, selfOut };
 }
 
-function reweight(el) {
-  const rows = el("div", { class: "p2p-studio__rows" });
-  const box = el("fieldset", { class: "p2p-studio__reweight" }, [
-    el("legend", { text: "Reweight target words (1 = unchanged)" }),
-    rows,
+/** "Show every word" for a list that offers the changed words first. */
+function moreButton(el, className, controls) {
+  return button(el, `p2p-studio__more ${className}`, "", { "aria-expanded": "false", "aria-controls": controls });
+}
+
+/** Prompt-to-Prompt's own settings: alignment, the windows (without a timeline), reweight. */
+function p2pSettings(el) {
+  const kind = selectOf(el, { class: "p2p-studio__kind", "aria-label": "token alignment" }, [
+    ["auto", "auto"],
+    ["replace", "word swap (replace)"],
+    ["refine", "refine (added words)"],
   ]);
-  return { box, rows };
+  const { box: scheduleBox, ...scheduleParts } = schedule(el);
+  const reweightRows = el("div", { class: "p2p-studio__rows", id: newId("p2p-studio-weights") });
+  const moreWeights = moreButton(el, "p2p-studio__more-weights", reweightRows.id);
+  const reweightBox = el("div", { class: "p2p-studio__reweight", role: "group", "aria-label": "reweight target words" }, [
+    el("span", { class: "p2p-studio__label", text: "Reweight (1 = unchanged)" }),
+    reweightRows,
+    moreWeights,
+  ]);
+  const box = el("fieldset", { class: "p2p-studio__p2p" }, [
+    el("legend", { text: "Prompt-to-Prompt" }),
+    field(el, "Alignment", kind),
+    scheduleBox,
+    reweightBox,
+  ]);
+  return { box, kind, schedule: scheduleBox, ...scheduleParts, reweightBox, reweightRows, moreWeights };
 }
 
 function blend(el) {
-  const chips = el("div", { class: "p2p-studio__chips", role: "group", "aria-label": "LocalBlend words" });
+  const blendChips = el("div", { class: "p2p-studio__chips", role: "group", "aria-label": "LocalBlend words", id: newId("p2p-studio-chips") });
+  const moreChips = moreButton(el, "p2p-studio__more-chips", blendChips.id);
   const threshold = input(el, "range", "p2p-studio__threshold", {
     min: 0.05,
     max: 0.95,
@@ -112,22 +137,58 @@ function blend(el) {
     "aria-label": "LocalBlend threshold",
   });
   const thresholdOut = el("output", { class: "p2p-studio__value" });
-  const box = el("fieldset", { class: "p2p-studio__blend" }, [
+  const blendBox = el("fieldset", { class: "p2p-studio__blend" }, [
     el("legend", { text: "LocalBlend: keep everything outside these words" }),
-    chips,
-    field(el, "Threshold", threshold),
-    thresholdOut,
+    blendChips,
+    moreChips,
+    el("div", { class: "p2p-studio__threshold-row" }, [field(el, "Threshold", threshold), thresholdOut]),
   ]);
-  return { box, chips, threshold, thresholdOut };
+  return { blendBox, blendChips, moreChips, threshold, thresholdOut };
+}
+
+/** A real image to edit (optional): dropped on this box or chosen with the file button. */
+function realImage(el) {
+  const imageInput = input(el, "file", "p2p-studio__image-file", { accept: "image/*", "aria-label": "image to edit" });
+  const preview = el("img", { class: "p2p-studio__input-preview", alt: "the image to edit" });
+  const imageName = el("span", { class: "p2p-studio__input-name" });
+  const invertMethod = selectOf(el, { class: "p2p-studio__invert", "aria-label": "inversion method" }, [
+    ["null-text", "null-text (best, slow)"],
+    ["negative-prompt", "negative prompt (fast)"],
+    ["ddim", "DDIM (plain)"],
+  ]);
+  const clearImage = button(el, "p2p-studio__clear-image", "Remove image");
+  const realSummary = el("summary", { class: "p2p-studio__real-summary", text: "Real image (optional)" });
+  const box = el("details", { class: "p2p-studio__real" }, [
+    realSummary,
+    el("p", { class: "p2p-studio__hint", text: "Drop a picture here or choose a file; the source prompt is its caption." }),
+    el("div", { class: "p2p-studio__real-row" }, [imageInput, preview, imageName]),
+    el("div", { class: "p2p-studio__real-row" }, [field(el, "Inversion", invertMethod), clearImage]),
+  ]);
+  return { box, imageInput, preview, imageName, invertMethod, clearImage, realSummary };
 }
 
 function actions(el) {
-  const runButton = button(el, "p2p-studio__run", "Run");
+  const runButton = button(el, "p2p-studio__run", "Run", { title: "Run (Ctrl+Enter)" });
   const stopButton = button(el, "p2p-studio__stop", "Stop");
   const bar = el("progress", { class: "p2p-studio__progress", max: 1, value: 0, "aria-label": "run progress" });
   const statusText = el("span", { class: "p2p-studio__status", role: "status", "aria-live": "polite" });
   const box = el("div", { class: "p2p-studio__actions" }, [runButton, stopButton, bar, statusText]);
   return { box, runButton, stopButton, bar, statusText };
+}
+
+function resultsBar(el) {
+  const zoom = selectOf(el, { class: "p2p-studio__zoom", "aria-label": "zoom of the results" }, [
+    ["fit", "fit"],
+    ["1", "1×"],
+    ["2", "2×"],
+    ["4", "4×"],
+    ["8", "8×"],
+    ["16", "16×"],
+  ]);
+  // the value under the pointer (or the keyboard probe) in every result at once
+  const readout = el("output", { class: "p2p-studio__readout", "aria-live": "polite" });
+  const box = el("div", { class: "p2p-studio__results-bar" }, [field(el, "Zoom", zoom), readout]);
+  return { box, zoom, readout };
 }
 
 function exports(el) {
@@ -142,6 +203,15 @@ function exports(el) {
   return { box, jsonButton, gifButton, loadInput };
 }
 
+/** The section tabs: what the Studio shows under the panel. */
+function tabs(el) {
+  const tab = (section, text) =>
+    el("button", { class: "p2p-studio__tab", type: "button", role: "tab", dataset: { section }, text, "aria-selected": "false" });
+  const tabButtons = [tab("playback", "Attention playback"), tab("alignment", "Token alignment"), tab("schedule", "Schedule")];
+  const box = el("div", { class: "p2p-studio__tabs", role: "tablist", "aria-label": "Studio sections" }, tabButtons);
+  return { box, tabButtons };
+}
+
 /**
  * Every node the panel's code touches, by name, and the root.
  * @param {Builder} el
@@ -149,18 +219,24 @@ function exports(el) {
 export function layout(el) {
   const { box: headerBox, ...headerParts } = header(el);
   const { box: promptsBox, ...promptParts } = prompts(el);
+  const { box: methodBox, ...methodParts } = method(el);
   const { box: settingsBox, ...settingParts } = settings(el);
+  const { box: p2pBox, ...p2pParts } = p2pSettings(el);
+  const blendParts = blend(el);
   const { box: realBox, ...realParts } = realImage(el);
-  const { box: scheduleBox, ...scheduleParts } = schedule(el);
-  const { box: reweightBox, rows: reweightRows } = reweight(el);
-  const { box: blendBox, chips: blendChips, ...blendParts } = blend(el);
   const { box: actionsBox, ...actionParts } = actions(el);
+  const { box: barBox, ...barParts } = resultsBar(el);
   const results = el("div", { class: "p2p-studio__results" });
   const resultNote = el("p", { class: "p2p-studio__result-note", role: "status", hidden: true });
-  // an error about one field shows under that field; others under Run/Stop, near the status
-  const fieldError = el("p", { class: "p2p-studio__field-error", id: `p2p-studio-error-${++errorIds}`, hidden: true });
+  // an error about one field shows under that field; others in the banner under Run/Stop
+  const fieldError = el("p", { class: "p2p-studio__field-error", id: newId("p2p-studio-error"), hidden: true });
   const messages = el("div", { class: "p2p-studio__messages" });
   const { box: exportBox, ...exportParts } = exports(el);
+  const { box: tabsBox, ...tabParts } = tabs(el);
+  const controls = el("div", { class: "p2p-studio__controls" }, [
+    promptsBox, methodBox, settingsBox, p2pBox, blendParts.blendBox, realBox,
+  ]);
+  const output = el("div", { class: "p2p-studio__output" }, [actionsBox, messages, resultNote, barBox, results, exportBox]);
   const root = el(
     "div",
     {
@@ -169,27 +245,28 @@ export function layout(el) {
       role: "group",
       "aria-label": "Prompt-to-Prompt studio",
     },
-    [headerBox, promptsBox, settingsBox, realBox, scheduleBox, reweightBox, blendBox, actionsBox, messages, fieldError, resultNote, results, exportBox]
+    [headerBox, el("div", { class: "p2p-studio__body" }, [controls, output]), fieldError, tabsBox]
   );
   return {
     root,
     ...headerParts,
     ...promptParts,
+    methodBox,
+    ...methodParts,
     ...settingParts,
+    p2pBox,
+    ...p2pParts,
+    ...blendParts,
     realBox,
     ...realParts,
-    schedule: scheduleBox,
-    ...scheduleParts,
-    reweightBox,
-    reweightRows,
-    blendBox,
-    blendChips,
-    ...blendParts,
     ...actionParts,
+    ...barParts,
     results,
     resultNote,
     fieldError,
     messages,
     ...exportParts,
+    tabsBox,
+    ...tabParts,
   };
 }

@@ -1,10 +1,14 @@
-// Showing the model in the panel: values of the controls, the schedule, reweight rows, LocalBlend
-// chips, status and progress, and the result images.
+// Showing the model in the panel: values of the controls, the changed words, the schedule,
+// reweight rows and LocalBlend chips (changed words first), status and progress, and the state of
+// the shown results.
 import { button } from "../../lib/dom.js";
-import { asBytes } from "../../lib/pixels.js";
 import { input } from "./layout.js";
 import { keptText } from "./errors.js";
 import { formatWeight, statusLine } from "./format.js";
+import { needsImage, showMethod } from "./methods.js";
+import { showImages } from "./results.js";
+import { showTabs } from "./tabs.js";
+import { diffParts, diffSentence, moreText, offerWords } from "./words.js";
 
 /** @typedef {import("./view.js").StudioView} StudioView */
 
@@ -30,6 +34,8 @@ export function showValues(v) {
   v.invertMethod.value = m.get("invert_method") || "null-text";
   v.threshold.value = String(m.get("blend_threshold") ?? 0.3);
   v.thresholdOut.textContent = Number(v.threshold.value).toFixed(2);
+  showMethod(v);
+  showTabs(v);
 }
 
 /** The scheduler menu's options, as Python lists them ([[name, label], ...]); rebuilt only when they change. */
@@ -39,6 +45,16 @@ function showSchedulerChoices(v) {
   if (v.scheduler.dataset.choices === key) return;
   v.scheduler.replaceChildren(...choices.map(([value, text]) => v.el("option", { value, text })));
   v.scheduler.dataset.choices = key;
+}
+
+/** The changed words under the prompts (removed ones struck, added ones marked), as text. */
+export function showDiff(v) {
+  const changed = v.model.get("changed_words") || {};
+  const nodes = diffParts(changed).map(([kind, text]) =>
+    kind === "text" ? v.el.text(text) : v.el(kind, { class: `p2p-studio__diff-${kind}`, text }),
+  );
+  v.diff.replaceChildren(...nodes);
+  v.diff.setAttribute("aria-label", diffSentence(changed));
 }
 
 /** The end of the cross and self-attention windows (hidden when an AlphaTimeline is shown), in UNet evaluations. */
@@ -88,27 +104,46 @@ function setWeight(row, value) {
   row.classList.toggle("p2p-studio__weight--set", value !== 1);
 }
 
-/** One slider per word of the target (rows are updated in place, so a focused slider keeps focus). */
+/** Mark the changed words, hide the rest unless asked for, and label the toggle. */
+function offer(v, parent, toggle, offered, expanded, changed) {
+  for (const node of parent.children) {
+    node.hidden = !offered.shown.has(node.dataset.word);
+    node.classList.toggle("p2p-studio__changed", changed.has(node.dataset.word));
+  }
+  const extra = parent.children.length - offered.order.filter((w) => changed.has(w)).length;
+  toggle.hidden = changed.size === 0 || extra === 0;
+  toggle.setAttribute("aria-expanded", expanded ? "true" : "false");
+  toggle.textContent = moreText(expanded, offered.hiddenCount);
+}
+
+/** One slider per word of the target, the changed words first (rows are updated in place, so a focused slider keeps focus). */
 export function showReweight(v) {
   const words = v.model.get("target_words") || [];
   const values = v.model.get("reweight") || {};
+  const changed = (v.model.get("changed_words") || {}).target || [];
+  const offered = offerWords(words, changed, Object.keys(values), v.more.weights);
   const valueOf = (word) => (word in values ? values[word] : 1);
-  if (sameWords(v.reweightRows, words)) {
+  if (sameWords(v.reweightRows, offered.order)) {
     for (const row of v.reweightRows.children) setWeight(row, valueOf(row.dataset.word));
   } else {
-    v.reweightRows.replaceChildren(...words.map((word) => weightRow(v, word, valueOf(word))));
+    v.reweightRows.replaceChildren(...offered.order.map((word) => weightRow(v, word, valueOf(word))));
   }
+  offer(v, v.reweightRows, v.moreWeights, offered, v.more.weights, new Set(changed));
   v.reweightBox.hidden = words.length === 0;
 }
 
-/** One toggle chip per word of either prompt (kept in place when the words stay the same). */
+/** One toggle chip per word of either prompt, the changed words first (kept in place when the words stay the same). */
 export function showBlend(v) {
   const words = [...new Set([...(v.model.get("source_words") || []), ...(v.model.get("target_words") || [])])];
   const chosen = new Set(v.model.get("blend_words") || []);
-  if (!sameWords(v.blendChips, words)) {
-    v.blendChips.replaceChildren(...words.map((word) => button(v.el, "p2p-studio__chip", word, { dataset: { word } })));
+  const c = v.model.get("changed_words") || {};
+  const changed = [...new Set([...(c.source || []), ...(c.target || [])])];
+  const offered = offerWords(words, changed, chosen, v.more.chips);
+  if (!sameWords(v.blendChips, offered.order)) {
+    v.blendChips.replaceChildren(...offered.order.map((word) => button(v.el, "p2p-studio__chip", word, { dataset: { word } })));
   }
   for (const chip of v.blendChips.children) chip.setAttribute("aria-pressed", chosen.has(chip.dataset.word) ? "true" : "false");
+  offer(v, v.blendChips, v.moreChips, offered, v.more.chips, new Set(changed));
 }
 
 /** Status text, progress, and which controls are usable (most are locked while running). */
@@ -121,25 +156,19 @@ export function showStatus(v) {
   v.statusText.textContent = statusLine(status, m.get("phase"), done, total);
   v.root.dataset.status = status;
   const running = v.busy();
-  v.runButton.disabled = running || !v.fieldError.hidden; // a field shows text Python refused
+  // a field shows text Python refused, or the method needs an image first: nothing to run
+  v.runButton.disabled = running || !v.fieldError.hidden || needsImage(v);
   v.stopButton.disabled = !running;
-  for (const node of [v.source, v.target, v.seed, v.steps, v.guidance, v.scheduler, v.kind, v.baseline, v.loadInput, v.imageInput,
-    v.invertMethod, v.clearImage]) {
-    node.disabled = running;
-  }
+  const locked = [v.source, v.target, v.seed, v.steps, v.guidance, v.scheduler, v.kind, v.baseline, v.loadInput, v.imageInput,
+    v.invertMethod, v.clearImage, v.methodSelect, v.combine, ...v.params.querySelectorAll("input, select")];
+  for (const node of locked) node.disabled = running;
   v.jsonButton.disabled = !m.get("spec_json");
   v.gifButton.disabled = running || !(m.get("images") || []).length;
   showResultState(v);
 }
 
-/** Give back the object URLs of the result images. */
-export function revokeImageUrls(v) {
-  for (const u of v.urls) v.win.URL.revokeObjectURL(u);
-  v.urls = [];
-}
-
 const SETTINGS = ["source", "target", "seed", "steps", "guidance", "scheduler", "kind", "reweight", "blend_words", "blend_threshold",
-  "windows", "baseline", "invert_method", "input_name"];
+  "windows", "baseline", "invert_method", "input_name", "method", "method_values", "combine_p2p"];
 
 /** What the shown results depend on (the panel's settings), to tell when they are outdated. */
 export function settingsKey(v) {
@@ -163,7 +192,7 @@ export function showResultState(v) {
     text = has ? "Running: these are the previous results; the new ones replace them when the run ends." : "";
   } else if (status === "error") {
     state = "failed";
-    text = has ? "The last run failed: these are the results of the run before it." : "";
+    text = has ? "The last run failed: these are the results of the run before it." : "The run failed: the message in red says why.";
   } else if (has && v.resultKey !== null && v.resultKey !== settingsKey(v)) {
     state = "outdated";
     text = "Outdated: the settings changed since these images were made. Run to update them.";
@@ -172,6 +201,7 @@ export function showResultState(v) {
     text = `Stopped at step ${done} of ${total}: the images are unfinished (the source is still mostly noise).`;
   }
   v.results.dataset.state = state;
+  v.root.dataset.results = state;
   // each unfinished image of a stopped run says so in its caption (the source is decoded noise)
   for (const figure of v.results.querySelectorAll(".p2p-studio__image")) {
     const base = figure.dataset.label || "";
@@ -184,29 +214,9 @@ export function showResultState(v) {
   v.resultNote.hidden = text === "";
 }
 
-function imageFigure(v, item, k) {
-  const el = v.el;
-  const url = v.win.URL.createObjectURL(new Blob([asBytes(item.png)], { type: "image/png" }));
-  v.urls.push(url);
-  const label = String(item.label || "");
-  const save = button(el, "p2p-studio__save", "PNG", {
-    dataset: { index: k },
-    "aria-label": `save the ${item.label} image as PNG`,
-  });
-  return el("figure", { class: "p2p-studio__image", dataset: { label } }, [
-    el("img", { src: url, alt: String(item.label || `image ${k}`) }),
-    el("figcaption", {}, [el("span", { text: label }), save]),
-  ]);
-}
-
-/** The result images from their PNG bytes, a save button each. */
-export function showImages(v) {
-  revokeImageUrls(v);
-  v.results.replaceChildren();
-  const images = v.model.get("images") || [];
-  images.forEach((item, k) => {
-    if (item && item.png) v.results.append(imageFigure(v, item, k));
-  });
-  v.resultKey = images.length ? settingsKey(v) : null; // new results are of the current settings
+/** New result images: they are of the current settings. */
+export function showResults(v) {
+  showImages(v);
+  v.resultKey = (v.model.get("images") || []).length ? settingsKey(v) : null;
   showStatus(v);
 }

@@ -1,4 +1,19 @@
 // The state one studio view works on: its nodes, the object URLs it holds, model access.
+import { keptParamText } from "./errors.js";
+
+/**
+ * Traits beyond StudioTraits (lib/types.js) that the panel adds: the method menu and its values.
+ * @typedef {{
+ *   method: string,
+ *   methods: Array<{name: string, label: string, help: string, params: import("./params.js").ParamInfo[],
+ *     follows_inversion: boolean, combinable: boolean}>,
+ *   method_values: Object<string, any>,
+ *   combine_p2p: boolean,
+ *   changed_words: {source: string[], target: string[]},
+ *   error_param: string,
+ *   section: "playback" | "alignment" | "schedule",
+ * }} StudioMethodTraits
+ */
 
 /** @typedef {ReturnType<typeof createView>} StudioView */
 
@@ -6,10 +21,11 @@
  * @param {import("../../lib/types.js").Model<import("../../lib/types.js").StudioTraits>} model
  * @param {import("../../lib/dom.js").Builder} el
  * @param {ReturnType<typeof import("./layout.js").layout>} ui
+ * @param {ReturnType<typeof import("../../lib/scope.js").createScope>} scope
  */
-export function createView(model, el, ui) {
+export function createView(model, el, ui, scope) {
   const doc = el.doc;
-  return {
+  const v = {
     model,
     el,
     doc,
@@ -23,6 +39,16 @@ export function createView(model, el, ui) {
     urls: [],
     /** object URL of the real image's preview, or null */
     previewUrl: null,
+    /** the view's listeners (results add theirs as images arrive) */
+    scope,
+    /** decoded RGBA of each result image (for the pixel values), filled on first use */
+    pixels: new Map(),
+    /** [x, y] of the pixel whose values are shown, or null */
+    probe: null,
+    /** which word lists show every word, not only the changed ones */
+    more: { weights: false, chips: false },
+    /** the text a refused parameter field keeps, or undefined */
+    keptParam: (name) => keptParamText(v, name),
     /** Set traits and save once; Python validates every write. */
     commit(changes) {
       for (const [k, v] of Object.entries(changes)) model.set(k, v);
@@ -30,4 +56,5 @@ export function createView(model, el, ui) {
     },
     busy: () => ["running", "stopping"].includes(model.get("status")),
   };
+  return v;
 }

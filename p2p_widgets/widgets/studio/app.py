@@ -11,12 +11,11 @@ import numpy as np
 import traitlets
 
 from ...engine import schedulers
-from ...engine.blend import LocalBlend
 from ...engine.defaults import defaults_for_pipe
 from ...engine.export import spec_to_json
 from ...engine.inversion import pixels_hash
 from ...engine.mapper import Mapper, align
-from ...engine.rules import Refine, Replace, Reweight
+from ...engine.rules import Combine, EditRule, Refine
 from ...engine.schedule import AlphaSchedule, to_step
 from ...engine.spec import EditSpec
 from ...errors import P2PError
@@ -24,7 +23,9 @@ from ...stream.frames import encode_image
 from ..player import AttentionPlayer
 from .controller import RunController
 from .image_input import prepare_image
-from .panel import MAX_SEED, MAX_WEIGHT, StudioPanel
+from .methods import P2P
+from .panel import StudioPanel
+from .rules import blend_of, method_not_shown, method_rule, not_shown, p2p_base, p2p_rule, split_rule
 
 _log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ def _optional(name: str):
 
 
 class Studio(ipywidgets.VBox):
-    """Prompt-to-Prompt editing in one widget: controls, aligner, timeline, results, playback.
+    """Prompt-to-Prompt, and every registered rule with declared parameters, in one widget: the
+    panel's controls beside its results, and below them one of playback, token alignment or the
+    schedule (the panel's section tabs choose which; ``show(section)`` from Python).
 
     Parameters
     ----------
@@ -106,17 +109,36 @@ class Studio(ipywidgets.VBox):
         self._pinned: dict | None = None
         self._image: np.ndarray | None = None  # the real image to edit, prepared at the model's size
         super().__init__(children=self._children(), **kwargs)
-        self.add_class("p2p-studio-box")
+        self.add_class("p2p-studio-box")  # the frame around the panel and its sections (studio.css)
         self.panel.observe(self._on_prompts, names=["source", "target"])
         if self.aligner is not None:  # the aligner edits the prompts too: keep the panel in step
             self.aligner.observe(self._on_aligner_prompts, names=["source", "target"])
         self.panel.observe(self._on_kind, names=["kind"])
         self.panel.observe(self._on_sampling, names=["n_evals", "scheduler"])
+        self.panel.observe(self._on_section, names=["section"])
+        self.panel.observe(self._on_method, names=["method", "method_values", "combine_p2p"])
+        self._show_section()
+        self._show_rule_windows()
 
     # -- composition -------------------------------------------------------------------------------
 
     def _children(self) -> list:
         return [w for w in (self.panel, self.aligner, self.timeline, self.player) if w is not None]
+
+    def _sections(self) -> dict:
+        return {"playback": self.player, "alignment": self.aligner, "schedule": self.timeline}
+
+    def show(self, section: str) -> None:
+        """Show one section under the panel: "playback", "alignment" or "schedule" (the tabs do it too)."""
+        self.panel.section = section
+
+    def _on_section(self, change) -> None:
+        self._show_section()
+
+    def _show_section(self) -> None:
+        for name, widget in self._sections().items():
+            if widget is not None:
+                widget.layout.display = None if name == self.panel.section else "none"
 
     def _new_timeline(self, schedule=None):
         # the timeline's axis is the chosen scheduler's real UNet evaluations, as the sampler counts them
@@ -154,7 +176,22 @@ class Studio(ipywidgets.VBox):
         old = self.timeline
         self.timeline = self._new_timeline(old.schedule.rescaled(self.panel.n_evals))
         self.children = self._children()
+        self._show_section()
+        self._show_rule_windows()
         old.close()
+
+    def _on_method(self, change) -> None:
+        self._show_rule_windows()
+
+    def _show_rule_windows(self) -> None:
+        """The chosen method's windows as read-only bands on the timeline (P2P's are its rows)."""
+        p, timeline = self.panel, self.timeline
+        if timeline is None or not hasattr(timeline, "show_rule"):  # a timeline without rule bands
+            return
+        try:
+            timeline.show_rule(None if p.method == P2P else method_rule(p), p.n_evals)
+        except (P2PError, traitlets.TraitError) as exc:  # e.g. values being changed one at a time
+            _log.debug("Studio: no rule bands on the timeline (%s)", exc)
 
     def scheduler(self, name: str | None = None):
         """The scheduler runs sample with (``name``: default the panel's): None for the pipeline's
@@ -209,29 +246,33 @@ class Studio(ipywidgets.VBox):
             return self.timeline.schedule
         return AlphaSchedule.from_windows(self.panel.n_evals, self.panel.windows)
 
-    def spec(self) -> EditSpec:
-        """The :class:`EditSpec` of the current settings (what Run runs)."""
+    def rule(self) -> EditRule:
+        """The rule of the current settings: P2P's, the chosen method's, or Combine(P2P's, the method's)."""
         p = self.panel
+        method = None if p.method == P2P else method_rule(p)
+        if method is not None and not p.combine_p2p:
+            return method
         mapper, schedule = self.mapper(), self.schedule()
         if schedule.n_evals != p.n_evals:
             raise P2PError(f"the schedule covers {schedule.n_evals} evaluations but the run has {p.n_evals}")
-        rule = (Refine if p.kind == "refine" else Replace)(mapper, schedule)
-        if p.reweight:
-            rule = Reweight(rule, dict(p.reweight))
-        blend = (
-            LocalBlend(list(p.blend_words), threshold=p.blend_threshold, start=schedule.blend_start)
-            if p.blend_words
-            else None
-        )
+        p2p = p2p_rule(p.kind, mapper, schedule, p.reweight)
+        return p2p if method is None else Combine(p2p, method)
+
+    def spec(self) -> EditSpec:
+        """The :class:`EditSpec` of the current settings (what Run runs)."""
+        p = self.panel
+        source, target = p.prompt(p.source), p.prompt(p.target)
+        blend = blend_of(p, self.schedule())
         return EditSpec(
-            prompts=(mapper.source.text, mapper.target.text),
-            rules=(rule.to_dict(),),
+            prompts=(source.text, target.text),
+            rules=(self.rule().to_dict(),),
             seed=p.seed,
             steps=p.steps,
             guidance=float(p.guidance),
             size=self.editor.check_size(),
             mode="fast",
             blend=None if blend is None else blend.to_dict(),
+            start="latents" if not source.text.strip() else "seed",  # an empty source: only for an image
             **self._scheduler_fields(),
         )
 
@@ -265,6 +306,10 @@ class Studio(ipywidgets.VBox):
         """Go back to generating images from the seed."""
         if self.running:
             raise P2PError("cannot change the image while a run is in progress")
+        if not self.panel.source.strip():
+            message = "the source prompt is empty: type the prompt the images start from, then remove the image"
+            self.panel.report_error(message, field="source")
+            raise P2PError(message)
         self._image = None
         with self.panel.hold_sync():
             self.panel.input_image, self.panel.input_name = b"", ""
@@ -288,14 +333,12 @@ class Studio(ipywidgets.VBox):
         is called with every StepEvent after the player's. Errors show in the panel; they also
         raise here when the run is not in the background."""
         background = self.background if background is None else background
-        if self._image is not None and self.panel.scheduler != schedulers.DDIM:  # before minutes of inverting
-            self.panel.report_error("a real image is edited from its DDIM inversion: choose the DDIM scheduler")
-            raise P2PError("a real image is edited from its DDIM inversion: choose the DDIM scheduler")
+        self._refuse_unrunnable()  # before minutes of inverting
         if self.running:
             self.panel.report_error("a run is in progress: wait for it or press Stop")
             raise P2PError("a run is in progress")
         try:
-            job = {"spec": self.spec(), "baseline": self.panel.baseline, "invert": None}
+            job = {"spec": self.spec(), "baseline": self.panel.baseline, "invert": None, "label": self._label()}
             if self._image is not None:  # what the inversion needs, read now: settings may change later
                 job["invert"] = dict(
                     image=self._image,
@@ -308,6 +351,25 @@ class Studio(ipywidgets.VBox):
             self.panel.status = "error"
             raise P2PError(str(exc)) from None
         return self.runs.start(job, background, callback)
+
+    def _refuse_unrunnable(self) -> None:
+        """A P2PError, shown beside the field at fault, for settings that cannot run."""
+        p, problem = self.panel, None
+        entry = next((m for m in p.methods if m["name"] == p.method), {})
+        if self._image is None and entry.get("follows_inversion"):
+            problem = ("method", f"{entry['label']} follows the inversion of a real image: load an image to edit first")
+        elif self._image is not None and p.scheduler != schedulers.DDIM:
+            problem = ("scheduler", "a real image is edited from its DDIM inversion: choose the DDIM scheduler")
+        elif self._image is not None and not p.source.strip() and p.invert_method != "ddim":
+            problem = ("invert_method", "an image read under the empty source prompt is inverted with DDIM only")
+        if problem is not None:
+            p.report_error(problem[1], field=problem[0])
+            raise P2PError(problem[1])
+
+    def _label(self) -> str:
+        """What the baseline image is "without" (P2P, or the chosen method)."""
+        p = self.panel
+        return "P2P" if p.method == P2P else f"{p.method}{' + P2P' if p.combine_p2p else ''}"
 
     def wait(self, timeout: float | None = None):
         """Wait for a background run; returns the EditResult (raises the run's error)."""
@@ -331,31 +393,35 @@ class Studio(ipywidgets.VBox):
         return spec_to_json(self.result)
 
     def load_json(self, spec) -> None:
-        """Load an exported edit (JSON text, dict or EditSpec) into the controls; Run reruns it exactly."""
+        """Load an exported edit (JSON text, dict or EditSpec) into the controls; Run reruns it exactly.
+        Its rule may be P2P's, a registered rule with declared parameters, or Combine(P2P's, that rule)."""
         if self.running:
             raise P2PError("cannot load while a run is in progress")
         spec = _as_spec(spec)
-        rule, base = self._check_loadable(spec)
+        p2p, method = self._check_loadable(spec)
         source, target = spec.prompts
+        base = p2p_base(p2p)
+        full = [] if base is None else [[int(i), int(j), float(w)] for i, j, w in base.mapper.links]
         src, tgt = self.panel.prompt(source), self.panel.prompt(target)  # raise on bad prompts
-        full = [[int(i), int(j), float(w)] for i, j, w in base.mapper.links]
         real = sorted([i, j, w] for i, j, w in full if i < src.n_tokens and j < tgt.n_tokens)
-        self._apply(spec, rule, base)
+        self._apply(spec, p2p, method)
         if spec.inversion is None and self._image is not None:
             self.clear_image()  # the edit starts from its seed
-        if self.aligner is not None:
+        if self.aligner is not None and base is not None:
             self.aligner.links = real
         if self.timeline is not None:
             self.timeline.schedule = AlphaSchedule.from_windows(self.panel.n_evals, self.panel.windows)
-        self._pinned = {
-            "source": source,
-            "target": target,
-            "links": [list(x) for x in self.aligner.links] if self.aligner is not None else None,
-            "full_links": [tuple(x) for x in full],
-        }
+        self._pinned = None
+        if base is not None:
+            self._pinned = {
+                "source": source,
+                "target": target,
+                "links": [list(x) for x in self.aligner.links] if self.aligner is not None else None,
+                "full_links": [tuple(x) for x in full],
+            }
 
     def _check_loadable(self, spec: EditSpec):
-        """The spec's (Replace/Refine) rule and schedule, or a P2PError saying what the Studio cannot show."""
+        """The spec's (P2P part, method part), or a P2PError saying what the Studio cannot show."""
         if len(spec.prompts) != 2:
             raise P2PError(
                 f"the Studio edits one target; this spec has {len(spec.prompts) - 1} (use p2p_widgets.edit_from_spec)"
@@ -375,39 +441,47 @@ class Studio(ipywidgets.VBox):
                 "(its file button or set_image), then the JSON"
             )
         (rule,) = spec.build_rules(self.editor)
-        base = rule.base if isinstance(rule, Reweight) else rule
-        if not isinstance(base, Replace):
-            raise P2PError(f"the Studio shows Replace, Refine and Reweight rules; this spec has {type(base).__name__}")
+        p2p, method = split_rule(rule)
+        base = p2p_base(p2p)
         n_evals = self.editor.count_evals(spec.steps, schedulers.of_spec(spec, self.editor.pipe.scheduler.config))
-        if base.schedule.n_evals != n_evals:
+        if base is not None and base.schedule.n_evals != n_evals:
             raise P2PError(f"the schedule has {base.schedule.n_evals} evaluations but the spec's run has {n_evals}")
-        shown = _not_shown(spec, rule, base)
+        shown = ", ".join(x for x in (not_shown(spec, p2p, base), method_not_shown(self.panel, method)) if x)
         if shown:
             raise P2PError(f"the Studio cannot show {shown}; rerun it with p2p_widgets.edit_from_spec")
-        return rule, base
+        return p2p, method
 
-    def _apply(self, spec: EditSpec, rule, base: Replace) -> None:
-        blend, values, schedule = spec.build_blend(), getattr(rule, "values", {}), base.schedule
-        windows = schedule.to_windows()
-        if blend is not None:  # LocalBlend's own start is what the run used (the schedule's is not read)
-            windows["blend_start"] = to_step(blend.start, schedule.n_evals, "LocalBlend start")
-        panel = self.panel
+    def _apply(self, spec: EditSpec, p2p, method) -> None:
+        panel, base, blend = self.panel, p2p_base(p2p), spec.build_blend()
         with panel.hold_sync():
             panel.clear_error()
+            if spec.inversion is not None:  # first: an empty source prompt is allowed with an image only
+                panel.invert_method = spec.inversion["method"]
             panel.source, panel.target = spec.prompts
             self._loaded_scheduler = (spec.scheduler, spec.scheduler_config) if spec.scheduler_config else None
             panel.scheduler = spec.scheduler
             panel.steps = spec.steps
             panel.seed, panel.guidance = spec.seed, spec.guidance
-            panel.kind = "refine" if isinstance(base, Refine) else "auto"
-            panel.reweight = dict(values)
+            panel.combine_p2p = False  # first: the values are checked against it
+            panel.method = P2P if method is None else type(method).rule_name
+            panel.method_values = {} if method is None else {k: v for k, v in method.to_dict().items() if k != "rule"}
+            panel.combine_p2p = method is not None and p2p is not None
+            if base is not None:
+                panel.kind = "refine" if isinstance(base, Refine) else "auto"
+                panel.reweight = dict(getattr(p2p, "values", {}))
             words = blend.words if blend else []
             panel.blend_words = [words] if isinstance(words, str) else list(words)
             if blend:
                 panel.blend_threshold = blend.threshold
-            if spec.inversion is not None:
-                panel.invert_method = spec.inversion["method"]
-            panel.windows = windows
+            panel.windows = self._loaded_windows(base, blend)
+
+    def _loaded_windows(self, base, blend) -> dict:
+        """The windows a loaded edit ran with (the panel's own where it has no P2P part)."""
+        n_evals = self.panel.n_evals
+        windows = base.schedule.to_windows() if base is not None else dict(self.panel.windows)
+        if blend is not None:  # LocalBlend's own start is what the run used (the schedule's is not read)
+            windows["blend_start"] = to_step(blend.start, n_evals, "LocalBlend start")
+        return windows
 
     def save_images(self, folder) -> list[Path]:
         """Write the last run's images as PNG files into ``folder``; returns their paths."""
@@ -438,25 +512,6 @@ def _editor(pipe, editor):
     if not isinstance(editor, Editor):
         raise TypeError(f"editor must be an Editor, got {type(editor).__name__}")
     return editor
-
-
-def _not_shown(spec: EditSpec, rule, base: Replace) -> str:
-    """What of ``spec`` the Studio's controls cannot hold (so a reload would not rerun it), or ''."""
-    blend = spec.blend or {}
-    words = blend.get("words", [])
-    words = [words] if isinstance(words, (str, int)) else words
-    checks = [
-        (bool(blend.get("subtract")), "LocalBlend 'subtract' words"),
-        (blend.get("resolution") is not None, "a LocalBlend resolution"),
-        (any(not isinstance(w, str) for w in words), "LocalBlend words per prompt or by position"),
-        (base.self_max_resolution is not None, "a self-attention resolution limit"),
-        (any(not isinstance(w, str) for w in base.schedule.words), "a window of a word given by position"),
-        (any(not isinstance(w, str) for w in getattr(rule, "values", {})), "a weight of a word given by position"),
-        (spec.seed > MAX_SEED, f"a seed above {MAX_SEED}"),
-        (spec.guidance > 50, "guidance above 50"),
-        (any(abs(v) > MAX_WEIGHT for v in getattr(rule, "values", {}).values()), f"weights beyond +-{MAX_WEIGHT:g}"),
-    ]
-    return ", ".join(what for failed, what in checks if failed)
 
 
 def _as_spec(spec) -> EditSpec:

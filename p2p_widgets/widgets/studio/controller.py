@@ -110,7 +110,9 @@ class RunController:
                 baseline=job["baseline"],
                 on_wait=self._waiting,
             )
-            images = result_images(result, job["invert"]["image"] if inversion is not None else None)
+            images = result_images(
+                result, job["invert"]["image"] if inversion is not None else None, job.get("label", "P2P")
+            )
             text = spec_to_json(result)
         except RunStopped:  # Stop pressed while the run waited for another one: nothing ran
             with panel.hold_sync():
@@ -161,8 +163,9 @@ class RunController:
         return None if inversion.stopped else inversion
 
 
-def result_images(result, image=None) -> list:
-    """The panel's result tiles: [input,] source or reconstruction, edit[, baseline] as PNG."""
+def result_images(result, image=None, without: str = "P2P") -> list:
+    """The panel's result tiles: [input,] source or reconstruction, edit[, baseline] as PNG;
+    ``without`` names what the baseline leaves out (P2P, or the method run)."""
     first = "source" if image is None else "reconstruction"
     out = [] if image is None else [{"label": "input image", "name": "input.png", "png": encode_image(image)}]
     out += [
@@ -176,7 +179,7 @@ def result_images(result, image=None) -> list:
     if result.baseline:
         out.append(
             {
-                "label": "without P2P (same seed)" if image is None else "without P2P (same noise)",
+                "label": f"without {without} (same seed)" if image is None else f"without {without} (same noise)",
                 "name": "baseline.png",
                 "png": _png(result.baseline[1]),
             }

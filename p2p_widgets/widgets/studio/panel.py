@@ -2,11 +2,15 @@
 
 Front-end writes are checked here (all or nothing: a rejected key leaves every trait as it was);
 actions (``run``, ``stop``, ``load_spec``, ``image``, ``export_gif``) arrive as messages and are
-handed to the owning :class:`~p2p_widgets.widgets.studio.Studio`.
+handed to the owning :class:`~p2p_widgets.widgets.studio.Studio`. The method menu (``methods``)
+lists Prompt-to-Prompt and every registered rule with declared parameters; ``method_values`` are
+checked by the rule's own :class:`~p2p_widgets.engine.params.Param` declarations (see
+:mod:`.methods`), and an error about one of them names it in ``error_param``.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
@@ -18,8 +22,19 @@ from ...engine.schedulers import DDIM, LABELS, SCHEDULERS
 from ...errors import MessageError, P2PError
 from .._base import P2PWidget, PromptCache, in_range, on_message
 from .image_input import MAX_IMAGE_BYTES
+from .methods import (
+    P2P,
+    ParamValueError,
+    check_values,
+    default_values,
+    lengthens_keys,
+    method_classes,
+    method_menu,
+    words_of,
+)
 
 KINDS = ("auto", "replace", "refine")
+SECTIONS = ("playback", "alignment", "schedule")  # what the Studio shows under the panel
 RUN_STATES = ("idle", "running", "stopping", "done", "stopped", "error")
 MAX_WEIGHT = 10.0
 MAX_SEED = 2**53 - 1  # what a JavaScript number holds exactly
@@ -27,6 +42,18 @@ MAX_SEED = 2**53 - 1  # what a JavaScript number holds exactly
 
 def _unique_words(prompt) -> list[str]:
     return list(dict.fromkeys(w.text for w in prompt.words))
+
+
+def changed_words(source, target) -> dict:
+    """Words that differ between two prompts (a word diff): {"source": [...], "target": [...]},
+    each in prompt order, once. These are offered first for reweighting and LocalBlend."""
+    src, tgt = [w.text for w in source.words], [w.text for w in target.words]
+    out = {"source": [], "target": []}
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, src, tgt, autojunk=False).get_opcodes():
+        if op != "equal":
+            out["source"] += src[i1:i2]
+            out["target"] += tgt[j1:j2]
+    return {side: list(dict.fromkeys(words)) for side, words in out.items()}
 
 
 class StudioPanel(P2PWidget):
@@ -51,9 +78,15 @@ class StudioPanel(P2PWidget):
             "baseline",
             "invert_method",
             "scheduler",
+            "method",
+            "method_values",
+            "combine_p2p",
+            "section",
         }
     )  # what the page may write
-    _first_keys = ("source", "target", "steps", "scheduler")  # reweight, blend and windows are checked against them
+    _view_keys = frozenset({"section"})  # writable during a run too (they change what is shown, not the edit)
+    # reweight, blend and windows are checked against the prompts and steps; a method's values against the method
+    _first_keys = ("source", "target", "steps", "scheduler", "method")
     _field_errors = True
 
     source = traitlets.Unicode("", help="Source prompt.").tag(sync=True)
@@ -83,12 +116,24 @@ class StudioPanel(P2PWidget):
     n_evals = traitlets.Int(25, help="UNet evaluations of a run (computed: Heun evaluates twice a step).").tag(
         sync=True
     )
+    method = traitlets.Unicode(P2P, help="The method Run runs: 'p2p' or a registered rule's name (see methods).").tag(
+        sync=True
+    )
+    method_values = traitlets.Dict(help="{parameter: value} of the chosen rule (checked by its declaration).").tag(
+        sync=True
+    )
+    combine_p2p = traitlets.Bool(False, help="Run P2P's rule beside the chosen rule (Combine(p2p, rule)).").tag(
+        sync=True
+    )
 
     # written by Python only
     source_words = traitlets.List(traitlets.Unicode(), help="Words of the source (computed).").tag(sync=True)
     target_words = traitlets.List(traitlets.Unicode(), help="Words of the target (computed).").tag(sync=True)
     has_aligner = traitlets.Bool(False, help="A TokenAligner is part of the Studio.").tag(sync=True)
     has_timeline = traitlets.Bool(False, help="An AlphaTimeline is part of the Studio.").tag(sync=True)
+    section = traitlets.Enum(
+        SECTIONS, default_value="playback", help="What the Studio shows under the panel (its tabs)."
+    ).tag(sync=True)
     status = traitlets.Enum(RUN_STATES, default_value="idle", help="Run state.").tag(sync=True)
     progress = traitlets.List(traitlets.Int(), default_value=[0, 0], help="[steps done, evaluations].").tag(sync=True)
     images = traitlets.List(help="Results: [{'label', 'name', 'png': bytes}], source first.").tag(sync=True)
@@ -101,12 +146,24 @@ class StudioPanel(P2PWidget):
     phase = traitlets.Unicode("", help="What a run is doing now: 'inverting (<method>)' or 'sampling' (display).").tag(
         sync=True
     )
+    methods = traitlets.List(
+        help="The method menu: [{'name', 'label', 'help', 'params': [Param.describe()], 'follows_inversion', "
+        "'combinable'}], Prompt-to-Prompt first."
+    ).tag(sync=True)
+    changed_words = traitlets.Dict(
+        help="{'source': [...], 'target': [...]}: words that differ between the prompts (offered first)."
+    ).tag(sync=True)
+    error_param = traitlets.Unicode("", help="The method parameter an error is about ('' for none).").tag(sync=True)
 
     def __init__(self, tokenizer=None, **kwargs: Any):
         self._prompts = PromptCache(tokenizer)
         self.studio = None  # the owning Studio, which handles the actions
+        self._classes: dict[str, type] = method_classes()  # the menu's rule classes (refresh_methods)
+        self._kept_values: dict[str, dict] = {}  # each method's last values, back when it is chosen again
+        self._bad_param = ""  # the parameter the last refused method_values named
         kwargs.setdefault("n_evals", kwargs.get("steps", 25))
         kwargs.setdefault("windows", AlphaSchedule.build(kwargs["n_evals"]).to_windows())
+        kwargs.setdefault("methods", method_menu())
         super().__init__(**kwargs)
         self._refresh_words()
 
@@ -118,8 +175,9 @@ class StudioPanel(P2PWidget):
 
     @traitlets.validate("source", "target")
     def _check_text(self, proposal):
-        if not proposal["value"].strip():
-            name = proposal["trait"].name
+        name = proposal["trait"].name
+        # a real image may be read under the empty prompt (Plug-and-Play's authors do, with DDIM inversion)
+        if not proposal["value"].strip() and not (name == "source" and self.input_image):
             what = "the edited prompt: what the image should become" if name == "target" else "the image's prompt"
             raise traitlets.TraitError(f"the {name} prompt is empty: type {what}")
         return self._prompts.check_trait(proposal)
@@ -129,9 +187,11 @@ class StudioPanel(P2PWidget):
         self._refresh_words()
 
     def _refresh_words(self) -> None:
-        src, tgt = _unique_words(self.prompt(self.source)), _unique_words(self.prompt(self.target))
+        source, target = self.prompt(self.source), self.prompt(self.target)
+        src, tgt = _unique_words(source), _unique_words(target)
         with self.hold_sync():
             self.source_words, self.target_words = src, tgt
+            self.changed_words = changed_words(source, target)
             kept = {w: v for w, v in self.reweight.items() if w in tgt}
             if kept != self.reweight:
                 self.reweight = kept
@@ -190,6 +250,102 @@ class StudioPanel(P2PWidget):
         except P2PError as exc:
             raise traitlets.TraitError(str(exc)) from None
 
+    # -- the method menu --------------------------------------------------------------------------------
+
+    def refresh_methods(self) -> None:
+        """Read the rule registry again: rules registered since are offered from now on."""
+        self._classes = method_classes()
+        self.methods = method_menu()
+
+    def method_class(self, name: str | None = None) -> type | None:
+        """The rule class of method ``name`` (default: the chosen one); None for Prompt-to-Prompt."""
+        name = self.method if name is None else name
+        return None if name == P2P else self._classes[name]
+
+    @property
+    def uses_p2p(self) -> bool:
+        """Whether P2P's rule is part of the run (P2P alone, or combined with the chosen rule)."""
+        return self.method == P2P or self.combine_p2p
+
+    @traitlets.validate("method")
+    def _check_method(self, proposal):
+        name = proposal["value"]
+        if name != P2P and name not in self._classes:
+            self.refresh_methods()  # registered since the menu was read?
+        if name != P2P and name not in self._classes:
+            known = ", ".join(m["label"] for m in self.methods)
+            raise traitlets.TraitError(f"method {name!r} is not in the menu ({known}); register it with @register_rule")
+        return name
+
+    @traitlets.observe("method_values")
+    def _on_method_values(self, change):
+        self._kept_values[self.method] = dict(change["new"])
+
+    @traitlets.observe("method")
+    def _on_method(self, change):
+        cls = self.method_class()
+        with self.hold_sync():
+            if self.combine_p2p and (cls is None or not self._combinable(cls)):
+                self.combine_p2p = False
+            self.method_values = self._kept_values.get(change["new"], default_values(cls))
+
+    def _combinable(self, cls) -> bool:
+        return next(m["combinable"] for m in self.methods if m["name"] == cls.rule_name)
+
+    @traitlets.validate("method_values")
+    def _check_method_values(self, proposal):
+        cls = self.method_class()
+        try:
+            values = check_values(cls, proposal["value"])
+            if self.combine_p2p and cls is not None and lengthens_keys(cls(**values)):
+                # the parameter this write changed (self.method_values may hold the proposal already:
+                # ipywidgets validates a front-end update after setting it)
+                changed = [k for k, v in values.items() if self._kept_values.get(self.method, {}).get(k) != v] or [""]
+                raise ParamValueError(
+                    changed[0],
+                    f"{words_of(changed[0]) or 'these values'}: the rule then attends to more keys than the "
+                    "source has, which P2P's self-attention injection cannot share; untick "
+                    "'combine with Prompt-to-Prompt' first",
+                )
+            return values
+        except ParamValueError as exc:
+            self._bad_param = exc.param
+            raise traitlets.TraitError(str(exc)) from None
+
+    @traitlets.validate("combine_p2p")
+    def _check_combine(self, proposal):
+        cls = self.method_class()
+        if not proposal["value"]:
+            return False
+        if cls is None or not self._combinable(cls):
+            what = "itself" if cls is None else f"{self.method}: it changes cross-attention or attends to more keys"
+            raise traitlets.TraitError(f"Prompt-to-Prompt cannot run beside {what}")
+        if lengthens_keys(cls(**self.method_values)):
+            raise traitlets.TraitError(
+                f"{self.method} with these values attends to more keys than the source has, which P2P's "
+                "self-attention injection cannot share (e.g. MasaCtrl's union): change them first"
+            )
+        return True
+
+    def set_state(self, sync_data: dict) -> None:
+        """As :meth:`P2PWidget.set_state`; an accepted write of the field a refused Run named (e.g.
+        the method, the scheduler) also clears that message: it has been answered."""
+        field, error = self.error_field, self.error
+        super().set_state(sync_data)
+        if field and field in sync_data and (self.error, self.error_field) == (error, field):
+            self.clear_error()
+
+    def report_error(self, message: str, field: str = "") -> None:
+        """As :meth:`P2PWidget.report_error`; an error about ``method_values`` also names its parameter."""
+        with self.hold_sync():
+            self.error_param = self._bad_param if field == "method_values" else ""
+            super().report_error(message, field)
+
+    def clear_error(self) -> None:
+        with self.hold_sync():
+            self.error_param = ""
+            super().clear_error()
+
     @traitlets.observe("steps", "scheduler")
     def _on_sampling(self, change):
         old, new = self.n_evals, self.count_evals(self.steps, self.scheduler)
@@ -203,8 +359,15 @@ class StudioPanel(P2PWidget):
         """UNet evaluations of a run (the Studio gives the model's own count; DDIM: one a step)."""
         return steps if self.studio is None else self.studio.count_evals(steps, scheduler)
 
+    @traitlets.validate("section")
+    def _check_section(self, proposal):
+        name = proposal["value"]
+        if (name == "alignment" and not self.has_aligner) or (name == "schedule" and not self.has_timeline):
+            raise traitlets.TraitError(f"this Studio has no {name} section (it was made without it)")
+        return name
+
     def _refuse_update(self, keys: list) -> str:
-        if self.status in ("running", "stopping"):
+        if self.status in ("running", "stopping") and not set(keys) <= self._view_keys:
             return "settings cannot change while a run is in progress: press Stop first"
         return ""
 
