@@ -168,6 +168,7 @@ class AttentionPlayer(P2PWidget):
         self._clock: Callable[[], float] = time.perf_counter
         self._send_lock = threading.Lock()
         self._layout: tuple | None = None  # (attention layer names, down blocks) of the last run's UNet
+        self._indices: dict = {}  # a step's controlled set -> its cell indices, for the cells shown
         #: totals over the player's life, for benchmarks: frames and bytes sent, seconds spent
         self.stats = {"frames": 0, "bytes": 0, "seconds": 0.0, "live_frames": 0}
 
@@ -227,7 +228,7 @@ class AttentionPlayer(P2PWidget):
     def _check_controlled(self, proposal):
         n = len(self.unet_cells)
         for step, cells in enumerate(proposal["value"]):
-            if not isinstance(cells, list) or not all(is_int(c) and 0 <= c < n for c in cells):
+            if not isinstance(cells, list) or not all((type(c) is int or is_int(c)) and 0 <= c < n for c in cells):
                 raise traitlets.TraitError(
                     f"controlled step {step} must be a list of cell indices in [0, {n - 1}], got {cells!r}"
                 )
@@ -382,7 +383,12 @@ class AttentionPlayer(P2PWidget):
             if cells != self.unet_cells:
                 self.controlled = []  # old indices may not fit the new cells
                 self.unet_cells = cells
-            self.controlled = [cell_indices(cells, s) for s in steps]
+                self._indices = {}
+            # most steps repeat a set (a rule's window): each distinct set is looked up once per run
+            for s in steps:
+                if s not in self._indices:
+                    self._indices[s] = cell_indices(cells, s)
+            self.controlled = [list(self._indices[s]) for s in steps]
 
     def show_controlled(self, controlled, model=None) -> None:
         """Show which layers and modules a rule changed at each step: ``controlled`` is an
