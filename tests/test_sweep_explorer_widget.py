@@ -481,3 +481,105 @@ def test_a_large_sweep_stays_quick_to_regrid(studio_specs, tmp_path):
     print(f"20000 rows: explorer built in {built:.2f} s, a 5 x 50 grid over 20 rows a cell in {regrid:.2f} s")
     assert len(w.grid["cells"]) == 250 and w.grid["cells"][0]["n"] == 20  # b x seed averaged, method fixed
     assert built < 10 and regrid < 5
+
+
+# -- figures (p2p_widgets/evaluate/figures.py) ---------------------------------------------------------
+
+
+def figure_rows():
+    """2 methods x 3 settings x 3 seeds x 4 cases over 2 edit types; a few NaN values and one failed row."""
+    rows = []
+    for method_index, method in enumerate(("p2p", "p2p-blend")):
+        for cross in (0.2, 0.4, 0.8):
+            for seed in (0, 1, 2):
+                for case in range(4):
+                    edit_type, name = (6, "change color") if case < 2 else (1, "change object")
+                    structure = 0.01 * (1 + method_index) + 0.02 * cross + 0.001 * seed * (case + 1)
+                    clip = 20 + 5 * cross - 2 * method_index + 0.3 * seed + 0.1 * case
+                    if (method, cross, seed, case) == ("p2p", 0.4, 1, 3):
+                        clip = math.nan
+                    rows.append(
+                        {
+                            "row_id": f"{method}-{cross}-{seed}-{case}",
+                            "case_id": f"case{case}",
+                            "edit_type": edit_type,
+                            "edit_type_name": name,
+                            "method": method,
+                            "setting": json.dumps({"cross": cross}),
+                            "p.cross": cross,
+                            "seed": seed,
+                            "structure_distance": structure,
+                            "clip_similarity_target_image": clip,
+                            "psnr_unedit_part": 25 + case - seed,
+                            "status": "ok",
+                        }
+                    )
+    rows.append(dict(rows[0], row_id="failed", clip_similarity_target_image=1e9, status="error"))
+    return rows
+
+
+def expected_point(rows, metric, **where):
+    """Mean over seeds of each seed's nan-mean over the ok rows matching ``where``, and the seeds' sample std."""
+    per_seed = []
+    for seed in sorted({r["seed"] for r in rows}):
+        kept = [
+            r for r in rows if r["status"] == "ok" and r["seed"] == seed and all(r[k] == v for k, v in where.items())
+        ]
+        per_seed.append(np.nanmean(np.array([r[metric] for r in kept], float)))
+    return float(np.mean(per_seed)), float(np.std(per_seed, ddof=1))
+
+
+def test_tradeoff_has_a_point_per_setting_with_error_bars_over_seeds():
+    from p2p_widgets.evaluate import figures
+
+    rows = figure_rows()
+    fig = figures.tradeoff(rows)
+    assert [t.name for t in fig.data] == ["p2p", "p2p-blend"]
+    for trace in fig.data:
+        assert list(trace.text) == ["cross=0.2", "cross=0.4", "cross=0.8"]
+        for k, cross in enumerate((0.2, 0.4, 0.8)):
+            mx, sx = expected_point(rows, "structure_distance", method=trace.name, **{"p.cross": cross})
+            my, sy = expected_point(rows, "clip_similarity_target_image", method=trace.name, **{"p.cross": cross})
+            assert trace.x[k] == pytest.approx(mx, rel=1e-12) and trace.error_x.array[k] == pytest.approx(sx, rel=1e-9)
+            assert trace.y[k] == pytest.approx(my, rel=1e-12) and trace.error_y.array[k] == pytest.approx(sy, rel=1e-9)
+            assert trace.customdata[k][1] == 3  # seeds
+    assert fig.layout.xaxis.title.text.startswith("structure distance")
+    only = figures.tradeoff(rows, edit_type="change object")
+    mx, _ = expected_point(rows, "structure_distance", method="p2p", edit_type=1, **{"p.cross": 0.2})
+    assert only.data[0].x[0] == pytest.approx(mx)
+
+
+def test_type_bars_per_method_and_edit_type():
+    from p2p_widgets.evaluate import figures
+
+    rows = figure_rows()
+    fig = figures.type_bars(rows, "psnr_unedit_part")
+    assert fig.layout.barmode == "group" and [t.name for t in fig.data] == ["p2p", "p2p-blend"]
+    for trace in fig.data:
+        assert list(trace.x) == ["change object", "change color"]  # by edit type id: 1, then 6
+        for k, edit_type in enumerate((1, 6)):
+            mean, spread = expected_point(rows, "psnr_unedit_part", method=trace.name, edit_type=edit_type)
+            assert trace.y[k] == pytest.approx(mean) and trace.error_y.array[k] == pytest.approx(spread)
+    one = figures.type_bars(rows, setting={"cross": 0.8})
+    mean, _ = expected_point(rows, "clip_similarity_target_image", method="p2p-blend", edit_type=6, **{"p.cross": 0.8})
+    assert one.data[1].y[1] == pytest.approx(mean)
+
+
+def test_one_seed_has_no_error_bars_and_bad_input_is_named():
+    from p2p_widgets.evaluate import figures
+
+    rows = [r for r in figure_rows() if r["seed"] == 0 and r["status"] == "ok"]
+    fig = figures.tradeoff(rows)
+    assert all(math.isnan(v) for t in fig.data for v in t.error_x.array)
+    with pytest.raises(P2PError, match="no metric 'lpips_unedit_part'; their metrics: structure_distance"):
+        figures.type_bars(rows, "lpips_unedit_part")
+    with pytest.raises(P2PError, match="x: the rows have no metric"):
+        figures.tradeoff(rows, x="psnr")
+    with pytest.raises(P2PError, match="no finished rows"):
+        figures.tradeoff([dict(rows[0], status="error")])
+    with pytest.raises(P2PError, match="edit_type: no rows of edit type 'change style'"):
+        figures.tradeoff(rows, edit_type="change style")
+    with pytest.raises(P2PError, match="setting: no rows with setting"):
+        figures.type_bars(rows, setting={"cross": 0.3})
+    with pytest.raises(P2PError, match="rows must be a list of dicts"):
+        figures.tradeoff("sweep")
