@@ -39,6 +39,7 @@ _LAZY = {
     "Param": "p2p_widgets.engine.params",
     "Combine": "p2p_widgets.engine.rules",
     "MutualSelfAttention": "p2p_widgets.engine.controls",
+    "MaskedMutualSelfAttention": "p2p_widgets.engine.controls",
     "PlugAndPlay": "p2p_widgets.engine.controls",
     "StyleAligned": "p2p_widgets.engine.controls",
     "ModelAdapter": "p2p_widgets.engine.adapter",

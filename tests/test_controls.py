@@ -7,7 +7,14 @@ import json
 import pytest
 import torch
 
-from p2p_widgets.engine.controls import PNP_FEATURE, MutualSelfAttention, PlugAndPlay, StyleAligned, adain
+from p2p_widgets.engine.controls import (
+    PNP_FEATURE,
+    MaskedMutualSelfAttention,
+    MutualSelfAttention,
+    PlugAndPlay,
+    StyleAligned,
+    adain,
+)
 from p2p_widgets.engine.processors import AttentionController, P2PAttnProcessor, _execution_order
 from p2p_widgets.engine.rules import Combine, EditRule, LayerContext, Replace, registered_rules
 from p2p_widgets.engine.spec import EditSpec
@@ -28,6 +35,7 @@ def _rules():
     return {
         "masactrl": (MutualSelfAttention(start_step=1), {}),
         "masactrl_union": (MutualSelfAttention(start_step=2, start_layer=2, union=True), {}),
+        "masactrl_masked": (MaskedMutualSelfAttention(start_step=1, source_words=["circle"]), {}),
         "style_aligned": (StyleAligned(), {}),
         "style_aligned_values": (StyleAligned(adain_values=True, share_attention=False), {}),
         "pnp": (PlugAndPlay(), {"inversion": True}),
@@ -89,6 +97,33 @@ def test_masactrl_edit_rows_attend_to_the_source_in_both_halves(mode):
     out = union.attend(_layer(union, proc.name), q, k, v, 0.5)
     keys, values = torch.cat([k[2], k[3]], 1), torch.cat([v[2], v[3]], 1)
     assert torch.allclose(out[3], _attn(q[3], keys, values, 0.5), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["fast", "explicit"])
+def test_masked_masactrl_splits_the_source_keys_by_the_objects_masks(mode, tokenizer):
+    from p2p_widgets.engine.prompts import as_prompt
+    from p2p_widgets.engine.store import AttentionStore
+
+    rule = MaskedMutualSelfAttention(start_step=0, start_layer=0, source_words=["circle"], threshold=0.5)
+    rule.bind(as_prompt(SRC, tokenizer), as_prompt(TGT, tokenizer))
+    store = AttentionStore()
+    c = AttentionController(2, [rule], store=store, mode=mode, latent_size=(4, 4))
+    g = torch.Generator().manual_seed(3)
+    maps = torch.rand(2, 16, 77, generator=g)  # this step's cross maps so far (source, edit) at 4x4
+    store.add((4, 4), maps)
+    q, k, v = _qkv(4, seed=4)
+    out = c.attend(_layer(c, "up_blocks.0.attentions.0.transformer_blocks.0.attn1.processor"), q, k, v, 0.5)
+    circle = rule._tokens[0]
+    masks = []
+    for row in range(2):  # by hand: word-summed, min-max normalised, >= threshold
+        m = maps[row][:, circle].sum(-1)
+        masks.append((m - m.min()) / (m.max() - m.min()) >= 0.5)
+    assert 0 < masks[0].sum() < 16 and 0 < masks[1].sum() < 16
+    for s, e in ((0, 1), (2, 3)):
+        fg = _attn(q[e], k[s][:, masks[0]], v[s][:, masks[0]], 0.5)
+        bg = _attn(q[e], k[s][:, ~masks[0]], v[s][:, ~masks[0]], 0.5)
+        inside = masks[1][:, None].float()
+        assert torch.allclose(out[e], fg * inside + bg * (1 - inside), atol=1e-5)
 
 
 def test_style_aligned_is_adain_then_shared_keys():
@@ -181,11 +216,18 @@ def test_pnp_layers_on_sd15_skip_the_first_decoder_attention():
         (lambda: PlugAndPlay(feature_until=1.5), "feature_until"),
         (lambda: PlugAndPlay(attention_until=None), "attention_until"),
         (lambda: StyleAligned(adain_keys=1), "adain_keys"),
+        (lambda: MaskedMutualSelfAttention(), "source_words"),
+        (lambda: MaskedMutualSelfAttention(source_words=["cat"], threshold=2.0), "threshold"),
     ],
 )
 def test_bad_parameters_name_the_parameter(make, word):
     with pytest.raises(P2PError, match=word):
         make()
+
+
+def test_a_mask_word_missing_from_the_prompt_is_named(editor):
+    with pytest.raises(P2PError, match="dog"):
+        editor.edit(SRC, TGT, rules=[MaskedMutualSelfAttention(source_words=["dog"])], steps=STEPS)
 
 
 def test_pnp_without_an_inversion_is_refused_before_any_step(editor):
@@ -234,7 +276,7 @@ def test_a_missing_feature_module_is_named(editor, inversion):
     assert all(not m._forward_hooks for m in editor.unet.modules())
 
 
-@pytest.mark.parametrize("name", ["masactrl", "style_aligned", "pnp", "combined"])
+@pytest.mark.parametrize("name", ["masactrl", "masactrl_masked", "style_aligned", "pnp", "combined"])
 def test_json_round_trip_reruns_bitwise(editor, inversion, name):
     if name == "combined":
         swap = editor.build_rules(editor.prompt(SRC), [editor.prompt(TGT)], STEPS)[0]

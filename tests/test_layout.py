@@ -112,6 +112,7 @@ def test_public_names_stay_importable_from_the_package():
         "Param",
         "Combine",
         "MutualSelfAttention",
+        "MaskedMutualSelfAttention",
         "PlugAndPlay",
         "StyleAligned",
         "EditSpec",

@@ -80,6 +80,49 @@ class MutualSelfAttention(ParamRule):
         return [("mutual self-attention", min(self.start_step, end), end)]
 
 
+@register_rule
+class MaskedMutualSelfAttention(MutualSelfAttention):
+    """MasaCtrl guided by masks from cross-attention (its authors' "mask auto" form): the edit's
+    queries inside the object (its ``target_words``' attention) read only the source's keys inside
+    the source object (``source_words``), those outside read only the source's background. Masks:
+    this step's cross maps so far at the grid nearest latent / 4, min-max normalised, ``>= threshold``.
+    """
+
+    params = (
+        *MutualSelfAttention.params[:-1],  # no union: the masks split the source's keys instead
+        Param("source_words", "words", None, "words of the source whose attention marks the object"),
+        Param("target_words", "words", (), "words of the edit marking the object (empty: the source words)"),
+        Param("threshold", "float", 0.1, "share of the map's range that counts as the object", low=0.0, high=1.0),
+    )
+    union = False
+
+    def bind(self, source, target):
+        target_words = self.target_words or self.source_words
+        self._tokens = (
+            [p for w in self.source_words for p in source.positions(w)],
+            [p for w in target_words for p in target.positions(w)],
+        )
+
+    def self_output(self, ctx, src, edit, attend, maps):
+        if not self.active(ctx):
+            return None
+        if maps is None:  # no cross-attention yet this step: plain mutual self-attention
+            return attend(edit[0], src[1], src[2])
+        inside = [self._mask(m, tokens, ctx.resolution) for m, tokens in zip(maps, self._tokens)]
+        keys = inside[0].flatten()[None]  # (1, keys): broadcast over heads and queries
+        low = torch.finfo(edit[0].dtype).min  # as the authors: a large negative logit, so an empty side stays finite
+        fg = attend(edit[0], src[1], src[2], torch.where(keys, 0.0, low).to(edit[0]))
+        bg = attend(edit[0], src[1], src[2], torch.where(keys, low, 0.0).to(edit[0]))
+        query = inside[1].flatten()[:, None].to(fg)
+        return fg * query + bg * (1 - query)
+
+    def _mask(self, maps, tokens, grid):
+        m = maps[..., tokens].sum(-1)
+        m = (m - m.min()) / (m.max() - m.min()).clamp_min(1e-12)
+        m = torch.nn.functional.interpolate(m[None, None], size=tuple(grid))[0, 0]  # nearest, as the authors
+        return m >= self.threshold
+
+
 # Plug-and-Play's injection points on SD-style UNets: the residual branch of the second ResNet of
 # the second decoder block (before the skip connection is added), and decoder self-attention
 PNP_FEATURE = "up_blocks.1.resnets.1.conv2"

@@ -34,7 +34,8 @@ class Param:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise P2PError(f"parameter {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        self.check(self.default)  # a declaration whose default is out of its own range is a bug
+        if self.default is not None:  # None without optional: a required parameter
+            self.check(self.default)  # a declaration whose default is out of its own range is a bug
 
     def check(self, value):
         """``value`` checked and normalised (ints for "int", floats for "float", a tuple of words),

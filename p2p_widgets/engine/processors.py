@@ -90,6 +90,7 @@ class EditPlan:
     cross: tuple | None = None
     share: float = 0.0
     qkv: tuple | None = None
+    output: torch.Tensor | None = None  # the row's whole output, from a ``self_output`` hook
 
 
 class AttentionController:
@@ -111,6 +112,7 @@ class AttentionController:
         self._on_device: dict = {}  # id(weight tensor) -> (tensor, its copy on the UNet's device)
         # hooks resolved once per run: a layer no hook can touch stays one fused call
         self._asks_qkv = any(_overrides(r, "self_qkv") for r in rules)
+        self._asks_output = any(_overrides(r, "self_output") for r in rules)
         self._edits_uncond = any(r.branches == "both" for r in rules)
         self.feature_modules = tuple(dict.fromkeys(m for r in rules for m in r.feature_modules()))
         self.layer_index: dict = {}  # processor name -> (index, n_layers) among layers of its kind
@@ -177,7 +179,7 @@ class AttentionController:
         ctx = self.context(proc, self.grid_of(q.shape[2]))
         n, done, cond_maps, cond_plans = self.n_prompts, {}, None, None
         for bctx, off in self._blocks(ctx):
-            plans = self._plan(bctx, q, k, v, off)
+            plans = self._plan(bctx, q, k, v, off, scale)
             rows = slice(off, off + n)
             if self.mode == "explicit":
                 done[off], maps = self._explicit(bctx, q[rows], k[rows], v[rows], scale, plans)
@@ -209,7 +211,7 @@ class AttentionController:
             out[rows] = done[off] if off in done else plain(q[rows], k[rows], v[rows], scale)
         return out
 
-    def _plan(self, ctx, q, k, v, off) -> list:
+    def _plan(self, ctx, q, k, v, off, scale) -> list:
         """One :class:`EditPlan` (or None: keeps its own attention) per edit of this half."""
         plans = []
         src = (q[off : off + 1], k[off : off + 1], v[off : off + 1])
@@ -217,15 +219,22 @@ class AttentionController:
             if ctx.block == "uncond" and rule.branches != "both":
                 plans.append(None)
                 continue
-            cross, share, qkv = None, 0.0, None
+            cross, share, qkv, output = None, 0.0, None, None
             if ctx.is_cross:
                 w = rule.cross_weights(ctx)
                 if w is not None:
                     cross = (self._device(w[0], v), self._device(w[1], v), rule.keeps_own(ctx, w))
             else:
                 share = float(rule.self_weight(ctx))
+                edit = (q[e : e + 1], k[e : e + 1], v[e : e + 1])
                 if self._asks_qkv:
-                    qkv = rule.self_qkv(ctx, src, (q[e : e + 1], k[e : e + 1], v[e : e + 1]))
+                    qkv = rule.self_qkv(ctx, src, edit)
+                if self._asks_output:
+                    output = rule.self_output(ctx, src, qkv or edit, self._attention(scale), self._maps(e - off))
+            if output is not None:
+                plans.append(EditPlan(output=output))
+                self.controlled.add((ctx.layer, "self"))
+                continue
             plan = None if cross is None and share == 0.0 and qkv is None else EditPlan(cross, share, qkv)
             if plan is not None:
                 self.controlled.add((ctx.layer, "cross" if ctx.is_cross else "self"))
@@ -243,6 +252,9 @@ class AttentionController:
         out = torch.empty(*q.shape[:3], v.shape[-1], dtype=v.dtype, device=v.device)
         blocks, own = [v[:1]], []  # value blocks read through the source's attention; the edits' own calls
         for e, plan in enumerate(plans, start=1):
+            if plan is not None and plan.output is not None:
+                out[e] = plan.output[0]
+                continue
             qe, ke, ve = (q[e : e + 1], k[e : e + 1], v[e : e + 1]) if plan is None or plan.qkv is None else plan.qkv
             shared = None
             if plan is not None and plan.cross is not None:
@@ -283,6 +295,10 @@ class AttentionController:
         a_src = _probs(q[:1], k[:1], scale)[0]
         outs, maps = [a_src @ v[0]], [a_src]
         for e, (rule, plan) in enumerate(zip(self.rules, plans), start=1):
+            if plan is not None and plan.output is not None:
+                outs.append(plan.output[0])
+                maps.append(None)
+                continue
             qe, ke, ve = (q[e : e + 1], k[e : e + 1], v[e : e + 1]) if plan is None or plan.qkv is None else plan.qkv
             a = _probs(qe, ke, scale)[0]
             if ctx.is_cross and (ctx.block == "cond" or rule.branches == "both"):
@@ -293,6 +309,25 @@ class AttentionController:
             maps.append(a)
         cross_maps = torch.stack(maps) if ctx.is_cross else None
         return torch.stack(outs), cross_maps
+
+    def _attention(self, scale):
+        """What a ``self_output`` hook attends with: ``attend(q, k, v, mask=None)`` (``mask``: added to
+        the logits, e.g. a large negative number on keys to leave out), fused on the fast path and
+        materialised on the explicit one."""
+        if self.mode == "fast":
+            return lambda q, k, v, mask=None: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        return lambda q, k, v, mask=None: (
+            torch.softmax(q @ k.transpose(-1, -2) * scale + (0 if mask is None else mask), dim=-1) @ v
+        )
+
+    def _maps(self, row: int):
+        """``(source, edit row)`` cross-attention maps of this step so far, ``(h, w, L)`` each, at the
+        stored grid nearest latent / 4 (the 16 x 16 of SD at 512 px), or None before any."""
+        if self.store is None or not self.store.running:
+            return None
+        side = min(self.store.running, key=lambda g: (abs(max(g) - max(self.latent_size) / 4), -max(g)))
+        maps = self.store.running[side]
+        return maps[0], maps[row]
 
     def _edited_maps(self, q, k, scale, plans):
         """Post-edit cross maps of the conditional half (fast path: n x L maps are small)."""

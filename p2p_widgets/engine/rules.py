@@ -124,6 +124,8 @@ class EditRule:
     - ``self_qkv(ctx, src, edit)``: the edit's self-attention queries, keys and values, from the
       source's and its own (each ``(q, k, v)``, tensors ``(1, heads, tokens, dim)``); return new
       ``(q, k, v)`` (keys and values may be longer, e.g. concatenated) or ``None``;
+    - ``self_output(ctx, src, edit, attend, maps)``: the edit's whole self-attention output, made
+      from attention calls (e.g. masked ones) and this step's cross-attention maps;
     - ``feature_modules()`` + ``edit_feature(ctx, name, src, edit)``: outputs of UNet modules by
       name (e.g. a ResNet block's ``conv2``), ``(1, C, h, w)`` each;
     - ``edit_latents(step, n_evals, src, edit)``: the edit's latents after each scheduler step;
@@ -185,6 +187,16 @@ class EditRule:
 
     def self_qkv(self, ctx: LayerContext, src: tuple, edit: tuple):
         return None
+
+    def self_output(self, ctx: LayerContext, src: tuple, edit: tuple, attend, maps):
+        """The edit row's whole self-attention output ``(1, heads, tokens, dim)``, or None. ``attend(q,
+        k, v, mask=None)`` is the run's attention (fused or materialised); ``maps`` is ``(source,
+        edit)`` cross-attention of this step so far, ``(h, w, L)`` each, or None before any."""
+        return None
+
+    def bind(self, source: Prompt, target: Prompt) -> None:
+        """Called before a run with its source and this rule's target prompt (rules that read
+        words resolve them here)."""
 
     def feature_modules(self) -> tuple[str, ...]:
         return ()
@@ -395,8 +407,9 @@ class Combine(EditRule):
 
     Cross-attention: at most one part may give cross weights at a layer (they do not add up).
     Self-attention: shares add up (at most 1); ``self_qkv`` hooks apply in order, each on the
-    previous one's result. Features and latents: in order. The parts' ``branches`` are kept: a
-    part that edits only the conditional half is not asked in the unconditional one.
+    previous one's result; the first ``self_output`` given wins. Features and latents: in order.
+    The parts' ``branches`` are kept: a part that edits only the conditional half is not asked in
+    the unconditional one.
     """
 
     def __init__(self, *rules):
@@ -461,6 +474,17 @@ class Combine(EditRule):
             out = r.self_qkv(ctx, src, changed or edit)
             changed = out if out is not None else changed
         return changed
+
+    def self_output(self, ctx, src, edit, attend, maps):
+        for r in self.parts(ctx):
+            out = r.self_output(ctx, src, edit, attend, maps)
+            if out is not None:
+                return out
+        return None
+
+    def bind(self, source, target):
+        for r in self.rules:
+            r.bind(source, target)
 
     def feature_modules(self):
         return tuple(dict.fromkeys(name for r in self.rules for name in r.feature_modules()))

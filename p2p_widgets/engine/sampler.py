@@ -358,7 +358,8 @@ class Editor(ModelAdapter):
         uncond = self.conditioning(prompts, spec.size, uncond=True) if use_cfg else None
         stopped, finite, controlled = False, _FiniteWatch(self.device, n_evals), []
         step_options = schedulers.step_kwargs(sched, generator)
-        for rule in rules:
+        for rule, target in zip(rules, prompts[1:]):
+            rule.bind(prompts[0], target)
             rule.prepare(self.device, self.dtype)
         source_path = start.source_path(rules, n_evals, latents)
         with installed(self.unet, controller):

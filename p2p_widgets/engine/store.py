@@ -69,6 +69,11 @@ class AttentionStore:
         else:
             self._layer_sum[grid], self._layer_count[grid] = maps, 1
 
+    @property
+    def running(self) -> dict:
+        """This step's maps so far: grid (h, w) -> (B, h, w, L), the mean of the layers stored yet."""
+        return {g: (s / self._layer_count[g]).reshape(s.shape[0], *g, s.shape[-1]) for g, s in self._layer_sum.items()}
+
     def end_step(self) -> dict:
         """Close the current evaluation: average its layers, update the running sums."""
         step = {g: s / self._layer_count[g] for g, s in self._layer_sum.items()}
