@@ -152,7 +152,7 @@ def main(argv=None):
         model, path, steps, device, fp16, repeats = argv[1:7]
         print(json.dumps(run_one(model, path, int(steps), device, fp16 == "1", int(repeats))))
         return
-    if argv and argv[0] in ("stream", "invert", "threads", "reference"):  # their own argument parsers
+    if argv and argv[0] in ("stream", "invert", "threads", "reference", "sweep"):  # their own argument parsers
         from importlib import import_module
 
         return import_module(f"p2p_widgets.bench.{argv[0]}").main(argv[1:])
@@ -166,6 +166,7 @@ def main(argv=None):
         "threads", help="an edit with torch's default threads vs the chosen count, idle and with a busy core"
     )
     sub.add_parser("reference", help="the authors' MasaCtrl, Plug-and-Play and P2P vs ours (checkouts as options)")
+    sub.add_parser("sweep", help="sweep rows per minute with 1 and 2 Ray workers on pocket-bench (local cluster)")
     e = sub.add_parser("engine", help="plain pipeline vs P2P fast and explicit paths, MasaCtrl, PnP, StyleAligned")
     e.add_argument("--model", choices=sorted(SIZES), default="tiny")
     e.add_argument("--steps", type=int, default=20)

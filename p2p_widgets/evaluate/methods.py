@@ -328,8 +328,9 @@ class Method:
         source, target = self.prompts(case)
         steps, guidance = self.resolved(defaults_for_pipe(editor.pipe))
         params = self.parameters()
-        options = dict(steps=steps, guidance=guidance, mode=params["mode"])
-        options.update(dict(inversion=inversion) if inversion is not None else dict(seed=seed))
+        options = dict(steps=steps, guidance=guidance, mode=params["mode"], seed=seed)  # recorded with an inversion
+        if inversion is not None:
+            options["inversion"] = inversion
         if params["compat"] is not None:
             options["compat"] = params["compat"]
         words = case.blended_words

@@ -521,10 +521,11 @@ def run_sweep(
     t0 = time.perf_counter()
     plan = plan_sweep(data, methods, grid, seeds, steps=steps, guidance=guidance, types=types)
     _check_run_options(backend, workers, address, metrics, model)
-    separate = backend == "ray" or workers > 1
     folder = _prepare_folder(out, _manifest(plan, model))
     done = _finished_rows(folder, plan, retry_errors)
     todo = [job for job in plan.run_order() if job.row_id not in done]
+    workers = max(1, min(workers, len(todo)))  # no worker loads a model for nothing
+    separate = backend == "ray" or workers > 1
     needs_fp32 = any(m.inversion == "null-text" for _, m, _ in plan.configured)
     config = WorkerConfig(
         out=str(folder.resolve()),
