@@ -422,6 +422,51 @@ def test_an_edit_of_a_real_image_loads_its_image_first(editor, tmp_path, studio,
         w.open_row(2)
 
 
+# -- a sweep folder (read with the runner's load_sweep) ------------------------------------------------
+
+
+def write_folder(folder, rows, complete=False):
+    """A sweep folder as the runner leaves it: the manifest, rows/<row_id>.json, images/, and with
+    ``complete`` the table (the runner's own writer: CSV without pyarrow)."""
+    from p2p_widgets.evaluate import sweep
+
+    (folder / "rows").mkdir(parents=True, exist_ok=True)
+    manifest = {"format": sweep.FORMAT, "version": sweep.VERSION, "dataset": "bench", "methods": [], "grid": {},
+                "seeds": list(SEEDS), "complete": complete, "rows_expected": len(rows)}  # fmt: skip
+    (folder / "sweep.json").write_text(json.dumps(manifest))
+    for row in rows:
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        (folder / "rows" / f"{row['row_id']}.json").write_text(json.dumps(clean))
+    if complete:
+        sweep.write_table(folder, rows)
+
+
+def test_a_sweep_folder_in_progress_and_complete(tmp_path, studio_specs):
+    folder = tmp_path / "sweep"
+    rows = make_rows(folder, studio_specs)
+    write_folder(folder, rows[:30])  # a sweep still running: rows/ holds what is finished
+    w = SweepExplorer(folder, x="seed", y="p.cross")
+    assert w.n_rows == 30 and (w.x, w.y) == ("seed", "p.cross")
+    sink = Sink(w)
+    w._handle_custom_msg({"type": "thumbs", "version": 0, "rows": [0]}, [])
+    png = sink.messages[0][1][0]
+    by_id = {r["row_id"]: k for k, r in enumerate(rows)}
+    assert tuple(np.asarray(Image.open(io.BytesIO(png)))[0, 0]) == colour_of(by_id[w.rows[0]["row_id"]])
+    write_folder(folder, rows)  # the rest finished
+    w.refresh()
+    assert (w.n_rows, w.version, w.x, w.y) == (36, 1, "seed", "p.cross")
+    w._handle_custom_msg({"type": "thumbs", "version": 0, "rows": [0]}, [])  # asked before the refresh
+    assert len(sink.messages) == 1
+
+    done = tmp_path / "done"
+    make_rows(done, studio_specs)
+    write_folder(done, rows, complete=True)
+    assert (done / "table.csv").is_file() or (done / "table.parquet").is_file()
+    from_table = SweepExplorer(done, x="seed", y="p.cross")
+    assert from_table.axes == w.axes and from_table.metrics == w.metrics
+    assert from_table.grid == w.grid  # the same cells from the table as from the row files
+
+
 # -- construction ----------------------------------------------------------------------------------
 
 

@@ -103,10 +103,14 @@ def setting_label(setting: Any) -> str:
         except json.JSONDecodeError:
             return setting
     if not isinstance(setting, dict):
-        return str(setting)
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(setting.items())) or (
-        "(defaults)"
-    )
+        return _text(setting)
+    return ", ".join(f"{k}={_text(v)}" for k, v in sorted(setting.items())) or "(defaults)"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def seed_means(rows: Iterable[dict], metrics: Sequence[str]) -> dict:

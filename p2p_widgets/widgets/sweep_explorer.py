@@ -37,29 +37,12 @@ from typing import Any
 import traitlets
 
 from ..errors import MessageError, P2PError, is_int
+from ..evaluate.figures import NOT_METRICS, setting_label
 from ._base import P2PWidget, in_range, on_message
 
 MEAN = "mean"  # a filter value: average over the column instead of fixing it
 AXES = ("method", "seed", "edit_type_name", "case_id", "inversion")  # besides the p.<name> columns
 LABELS = {"edit_type_name": "edit type", "case_id": "case"}
-NOT_METRICS = frozenset(
-    (
-        "row_id",
-        "case_id",
-        "edit_type",
-        "edit_type_name",
-        "method",
-        "inversion",
-        "setting",
-        "seed",
-        "image",
-        "source_image",
-        "spec",
-        "inversion_file",
-        "status",
-        "error",
-    )
-)
 REQUIRED = ("row_id", "case_id", "method", "seed", "setting", "image", "spec", "status")
 # metrics where a smaller value is the better edit (the legend says which end is better)
 LOWER_IS_BETTER = ("structure", "distance", "lpips", "mse", "seconds")
@@ -106,18 +89,6 @@ def as_float(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
-
-
-def setting_label(setting: Any) -> str:
-    """``{"cross": 0.4, "self_attn": 0.6}`` (or its JSON text) as ``cross=0.4, self_attn=0.6``."""
-    if isinstance(setting, str):
-        try:
-            setting = json.loads(setting) if setting else {}
-        except json.JSONDecodeError:
-            return setting
-    if not isinstance(setting, dict):
-        return value_label(setting)
-    return ", ".join(f"{k}={value_label(v)}" for k, v in sorted(setting.items())) or "(defaults)"
 
 
 def column_label(column: str) -> str:

@@ -16,13 +16,16 @@ export function relayout(v) {
   v.cells.style.width = `${v.geo.width}px`;
   v.cells.style.height = `${v.geo.height}px`;
   v.root.style.setProperty("--p2p-sweep-cell", `${size}px`);
+  // the row labels' column fits the longest label (up to 16em; longer ones end in an ellipsis)
+  const longest = grid.ys.reduce((n, s) => Math.max(n, s.length), 1);
+  v.root.style.setProperty("--p2p-sweep-label", `${Math.min(16, Math.max(3, 0.6 * longest + 1)).toFixed(1)}em`);
   for (const node of v.built.values()) node.remove();
   v.built.clear();
   v.labelKey = "";
   v.cells.setAttribute("aria-label", `${grid.ys.length} by ${grid.xs.length} cells`);
   v.empty.hidden = grid.cells.length > 0;
   v.root.dataset.cells = String(grid.cells.length);
-  v.corner.textContent = `${v.label(grid.y)} ↓  ${v.label(grid.x)} →`;
+  v.axesTitle.textContent = `across: ${v.label(grid.x)} →   down: ${v.label(grid.y)} ↓`;
   paintVisible(v);
 }
 

@@ -43,6 +43,7 @@ function legend(el) {
 
 /** @param {import("../../lib/dom.js").Builder} el */
 function board(el) {
+  const axesTitle = el("div", { class: "p2p-sweep__axes" });
   const corner = el("div", { class: "p2p-sweep__corner" });
   const colInner = el("div", { class: "p2p-sweep__labels-inner" });
   const rowInner = el("div", { class: "p2p-sweep__labels-inner" });
@@ -50,8 +51,8 @@ function board(el) {
   const rowsBox = el("div", { class: "p2p-sweep__rows", "aria-hidden": "true" }, [rowInner]);
   const cells = el("div", { class: "p2p-sweep__cells", role: "group" });
   const scroll = el("div", { class: "p2p-sweep__scroll", tabIndex: -1 }, [cells]);
-  const box = el("div", { class: "p2p-sweep__board" }, [corner, cols, rowsBox, scroll]);
-  return { box, corner, colInner, rowInner, scroll, cells };
+  const box = el("div", { class: "p2p-sweep__board" }, [axesTitle, corner, cols, rowsBox, scroll]);
+  return { box, axesTitle, colInner, rowInner, scroll, cells };
 }
 
 /** @param {import("../../lib/dom.js").Builder} el */
