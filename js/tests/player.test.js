@@ -242,6 +242,13 @@ describe("player view", () => {
     expect(el.querySelectorAll(".p2p-player__unetcells .p2p-player__cell--feature")[0].title).toBe(
       "up_blocks.0.resnets.1.conv2 (module output): left alone"
     );
+    expect(el.querySelector(".p2p-player__unetcells").dataset.compact).toBe("false");
+    // SDXL-sized UNets (140 attention layers) get narrow cells without letters, all in view
+    const many = Array.from({ length: 60 }, (_, i) => ({ ...cells[0], name: `layer ${i}`, block: `up ${i % 3}` }));
+    model.set("unet_cells", many);
+    await tick();
+    expect(el.querySelectorAll(".p2p-player__unetcells .p2p-player__cell")).toHaveLength(60);
+    expect(el.querySelector(".p2p-player__unetcells").dataset.compact).toBe("true");
   });
 
   it("prompt text is shown as text", async () => {

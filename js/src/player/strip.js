@@ -5,6 +5,8 @@ import { KIND_LETTERS, cellTitle, controlledAt, describeStep, groupBlocks, readC
 
 /** @typedef {import("./view.js").PlayerView} PlayerView */
 
+const COMPACT_ABOVE = 48; // cells (SD 1.x/2.x have 32)
+
 function build(v, cells) {
   const blocks = groupBlocks(cells).map((block) =>
     v.el("div", { class: "p2p-player__block", style: { "--p2p-depth": String(block.depth) } }, [
@@ -23,6 +25,8 @@ function build(v, cells) {
     ])
   );
   v.unetCells.replaceChildren(...blocks);
+  // SDXL has 140 attention layers: narrower cells without letters keep the whole UNet in view
+  v.unetCells.dataset.compact = String(cells.length > COMPACT_ABOVE);
 }
 
 /** Show what the rules controlled at `step` (nothing when the run has no cells). */
