@@ -69,6 +69,7 @@
  *   n_evals: number,
  *   windows: Windows,
  *   playhead: number | null,
+ *   rule_windows: Array<{rule: string, what: string, start: number, end: number}>,
  * }} TimelineTraits
  */
 
@@ -88,6 +89,8 @@
  *   normalize: "token" | "global",
  *   opacity: number,
  *   fps: number,
+ *   unet_cells: Array<{name: string, kind: "self" | "cross" | "feature", block: string, depth: number}>,
+ *   controlled: number[][],
  * }} PlayerTraits
  * `tokens`: selected [prompt index, token position]; `resolution`: grid side, 0 = every grid averaged.
  */
