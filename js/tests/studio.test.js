@@ -312,7 +312,8 @@ describe("studio panel", () => {
     model.set("method_values", { feature_until: 0.8 }); // Python puts the value back
     const error = q(el, ".p2p-studio__field-error");
     expect(error.hidden).toBe(false);
-    expect(error.previousElementSibling.dataset.param).toBe("feature_until"); // right under its field
+    expect(error.closest("[data-param]").dataset.param).toBe("feature_until"); // right under its field
+    expect(error.previousElementSibling.contains(field)).toBe(true);
     expect(field.value).toBe("1.5"); // the refused text stays to be fixed
     expect(field.getAttribute("aria-invalid")).toBe("true");
     expect(field.getAttribute("aria-describedby").split(" ")[0]).toBe(error.id);

@@ -1,5 +1,7 @@
 """Layer 3: the Studio panel bundle in real Chromium, bound to a real Studio (tiny model):
-Run from the page, results drawn, errors in the banner, JSON export and import."""
+Run from the page, results drawn, errors in the banner, JSON export and import, the method menu
+with a rule's parameters built from its declaration (mouse and keyboard), errors beside a
+parameter, result zoom and pixel values, the changed words first, the section tabs."""
 
 import json
 
@@ -117,6 +119,7 @@ def test_a_real_image_from_the_file_button_is_inverted_and_edited(widget_page, s
     path = tmp_path / "photo.png"
     Image.fromarray(img).save(path)
     page = widget_page(studio.panel)
+    page.click(".p2p-studio__real-summary")  # the real-image box opens
     page.page.locator(".p2p-studio__invert").select_option("negative-prompt")
     page.page.locator(".p2p-studio__image-file").set_input_files(str(path))
     page.wait_for_sent("image")
@@ -212,3 +215,113 @@ def test_a_stopped_run_labels_its_unfinished_images_and_changed_settings_mark_re
     page.sync()
     assert page.page.locator(".p2p-studio__results").get_attribute("data-state") == "outdated"
     assert "Outdated" in note.text_content()
+
+
+# -- the method menu, from the rules' declared parameters --------------------------------------------
+
+
+def _commit_field(page, selector, text):
+    """Click into a field, replace its text by typing, and leave it with Tab (a real change)."""
+    field = page.page.locator(selector)
+    field.click()
+    page.page.keyboard.press("Control+A")
+    page.page.keyboard.type(text)
+    page.page.keyboard.press("Tab")
+    page.sync()
+    return field
+
+
+def test_masactrl_from_the_menu_with_a_changed_parameter_runs_and_shows_its_result(widget_page, studio):
+    page = widget_page(studio.panel)
+    p = page.page
+    menu = p.locator(".p2p-studio__method")
+    labels = menu.locator("option").all_text_contents()
+    assert labels[0] == "Prompt-to-Prompt" and "MutualSelfAttention (MasaCtrl)" in labels
+    menu.focus()
+    p.keyboard.type("Mutual")  # the select's type-ahead: the first method named so
+    page.sync()
+    assert studio.panel.method == "MutualSelfAttention" and studio.panel.method_values["start_step"] == 4
+    p.wait_for_function("() => document.querySelectorAll('.p2p-studio__param').length === 5")
+    assert p.locator(".p2p-studio__p2p").is_hidden()  # P2P's own settings are not part of this run
+    assert "MasaCtrl" in p.locator(".p2p-studio__method-help").text_content()
+    start = p.locator('[data-param="start_step"] .p2p-studio__param-input')
+    assert start.input_value() == "4" and start.get_attribute("min") == "0"
+    help_id = start.get_attribute("aria-describedby")
+    assert "first step under control" in p.locator(f"#{help_id}").text_content()
+    _commit_field(page, '[data-param="start_step"] .p2p-studio__param-input', "1")
+    p.locator('[data-param="union"] input[type="checkbox"]').click()  # the mouse, on a checkbox
+    page.sync()
+    assert (studio.panel.method_values["start_step"], studio.panel.method_values["union"]) == (1, True)
+
+    p.locator(".p2p-studio__run").click()
+    page.sync()
+    assert studio.result is not None and studio.panel.status == "done"
+    rule = studio.result.spec.rules[0]
+    assert (rule["rule"], rule["start_step"], rule["union"]) == ("MutualSelfAttention", 1, True)
+    p.wait_for_function(
+        "() => [...document.querySelectorAll('.p2p-studio__image img')].map((i) => i.naturalWidth).join() === '64,64'"
+    )
+    edit = p.locator(".p2p-studio__image img").nth(1)
+    assert edit.bounding_box()["width"] >= 4 * 64  # large: a whole factor that fits the column
+    assert p.locator(".p2p-studio__results").get_attribute("data-state") == ""
+    page.screenshot("studio_masactrl")
+
+
+def test_a_bad_parameter_shows_its_error_beside_the_field_and_the_studio_keeps_working(widget_page, studio):
+    studio.panel.set_state({"method": "MutualSelfAttention"})
+    page = widget_page(studio.panel)
+    p = page.page
+    field = _commit_field(page, '[data-param="start_step"] .p2p-studio__param-input', "-2")
+    error = p.locator(".p2p-studio__field-error")
+    assert error.is_visible() and "start step must be at least 0; -2 is not" in error.text_content()
+    assert p.locator(".p2p-error").is_hidden()  # beside the field, not in the banner
+    assert 0 <= _below(field, error) < 30
+    assert field.input_value() == "-2" and field.get_attribute("aria-invalid") == "true"
+    assert error.get_attribute("id") in field.get_attribute("aria-describedby").split()
+    assert p.locator(".p2p-studio__run").is_disabled()
+    assert studio.panel.method_values["start_step"] == 4 and studio.panel.error_param == "start_step"
+
+    _commit_field(page, '[data-param="start_step"] .p2p-studio__param-input', "2")
+    assert studio.panel.error == "" and error.is_hidden() and field.get_attribute("aria-invalid") is None
+    p.locator(".p2p-studio__run").click()
+    page.sync()
+    assert studio.panel.status == "done" and studio.result.spec.rules[0]["start_step"] == 2
+
+
+def test_results_zoom_and_read_pixel_values_by_mouse_and_keyboard(widget_page, studio):
+    studio.run()
+    page = widget_page(studio.panel)
+    p = page.page
+    p.wait_for_function("() => [...document.querySelectorAll('.p2p-studio__image img')].every((i) => i.naturalWidth)")
+    p.locator(".p2p-studio__zoom").select_option("2")
+    edit = p.locator(".p2p-studio__image img").nth(1)
+    assert edit.bounding_box()["width"] == 128
+    box = edit.bounding_box()
+    p.mouse.move(box["x"] + 2 * 10 + 1, box["y"] + 2 * 5 + 1)  # pixel (10, 5) at 2x
+    source, target = (np.asarray(im) for im in studio.result.images)
+    expected = f"pixel (10, 5): source rgb({', '.join(map(str, source[5, 10]))})"
+    p.wait_for_function("(t) => document.querySelector('.p2p-studio__readout').textContent.startsWith(t)", arg=expected)
+    assert f"edit rgb({', '.join(map(str, target[5, 10]))})" in p.locator(".p2p-studio__readout").text_content()
+    p.locator(".p2p-studio__frame").nth(1).focus()
+    p.keyboard.press("ArrowDown")  # the keyboard probe moves one pixel
+    assert p.locator(".p2p-studio__readout").text_content().startswith("pixel (10, 6): ")
+    rendering = "() => getComputedStyle(document.querySelectorAll('.p2p-studio__image img')[1]).imageRendering"
+    assert p.evaluate(rendering) == "pixelated"  # crisp pixels when enlarged
+
+
+def test_changed_words_come_first_and_the_section_tabs_switch_by_keyboard(widget_page, studio):
+    page = widget_page(studio.panel)
+    p = page.page
+    shown = lambda: [r.get_attribute("data-word") for r in p.locator(".p2p-studio__weight").all() if r.is_visible()]  # noqa: E731
+    assert shown() == ["blue", "dog"]
+    assert p.locator(".p2p-studio__diff del").all_text_contents() == ["red", "cat"]
+    more = p.locator(".p2p-studio__more-weights")
+    more.click()
+    assert more.get_attribute("aria-expanded") == "true" and shown() == ["blue", "dog", "a", "on", "mat"]
+    tab = p.locator('.p2p-studio__tab[data-section="playback"]')
+    tab.click()
+    p.keyboard.press("ArrowRight")
+    page.sync()
+    assert studio.panel.section == "alignment"
+    assert studio.aligner.layout.display is None and studio.player.layout.display == "none"
+    assert p.evaluate("() => document.activeElement.dataset.section") == "alignment"

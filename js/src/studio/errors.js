@@ -75,7 +75,8 @@ export function showFieldError(v) {
     return;
   }
   v.fieldError.textContent = message;
-  const anchor = node.closest(".p2p-studio__field") || node;
+  // a parameter's error goes between its control and its help text: right under what was typed
+  const anchor = node.closest(".p2p-studio__param-label") || node.closest(".p2p-studio__field") || node;
   anchor.after(v.fieldError);
   node.setAttribute("aria-invalid", "true");
   node.setAttribute("aria-describedby", [v.fieldError.id, node.dataset.describedby].filter(Boolean).join(" "));
