@@ -5,7 +5,7 @@
 >>> studio = Studio()
 >>> explorer = SweepExplorer("runs/pocket", studio=studio)   # a sweep folder (or load_sweep's rows)
 >>> display(explorer, studio)        # hover a cell for its numbers; click it to load that edit
->>> explorer.show(x="p.cross", y="seed", metric="psnr", case_id="pb-0003")
+>>> explorer.show(x="p.cross", y="seed", metric="psnr_unedit_part", case_id="600000000003")
 
 The grid's columns and rows are the values of two columns of the sweep table (``x`` and ``y``: a
 grid parameter ``p.<name>``, ``method``, ``seed``, ``edit_type_name``, ``case_id`` or
