@@ -1,6 +1,6 @@
 """Layer 4: the quickstart's Studio (``p2p.Studio(pipe)`` on the pocket model) as a newcomer
-meets it in JupyterLab: the model's own defaults, keys that stay in the widget, errors next to
-their field, an empty target refused, scrubbing that keeps "follow live"."""
+meets it in JupyterLab: the model's own defaults, and keys that stay in the widget (sliders,
+selects, the section tabs) instead of reaching JupyterLab's shortcuts."""
 
 import pytest
 
@@ -39,13 +39,13 @@ def _no_heading_collapsed(nb):
     )
 
 
-# every slider the issue names, and the aligner's select (ArrowDown is "select the cell below" there)
+# every slider the issue names, and the alignment select (ArrowDown is "select the cell below" there)
 CONTROLS = [
     (".p2p-studio__threshold", "ArrowLeft"),
     ('.p2p-studio__weight[data-word="star"] .p2p-studio__slider', "ArrowLeft"),
     (".p2p-player__opacity", "ArrowLeft"),
     (".p2p-player__slider", "ArrowLeft"),
-    (".p2p-aligner__kind", "ArrowDown"),
+    (".p2p-studio__kind", "ArrowDown"),
 ]
 
 
@@ -69,4 +69,11 @@ def test_keys_move_a_focused_control_and_stay_in_the_widget(quickstart):
         assert control.input_value() != before, f"{key} did not change {selector}"
         assert nb._evaluate("return panel.content.activeCellIndex;") == cell, selector
         assert _no_heading_collapsed(nb) and page.locator(f"{OUT} .p2p-studio").is_visible(), selector
+    # the section tabs: ArrowLeft chooses the tab before (the last from the first), not a heading
+    page.locator(f"{OUT} .p2p-studio__tab[data-section='playback']").focus()
+    page.keyboard.press("ArrowLeft")
+    assert nb.wait_kernel_eval("studio.panel.section", "schedule") == "schedule"
+    assert page.evaluate("() => document.activeElement.dataset.section") == "schedule"
+    assert _no_heading_collapsed(nb) and page.locator(f"{OUT} .p2p-timeline").is_visible()
+    assert page.locator(f"{OUT} .p2p-player").is_hidden()
     assert not nb.errors, nb.errors

@@ -1,13 +1,15 @@
 """Layer 4: the Studio on the pocket model in a real JupyterLab.
 
 Frames reach the player while the sampler runs, both with the sampler in a worker thread (the
-Run button) and in the cell; Stop ends a run early and the Studio runs again; the exported JSON
-re-runs to the same image, through Python and through the page's file input; a reloaded page
-gets the frames replayed from the kernel's cache."""
+Run button) and in the cell; the Studio fits a 1366x768 laptop screen down to its first result
+(screenshots at 1366x768 and 1920x1080 for the README); Stop ends a run early and the Studio runs
+again; the exported JSON re-runs to the same image, through Python and through the page's file
+input; a reloaded page gets the frames replayed from the kernel's cache."""
 
 import json
 
 import pytest
+from lab import ARTIFACTS
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +33,39 @@ def frames(page):
     return int(page.locator(f"{OUT} .p2p-player").get_attribute("data-frames"))
 
 
+# with the Studio's frame scrolled to the top of the notebook: where its parts end on screen
+FIT = f"""() => {{
+    const box = document.querySelector('{OUT} .p2p-studio-box');
+    const view = box.closest('.jp-WindowedPanel-outer') || box.closest('.jp-Notebook');
+    const bottom = (sel) => document.querySelector(sel).getBoundingClientRect().bottom;
+    return {{
+        view: view.getBoundingClientRect().bottom,
+        studio_top: box.getBoundingClientRect().top - view.getBoundingClientRect().top,
+        first_result: bottom('{OUT} .p2p-studio__image img'),
+        run: bottom('{OUT} .p2p-studio__run'),
+        panel: bottom('{OUT} .p2p-studio'),
+        scale: Number(document.querySelector('{OUT} .p2p-studio__results').dataset.scale),
+    }};
+}}"""
+
+
+def screenshots_at_screen_sizes(nb) -> dict:
+    """The Studio at the top of the notebook at 1366x768 and 1920x1080 (file browser closed):
+    what shows without scrolling, and a screenshot of each (tests/artifacts/e2e/)."""
+    page, fits = nb.page, {}
+    nb._evaluate("app.shell.collapseLeft();")
+    for width, height in ((1366, 768), (1920, 1080)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.evaluate(f"() => document.querySelector('{OUT} .p2p-studio-box').scrollIntoView({{block: 'start'}})")
+        page.wait_for_timeout(300)  # the results refit to the column a frame after a resize
+        fits[f"{width}x{height}"] = fit = page.evaluate(FIT)
+        page.screenshot(path=str(ARTIFACTS / "e2e" / f"studio_{width}x{height}.png"))
+        assert fit["first_result"] <= fit["view"] and fit["run"] <= fit["view"], (width, fit)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    (ARTIFACTS / "e2e" / "studio_fit.json").write_text(json.dumps(fits, indent=1))
+    return fits
+
+
 def test_studio_streams_stops_exports_and_replays(lab_notebook, tmp_path):
     nb = lab_notebook("tests/e2e/notebooks/studio.ipynb")
     nb.run_cell(0)
@@ -49,9 +84,11 @@ def test_studio_streams_stops_exports_and_replays(lab_notebook, tmp_path):
         f"() => [...document.querySelectorAll('{OUT} .p2p-player__canvas')]"
         f".every((c) => c.dataset.drawnStep === '{N_STEPS - 1}')"
     )
-    nb.screenshot("studio_lab")
-    player_shot = nb.screenshot("studio_lab").parent / "studio_lab_player.png"
-    page.locator(f"{OUT} .p2p-player").screenshot(path=str(player_shot))
+    # one frame: the aligner's prompts and menu are the panel's; the tabs show one section below it
+    assert page.locator(f"{OUT} .p2p-aligner__field").first.is_hidden()
+    assert page.locator(f"{OUT} .p2p-player").is_visible() and page.locator(f"{OUT} .p2p-aligner").is_hidden()
+    fits = screenshots_at_screen_sizes(nb)
+    assert fits["1366x768"]["scale"] >= 6  # the pocket model's 32 px, enlarged crisp to 192 px or more
 
     # 2. sampler in the cell: the kernel is busy, and frames still arrive before the cell ends
     run_before = page.locator(f"{OUT} .p2p-player").get_attribute("data-run")

@@ -1,6 +1,6 @@
-// The studio panel's fixed parts. One frame: a header; then the controls (prompts with their
-// changed words, the method and its parameters, sampling, P2P's own settings, LocalBlend, a real
-// image) beside the output (Run/Stop and progress, the results' state, the results large with
+// The studio panel's fixed parts. One frame: a header; the one source/target pair across the
+// top with its changed words; then the controls (the method and its parameters, sampling, P2P's
+// own settings, LocalBlend, a real image) beside the output (Run/Stop and progress, the results' state, the results large with
 // zoom and pixel values, the exports); then the section tabs that choose what the Studio shows
 // under the panel (playback, token alignment, schedule).
 import { button, selectOf } from "../../lib/dom.js";
@@ -233,9 +233,7 @@ export function layout(el) {
   const messages = el("div", { class: "p2p-studio__messages" });
   const { box: exportBox, ...exportParts } = exports(el);
   const { box: tabsBox, ...tabParts } = tabs(el);
-  const controls = el("div", { class: "p2p-studio__controls" }, [
-    promptsBox, methodBox, settingsBox, p2pBox, blendParts.blendBox, realBox,
-  ]);
+  const controls = el("div", { class: "p2p-studio__controls" }, [methodBox, settingsBox, p2pBox, blendParts.blendBox, realBox]);
   const output = el("div", { class: "p2p-studio__output" }, [actionsBox, messages, resultNote, barBox, results, exportBox]);
   const root = el(
     "div",
@@ -245,7 +243,7 @@ export function layout(el) {
       role: "group",
       "aria-label": "Prompt-to-Prompt studio",
     },
-    [headerBox, el("div", { class: "p2p-studio__body" }, [controls, output]), fieldError, tabsBox]
+    [headerBox, promptsBox, el("div", { class: "p2p-studio__body" }, [controls, output]), fieldError, tabsBox]
   );
   return {
     root,

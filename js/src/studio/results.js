@@ -7,7 +7,7 @@ import { movedProbe, pixelAt, readoutText, scaleOf } from "./zoom.js";
 
 /** @typedef {import("./view.js").StudioView} StudioView */
 
-const MAX_FIT_SIDE = 320; // "fit" never makes one image wider than this (CSS pixels)
+const MAX_FIT_SIDE = 448; // "fit" never makes one image wider than this (CSS pixels): the panel's height
 
 /** Give back the object URLs of the result images. */
 export function revokeImageUrls(v) {
