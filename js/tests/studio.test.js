@@ -329,7 +329,8 @@ describe("studio panel", () => {
     const { el, model } = await mount({ changed_words: { source: ["red", "cat"], target: ["blue", "dog"] } });
     const shown = () => [...el.querySelectorAll(".p2p-studio__weight")].filter((r) => !r.hidden).map((r) => r.dataset.word);
     expect(shown()).toEqual(["blue", "dog"]);
-    expect(q(el, ".p2p-studio__diff").getAttribute("aria-label")).toBe("Changed words: red cat becomes blue dog.");
+    expect(q(el, ".p2p-studio__diff .p2p-sr-only").textContent).toBe("Changed words: red cat becomes blue dog.");
+    expect([...el.querySelectorAll(".p2p-studio__diff ins")].map((n) => n.textContent)).toEqual(["blue", "dog"]);
     const more = q(el, ".p2p-studio__more-weights");
     expect([more.textContent, more.getAttribute("aria-expanded")]).toEqual(["all words (1 more)", "false"]);
     more.click();

@@ -47,14 +47,17 @@ function showSchedulerChoices(v) {
   v.scheduler.dataset.choices = key;
 }
 
-/** The changed words under the prompts (removed ones struck, added ones marked), as text. */
+/** The changed words under the prompts (removed ones struck, added ones marked), as text; a
+ * screen reader gets the same as one sentence. */
 export function showDiff(v) {
   const changed = v.model.get("changed_words") || {};
   const nodes = diffParts(changed).map(([kind, text]) =>
     kind === "text" ? v.el.text(text) : v.el(kind, { class: `p2p-studio__diff-${kind}`, text }),
   );
-  v.diff.replaceChildren(...nodes);
-  v.diff.setAttribute("aria-label", diffSentence(changed));
+  v.diff.replaceChildren(
+    v.el("span", { class: "p2p-sr-only", text: diffSentence(changed) }),
+    v.el("span", { "aria-hidden": "true" }, nodes),
+  );
 }
 
 /** The end of the cross and self-attention windows (hidden when an AlphaTimeline is shown), in UNet evaluations. */

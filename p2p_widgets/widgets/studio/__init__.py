@@ -11,15 +11,28 @@
 >>> studio.set_image("photo.png")         # edit a real image: the source prompt is its caption
 >>> studio.clear_image()                  # back to images from a seed
 >>> studio.player.to_gif("run.gif")       # the playback as an animated GIF
+>>> studio.panel.method = "MutualSelfAttention"   # any registered rule with declared parameters
+>>> studio.show("alignment")              # the section under the panel: playback, alignment, schedule
 
-Modules: ``panel`` (:class:`StudioPanel`: prompts, seed, steps, guidance, edit kind, reweight
-sliders, LocalBlend words, Run/Stop, results, export, a real image to edit; validated in
-Python), ``app`` (:class:`Studio`: composes the panel with the
-:class:`~p2p_widgets.widgets.aligner.TokenAligner`, the
-:class:`~p2p_widgets.widgets.timeline.AlphaTimeline` and the
-:class:`~p2p_widgets.widgets.player.AttentionPlayer`, and turns the settings into an
-:class:`~p2p_widgets.engine.spec.EditSpec`), ``controller`` (the run thread and Stop) and
-``image_input`` (a real image in).
+Modules: ``panel`` (:class:`StudioPanel`: prompts, seed, steps, guidance, the method and its
+values, P2P's edit kind, reweight sliders, LocalBlend words, Run/Stop, results, export, a real
+image to edit, the section tabs; validated in Python), ``methods`` (the method menu:
+Prompt-to-Prompt and every registered :class:`~p2p_widgets.engine.rules.ParamRule`, whose controls
+the page builds from ``Param.describe()`` and whose values ``Param.check`` validates), ``rules``
+(the settings as one rule, P2P's, the method's or ``Combine(p2p, method)``, and a loaded edit's
+rule back into settings), ``app`` (:class:`Studio`: one frame holding the panel and, under its
+tabs, the :class:`~p2p_widgets.widgets.player.AttentionPlayer`, the
+:class:`~p2p_widgets.widgets.aligner.TokenAligner` and the
+:class:`~p2p_widgets.widgets.timeline.AlphaTimeline` (with the method's windows as read-only
+bands); it turns the settings into an :class:`~p2p_widgets.engine.spec.EditSpec`), ``controller``
+(the run thread and Stop) and ``image_input`` (a real image in).
+
+The method menu: ``studio.panel.method = "MutualSelfAttention"`` (or the menu) runs MasaCtrl with
+``studio.panel.method_values``; ``combine_p2p`` runs P2P's rule beside it where the rule leaves
+cross-attention and the source's self-attention keys alone. A rule that follows the inversion
+(Plug-and-Play) runs once an image is loaded; with one, the source prompt may be empty (DDIM
+inversion under the empty prompt, as its authors read it). ``spec()`` exports the chosen rule and
+``load_json`` restores the method and its values.
 
 Runs go to a worker thread by default, so the kernel stays idle and the Stop button (a message
 from the browser) reaches Python mid-run; with ``background=False`` the sampler runs in the
