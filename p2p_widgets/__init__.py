@@ -29,6 +29,7 @@ _LAZY = {
     "AlphaTimeline": "p2p_widgets.widgets.timeline",
     "AttentionPlayer": "p2p_widgets.widgets.player",
     "Studio": "p2p_widgets.widgets.studio",
+    "SweepExplorer": "p2p_widgets.widgets.sweep_explorer",
     "Inversion": "p2p_widgets.engine.inversion",
     "invert": "p2p_widgets.engine.inversion",
     "spec_to_json": "p2p_widgets.engine.export",

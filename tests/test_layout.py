@@ -113,6 +113,7 @@ def test_public_names_stay_importable_from_the_package():
         "Combine",
         "MutualSelfAttention",
         "MaskedMutualSelfAttention",
+        "SweepExplorer",
         "PlugAndPlay",
         "StyleAligned",
         "EditSpec",

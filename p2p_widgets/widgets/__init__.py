@@ -15,6 +15,7 @@ _LAZY = {
     "AttentionPlayer": "p2p_widgets.widgets.player",
     "Studio": "p2p_widgets.widgets.studio",
     "StudioPanel": "p2p_widgets.widgets.studio",
+    "SweepExplorer": "p2p_widgets.widgets.sweep_explorer",
 }
 
 __all__ = list(_LAZY)
