@@ -99,6 +99,26 @@ def test_imports_from_a_checkout_leave_no_module_path_or_stand_in_behind(tmp_pat
         assert all(name in changes[0] for name in missing)
 
 
+def test_stand_ins_only_answer_imports_nothing_installed_answers(tmp_path):
+    finder = reference._StandInFinder()
+    assert finder.find_spec("numpy") is None and finder.find_spec("cv2") is not None
+    with reference.authors_imports(tmp_path, []):
+        assert isinstance(sys.meta_path[-1], reference._StandInFinder)  # after every real finder
+        import numpy  # noqa: F401  (installed: the real one, never a stand-in)
+
+        assert sys.modules["numpy"].__file__
+    assert not any(isinstance(f, reference._StandInFinder) for f in sys.meta_path)
+
+
+def test_patched_attributes_come_back_and_absent_ones_go_again():
+    import types
+
+    module = types.SimpleNamespace(kept=1)
+    with reference._patched(module, kept=2, device="cpu"):
+        assert (module.kept, module.device) == (2, "cpu")
+    assert module.kept == 1 and not hasattr(module, "device")
+
+
 def test_the_to_tensor_stand_in_does_torchvisions_arithmetic():
     from PIL import Image
 

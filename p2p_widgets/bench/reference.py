@@ -49,7 +49,7 @@ import argparse
 import contextlib
 import copy
 import functools
-import importlib.machinery
+import importlib.abc
 import importlib.util
 import io
 import json
@@ -155,9 +155,10 @@ class _Saved:
 def _stand_ins() -> dict:
     """Modules for the authors' imports that this project does not install."""
 
-    def module(name, **attrs):
+    def module(name, package=False, **attrs):
         mod = types.ModuleType(name)
-        mod.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
+        if package:
+            mod.__path__ = []
         mod.__dict__.update(attrs)
         return mod
 
@@ -166,12 +167,30 @@ def _stand_ins() -> dict:
     )
     return {
         "cv2": module("cv2", FONT_HERSHEY_SIMPLEX=0, getTextSize=_refuse("cv2.getTextSize"), putText=_refuse("cv2")),
-        "torchvision": module("torchvision", transforms=transforms),
+        "torchvision": module("torchvision", package=True, transforms=transforms),
         "torchvision.utils": module("torchvision.utils", save_image=_refuse("torchvision.utils.save_image")),
         "torchvision.io": module("torchvision.io", read_image=_refuse("torchvision.io.read_image")),
         "torchvision.transforms": transforms,
         "pytorch_lightning": module("pytorch_lightning", seed_everything=_refuse("pytorch_lightning.seed_everything")),
     }
+
+
+class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Last on ``sys.meta_path``: serves a stand-in only for an import nothing installed answers,
+    and remembers which were served."""
+
+    def __init__(self):
+        self.modules, self.used = _stand_ins(), []
+
+    def find_spec(self, name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, self) if name in self.modules else None
+
+    def create_module(self, spec):
+        self.used.append(spec.name)
+        return self.modules[spec.name]
+
+    def exec_module(self, module):
+        return None
 
 
 def _missing(name: str) -> bool:
@@ -183,26 +202,27 @@ def _missing(name: str) -> bool:
 
 @contextlib.contextmanager
 def authors_imports(directory: Path, changes: list):
-    """While importing from a checkout: it is first on ``sys.path`` and missing third-party
-    packages are stand-ins; afterwards both are gone and its modules leave ``sys.modules``."""
+    """While importing from a checkout: it is first on ``sys.path`` and third-party packages that
+    are not installed are stand-ins; afterwards both are gone and its modules leave ``sys.modules``."""
     import diffusers  # noqa: F401  (before any stand-in: diffusers probes what is installed)
     import transformers  # noqa: F401
 
-    stand_ins = {name: mod for name, mod in _stand_ins().items() if _missing(name)}
-    if stand_ins:
-        changes.append(f"stand-ins for missing packages while importing: {', '.join(sorted(stand_ins))}")
+    finder = _StandInFinder()
     root = str(directory.resolve())
     before = set(sys.modules)
-    sys.modules.update(stand_ins)
+    sys.meta_path.append(finder)
     sys.path.insert(0, root)
     try:
         yield
     finally:
         sys.path.remove(root)
+        sys.meta_path.remove(finder)
         for name in set(sys.modules) - before:
             origin = getattr(sys.modules[name], "__file__", None) or ""
-            if name in stand_ins or origin.startswith(root):
+            if name in finder.used or origin.startswith(root):
                 del sys.modules[name]
+        if finder.used:
+            changes.append(f"stand-ins for packages not installed, while importing: {', '.join(sorted(finder.used))}")
 
 
 def notebook_cells(path: Path, markers) -> list[str]:
@@ -230,14 +250,18 @@ def build_reference_model(dtype="float64"):
     paths) already end 6e-5 apart there; in float64 exact agreement shows as ~1e-12 and the 1e-4
     tolerance measures the methods, not rounding."""
     import torch
+    from diffusers.utils import logging as diffusers_logging
 
     from ..pocket.model import assemble_pipeline, build_components
     from .geometries import SDGEOM_TEXT, SDGEOM_VAE
 
     pipe = assemble_pipeline(*build_components(SDGEOM_VAE, SDGEOM_TEXT, REFERENCE_UNET, seed=SEED))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # diffusers' advice to load half-precision weights another way
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its advice to load other precisions with from_pretrained
+    try:
         return pipe.to(dtype=getattr(torch, dtype))
+    finally:
+        diffusers_logging.set_verbosity(level)
 
 
 def start_noise(pipe):
@@ -306,16 +330,23 @@ def _quiet():
         yield
 
 
+_ABSENT = object()
+
+
 @contextlib.contextmanager
 def _patched(obj, **attributes):
-    old = {name: getattr(obj, name) for name in attributes}
+    """``obj``'s attributes set for a while (one it lacked is removed again afterwards)."""
+    old = {name: getattr(obj, name, _ABSENT) for name in attributes}
     for name, value in attributes.items():
         setattr(obj, name, value)
     try:
         yield
     finally:
         for name, value in old.items():
-            setattr(obj, name, value)
+            if value is _ABSENT:
+                delattr(obj, name)
+            else:
+                setattr(obj, name, value)
 
 
 def _bare(cls, **attributes):
@@ -428,13 +459,14 @@ def _pnp_invert(preprocess, pipe, unet, config: dict, steps: int, changes: list)
 
     save_path = Path(config["latents_path"]) / "image"
     save_path.mkdir(parents=True)
+    components = _components(pipe, unet)
+    if pipe.vae.dtype != torch.float32:
+        components["vae"] = _InputCast(pipe.vae)
+        changes.append(f"Preprocess.vae casts the float32 image tensor to the model's {pipe.vae.dtype}")
     pre = _bare(preprocess.Preprocess, device="cpu", sd_version="1.5", use_depth=False, scheduler=_ddim(pipe))
-    for name, value in _components(pipe, unet).items():
+    for name, value in components.items():
         setattr(pre, name, value)
     pre.inversion_func = pre.ddim_inversion
-    if pipe.vae.dtype != torch.float32:
-        pre.vae = _InputCast(pipe.vae)
-        changes.append(f"Preprocess.vae casts the float32 image tensor to the model's {pipe.vae.dtype}")
     pre.get_text_embeds = functools.partial(preprocess.Preprocess.get_text_embeds, pre, device="cpu")
     changes.append(
         "Preprocess built without __init__ (our components); preprocess.device = 'cpu', "
@@ -450,46 +482,93 @@ def _pnp_invert(preprocess, pipe, unet, config: dict, steps: int, changes: list)
         )
 
 
-def pnp_authors(directory: Path, pipe, steps: int, changes: list):
-    """Their inversion then ``PNP.run_pnp``: the edit's final latents (1 row)."""
+def _pnp_timesteps(pipe, steps: int) -> list[int]:
+    scheduler = _ddim(pipe)
+    scheduler.set_timesteps(steps)
+    return sorted(scheduler.timesteps.tolist())
+
+
+def pnp_authors_inversion(directory: Path, pipe, config: dict, steps: int, changes: list, state: dict):
+    """Their preprocess.py's inversion: the latents it saved, timesteps ascending (x_t1 ... x_T)."""
+    import torch
+
     with authors_imports(directory, changes):
         import pnp as pnp_module
         import preprocess
-    unet = copy.deepcopy(pipe.unet)
-    with tempfile.TemporaryDirectory() as tmp:
-        config = _pnp_config(Path(tmp), steps)
-        synthetic_image().save(config["image_path"])
-        _pnp_invert(preprocess, pipe, unet, config, steps, changes)
-        model = _bare(pnp_module.PNP, config=config, device="cpu", scheduler=_ddim(pipe))
-        for name, value in _components(pipe, unet).items():
-            setattr(model, name, value)
-        model.scheduler.set_timesteps(steps, device="cpu")
-        with _quiet():
-            model.image, model.eps = model.get_data()
-            model.text_embeds = model.get_text_embeds(config["prompt"], config["negative_prompt"])
-            model.pnp_guidance_embeds = model.get_text_embeds("", "").chunk(2)[0]
-            changes.append("PNP built without __init__: its attributes set as __init__ sets them, from our components")
-            record = model.decode_latent = Recorder()
-            changes.append("PNP.decode_latent records the final latents instead of decoding them")
-            model.run_pnp()
+    state.update(pnp=pnp_module, unet=copy.deepcopy(pipe.unet))
+    synthetic_image().save(config["image_path"])
+    _pnp_invert(preprocess, pipe, state["unet"], config, steps, changes)
+    folder = Path(config["latents_path"]) / "image"
+    return torch.cat([torch.load(folder / f"noisy_latents_{t}.pt") for t in _pnp_timesteps(pipe, steps)])
+
+
+def pnp_ours_inversion(pipe, steps: int, state: dict):
+    from ..engine.sampler import Editor
+
+    state["inversion"] = Editor(pipe).invert(
+        synthetic_image(), "", method="ddim", steps=steps, guidance=GUIDANCE, cache=False
+    )
+    return state["inversion"].latents[1:]
+
+
+def pnp_authors_edit(pipe, config: dict, steps: int, changes: list, state: dict):
+    """Their ``PNP.run_pnp`` reading OUR inversion's latents (written over theirs): the edit's final latents."""
+    import torch
+
+    folder = Path(config["latents_path"]) / "image"
+    for t, latents in zip(_pnp_timesteps(pipe, steps), state["inversion"].latents[1:]):
+        torch.save(latents[None].to(pipe.unet.dtype), folder / f"noisy_latents_{t}.pt")
+    changes.append("run_pnp reads our inversion's latents, saved over theirs (the row above compares the inversions)")
+    model = _bare(state["pnp"].PNP, config=config, device="cpu", scheduler=_ddim(pipe))
+    for name, value in _components(pipe, state["unet"]).items():
+        setattr(model, name, value)
+    model.scheduler.set_timesteps(steps, device="cpu")
+    with _quiet():
+        model.image, model.eps = model.get_data()
+        model.text_embeds = model.get_text_embeds(config["prompt"], config["negative_prompt"])
+        model.pnp_guidance_embeds = model.get_text_embeds("", "").chunk(2)[0]
+        changes.append("PNP built without __init__: its attributes set as __init__ sets them, from our components")
+        record = model.decode_latent = Recorder()
+        changes.append("PNP.decode_latent records the final latents instead of decoding them")
+        model.run_pnp()
     return record.latents
 
 
-def pnp_ours(pipe, steps: int):
+def pnp_ours_edit(pipe, steps: int, state: dict):
     from ..engine.controls import PlugAndPlay
     from ..engine.sampler import Editor
 
-    editor = Editor(pipe)
-    inversion = editor.invert(synthetic_image(), "", method="ddim", steps=steps, guidance=GUIDANCE, cache=False)
-    result = editor.edit(
+    result = Editor(pipe).edit(
         "",
         PNP_TARGET,
         rules=[PlugAndPlay(feature_until=0.8, attention_until=0.5)],
-        inversion=inversion,
+        inversion=state["inversion"],
         steps=steps,
         guidance=GUIDANCE,
     )
     return result.latents[1:]
+
+
+def _compare_pnp(directory: Path, pipe, steps: int) -> list[Row]:
+    """Two rows: the inversions (theirs and ours from the same picture), then the edits from one
+    inversion (ours, written where their code reads its own), so each row measures one method."""
+    inversion, edit, state = Row("PnP inversion"), Row("Plug-and-Play"), {}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = _pnp_config(Path(tmp), steps)
+        _measure(
+            inversion,
+            lambda: pnp_authors_inversion(directory, pipe, config, steps, inversion.changes, state),
+            lambda: pnp_ours_inversion(pipe, steps, state),
+        )
+        if "inversion" in state and "pnp" in state:
+            _measure(
+                edit,
+                lambda: pnp_authors_edit(pipe, config, steps, edit.changes, state),
+                lambda: pnp_ours_edit(pipe, steps, state),
+            )
+        else:
+            edit.error = "no inversion to edit (see the row above)"
+    return [inversion, edit]
 
 
 # -- Prompt-to-Prompt ------------------------------------------------------------------------------------
@@ -679,12 +758,7 @@ def compare(checkouts: dict, steps: int, pipe=None, dtype: str = "float64") -> l
             )
         )
     if "pnp" in checkouts:
-        row = Row("Plug-and-Play")
-        rows.append(
-            _measure(
-                row, lambda: pnp_authors(checkouts["pnp"], pipe, steps, row.changes), lambda: pnp_ours(pipe, steps)
-            )
-        )
+        rows += _compare_pnp(checkouts["pnp"], pipe, steps)
     if "p2p" in checkouts:
         rows += _compare_p2p(checkouts["p2p"], pipe, noise, steps)
     return rows
