@@ -4,7 +4,8 @@ actor; ``address`` connects to an existing cluster, else a local one is started 
 
 Both pools keep every worker busy with one row at a time and hand each finished row to the sweep,
 which writes it at once; a worker that dies loses only the row it held (reported as lost, not
-retried in the same run: it may crash again), and is replaced so the remaining rows still run.
+retried in the same run: it may crash again), and is replaced while more rows wait than the live
+workers can start at once (a fresh worker loads the model again: not worth it for the last rows).
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def drive(pool, jobs: list[Job], on_row, on_lost) -> None:
     """Keep every worker of ``pool`` busy until ``jobs`` are done (see the module docstring).
 
     ``pool``: ``slots()`` (worker handles), ``submit(slot, job)``, ``wait()`` -> list of
-    ``(slot, job, outcome)`` with outcome ``("ok", (row, png))`` or ``("lost", message)``, and
-    ``replace(slot)`` -> a new slot or None (no restarts left)."""
+    ``(slot, job, outcome)`` with outcome ``("ok", (row, png))`` or ``("lost", message)``,
+    ``retire(slot)`` (forget a dead worker) and ``replace(slot)`` -> a new slot or None (no
+    restarts left)."""
     pending = deque(jobs)
     idle = list(pool.slots())
     busy = 0
@@ -93,6 +95,9 @@ def drive(pool, jobs: list[Job], on_row, on_lost) -> None:
                 idle.append(slot)
                 continue
             on_lost(job, value)
-            fresh = pool.replace(slot)
-            if fresh is not None:
-                idle.append(fresh)
+            if len(pending) > len(pool.slots()) - 1:
+                fresh = pool.replace(slot)
+                if fresh is not None:
+                    idle.append(fresh)
+            else:
+                pool.retire(slot)

@@ -94,6 +94,9 @@ class ProcessPool:
             done.append((slot, job, (kind, value)))
         return done
 
+    def retire(self, slot: _Slot) -> None:
+        self._drop(slot)
+
     def replace(self, slot: _Slot):
         self._drop(slot)
         if self.restarts_left <= 0:

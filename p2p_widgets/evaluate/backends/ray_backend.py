@@ -19,6 +19,7 @@ from ...errors import P2PError
 from .worker import SweepWorker, WorkerConfig
 
 PROBE_TIMEOUT_S = 5.0
+START_TIMEOUT_S = 900.0  # model loading included; longer means the cluster cannot place the actors
 
 
 def import_ray():
@@ -79,22 +80,33 @@ class RayPool:
     def start(self) -> None:
         ray = self.ray
         self.started_cluster = connect(ray, self.address)
-        options = {"num_cpus": self.config.threads or 1, "max_restarts": 0}
-        if (self.config.device or "cuda").startswith("cuda") and ray.cluster_resources().get("GPU", 0) > 0:
-            options["num_gpus"] = 1
-        self.actor_class = ray.remote(**options)(SweepWorker)
+        self.options = {"num_cpus": self.config.threads or 1, "max_restarts": 0}
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if (self.config.device or "cuda").startswith("cuda") and gpus > 0:
+            # one GPU per actor, or an equal share when there are more workers than GPUs
+            self.options["num_gpus"] = 1 if gpus >= self.workers else int(100 * gpus / self.workers) / 100
+        self.actor_class = ray.remote(**self.options)(SweepWorker)
         self.config_ref = ray.put(self.config)  # the cases travel once, not once per actor
         actors = [self.actor_class.remote(self.config_ref) for _ in range(self.workers)]
         self._await_ready(actors)
         self.actors = actors
 
     def _await_ready(self, actors) -> None:
+        ray = self.ray
         try:
-            self.ray.get([a.ready.remote() for a in actors])
+            ray.get([a.ready.remote() for a in actors], timeout=START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            message = (
+                f"the Ray workers did not start within {START_TIMEOUT_S:.0f} s: can the cluster place "
+                f"{len(actors)} actors of {self.options} (its resources: {ray.cluster_resources()})?"
+            )
         except Exception as exc:
-            for actor in actors:
-                self.ray.kill(actor)
-            raise P2PError(f"a Ray sweep worker could not start: {exc}") from None
+            message = f"a Ray sweep worker could not start: {exc}"
+        else:
+            return
+        for actor in actors:
+            ray.kill(actor)
+        raise P2PError(message)
 
     def slots(self):
         return list(self.actors)
@@ -116,10 +128,13 @@ class RayPool:
                 done.append((actor, job, ("lost", f"the Ray worker died: {type(exc).__name__}: {exc}")))
         return done
 
-    def replace(self, actor):
+    def retire(self, actor) -> None:
         if actor in self.actors:
             self.actors.remove(actor)
         self.ray.kill(actor)
+
+    def replace(self, actor):
+        self.retire(actor)
         if self.restarts_left <= 0:
             return None
         self.restarts_left -= 1

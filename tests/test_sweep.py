@@ -1,0 +1,284 @@
+"""The sweep runner, local backend: rows, images, table, summary, the inversion cache, resuming,
+a worker process killed mid-run, and bad input named before anything is written.
+
+Pocket model, 2 DDIM steps, two pocket-bench cases (colour and shape edits)."""
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from p2p_widgets.engine.inversion import Inversion
+from p2p_widgets.engine.spec import EditSpec
+from p2p_widgets.errors import P2PError
+from p2p_widgets.evaluate.pocket_bench import make_pocket_bench
+from p2p_widgets.evaluate.sweep import load_sweep, metric_names, row_id, run_sweep
+
+STEPS = 2
+GENERATED = {"name": "p2p-seed", "template": {"cross": 0.8, "self_attn": 0.4, "blend": True}}  # no inversion
+METHODS = ["pie-p2p-ddim", GENERATED]
+GRID = {"cross": [0.2, 0.8]}
+SEEDS = [0, 1]
+CONTRACT = (
+    "row_id",
+    "case_id",
+    "edit_type",
+    "edit_type_name",
+    "method",
+    "inversion",
+    "setting",
+    "p.cross",
+    "seed",
+    "image",
+    "source_image",
+    "spec",
+    "inversion_file",
+    "seconds",
+    "status",
+    "error",
+)
+
+
+def change_score(case, image):
+    """A metric computed from the case and the edit alone (checked against the written image)."""
+    source = np.asarray(case.image(), dtype=np.float64)
+    return {"mean_abs_change": float(np.abs(source - np.asarray(image, dtype=np.float64)).mean())}
+
+
+class CrashOnce:
+    """Scores like change_score, but kills its own process (a worker dying mid-row: after the edit,
+    before the row is returned) at the ``on_call``-th row of case ``case_id`` of all workers (counted
+    in a file); never again after that."""
+
+    def __init__(self, counter, case_id, on_call=1):
+        self.counter, self.case_id, self.on_call = str(counter), case_id, on_call
+
+    def __call__(self, case, image):
+        if case.id == self.case_id:
+            with open(self.counter, "a") as f:
+                f.write("x")
+            if os.path.getsize(self.counter) == self.on_call:
+                os._exit(3)
+        return change_score(case, image)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    make_pocket_bench(folder, n=2, seed=0, types=(6, 1))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def swept(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweeps") / "local"
+    result = run_sweep(bench, METHODS, GRID, SEEDS, out, steps=STEPS, guidance=5.0, metrics=change_score)
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def editor():
+    from p2p_widgets.engine.sampler import Editor
+    from p2p_widgets.models import load_pipeline
+
+    return Editor(load_pipeline("pocket", device="cpu"))
+
+
+def _png(folder, row):
+    with Image.open(folder / row["image"]) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def test_a_local_sweep_writes_every_row_its_image_the_table_and_the_manifest(swept):
+    out, result = swept
+    rows = result.rows
+    assert result.complete and result.rows_expected == 16 and len(rows) == 16 and result.errors == 0
+    assert (result.ran, result.skipped) == (16, 0)
+    assert len({r["row_id"] for r in rows}) == 16
+    for row in rows:
+        assert row["status"] == "ok" and row["error"] == ""
+        assert row["row_id"] == row_id(row["case_id"], row["method"], json.loads(row["setting"]), row["seed"])
+        assert json.loads(row["setting"]) == {"cross": row["p.cross"]}
+        assert (out / row["image"]).is_file() and (out / "rows" / f"{row['row_id']}.json").is_file()
+    columns = list(rows[0])
+    assert [c for c in columns if c in CONTRACT] == list(CONTRACT)  # the contract's order
+    assert set(metric_names()) <= set(columns) and "mean_abs_change" in columns
+    assert columns.index("mean_abs_change") < columns.index("seconds")
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert manifest["format"] == "p2p_widgets.sweep" and manifest["version"] == 1
+    assert manifest["complete"] is True and manifest["rows_expected"] == 16
+    assert manifest["grid"] == GRID and manifest["seeds"] == SEEDS and manifest["model"] == "pocket"
+    assert [m["name"] for m in manifest["methods"]] == ["pie-p2p-ddim", "p2p-seed"]
+    assert result.table == out / "table.parquet" and result.table.is_file()
+    table = load_sweep(out)
+    assert [r["row_id"] for r in table] == [r["row_id"] for r in rows]
+    assert all(t["mean_abs_change"] == r["mean_abs_change"] and t["spec"] == r["spec"] for t, r in zip(table, rows))
+
+
+def test_inversions_are_cached_once_per_image_and_shared(swept):
+    out, result = swept
+    assert len(list((out / "inversions").glob("*.safetensors"))) == 2  # 2 images; 8 rows of each read one
+    inverted = [r for r in result.rows if r["method"] == "pie-p2p-ddim"]
+    generated = [r for r in result.rows if r["method"] == "p2p-seed"]
+    assert {r["inversion"] for r in inverted} == {"ddim"} and {r["inversion"] for r in generated} == {"none"}
+    assert all((out / r["inversion_file"]).is_file() for r in inverted)
+    assert len({r["inversion_file"] for r in inverted}) == 2
+    assert {r["inversion_file"] for r in generated} == {""}
+    by_key = {(r["method"], r["case_id"], r["setting"], r["seed"]): _png(out, r) for r in result.rows}
+    case, setting = inverted[0]["case_id"], inverted[0]["setting"]
+    # a DDIM inversion draws no noise: its seeds give one image; generated sources differ per seed
+    assert np.array_equal(by_key["pie-p2p-ddim", case, setting, 0], by_key["pie-p2p-ddim", case, setting, 1])
+    assert not np.array_equal(by_key["p2p-seed", case, setting, 0], by_key["p2p-seed", case, setting, 1])
+
+
+def test_each_row_reruns_from_its_spec_and_its_metric_is_of_its_image(swept, editor):
+    from p2p_widgets.evaluate.datasets import read_pie
+
+    out, result = swept
+    cases = {c.id: c for c in read_pie(json.loads((out / "sweep.json").read_text())["dataset"])}
+    for method in ("pie-p2p-ddim", "p2p-seed"):
+        row = next(r for r in result.rows if r["method"] == method and r["seed"] == 1)
+        spec = EditSpec.from_json(row["spec"])
+        assert spec.model == "pocket" and spec.steps == STEPS and spec.seed == 1
+        inversion = Inversion.load(out / row["inversion_file"]) if row["inversion_file"] else None
+        again = editor.run(spec, inversion=inversion)
+        assert np.array_equal(np.asarray(again.images[1]), _png(out, row))
+        edited = Image.open(out / row["image"]).convert("RGB")
+        assert row["mean_abs_change"] == change_score(cases[row["case_id"]], edited)["mean_abs_change"]
+
+
+def test_the_summary_averages_each_metric_per_method_setting_and_edit_type(swept):
+    out, result = swept
+    assert len(result.summary) == 8  # 2 methods x 2 settings x 2 edit types, 2 seeds each
+    for entry in result.summary:
+        members = [
+            r
+            for r in result.rows
+            if (r["method"], r["setting"], r["edit_type"]) == (entry["method"], entry["setting"], entry["edit_type"])
+        ]
+        assert entry["rows"] == len(members) == 2 and entry["errors"] == 0
+        assert math.isclose(entry["mean_abs_change"], sum(r["mean_abs_change"] for r in members) / 2)
+        assert all(math.isnan(entry[m]) for m in metric_names())  # scored by change_score only
+    lines = (out / "summary.csv").read_text().splitlines()
+    assert lines[0].startswith("method,setting,edit_type,edit_type_name,rows,errors,") and len(lines) == 9
+
+
+def test_rerunning_skips_finished_rows_and_redoes_only_the_missing_one(swept, bench):
+    out, result = swept
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "rows").iterdir()}
+    again = run_sweep(bench, METHODS, GRID, SEEDS, out, steps=STEPS, guidance=5.0, metrics=change_score)
+    assert again.complete and (again.ran, again.skipped) == (0, 16)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "rows").iterdir()} == stamps
+    victim = result.rows[5]
+    before = _png(out, victim)
+    (out / "rows" / f"{victim['row_id']}.json").unlink()
+    (out / victim["image"]).unlink()
+    (out / "rows" / ".half-written.json.tmp").write_text("{")  # what a killed write leaves
+    again = run_sweep(bench, METHODS, GRID, SEEDS, out, steps=STEPS, guidance=5.0, metrics=change_score)
+    assert again.complete and (again.ran, again.skipped) == (1, 15)
+    assert np.array_equal(_png(out, victim), before)  # the same row again, bitwise
+    assert sorted(p.name for p in (out / "rows").iterdir()) == sorted(stamps)
+
+
+def test_a_killed_worker_process_loses_only_its_row_and_the_rerun_completes(bench, tmp_path):
+    out = tmp_path / "killed"
+    # the second case's last row: when it dies no row waits, so no fresh worker is started
+    crash = CrashOnce(tmp_path / "calls", case_id=_case_ids(bench)[1], on_call=2)
+    args = (bench, ["pie-p2p-ddim"], GRID, [0], out)
+    options = dict(steps=STEPS, guidance=5.0, metrics=crash, workers=2, progress=False)
+    first = run_sweep(*args, **options)
+    assert not first.complete and len(first.missing) == 1 and list(first.lost) == first.missing
+    assert "died" in first.lost[first.missing[0]] and len(first.rows) == 3
+    assert not (out / "table.parquet").exists() and not (out / "summary.csv").exists()
+    assert json.loads((out / "sweep.json").read_text())["complete"] is False
+    assert len(load_sweep(out)) == 3  # the finished rows, from rows/
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "rows").iterdir()}
+    second = run_sweep(*args, **options)  # the same command: one row left, so one worker, in process
+    assert second.complete and (second.ran, second.skipped) == (1, 3)
+    redone = second.rows[[r["row_id"] for r in second.rows].index(first.missing[0])]
+    assert redone["status"] == "ok" and redone["case_id"] == _case_ids(bench)[1]
+    assert len(list((out / "rows").glob("*.json"))) == 4 and len(list((out / "images").glob("*.png"))) == 4
+    assert all((out / "rows" / name).stat().st_mtime_ns == t for name, t in stamps.items())
+
+
+def _case_ids(folder):
+    return list(json.loads((folder / "mapping_file.json").read_text()))
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (dict(methods=["pie-p2p-fastest"]), "pie-p2p-fastest"),
+        (dict(grid={"crosss": [0.2]}), "crosss"),
+        (dict(grid={"cross": "0.2"}), "cross"),
+        (dict(grid='{"cross": [0.2'), "not valid JSON"),
+        (dict(seeds=[0, -1]), "seeds"),
+        (dict(grid={"seed": [0, 1]}, seeds=[0]), "seed"),
+        (dict(backend="dask"), "backend"),
+        (dict(workers=0), "workers"),
+        (dict(address="127.0.0.1:1"), "address"),
+        (dict(metrics={"dino": "x"}), "clip"),
+        (dict(methods=["pie-p2p", {"name": "pie-p2p"}]), "share a name"),
+    ],
+)
+def test_bad_input_is_named_before_anything_is_written(bench, tmp_path, change, named):
+    args = dict(methods=["pie-p2p-ddim"], grid=GRID, seeds=[0])
+    args.update(change)
+    out = tmp_path / "never"
+    options = {k: args.pop(k) for k in ("backend", "workers", "address", "metrics") if k in args}
+    with pytest.raises(P2PError, match=named):
+        run_sweep(bench, args["methods"], args["grid"], args["seeds"], out, **options)
+    assert not out.exists()
+
+
+def test_a_missing_image_and_a_malformed_dataset_are_named(bench, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(bench, broken)
+    image = next((broken / "annotation_images").rglob("*.png"))
+    image.unlink()
+    with pytest.raises(P2PError, match=image.name):
+        run_sweep(broken, ["pie-p2p-ddim"], None, None, tmp_path / "a")
+    (broken / "mapping_file.json").write_text("{not json")
+    with pytest.raises(P2PError, match="mapping_file.json"):
+        run_sweep(broken, ["pie-p2p-ddim"], None, None, tmp_path / "b")
+    with pytest.raises(P2PError, match="does not exist"):
+        run_sweep(tmp_path / "nowhere", ["pie-p2p-ddim"], None, None, tmp_path / "c")
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_a_folder_holding_another_sweep_is_refused(swept, bench):
+    out, _ = swept
+    with pytest.raises(P2PError, match="seeds"):
+        run_sweep(bench, METHODS, GRID, [0, 1, 2], out, steps=STEPS, guidance=5.0)
+    assert json.loads((out / "sweep.json").read_text())["complete"] is True  # left as it was
+
+
+def test_the_ray_backend_without_ray_says_how_to_install_it(bench, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
+    with pytest.raises(P2PError, match=r"p2p_widgets\[ray\]"):
+        run_sweep(bench, ["pie-p2p-ddim"], None, None, tmp_path / "r", backend="ray")
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_cli_runs_a_sweep_and_names_bad_input(bench, tmp_path, capsys):
+    from p2p_widgets.cli import main
+
+    out = tmp_path / "cli"
+    base = ["evaluate", str(bench), "--out", str(out), "--steps", str(STEPS), "--guidance", "5", "--no-progress"]
+    assert main([*base, "--method", "pie-p2p-ddim", "--grid", '{"crosss": [0.2]}']) == 2
+    assert "crosss" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "grid.json").write_text(json.dumps({"cross": [0.4]}))
+    assert main([*base, "--method", GENERATED_JSON, "--grid", f"@{tmp_path / 'grid.json'}", "--types", "6"]) == 0
+    printed = capsys.readouterr().out
+    assert "p2p-seed" in printed and "change color" in printed and "wrote" in printed
+    rows = load_sweep(out)
+    assert len(rows) == 1 and rows[0]["p.cross"] == 0.4 and rows[0]["edit_type"] == 6
+
+
+GENERATED_JSON = json.dumps(GENERATED)
