@@ -472,16 +472,21 @@ def test_a_bad_parameter_value_is_refused_naming_the_parameter(studio, values, p
     assert p.error == "" and p.method_values["start_step"] == 3
     p.set_state({"method_values": {**p.method_values, **values}})
     assert words in p.error and "must be in [" not in p.error and "got" not in p.error  # plain words
-    assert (p.error_field, p.error_param) == ("method_values", param)
+    assert p.error_field == f"method_values.{param}"  # the page shows it beside that parameter
     assert p.method_values["start_step"] == 3  # nothing changed
+    p.set_state({"method_values": {**p.method_values, **values}})  # the same bad value again: still refused
+    assert words in p.error and p.error_field == f"method_values.{param}"
     p.set_state({"method_values": {**p.method_values, "start_step": 5}})  # fixed: the error goes
-    assert (p.error, p.error_param, p.method_values["start_step"]) == ("", "", 5)
+    assert (p.error, p.error_field, p.method_values["start_step"]) == ("", "", 5)
 
 
 def test_a_method_that_follows_an_inversion_needs_an_image_first(studio):
     studio.panel.set_state({"method": "PlugAndPlay"})
     with pytest.raises(P2PError, match="follows the inversion of a real image"):
         studio.run(background=False)
+    studio.panel.clear_error()
+    studio.panel._handle_custom_msg({"type": "run"}, [])  # the Run button: the message stays beside the menu
+    assert "follows the inversion of a real image" in studio.panel.error
     assert studio.panel.error_field == "method" and studio.result is None and studio.panel.status != "running"
     studio.panel.set_state({"combine_p2p": True, "method": "MutualSelfAttention"})  # MasaCtrl runs from a seed
     assert studio.panel.error == ""  # the method's message went with the method
@@ -498,7 +503,7 @@ def test_p2p_combines_only_with_rules_that_keep_the_sources_keys(studio):
     p.set_state({"combine_p2p": True})
     assert p.error == "" and p.combine_p2p
     p.set_state({"method_values": {**p.method_values, "union": True}})  # union: both images' keys
-    assert (p.error_param, p.method_values["union"]) == ("union", False)
+    assert (p.error_field, p.method_values["union"]) == ("method_values.union", False)
     assert "untick 'combine with Prompt-to-Prompt' first" in p.error
 
 

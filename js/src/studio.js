@@ -66,7 +66,7 @@ function render({ model, el: host }) {
   on(["change:source_words", "change:blend_words"], showBlend);
   on("change:reweight", showReweight);
   on("change:images", showResults);
-  on(["change:error", "change:error_field", "change:error_param"], () => (
+  on(["change:error", "change:error_field"], () => (
     showValues(v), showFieldError(v), showStatus(v)));
 
   showValues(v);

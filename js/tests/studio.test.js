@@ -307,7 +307,7 @@ describe("studio panel", () => {
     expect(q(el, ".p2p-studio__method-note").textContent).toMatch(/follows the inversion of a real image/);
     const field = q(el, '[data-param="feature_until"] .p2p-studio__param-input');
     change(field, "1.5");
-    batch(model, { error_param: "feature_until", error_field: "method_values", // one message from Python
+    batch(model, { error_field: "method_values.feature_until", // one message from Python
       error: "not applied: feature until must be from 0 to 1; 1.5 is not" });
     model.set("method_values", { feature_until: 0.8 }); // Python puts the value back
     const error = q(el, ".p2p-studio__field-error");
@@ -318,7 +318,7 @@ describe("studio panel", () => {
     expect(field.getAttribute("aria-invalid")).toBe("true");
     expect(field.getAttribute("aria-describedby").split(" ")[0]).toBe(error.id);
     expect(q(el, ".p2p-error").hidden).toBe(true);
-    batch(model, { error: "", error_field: "", error_param: "" });
+    batch(model, { error: "", error_field: "" });
     expect(field.getAttribute("aria-invalid")).toBe(null);
     expect(field.getAttribute("aria-describedby")).toBe(field.dataset.describedby); // back to its help
     model.set("input_image", new Uint8Array([137, 80, 78, 71]));

@@ -279,7 +279,7 @@ def test_a_bad_parameter_shows_its_error_beside_the_field_and_the_studio_keeps_w
     assert field.input_value() == "-2" and field.get_attribute("aria-invalid") == "true"
     assert error.get_attribute("id") in field.get_attribute("aria-describedby").split()
     assert p.locator(".p2p-studio__run").is_disabled()
-    assert studio.panel.method_values["start_step"] == 4 and studio.panel.error_param == "start_step"
+    assert studio.panel.method_values["start_step"] == 4 and studio.panel.error_field == "method_values.start_step"
 
     _commit_field(page, '[data-param="start_step"] .p2p-studio__param-input', "2")
     assert studio.panel.error == "" and error.is_hidden() and field.get_attribute("aria-invalid") is None

@@ -1,5 +1,5 @@
-// Errors next to their field: when Python rejects a value it names the trait (`error_field`, and
-// for a method's value the parameter, `error_param`); the message then shows right under that
+// Errors next to their field: when Python rejects a value it names the trait (`error_field`; for
+// a method's value "method_values.<parameter>"); the message then shows right under that
 // control (aria-invalid, aria-describedby), the control keeps the text the user typed so it can be
 // fixed, and the general banner stays hidden.
 import { paramControl } from "./methods.js";
@@ -9,8 +9,12 @@ import { paramControl } from "./methods.js";
 /** Text and number fields whose rejected text stays in the field. */
 export const TYPED_FIELDS = ["source", "target", "seed", "steps", "guidance"];
 
-/** The control that edits the trait `name` (for method_values: the parameter named by error_param), or null. */
+/** The control that edits the trait `name` ("method_values.<parameter>": that parameter's), or null. */
 export function controlOf(v, name) {
+  if (name.startsWith("method_values.")) {
+    const node = paramControl(v, name.slice("method_values.".length));
+    return node && !node.closest("[hidden]") ? node : null;
+  }
   const nodes = {
     source: v.source,
     target: v.target,
@@ -27,7 +31,7 @@ export function controlOf(v, name) {
     windows: v.crossEnd,
     method: v.methodSelect,
     combine_p2p: v.combine,
-    method_values: v.model.get("error_param") ? paramControl(v, v.model.get("error_param")) : v.params,
+    method_values: v.params,
   };
   const node = nodes[name] || null;
   return node && !node.closest("[hidden]") ? node : null;
@@ -50,7 +54,7 @@ export function keptText(v, name) {
  * the text kept is always the one Python refused). */
 export function keptParamText(v, param) {
   const m = v.model;
-  const refused = m.get("error") && m.get("error_field") === "method_values" && m.get("error_param") === param;
+  const refused = m.get("error") && m.get("error_field") === `method_values.${param}`;
   return refused ? v.typed[`param:${param}`] : undefined;
 }
 

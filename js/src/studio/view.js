@@ -10,7 +10,6 @@ import { keptParamText } from "./errors.js";
  *   method_values: Object<string, any>,
  *   combine_p2p: boolean,
  *   changed_words: {source: string[], target: string[]},
- *   error_param: string,
  *   section: "playback" | "alignment" | "schedule",
  * }} StudioMethodTraits
  */

@@ -5,7 +5,8 @@ actions (``run``, ``stop``, ``load_spec``, ``image``, ``export_gif``) arrive as 
 handed to the owning :class:`~p2p_widgets.widgets.studio.Studio`. The method menu (``methods``)
 lists Prompt-to-Prompt and every registered rule with declared parameters; ``method_values`` are
 checked by the rule's own :class:`~p2p_widgets.engine.params.Param` declarations (see
-:mod:`.methods`), and an error about one of them names it in ``error_param``.
+:mod:`.methods`), and an error about one of them names it: ``error_field`` is
+``"method_values.<parameter>"``.
 """
 
 from __future__ import annotations
@@ -153,7 +154,6 @@ class StudioPanel(P2PWidget):
     changed_words = traitlets.Dict(
         help="{'source': [...], 'target': [...]}: words that differ between the prompts (offered first)."
     ).tag(sync=True)
-    error_param = traitlets.Unicode("", help="The method parameter an error is about ('' for none).").tag(sync=True)
 
     def __init__(self, tokenizer=None, **kwargs: Any):
         self._prompts = PromptCache(tokenizer)
@@ -161,6 +161,7 @@ class StudioPanel(P2PWidget):
         self._classes: dict[str, type] = method_classes()  # the menu's rule classes (refresh_methods)
         self._kept_values: dict[str, dict] = {}  # each method's last values, back when it is chosen again
         self._bad_param = ""  # the parameter the last refused method_values named
+        self._reported = False  # whether an error was reported during the current front-end update
         kwargs.setdefault("n_evals", kwargs.get("steps", 25))
         kwargs.setdefault("windows", AlphaSchedule.build(kwargs["n_evals"]).to_windows())
         kwargs.setdefault("methods", method_menu())
@@ -328,23 +329,22 @@ class StudioPanel(P2PWidget):
         return True
 
     def set_state(self, sync_data: dict) -> None:
-        """As :meth:`P2PWidget.set_state`; an accepted write of the field a refused Run named (e.g.
-        the method, the scheduler) also clears that message: it has been answered."""
-        field, error = self.error_field, self.error
+        """As :meth:`P2PWidget.set_state`; an accepted write of the field an error is about (a
+        method parameter, or e.g. the method or scheduler a refused Run named) clears it: it has
+        been answered."""
+        field = self.error_field.split(".")[0]
+        self._reported = False
         super().set_state(sync_data)
-        if field and field in sync_data and (self.error, self.error_field) == (error, field):
+        if field and field in sync_data and not self._reported:
             self.clear_error()
 
     def report_error(self, message: str, field: str = "") -> None:
-        """As :meth:`P2PWidget.report_error`; an error about ``method_values`` also names its parameter."""
-        with self.hold_sync():
-            self.error_param = self._bad_param if field == "method_values" else ""
-            super().report_error(message, field)
-
-    def clear_error(self) -> None:
-        with self.hold_sync():
-            self.error_param = ""
-            super().clear_error()
+        """As :meth:`P2PWidget.report_error`; an error about ``method_values`` names its parameter
+        in the field: ``"method_values.<parameter>"`` (the page shows it beside that control)."""
+        self._reported = True
+        if field == "method_values" and self._bad_param:
+            field = f"method_values.{self._bad_param}"
+        super().report_error(message, field)
 
     @traitlets.observe("steps", "scheduler")
     def _on_sampling(self, change):
@@ -384,7 +384,8 @@ class StudioPanel(P2PWidget):
         try:
             studio.run()  # in a worker thread unless the Studio was made with background=False
         except P2PError as exc:
-            raise MessageError(str(exc)) from None
+            if not self.error:  # the Studio shows its refusals itself, beside the field at fault
+                raise MessageError(str(exc)) from None
 
     @on_message("stop")
     def _on_stop(self, content: dict, buffers: list) -> None:
