@@ -33,7 +33,9 @@ checks both against the benchmark's own code.
 
 The metric networks are built here in plain torch (DINO's ViT, SqueezeNet) or come from
 transformers (CLIP); :meth:`MetricModels.load` takes the real weights, :meth:`MetricModels.random`
-builds them from configs with random weights (tests, comparisons).
+builds them from configs with random weights (tests, comparisons). DINO and LPIPS run batched; CLIP's
+image tower runs one image at a time unless ``MetricModels.clip_batch`` says otherwise (the scores then
+equal the benchmark's to the bit on the same device).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import P2PError
+from ..errors import P2PError, is_int
 from .cases import EditCase
 
 METRIC_NAMES = (
@@ -308,9 +310,15 @@ class MetricModels:
     lpips: LpipsSqueeze
     settings: MetricSettings = field(default_factory=MetricSettings)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # CLIP's image tower one image at a time, as the benchmark runs it: then the scores equal its own
+    # to the bit; larger batches are faster on a GPU and differ in the last float32 digits (~1e-5 of a
+    # score near 100)
+    clip_batch: int = 1
     text_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        if not is_int(self.clip_batch) or self.clip_batch < 1:
+            raise P2PError(f"clip_batch must be a positive integer, got {self.clip_batch!r}")
         for net in (self.dino, self.clip, self.lpips):
             net.eval().requires_grad_(False)
 
@@ -392,20 +400,23 @@ def _random_clip(geometry: dict):
     text.update(hidden_act="quick_gelu")
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=geometry["projection"])
     model = CLIPModel(config).eval()
-    shared = 0.25 * torch.randn(geometry["projection"])  # scores near 50, not 90: float32 spacing halves
+    width = geometry["projection"]
+    shared = torch.randn(width)
+    shared /= shared.norm()
     with torch.no_grad():
         for norm, proj in (
             (model.vision_model.post_layernorm, model.visual_projection),
             (model.text_model.final_layer_norm, model.text_projection),
         ):
-            # the final norm's output is a part of norm sqrt(d) plus its bias: a bias of 1.5 sqrt(d)
-            # along a unit direction the projection maps onto `shared` leaves every embedding at least
-            # 0.5 sqrt(d) of `shared`, whatever the image or text
+            # the final norm's output is a part of norm sqrt(d) plus its bias: a bias of 1.5 sqrt(d) along
+            # a unit direction that the projection maps onto `shared` puts (1.5 +- 1) sqrt(d) of it in every
+            # embedding; scaled to the size of the projection's random part (about sqrt(3.25 width)),
+            # cosines come out near 0.5 (scores near 50, where float32 spacing is 4e-6)
             dim = norm.bias.shape[0]
             direction = torch.randn(dim)
             direction /= direction.norm()
             norm.bias.copy_(1.5 * dim**0.5 * direction)
-            proj.weight.add_(torch.outer(shared, direction))
+            proj.weight.add_(torch.outer(shared, direction) * (3.25 * width) ** 0.5 / (1.5 * dim**0.5))
     return model, _pil_image_processor_class()(), load_tokenizer()
 
 
@@ -647,8 +658,10 @@ def _text_features(models: MetricModels, prompt: str) -> torch.Tensor:
 def clip_scores(models: MetricModels, images: list[np.ndarray], prompts: list[str]) -> list[float]:
     """max(100 cos, 0) of each (H, W, 3) uint8 image with its prompt, as CLIPScore computes it."""
     tensors = [torch.from_numpy(np.array(img)).permute(2, 0, 1) for img in images]  # a writable copy
-    pixels = models.clip_image_processor(images=tensors, return_tensors="pt")["pixel_values"]
-    image_feats = _features(models.clip.get_image_features(pixel_values=pixels.to(models.device)))
+    pixels = models.clip_image_processor(images=tensors, return_tensors="pt")["pixel_values"].to(models.device)
+    step = models.clip_batch
+    parts = [models.clip.get_image_features(pixel_values=pixels[i : i + step]) for i in range(0, len(pixels), step)]
+    image_feats = torch.cat([_features(part) for part in parts])
     text_feats = torch.stack([_text_features(models, prompt) for prompt in prompts])
     image_feats = image_feats / image_feats.norm(p=2, dim=-1, keepdim=True)
     text_feats = text_feats / text_feats.norm(p=2, dim=-1, keepdim=True)
