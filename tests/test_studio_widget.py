@@ -426,7 +426,11 @@ def own_rule():
             Param("until", "int", 2, "last step, exclusive", low=0),
             Param("words", "words", (), "unused words"),
             Param("mode", "choice", "all", "which layers", choices=("all", "coarse")),
+            Param("object", "words", None, "words of the source marking the object"),  # no default
         )
+
+        def bind(self, source, target):
+            self.positions = [k for w in self.object for k in source.positions(w)]
 
         def self_weight(self, ctx):
             return self.share if ctx.step < self.until else 0.0
@@ -446,11 +450,12 @@ def test_the_method_menu_lists_p2p_and_every_registered_rule_with_parameters(stu
     assert list(menu) == expected and {"MutualSelfAttention", "PlugAndPlay", "StyleAligned"} <= set(menu)
     assert "Replace" not in menu and "Combine" not in menu  # built from prompts, not from parameters
     entry = menu["StudioTestShare"]
-    assert [p["name"] for p in entry["params"]] == ["share", "until", "words", "mode"]
+    assert [p["name"] for p in entry["params"]] == ["share", "until", "words", "mode", "object"]
     assert entry["params"][0] == own_rule.params[0].describe()
     assert entry["help"].startswith("Test rule: a share") and entry["combinable"] and not entry["follows_inversion"]
     assert menu["PlugAndPlay"]["follows_inversion"] and menu["MutualSelfAttention"]["label"].endswith("(MasaCtrl)")
-    assert studio.panel.method_values == {"share": 0.5, "until": 2, "words": [], "mode": "all"}  # the defaults
+    # the defaults; "object" has none: the user fills it in
+    assert studio.panel.method_values == {"share": 0.5, "until": 2, "words": [], "mode": "all", "object": None}
     fresh = Studio(editor=studio.editor, source=SOURCE, target=TARGET, steps=4, aligner=False, timeline=False)
     assert [m["name"] for m in fresh.panel.methods] == expected
 
@@ -478,6 +483,24 @@ def test_a_bad_parameter_value_is_refused_naming_the_parameter(studio, values, p
     assert words in p.error and p.error_field == f"method_values.{param}"
     p.set_state({"method_values": {**p.method_values, "start_step": 5}})  # fixed: the error goes
     assert (p.error, p.error_field, p.method_values["start_step"]) == ("", "", 5)
+
+
+def test_a_value_only_the_user_can_give_is_asked_for_beside_its_field(studio, own_rule):
+    p = studio.panel
+    p.set_state({"method": "StudioTestShare"})
+    assert p.error == "" and p.method_values["object"] is None
+    p._handle_custom_msg({"type": "run"}, [])  # the Run button
+    assert p.error_field == "method_values.object"
+    assert p.error == "object needs a value (words of the source marking the object)"
+    p.set_state({"method_values": {**p.method_values, "object": ["zebra"]}})
+    assert p.error == ""  # answered
+    p._handle_custom_msg({"type": "run"}, [])
+    assert p.error_field == "method_values.object" and "word 'zebra' is not in the prompt" in p.error
+    assert studio.result is None and not studio.running
+    p.set_state({"method_values": {**p.method_values, "object": ["cat"]}})
+    result = studio.run(background=False)
+    assert result.spec.rules[0] == {"rule": "StudioTestShare", **p.method_values}
+    assert p.method_values["object"] == ["cat"]
 
 
 def test_a_method_that_follows_an_inversion_needs_an_image_first(studio):

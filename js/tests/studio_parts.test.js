@@ -1,7 +1,9 @@
 // The studio's pure helpers: parameter text <-> values, which words are offered first, the
 // changed-words sentence, result zoom and pixel values.
 import { describe, expect, it } from "vitest";
-import { describeParam, formatParam, hasSlider, paramLabel, parseParam, parseWords, rangeText, stepOf } from "../src/studio/params.js";
+import {
+  describeParam, formatParam, hasSlider, paramLabel, parseParam, parseWords, placeholderOf, rangeText, stepOf,
+} from "../src/studio/params.js";
 import { diffParts, diffSentence, moreText, offerWords } from "../src/studio/words.js";
 import { fitScale, movedProbe, pixelAt, readoutText, scaleOf } from "../src/studio/zoom.js";
 
@@ -37,6 +39,12 @@ describe("parameters from their declaration", () => {
     expect(parseParam(param({ kind: "choice", choices: ["a", "b"] }), "b")).toBe("b");
     expect(parseWords(" cat, dog  bird,")).toEqual(["cat", "dog", "bird"]);
     expect(parseParam(param({ kind: "words" }), "cat,dog")).toEqual(["cat", "dog"]);
+  });
+
+  it("says which empty fields are needed and which may stay empty", () => {
+    expect(placeholderOf(param({ kind: "words", default: null }))).toBe("needed");
+    expect(placeholderOf(param({ default: null, optional: true }))).toBe("empty");
+    expect(placeholderOf(param())).toBe("");
   });
 
   it("formats values back into the control's text", () => {

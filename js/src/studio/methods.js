@@ -2,7 +2,7 @@
 // each rule's Param.describe() list), with no code of any one rule here. Numbers get a field
 // (and a slider when bounded floats), booleans a checkbox, choices a select, word lists a text
 // field; the help is the field's description. Python checks every value (Param.check).
-import { describeParam, formatParam, hasSlider, paramLabel, stepOf } from "./params.js";
+import { describeParam, formatParam, hasSlider, paramLabel, placeholderOf, stepOf } from "./params.js";
 import { input, newId } from "./layout.js";
 
 /** @typedef {import("./view.js").StudioView} StudioView */
@@ -28,7 +28,7 @@ export function usesP2P(v) {
 }
 
 function numberControls(v, param, describedBy) {
-  const attrs = { step: stepOf(param), "aria-describedby": describedBy, placeholder: param.optional ? "empty" : "" };
+  const attrs = { step: stepOf(param), "aria-describedby": describedBy, placeholder: placeholderOf(param) };
   if (typeof param.low === "number") attrs.min = param.low;
   if (typeof param.high === "number") attrs.max = param.high;
   const box = input(v.el, "number", "p2p-studio__param-input", attrs);
@@ -51,7 +51,8 @@ function controlsOf(v, param, describedBy) {
     return [el("select", { class: "p2p-studio__param-input", "aria-describedby": describedBy }, options)];
   }
   if (param.kind === "words") {
-    return [input(el, "text", "p2p-studio__param-input", { spellcheck: false, "aria-describedby": describedBy })];
+    const attrs = { spellcheck: false, "aria-describedby": describedBy, placeholder: placeholderOf(param) };
+    return [input(el, "text", "p2p-studio__param-input", attrs)];
   }
   return numberControls(v, param, describedBy);
 }

@@ -73,3 +73,10 @@ export function stepOf(param) {
   if (hasSlider(param)) return String((param.high - param.low) / 100);
   return "any";
 }
+
+/** The placeholder of an empty field: "needed" for a value only the user can give (declared
+ * without a default), "empty" where empty is allowed (optional), else nothing. */
+export function placeholderOf(param) {
+  if (param.optional) return "empty";
+  return param.default === null || param.default === undefined ? "needed" : "";
+}

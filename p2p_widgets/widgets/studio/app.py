@@ -18,12 +18,12 @@ from ...engine.mapper import Mapper, align
 from ...engine.rules import Combine, EditRule, Refine
 from ...engine.schedule import AlphaSchedule, to_step
 from ...engine.spec import EditSpec
-from ...errors import P2PError
+from ...errors import P2PError, WordNotFound
 from ...stream.frames import encode_image
 from ..player import AttentionPlayer
 from .controller import RunController
 from .image_input import prepare_image
-from .methods import P2P
+from .methods import P2P, missing, needs_value
 from .panel import StudioPanel
 from .rules import blend_of, method_not_shown, method_rule, not_shown, p2p_base, p2p_rule, split_rule
 
@@ -356,7 +356,12 @@ class Studio(ipywidgets.VBox):
         """A P2PError, shown beside the field at fault, for settings that cannot run."""
         p, problem = self.panel, None
         entry = next((m for m in p.methods if m["name"] == p.method), {})
-        if self._image is None and entry.get("follows_inversion"):
+        empty = missing(p.method_class(), p.method_values)
+        if empty:
+            problem = (f"method_values.{empty[0].name}", needs_value(empty[0]))
+        elif (unknown := self._unknown_word()) is not None:
+            problem = unknown
+        elif self._image is None and entry.get("follows_inversion"):
             problem = ("method", f"{entry['label']} follows the inversion of a real image: load an image to edit first")
         elif self._image is not None and p.scheduler != schedulers.DDIM:
             problem = ("scheduler", "a real image is edited from its DDIM inversion: choose the DDIM scheduler")
@@ -365,6 +370,22 @@ class Studio(ipywidgets.VBox):
         if problem is not None:
             p.report_error(problem[1], field=problem[0])
             raise P2PError(problem[1])
+
+    def _unknown_word(self) -> tuple[str, str] | None:
+        """(field, message) when the chosen rule names a word that is not in its prompt (it reads
+        its words when bound to the prompts; the field is the words parameter holding it)."""
+        p = self.panel
+        if p.method == P2P:
+            return None
+        rule = method_rule(p)
+        try:
+            rule.bind(p.prompt(p.source), p.prompt(p.target))
+        except WordNotFound as exc:
+            holders = [
+                x.name for x in rule.params if x.kind == "words" and exc.word in (p.method_values.get(x.name) or [])
+            ]
+            return (f"method_values.{holders[0]}" if holders else "method", str(exc))
+        return None
 
     def _label(self) -> str:
         """What the baseline image is "without" (P2P, or the chosen method)."""

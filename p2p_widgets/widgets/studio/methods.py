@@ -59,8 +59,8 @@ def combinable(cls: type) -> bool:
         return False
     try:
         return not lengthens_keys(cls())
-    except P2PError:
-        return False
+    except P2PError:  # a value only the user can give: the values are probed when P2P is ticked
+        return True
 
 
 def lengthens_keys(rule: EditRule) -> bool:
@@ -119,7 +119,9 @@ def default_values(cls: type | None) -> dict:
 
 def check_values(cls: type | None, values) -> dict:
     """Every parameter of ``cls`` (defaults filled in) checked by its :meth:`Param.check`, as
-    JSON values; a :class:`ParamValueError` names the first bad or unknown parameter."""
+    JSON values; a :class:`ParamValueError` names the first bad or unknown parameter. A parameter
+    declared without a default (``None``, not optional) may stay empty here: the user fills it in
+    before Run (see :func:`missing`)."""
     if not isinstance(values, dict):
         raise ParamValueError("", f"method values must be an object of parameter: value, got {values!r}")
     params = {} if cls is None else {p.name: p for p in cls.params}
@@ -131,6 +133,9 @@ def check_values(cls: type | None, values) -> dict:
     out = {}
     for name, param in params.items():
         value = values.get(name, param.default)
+        if value is None and _required(param):
+            out[name] = None  # to be filled in: Run says so beside the field
+            continue
         try:
             out[name] = _plain(param.check(value))
         except P2PError as exc:
@@ -138,11 +143,27 @@ def check_values(cls: type | None, values) -> dict:
     return out
 
 
+def _required(param: Param) -> bool:
+    """Declared without a default: a value only the user can give (e.g. the words of an object)."""
+    return param.default is None and not param.optional
+
+
+def missing(cls: type | None, values: dict) -> list[Param]:
+    """The parameters of ``cls`` still without a value (declared without a default, left empty)."""
+    return [] if cls is None else [p for p in cls.params if _required(p) and values.get(p.name) is None]
+
+
+def needs_value(param: Param) -> str:
+    """The message beside an empty parameter that needs a value."""
+    what = words_of(param.name)
+    return f"{what} needs a value ({param.help})" if param.help else f"{what} needs a value"
+
+
 def plain_error(param: Param, value, exc: Exception) -> str:
     """What is wrong with ``value`` for ``param``, in words a person reads beside the field."""
     what = words_of(param.name)
     if value is None or value == "":
-        return f"{what} needs a value ({param.help})" if param.help else f"{what} needs a value"
+        return needs_value(param)
     if param.kind in ("int", "float"):
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if not number:

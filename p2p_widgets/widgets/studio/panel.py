@@ -31,6 +31,7 @@ from .methods import (
     lengthens_keys,
     method_classes,
     method_menu,
+    missing,
     words_of,
 )
 
@@ -298,7 +299,7 @@ class StudioPanel(P2PWidget):
         cls = self.method_class()
         try:
             values = check_values(cls, proposal["value"])
-            if self.combine_p2p and cls is not None and lengthens_keys(cls(**values)):
+            if self.combine_p2p and cls is not None and not missing(cls, values) and lengthens_keys(cls(**values)):
                 # the parameter this write changed (self.method_values may hold the proposal already:
                 # ipywidgets validates a front-end update after setting it)
                 changed = [k for k, v in values.items() if self._kept_values.get(self.method, {}).get(k) != v] or [""]
@@ -321,7 +322,7 @@ class StudioPanel(P2PWidget):
         if cls is None or not self._combinable(cls):
             what = "itself" if cls is None else f"{self.method}: it changes cross-attention or attends to more keys"
             raise traitlets.TraitError(f"Prompt-to-Prompt cannot run beside {what}")
-        if lengthens_keys(cls(**self.method_values)):
+        if not missing(cls, self.method_values) and lengthens_keys(cls(**self.method_values)):
             raise traitlets.TraitError(
                 f"{self.method} with these values attends to more keys than the source has, which P2P's "
                 "self-attention injection cannot share (e.g. MasaCtrl's union): change them first"
