@@ -16,7 +16,7 @@ from p2p_widgets.engine.inversion import Inversion
 from p2p_widgets.engine.spec import EditSpec
 from p2p_widgets.errors import P2PError
 from p2p_widgets.evaluate.pocket_bench import make_pocket_bench
-from p2p_widgets.evaluate.sweep import load_sweep, metric_names, row_id, run_sweep
+from p2p_widgets.evaluate.sweep import load_sweep, metric_names, row_id, run_sweep, write_table
 
 STEPS = 2
 GENERATED = {"name": "p2p-seed", "template": {"cross": 0.8, "self_attn": 0.4, "blend": True}}  # no inversion
@@ -182,6 +182,25 @@ def test_rerunning_skips_finished_rows_and_redoes_only_the_missing_one(swept, be
     assert again.complete and (again.ran, again.skipped) == (1, 15)
     assert np.array_equal(_png(out, victim), before)  # the same row again, bitwise
     assert sorted(p.name for p in (out / "rows").iterdir()) == sorted(stamps)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_tables_give_back_each_rows_values(tmp_path, monkeypatch, kind):
+    if kind == "csv":
+        monkeypatch.setitem(sys.modules, "pyarrow", None)  # without pyarrow the table is CSV
+    rows = []
+    for k, (steps, cross, score) in enumerate([(25, 0.2, 1.5), ("model", None, float("nan"))]):
+        row = {c: f"{c}-{k}" for c in CONTRACT if c not in ("edit_type", "seed", "seconds", "p.cross")}
+        row.update({"edit_type": 6, "seed": k, "seconds": 0.5, "p.cross": cross, "p.steps": steps})
+        rows.append({**row, "mean_abs_change": score})
+    write_table(tmp_path, rows)
+    assert (tmp_path / f"table.{kind}").is_file()
+    (tmp_path / "sweep.json").write_text(json.dumps({"format": "p2p_widgets.sweep", "version": 1, "complete": True}))
+    back = load_sweep(tmp_path)
+    assert [r["p.steps"] for r in back] == [25, "model"] and [r["p.cross"] for r in back] == [0.2, None]
+    assert [r["seed"] for r in back] == [0, 1] and back[0]["edit_type"] == 6 and back[0]["row_id"] == "row_id-0"
+    assert back[0]["mean_abs_change"] == 1.5 and math.isnan(back[1]["mean_abs_change"])
+    assert all(math.isnan(r[m]) for r in back for m in metric_names())  # every metric column, NaN if not scored
 
 
 def test_a_killed_worker_process_loses_only_its_row_and_the_rerun_completes(bench, tmp_path):

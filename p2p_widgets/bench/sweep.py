@@ -75,7 +75,7 @@ def main(argv=None) -> dict:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(
         f"cpus: {cpus}; Ray local cluster num_cpus={min(2, cpus)}; one torch thread per worker "
-        f"(torch.set_num_threads(1), P2P_WIDGETS_THREADS=1); method {args.method}, {args.steps} steps, "
+        f"(torch.set_num_threads(1)); method {args.method}, {args.steps} steps, "
         f"{args.cases} cases x 2 settings x 1 seed"
     )
     results = {}

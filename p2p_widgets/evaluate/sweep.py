@@ -49,6 +49,7 @@ HEAD_COLUMNS = ("row_id", "case_id", "edit_type", "edit_type_name", "method", "i
 MID_COLUMNS = ("seed", "image", "source_image", "spec", "inversion_file")
 TAIL_COLUMNS = ("seconds", "status", "error")
 TIMING_COLUMNS = ("seconds",)
+JSON_COLUMNS_KEY = "p2p_widgets.json_columns"  # Parquet metadata: parameter columns stored as JSON text
 MANIFEST_KEYS = ("dataset", "methods", "grid", "seeds", "model", "rows_expected")
 
 
@@ -289,10 +290,9 @@ def write_table(folder: Path, rows: list[dict]) -> Path:
         path = folder / "table.csv"
         write_atomic(path, _csv_bytes(rows, encode_params=True))
         return path
-    try:
-        table = pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a parameter mixing types (e.g. 0.2 and "x"): JSON text
-        table = pa.Table.from_pylist([{k: _param_json(k, v) for k, v in row.items()} for row in rows])
+    mixed = _mixed_columns(rows)  # a parameter mixing types (e.g. 25 and "model") is stored as JSON text
+    table = pa.Table.from_pylist([{k: json.dumps(v) if k in mixed else v for k, v in row.items()} for row in rows])
+    table = table.replace_schema_metadata({JSON_COLUMNS_KEY: json.dumps(mixed)})
     path = folder / "table.parquet"
     tmp = folder / f".table.{uuid.uuid4().hex}.tmp"
     try:
@@ -301,6 +301,14 @@ def write_table(folder: Path, rows: list[dict]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _mixed_columns(rows: list[dict]) -> list[str]:
+    def kind(value):
+        return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+    columns = [k for k in (rows[0] if rows else {}) if k.startswith("p.")]
+    return [c for c in columns if len({kind(r[c]) for r in rows if r[c] is not None}) > 1]
 
 
 def _param_json(key, value):
@@ -357,7 +365,12 @@ def load_sweep(folder) -> list[dict]:
         if (folder / "table.parquet").is_file():
             import pyarrow.parquet as pq
 
-            return pq.read_table(folder / "table.parquet").to_pylist()
+            table = pq.read_table(folder / "table.parquet")
+            encoded = json.loads((table.schema.metadata or {}).get(JSON_COLUMNS_KEY.encode(), b"[]"))
+            rows = table.to_pylist()
+            for row in rows:
+                row.update({k: json.loads(row[k]) for k in encoded})
+            return rows
         if (folder / "table.csv").is_file():
             return _read_csv_table(folder / "table.csv")
     rows = [_read_row(path) for path in sorted((folder / "rows").glob("*.json"))]

@@ -69,8 +69,7 @@ def set_threads(threads: int | None) -> None:
 
     from ...engine.threads import choose_cpu_threads
 
-    os.environ["P2P_WIDGETS_THREADS"] = str(threads)
-    choose_cpu_threads()
+    choose_cpu_threads()  # the package's choice is made once per process: made now, then overridden
     torch.set_num_threads(int(threads))
 
 
