@@ -76,7 +76,10 @@ class ProcessPool:
 
     def submit(self, slot: _Slot, job) -> None:
         slot.job = job
-        slot.conn.send(job)
+        try:
+            slot.conn.send(job)
+        except OSError:  # the process died while idle: wait() reads its closed pipe and reports the row lost
+            pass
 
     def wait(self):
         busy = [s for s in self._slots if s.job is not None]
