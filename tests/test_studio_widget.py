@@ -630,6 +630,8 @@ def test_the_tabs_show_one_section_and_work_during_a_run(studio):
     assert shown() == [False, True, False]
     studio.show("schedule")
     assert shown() == [False, False, True]
+    with pytest.raises(P2PError, match="section"):
+        studio.show("gallery")
     studio.panel.steps = 6  # a new timeline replaces the old one: still the section shown
     assert shown() == [False, False, True] and studio.timeline.n_evals == 6
     studio.panel.status = "running"  # switching sections changes no setting: allowed mid-run

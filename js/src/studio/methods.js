@@ -69,7 +69,7 @@ function paramField(v, param) {
   ]);
   return el("div", { class: `p2p-studio__field p2p-studio__param p2p-studio__param--${param.kind}`, dataset: { param: param.name } }, [
     label,
-    el("span", { class: "p2p-studio__param-help", id: helpId, text: describeParam(param) }),
+    el("span", { class: "p2p-studio__param-help", id: helpId, text: describeParam(param), title: describeParam(param) }),
   ]);
 }
 

@@ -130,7 +130,10 @@ class Studio(ipywidgets.VBox):
 
     def show(self, section: str) -> None:
         """Show one section under the panel: "playback", "alignment" or "schedule" (the tabs do it too)."""
-        self.panel.section = section
+        try:
+            self.panel.section = section
+        except traitlets.TraitError as exc:
+            raise P2PError(f"section: {exc}") from None
 
     def _on_section(self, change) -> None:
         self._show_section()
