@@ -60,6 +60,7 @@ def connect(ray, address: str | None) -> bool:
     try:
         ray.init(address=address, ignore_reinit_error=True)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError or ValueError here
+        ray.shutdown()  # whatever the failed start left running
         where = f"at {address}" if address else "(a local one)"
         raise P2PError(f"cannot connect to the Ray cluster {where}: {exc}") from None
     return address is None
