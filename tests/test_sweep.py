@@ -178,10 +178,13 @@ def test_rerunning_skips_finished_rows_and_redoes_only_the_missing_one(swept, be
     (out / "rows" / f"{victim['row_id']}.json").unlink()
     (out / victim["image"]).unlink()
     (out / "rows" / ".half-written.json.tmp").write_text("{")  # what a killed write leaves
+    (out / "inversions" / ".tmp-killed").mkdir()  # what a worker killed while caching leaves
+    (out / "inversions" / "deadbeef.lock").write_text('{"host": "gone", "pid": 1, "time": 0}')
     again = run_sweep(bench, METHODS, GRID, SEEDS, out, steps=STEPS, guidance=5.0, metrics=change_score)
     assert again.complete and (again.ran, again.skipped) == (1, 15)
     assert np.array_equal(_png(out, victim), before)  # the same row again, bitwise
     assert sorted(p.name for p in (out / "rows").iterdir()) == sorted(stamps)
+    assert sorted(p.suffix for p in (out / "inversions").iterdir()) == [".json"] * 2 + [".safetensors"] * 2
 
 
 @pytest.mark.parametrize("kind", ["parquet", "csv"])

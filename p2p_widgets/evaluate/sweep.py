@@ -21,7 +21,7 @@ seed). Rerunning the same command skips finished rows (``retry_errors`` also rer
 edit failed); a worker that dies loses only its row in flight, which the next run does. Bad
 input (a malformed grid, an unknown method or parameter, a missing image, an unreachable Ray
 address, a folder holding another sweep) raises a :class:`~p2p_widgets.errors.P2PError` before
-any row is written.
+any row is written. One run at a time per folder (a run starts by clearing what killed runs left).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from ..errors import P2PError, is_int
 from .backends import check_backend, run_jobs
-from .backends.worker import Job, WorkerConfig
+from .backends.worker import INVERSIONS_DIR, Job, WorkerConfig
 from .methods import INVERSIONS, SEED, Method, apply_grid, check_grid, get_method
 
 FORMAT = "p2p_widgets.sweep"
@@ -226,6 +227,12 @@ def _prepare_folder(out, manifest: dict) -> Path:
     for sub in ("rows", "images"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
         for stale in (folder / sub).glob(".*.tmp"):  # left by a run that was killed while writing
+            stale.unlink(missing_ok=True)
+    cache = folder / INVERSIONS_DIR  # no worker of this folder runs now (one run at a time per folder)
+    for stale in [*cache.glob(".tmp-*"), *cache.glob("*.lock")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
             stale.unlink(missing_ok=True)
     write_atomic(folder / "sweep.json", json.dumps(manifest, indent=1).encode())
     for name in ("table.parquet", "table.csv", "summary.csv"):
