@@ -304,3 +304,34 @@ def test_the_cli_runs_a_sweep_and_names_bad_input(bench, tmp_path, capsys):
 
 
 GENERATED_JSON = json.dumps(GENERATED)
+
+
+def test_two_workers_wanting_one_inversion_compute_it_once(tmp_path):
+    import threading
+    import time
+
+    import torch
+
+    from p2p_widgets.evaluate.backends.worker import cached_inversion
+
+    calls = []
+
+    def compute():
+        calls.append(threading.get_ident())
+        time.sleep(0.5)  # long enough for the other worker to find the lock
+        latents = torch.arange(3 * 4 * 2 * 2, dtype=torch.float32).reshape(3, 4, 2, 2)
+        return Inversion("ddim", "a caption", 2, 5.0, latents, None, [501, 1], model="m@0")
+
+    results = [None, None]
+
+    def worker(k):
+        results[k] = cached_inversion(tmp_path, "key", compute)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1  # the second waited for the first's file
+    assert torch.equal(results[0].latents, results[1].latents) and results[1].prompt == "a caption"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key.json", "key.safetensors"]  # no lock, no temporary
