@@ -13,6 +13,7 @@ from PIL import Image
 from test_sweep import CrashOnce, change_score
 
 from p2p_widgets.errors import P2PError
+from p2p_widgets.evaluate.backends.ray_backend import start_local_cluster
 from p2p_widgets.evaluate.pocket_bench import make_pocket_bench
 from p2p_widgets.evaluate.sweep import load_sweep, run_sweep
 
@@ -27,16 +28,7 @@ TIMING = ("seconds",)
 def cluster():
     import test_sweep
 
-    # on a busy 2-core machine the raylet can give up waiting for its agent process (15 s, not
-    # configurable; seen with a load average of 5-8 from other work): try again, up to three times
-    for attempt in range(3):
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    start_local_cluster(ray, num_cpus=2, include_dashboard=False, log_to_driver=False)  # retries a busy start
     # the test's scorers travel to the actors by value (the tests folder is not on their path)
     ray.cloudpickle.register_pickle_by_value(test_sweep)
     yield

@@ -70,6 +70,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     import ray
 
+    from ..evaluate.backends.ray_backend import start_local_cluster
     from ..evaluate.pocket_bench import make_pocket_bench
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -82,7 +83,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="p2p-bench-sweep-") as tmp:
         bench = Path(tmp) / "bench"
         make_pocket_bench(bench, n=args.cases, seed=0)
-        ray.init(num_cpus=min(2, cpus), include_dashboard=False, log_to_driver=False)
+        start_local_cluster(ray, num_cpus=min(2, cpus), include_dashboard=False, log_to_driver=False)
         try:
             for workers in (1, 2):
                 results[f"ray x{workers}"] = _measure(bench, Path(tmp) / f"ray{workers}", args, "ray", workers)

@@ -47,6 +47,24 @@ def probe_address(address: str) -> None:
         raise P2PError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
 
+START_TRIES = 3
+
+
+def start_local_cluster(ray, **options) -> None:
+    """``ray.init(**options)`` for a local cluster, tried up to :data:`START_TRIES` times: on a busy
+    machine the raylet gives up when its agent process takes over 15 s to start (not configurable;
+    seen on 2 cores with a load average of 5-8), and a later try, with the agent's modules now in
+    the page cache, starts."""
+    for attempt in range(START_TRIES):
+        try:
+            ray.init(**options)
+            return
+        except Exception:  # Ray raises a plain Exception when the node does not come up
+            ray.shutdown()
+            if attempt == START_TRIES - 1:
+                raise
+
+
 def connect(ray, address: str | None) -> bool:
     """Connect to Ray; True when this call started a local cluster (the sweep stops it)."""
     if ray.is_initialized():
@@ -58,7 +76,10 @@ def connect(ray, address: str | None) -> bool:
     if address is not None:
         probe_address(address)
     try:
-        ray.init(address=address, ignore_reinit_error=True)
+        if address is None:
+            start_local_cluster(ray)
+        else:
+            ray.init(address=address)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError or ValueError here
         ray.shutdown()  # whatever the failed start left running
         where = f"at {address}" if address else "(a local one)"
