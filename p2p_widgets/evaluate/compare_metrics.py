@@ -280,7 +280,10 @@ def _difference(a: float, b: float) -> float:
 
 
 def compare(pnpinversion, dino_repo=None, n: int = 4, size: str = "full", seed: int = 0, out=print) -> dict:
-    """Run the comparison; returns {metric: max |ours - theirs|} plus "masks_differ" and "masks_compared"."""
+    """Run the comparison; returns {metric: max |ours - theirs|} plus "masks_differ" and "masks_compared".
+
+    It patches this process (sys.modules, torch.hub.load, transformers' from_pretrained): run it in a
+    process of its own, as the command line does."""
     models = MetricModels.random(seed, size=size if size == "full" else "small")
     if size != "full":  # the benchmark's code fixes DINO's width (768) and block count (12)
         with torch.random.fork_rng(devices=[]):
