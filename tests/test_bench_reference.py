@@ -211,7 +211,7 @@ def test_the_reference_unet_has_sd_layers_at_64_32_and_16():
 def test_the_table_says_pass_fail_and_why():
     rows = [
         reference.Row("MasaCtrl", difference=3e-6),
-        reference.Row("P2P refine", difference=2e-3),
+        reference.Row("P2P refine", difference=2e-3, note="a note"),
         reference.Row("Plug-and-Play", error="P2PError: boom", changes=["a change"]),
     ]
     text = reference.report(rows, 10, out=io.StringIO())
@@ -219,7 +219,8 @@ def test_the_table_says_pass_fail_and_why():
     assert [r.passed for r in rows] == [True, False, False]
     assert "pass" in next(x for x in lines if x.startswith("MasaCtrl")) and "3.000e-06" in text
     assert "FAIL" in next(x for x in lines if x.startswith("P2P refine"))
-    assert "Plug-and-Play: error: P2PError: boom" in text and "  Plug-and-Play: a change" in text
+    assert "P2P refine: a note" in text and "Plug-and-Play: error: P2PError: boom" in text
+    assert "  Plug-and-Play: a change" in text
 
 
 def test_a_failing_side_is_reported_in_its_row():
@@ -256,6 +257,7 @@ def test_equal_to_the_authors_code(option, request):
             "(the authors' code is never part of this repository) to run this comparison"
         )
     checkout = reference.check_checkout(option, directory)
-    rows = reference.compare({option: checkout}, steps=10, pipe=request.getfixturevalue("reference_pipe"))
-    text = reference.report(rows, 10, out=io.StringIO())
+    steps = reference.DEFAULT_STEPS
+    rows = reference.compare({option: checkout}, steps=steps, pipe=request.getfixturevalue("reference_pipe"))
+    text = reference.report(rows, steps, out=io.StringIO())
     assert rows and all(r.passed for r in rows), text

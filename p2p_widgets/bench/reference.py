@@ -64,6 +64,7 @@ from pathlib import Path
 from ..errors import P2PError
 
 TOLERANCE = 1e-4
+DEFAULT_STEPS = 6  # MasaCtrl controls steps 4 and 5; PnP injects features 4 steps, Q/K 3
 GUIDANCE = 7.5
 SIZE = 512
 SEED = 0
@@ -100,6 +101,7 @@ class Row:
     error: str | None = None
     seconds: float = 0.0
     changes: list = field(default_factory=list)
+    note: str = ""  # what the case exercised, where that needs saying
 
     @property
     def passed(self) -> bool:
@@ -603,14 +605,18 @@ def _replace(ns, prompts, steps, cross, **options):
     return ns["AttentionReplace"](prompts, steps, cross_replace_steps=cross, self_replace_steps=0.4, **options)
 
 
-# windows 0.75 and 0.37: over 10 steps the authors' int(f * 11) gives 8 and 4, int(f * 10) 7 and 3
+# LocalBlend's threshold: a random model's word maps are nearly flat (0.65 to 1 of their peak
+# after pooling), so the authors' 0.3 would keep every pixel and test no mask; 0.9 keeps about half
+BLEND_THRESHOLD = 0.9
+
+# windows 0.75 and 0.3: over 6 steps the authors' int(f * 7) gives 5 and 2 where int(f * 6) gives 4 and 1
 P2P_CASES = (
     P2PCase(
         "P2P replace",
         "a painting of a squirrel eating a burger",
         "a painting of a lion eating a burger",
-        dict(kind="replace", cross={"default_": 0.75, "lion": 0.37}, self_attn=0.4),
-        lambda ns, p, n: _replace(ns, p, n, {"default_": 0.75, "lion": 0.37}),
+        dict(kind="replace", cross={"default_": 0.75, "lion": 0.3}, self_attn=0.4),
+        lambda ns, p, n: _replace(ns, p, n, {"default_": 0.75, "lion": 0.3}),
     ),
     P2PCase(
         "P2P refine",
@@ -632,7 +638,11 @@ P2P_CASES = (
         "a painting of a squirrel eating a lasagne",
         dict(kind="replace", cross={"default_": 1.0, "lasagne": 0.2}, self_attn=0.4, blend=("burger", "lasagne")),
         lambda ns, p, n: _replace(
-            ns, p, n, {"default_": 1.0, "lasagne": 0.2}, local_blend=ns["LocalBlend"](p, ("burger", "lasagne"))
+            ns,
+            p,
+            n,
+            {"default_": 1.0, "lasagne": 0.2},
+            local_blend=ns["LocalBlend"](p, ("burger", "lasagne"), threshold=BLEND_THRESHOLD),
         ),
     ),
 )
@@ -684,8 +694,8 @@ def p2p_namespace(directory: Path, pipe, steps: int, changes: list) -> dict:
         tokenizer=pipe.tokenizer,
     )
     with authors_imports(directory, changes):
-        for source in (imports, controllers):
-            exec(compile(source, str(notebook), "exec"), ns)  # their notebook's code, from their checkout
+        for k, source in enumerate((imports, controllers)):
+            exec(compile(source, f"<{notebook.name}: code cell {k + 1} of 2 run>", "exec"), ns)  # their code
     changes.append(
         "notebook: its import and controller cells run; its model-loading cell replaced by "
         "LOW_RESOURCE=False, device cpu, our tokenizer and model (DDIM from our config, not PNDM)"
@@ -695,6 +705,8 @@ def p2p_namespace(directory: Path, pipe, steps: int, changes: list) -> dict:
         "reshape_batch_dim_to_heads, called as forward(x, context, mask); set_timesteps(offset=1) = steps_offset 1"
     )
     changes.append("ptp_utils.latent2image records the final latents (no decoding); tqdm off")
+    if pipe.unet.dtype != torch.float32:
+        changes.append(f"AttentionReplace's float32 mapper (0, 1, 1/n: exact) cast to {pipe.unet.dtype} for its einsum")
     return ns
 
 
@@ -706,6 +718,10 @@ def p2p_authors(ns: dict, case: P2PCase, pipe, noise, steps: int):
     model.unet = old_attention_names(copy.deepcopy(pipe.unet))
     prompts = [case.source, case.target]
     controller = case.authors(ns, prompts, steps)
+    for part in (controller, getattr(controller, "prev_controller", None)):
+        mapper = getattr(part, "mapper", None)
+        if mapper is not None and mapper.is_floating_point():  # Replace's einsum takes one dtype
+            part.mapper = mapper.to(pipe.unet.dtype)
     record = Recorder(result=np.zeros((2, 8, 8, 3), dtype=np.uint8))
     with _quiet(), _patched(ptp_utils, latent2image=record, tqdm=lambda steps: steps):
         ptp_utils.text2image_ldm_stable(
@@ -719,8 +735,8 @@ def p2p_ours(pipe, case: P2PCase, noise, steps: int):
     from ..engine.sampler import Editor
 
     options = dict(case.ours)
-    if "blend" in options:  # the stable notebook's LocalBlend: every step from the first, threshold 0.3
-        options["blend"] = LocalBlend([[w] for w in options["blend"]], threshold=0.3, start=0)
+    if "blend" in options:  # the stable notebook's LocalBlend: every step from the first
+        options["blend"] = LocalBlend([[w] for w in options["blend"]], threshold=BLEND_THRESHOLD, start=0)
     result = Editor(pipe).edit(
         case.source, case.target, latents=noise, steps=steps, guidance=GUIDANCE, compat="reference", **options
     )
@@ -772,14 +788,16 @@ def _compare_p2p(directory: Path, pipe, noise, steps: int) -> list[Row]:
         return [Row(case.name, error=f"{type(exc).__name__}: {exc}"[:300], changes=changes) for case in P2P_CASES]
     rows = []
     for case in P2P_CASES:
-        row = Row(case.name, changes=changes if not rows else [])
-        rows.append(
-            _measure(
-                row,
-                lambda case=case: p2p_authors(ns, case, pipe, noise, steps),
-                lambda case=case: p2p_ours(pipe, case, noise, steps),
-            )
-        )
+        row, theirs = Row(case.name, changes=changes if not rows else []), {}
+
+        def authors(case=case, theirs=theirs):
+            theirs["latents"] = p2p_authors(ns, case, pipe, noise, steps)
+            return theirs["latents"]
+
+        rows.append(_measure(row, authors, lambda case=case: p2p_ours(pipe, case, noise, steps)))
+        if "blend" in case.ours and theirs.get("latents") is not None:
+            kept = float((theirs["latents"][0] == theirs["latents"][1]).all(0).double().mean())
+            row.note = f"their LocalBlend kept the source's latents at {kept:.0%} of the positions"
     return rows
 
 
@@ -797,6 +815,8 @@ def report(rows: list[Row], steps: int, dtype: str = "float64", out=None) -> str
     for r in rows:
         if r.error:
             lines.append(f"{r.method}: error: {r.error}")
+        if r.note:
+            lines.append(f"{r.method}: {r.note}")
     changed = [r for r in rows if r.changes]
     if changed:
         lines.append("changes made to run the authors' code (at run time; their files untouched):")
@@ -815,7 +835,9 @@ def parser() -> argparse.ArgumentParser:
     )
     for option, repository in REPOSITORIES.items():
         p.add_argument(f"--{option}", metavar="DIR", help=f"a checkout of {repository}")
-    p.add_argument("--steps", type=int, default=6, help="sampling steps of every run (default 6)")
+    p.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help=f"sampling steps of every run (default {DEFAULT_STEPS})"
+    )
     p.add_argument(
         "--dtype",
         choices=("float64", "float32"),
