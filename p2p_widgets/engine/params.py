@@ -20,7 +20,8 @@ KINDS = ("float", "int", "bool", "choice", "words")
 class Param:
     """One parameter. ``kind``: "float", "int", "bool", "choice" (one of ``choices``) or "words"
     (a list of words, empty allowed). ``low`` / ``high`` bound numbers (inclusive); ``optional``
-    allows ``None`` (e.g. "until the end of the run")."""
+    allows ``None`` (e.g. "until the end of the run"). ``default=None`` without ``optional``: a
+    required parameter, which only the user can give (the Studio asks for it beside its field)."""
 
     name: str
     kind: str
