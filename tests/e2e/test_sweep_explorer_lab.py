@@ -2,7 +2,7 @@
 
 The notebook (tests/e2e/notebooks/sweep_explorer.ipynb) runs the sweep runner on a one-case
 pocket-bench: a 3 x 3 grid (cross x self_attn) x 4 seeds of DDIM inversion + P2P, 4 steps, with
-random-weight metric models; then shows a SweepExplorer over the folder beside a Studio. Here the
+the README table's model-free scores; then shows a SweepExplorer over the folder beside a Studio. Here the
 grid shows with its thumbnails, hovering a cell shows that cell's numbers as Python computed them,
 and clicking a cell loads that row's edit into the Studio: the dataset image, and prompts,
 seed, steps, guidance and rule equal to the row's EditSpec (the Studio's own spec differs only in
