@@ -1,8 +1,9 @@
-"""Benchmarks: ``python -m p2p_widgets.bench engine|stream|invert|threads``.
+"""Benchmarks: ``python -m p2p_widgets.bench engine|stream|invert|threads|reference|sweep``.
 
 ``engine [--model tiny|tinyxl|sdgeom|sd15|sdxl|pocket] [--steps N]``: see below; ``stream``: the playback
 widget's overhead (bench/stream.py); ``invert``: image inversion methods (bench/invert.py); ``threads``:
-CPU threads under contention (bench/threads.py).
+CPU threads under contention (bench/threads.py); ``reference``: the authors' implementations beside
+ours (bench/reference.py); ``sweep``: sweep rows per minute with 1 and 2 workers (bench/sweep.py).
 
 ``engine`` times, on one model and the same batch (a source and one edit, guidance in the batch):
 the plain diffusers pipeline, the P2P fast path and the explicit (reference-style) path, and the
