@@ -465,7 +465,7 @@ NOTEBOOKS["09_rule_gallery"] = (
         SETUP,
         md(
             "## One edit, five ways\n\n"
-            "The edit changes the *relation* (\"left of\" becomes \"above\"), which needs a new layout. Without "
+            'The edit changes the *relation* ("left of" becomes "above"), which needs a new layout. Without '
             "control the model draws a new image; P2P keeps the source's layout (so the relation does not "
             "change); MasaCtrl changes the layout but keeps the objects' look."
         ),
