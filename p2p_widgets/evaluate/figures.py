@@ -23,27 +23,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import P2PError
+from .sweep import HEAD_COLUMNS, MID_COLUMNS
 
 STRUCTURE = "structure_distance"
 CLIP_WHOLE = "clip_similarity_target_image"
-NOT_METRICS = frozenset(
-    (
-        "row_id",
-        "case_id",
-        "edit_type",
-        "edit_type_name",
-        "method",
-        "inversion",
-        "setting",
-        "seed",
-        "image",
-        "source_image",
-        "spec",
-        "inversion_file",
-        "status",
-        "error",
-    )
-)
+# the sweep table's identity, file and status columns; everything else but p.<name> is a number to show
+NOT_METRICS = frozenset((*HEAD_COLUMNS, *MID_COLUMNS, "status", "error"))
 LABELS = {
     STRUCTURE: "structure distance (lower is better)",
     CLIP_WHOLE: "CLIP score, whole image (higher is better)",
