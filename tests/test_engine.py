@@ -2,6 +2,7 @@
 
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -222,3 +223,34 @@ def test_detail_store_keeps_heads_and_unet_parts_that_average_to_the_plain_maps(
     ]:
         with pytest.raises(P2PError, match=message):
             call()
+
+
+def test_the_baseline_reruns_only_the_targets_when_nothing_can_differ(editor):
+    """Under DDIM (no noise drawn) the baseline's source row is the edit's own source row: the
+    baseline pass runs the targets alone (a third fewer UNet rows for an edit + baseline)."""
+    rows = []
+    hook = editor.unet.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
+    try:
+        target = "a blue square on a gray background"
+        edited = editor.edit(SRC, target, steps=STEPS, seed=5, baseline=True)
+    finally:
+        hook.remove()
+    assert rows == [4] * STEPS + [2] * STEPS  # (source, target) x guidance, then the target x guidance
+    assert edited.baseline[0] is edited.images[0]
+    plain = editor.sample(target, steps=STEPS, seed=5).images[0]
+    diff = np.abs(np.asarray(plain, np.int16) - np.asarray(edited.baseline[1], np.int16))
+    assert diff.max() <= 1  # the same start and prompt, a different batch: rounding at most
+
+
+def test_a_noise_drawing_scheduler_reruns_the_source_row_too(editor):
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    rows = []
+    scheduler = EulerAncestralDiscreteScheduler.from_config(editor.pipe.scheduler.config)
+    hook = editor.unet.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
+    try:
+        editor.edit(SRC, "a blue square on a gray background", steps=STEPS, scheduler=scheduler, baseline=True)
+    finally:
+        hook.remove()
+    # its noise is drawn for the whole batch: the baseline's target draws the edit's noise only in the same batch
+    assert rows == [4] * (2 * STEPS)

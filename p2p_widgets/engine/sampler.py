@@ -307,24 +307,41 @@ class Editor(ModelAdapter):
         start.check_uncond(n_evals, self)
         noise_state = generator.get_state()
 
-        def sample(rules, blend, sched, **options):
+        def sample(prompts, latents, rules, blend, sched, **options):
             return self._sample(
                 spec, prompts, rules, blend, sched, latents, start, generator, low_memory=low_memory, **options
             )
 
         with self.exclusive(wait, on_wait, stop_event):  # one run per UNet: two runs' processors never mix
-            result = sample(rules, blend, sched, mode=spec.mode, store=store, callback=callback, stop_event=stop_event)
+            result = sample(
+                prompts,
+                latents,
+                rules,
+                blend,
+                sched,
+                mode=spec.mode,
+                store=store,
+                callback=callback,
+                stop_event=stop_event,
+            )
             if baseline and not result.stopped:
                 generator.set_state(noise_state)  # the baseline draws the same noise as the edit
-                no_edit = [EditRule()] * (len(prompts) - 1)
-                plain = sample(
-                    no_edit,
-                    None,
-                    self._scheduler(spec.steps, scheduler),
-                    mode="fast",
-                    store=AttentionStore(keep_steps=False),
-                )
-                result.baseline = plain.images
+                # DDIM draws no noise, so without a rule the source row would repeat the edit's own
+                # source row: only the targets run again. A noise-drawing scheduler draws for the
+                # whole batch, so its targets see the edit's noise only beside the source row.
+                kept = 1 if type(sched).__name__ == "DDIMScheduler" and start.trajectory is None else 0
+                result.baseline = result.images[:kept]
+                if len(prompts) > kept:
+                    plain = sample(
+                        prompts[kept:],
+                        latents[kept:],
+                        [EditRule()] * (len(prompts) - 1 - kept),
+                        None,
+                        self._scheduler(spec.steps, scheduler),
+                        mode="fast",
+                        store=AttentionStore(keep_steps=False),
+                    )
+                    result.baseline += plain.images
         return result
 
     # -- the loop ------------------------------------------------------------------------------
