@@ -104,3 +104,19 @@ def test_training_smoke_and_resume(tmp_path):
     ]
     train_main(resume)  # continues from step 2 with the saved optimiser state
     assert "unet step 3/3" in (tmp_path / "train.log").read_text()
+
+
+def test_layout_iou_ignores_colour_and_sees_a_move():
+    from p2p_widgets.pocket.metrics import layout_iou
+
+    gray = np.asarray(scenes.pattern_colors("gray", "plain")[0], np.float32)
+    canvas = np.broadcast_to(gray, (32, 32, 3)).astype(np.uint8)
+
+    def square(x, rgb):
+        im = canvas.copy()
+        im[8:16, x : x + 8] = rgb
+        return im
+
+    blue, green = square(4, (40, 60, 220)), square(4, (40, 200, 60))
+    assert layout_iou(blue, green) == 1.0  # recoloured in place: the layout is kept
+    assert layout_iou(blue, square(8, (40, 60, 220))) == 4 / 12  # moved by half its width

@@ -238,6 +238,12 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+def layout_iou(a, b, background: str = "gray", pattern: str = "plain") -> float:
+    """IoU of two pocket images' object pixels (all that is not background): 1.0 when every object
+    covers the same pixels in both, whatever its colour; lower as objects move or change shape."""
+    return iou(*(foreground(np.asarray(x), background, pattern) for x in (a, b)))
+
+
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     diff = (a.astype(np.float64) - b.astype(np.float64)) ** 2
     mse = diff[mask].mean() if mask is not None else diff.mean()
