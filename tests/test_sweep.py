@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -335,3 +336,54 @@ def test_two_workers_wanting_one_inversion_compute_it_once(tmp_path):
     assert len(calls) == 1  # the second waited for the first's file
     assert torch.equal(results[0].latents, results[1].latents) and results[1].prompt == "a caption"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key.json", "key.safetensors"]  # no lock, no temporary
+
+
+_ORPHAN = """
+import multiprocessing, sys, time
+from p2p_widgets.evaluate.backends.local import exit_with_parent
+
+def child(parent_pid):
+    exit_with_parent(parent_pid, poll_s=0.1)
+    while True:  # a row that would take forever
+        time.sleep(0.05)
+
+if __name__ == "__main__":
+    import os
+    p = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(),))
+    p.start()
+    print(p.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_local_worker_exits_soon_after_its_parent_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(worker, 0)  # alive while its parent is
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _running(worker):
+        time.sleep(0.1)
+    if not _running(worker):
+        return
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError("the worker outlived its killed parent by 20 s")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by whoever adopted it, maybe never)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

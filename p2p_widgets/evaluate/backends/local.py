@@ -8,6 +8,9 @@ reported lost and a new process takes its place (at most ``workers`` replacement
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 import traceback
 from multiprocessing.connection import wait as wait_for
 
@@ -15,8 +18,22 @@ from ...errors import P2PError
 from .worker import SweepWorker, WorkerConfig
 
 
-def _serve(conn, config: WorkerConfig) -> None:
+def exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """End this process soon after ``parent_pid`` is gone. A parent killed outright sends nothing
+    and its pipe is only seen closed after the row in flight (minutes for a null-text inversion):
+    without this, workers go on computing rows nobody will read."""
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _serve(conn, config: WorkerConfig, parent_pid: int) -> None:
     """A worker process: load, say ready (or why not), then run rows until the pipe closes."""
+    exit_with_parent(parent_pid)
     try:
         worker = SweepWorker(config)
     except Exception as exc:
@@ -50,7 +67,7 @@ class ProcessPool:
 
     def _spawn(self) -> _Slot:
         parent, child = self.context.Pipe()
-        process = self.context.Process(target=_serve, args=(child, self.config), daemon=True)
+        process = self.context.Process(target=_serve, args=(child, self.config, os.getpid()), daemon=True)
         process.start()
         child.close()
         slot = _Slot(process, parent)
