@@ -38,8 +38,8 @@ from ..pocket.scenes import (
     SIZE,
     Scene,
     SceneObject,
-    _object_alpha,
-    _relation_holds,
+    object_alpha,
+    relation_holds,
     render,
     sample_scene,
 )
@@ -117,7 +117,7 @@ def _edit_size(scene, rng):
     margin = new.radius + 0.5
     if not (margin <= new.cx <= SIZE - margin and margin <= new.cy <= SIZE - margin):
         return None
-    if scene.relation and not _relation_holds(*target.objects, scene.relation):
+    if scene.relation and not relation_holds(*target.objects, scene.relation):
         return None
     return target, [i], (obj.shape, obj.shape), f"make the {obj.color} {obj.shape} {new.size}"
 
@@ -134,7 +134,7 @@ def _edit_add(scene, rng):
     for _ in range(60):  # rejection sampling, as the generator places pairs
         margin = radius + 0.5
         new.cx, new.cy = rng.uniform(margin, SIZE - margin), rng.uniform(margin, SIZE - margin)
-        if _relation_holds(old, new, relation):
+        if relation_holds(old, new, relation):
             target = Scene([copy.deepcopy(old), new], scene.background, scene.pattern, relation)
             return target, [1], None, f"add a {new.phrase} with the {old.shape} {relation} it"
     return None
@@ -159,13 +159,13 @@ def _region(source: Scene, target: Scene, type_id: int, changed) -> np.ndarray:
     if changed is None:  # background edits: all but what objects cover entirely
         full = np.zeros((SIZE, SIZE), dtype=bool)
         for obj in source.objects:
-            full |= _object_alpha(obj) >= 1.0
+            full |= object_alpha(obj) >= 1.0
         return ~full
     region = np.zeros((SIZE, SIZE), dtype=bool)
     for scene in (source, target):
         for i in changed:
             if i < len(scene.objects) and not (type_id == 3 and scene is target):
-                region |= _object_alpha(scene.objects[i]) > 0
+                region |= object_alpha(scene.objects[i]) > 0
     return region
 
 

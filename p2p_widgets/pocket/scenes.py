@@ -89,7 +89,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float):
     return [(cx + q * np.cos(a), cy + q * np.sin(a)) for a, q in zip(angles, radii)]
 
 
-def _object_alpha(obj: SceneObject) -> np.ndarray:
+def object_alpha(obj: SceneObject) -> np.ndarray:
     """Coverage in [0, 1] of one object at 32x32 (drawn at 4x, box-downsampled)."""
     canvas = Image.new("L", (SIZE * SUPER, SIZE * SUPER), 0)
     draw = ImageDraw.Draw(canvas)
@@ -131,7 +131,7 @@ def render(scene: Scene, rng: np.random.Generator) -> Scene:
     img = _background(scene.background, scene.pattern, rng)
     masks = []
     for obj in scene.objects:
-        alpha = _object_alpha(obj)[..., None]
+        alpha = object_alpha(obj)[..., None]
         img = img * (1 - alpha) + np.array(COLORS[obj.color], dtype=np.float32) * alpha
         masks.append(alpha[..., 0] > 0.5)
     scene.image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
@@ -139,7 +139,7 @@ def render(scene: Scene, rng: np.random.Generator) -> Scene:
     return scene
 
 
-def _relation_holds(a: SceneObject, b: SceneObject, relation: str) -> bool:
+def relation_holds(a: SceneObject, b: SceneObject, relation: str) -> bool:
     dx, dy = b.cx - a.cx, b.cy - a.cy
     gap = 0.8 * (a.radius + b.radius)
     if relation in ("left of", "right of"):
@@ -175,7 +175,7 @@ def sample_scene(rng: np.random.Generator, p_two: float = 0.6, p_pattern: float 
         for _ in range(40):  # rejection sampling of positions that satisfy the relation
             for obj in objects:
                 obj.cx, obj.cy = _place(rng, obj.radius)
-            if relation is None or _relation_holds(objects[0], objects[1], relation):
+            if relation is None or relation_holds(objects[0], objects[1], relation):
                 return render(Scene(objects, background, pattern, relation), rng)
 
 
