@@ -25,6 +25,16 @@ def test_engine_bench_prints_times_memory_and_ratios_for_sdxl():
         assert float(figures[key]) > 0, key
 
 
+def test_engine_bench_times_only_the_paths_asked_for_beside_plain():
+    cmd = [sys.executable, "-m", "p2p_widgets.bench", "engine", "--model", "tiny", "--steps", "2", "--repeats", "1"]
+    out = subprocess.run([*cmd, "--paths", "masactrl"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    timed = {key[: -len("_seconds")] for key in _lines(out.stdout) if key.endswith("_seconds")}
+    assert timed == {"plain", "masactrl"} and "masactrl_time_ratio" in _lines(out.stdout)
+    bad = subprocess.run([*cmd, "--paths", "fast,fastest"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown paths ['fastest']" in bad.stderr
+
+
 def test_sdxl_bench_architecture_is_sdxl_base():
     """The GPU benchmark's random-weight SDXL has SDXL base's parameter counts (built on the meta device)."""
     from p2p_widgets.bench.geometries import SD15_TEXT, SDXL_TEXT2, SDXL_UNET, SDXL_VAE, xl_pipeline

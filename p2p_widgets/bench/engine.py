@@ -106,6 +106,17 @@ def _method(editor, path: str, steps: int, size: int):
     return lambda n: editor.edit("", TARGET, rules=[PlugAndPlay()], steps=n, inversion=inversions[n])
 
 
+EDIT_PATHS = ("fast", "explicit", *METHODS)
+
+
+def _paths(text: str) -> tuple:
+    paths = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in paths if p not in EDIT_PATHS]
+    if unknown or not paths:
+        raise argparse.ArgumentTypeError(f"unknown paths {unknown or [text]}: choose from {', '.join(EDIT_PATHS)}")
+    return paths
+
+
 def engine(args):
     import torch
 
@@ -118,7 +129,7 @@ def engine(args):
     )
     print("batch: source + 1 edit, guidance 7.5 in one batch (4 UNet rows)")
     results = {}
-    for path in ("plain", "fast", "explicit", *METHODS):
+    for path in ("plain", *args.paths):
         cmd = [
             sys.executable,
             "-m",
@@ -139,7 +150,7 @@ def engine(args):
         print(f"{path}_seconds: {results[path]['seconds']:.3f}")
         print(f"{path}_peak_mb: {results[path]['peak_mb']:.1f}")
     if "plain" in results:
-        for path in ("fast", "explicit", *METHODS):
+        for path in args.paths:
             if path in results:
                 print(f"{path}_time_ratio: {results[path]['seconds'] / results['plain']['seconds']:.3f}")
                 peak = results["plain"]["peak_mb"]
@@ -174,6 +185,12 @@ def main(argv=None):
     e.add_argument("--device", default=None)
     e.add_argument("--fp32", action="store_true", help="fp32 on CUDA (default fp16 there)")
     e.add_argument("--repeats", type=int, default=2)
+    e.add_argument(
+        "--paths",
+        type=_paths,
+        default=EDIT_PATHS,
+        help=f"comma-separated, timed beside plain (default: all of {','.join(EDIT_PATHS)})",
+    )
     args = p.parse_args(argv)
     engine(args)
 
