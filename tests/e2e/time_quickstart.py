@@ -1,0 +1,101 @@
+"""Time the quickstart as a newcomer runs it: ``python tests/e2e/time_quickstart.py [--busy]``.
+
+A private JupyterLab server (lab.py) opens notebooks/01_quickstart.ipynb in Chromium with a new
+kernel and runs every cell with JupyterLab's Run All. Prints, in seconds: the server's start, the
+notebook's opening (page and kernel start, until the kernel is idle), Run All until every cell is
+done (a fresh kernel: it pays the first imports and the first figure), and each cell's time in the
+kernel as JupyterLab records it. ``--busy`` keeps one core busy with a spinning process for the
+whole measurement (the machine shared with other work). A measurement, not a test: it asserts
+nothing about the time and is not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "browser")]
+
+import lab  # noqa: E402
+from harness import launch_chromium  # noqa: E402
+from lab import ROOT, LabNotebook, LabServer  # noqa: E402
+
+QUICKSTART = ROOT / "notebooks" / "01_quickstart.ipynb"
+# JupyterLab records when the kernel started and finished each cell (metadata.execution)
+lab.OVERRIDES["@jupyterlab/notebook-extension:tracker"] = {"recordTiming": True}
+
+_CELL_SECONDS = """
+const stamp = (c, key) => Date.parse((c.model.getMetadata('execution') || {})[key]);
+return panel.content.widgets.filter((c) => c.model.type === 'code').map((c) =>
+  [c.model.sharedModel.getSource().split('\\n')[0].slice(0, 60),
+   (stamp(c, 'shell.execute_reply') - stamp(c, 'iopub.execute_input')) / 1000]);
+"""
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def measure(busy: bool) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    spinner = None
+    if busy:
+        spinner = multiprocessing.Process(target=_spin, daemon=True)
+        spinner.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            t0 = time.perf_counter()
+            with LabServer(Path(tmp)) as server:
+                t_server = time.perf_counter() - t0
+                path = server.add_notebook(QUICKSTART)
+                t1 = time.perf_counter()
+                nb = LabNotebook(server, browser, path, timeout_s=600)
+                t_open = time.perf_counter() - t1
+                t2 = time.perf_counter()
+                outputs = nb.run_all()
+                t_run = time.perf_counter() - t2
+                studio = nb.page.locator(".p2p-studio").count()
+                cells = nb._evaluate(_CELL_SECONDS)
+                nb.close()
+            browser.close()
+    finally:
+        if spinner is not None:
+            spinner.terminate()
+    figures = sum("application/vnd.plotly.v1+json" in o.get("data", {}) for cell in outputs for o in cell)
+    return {
+        "server": t_server,
+        "open": t_open,
+        "run_all": t_run,
+        "figures": figures,
+        "studio_shown": studio,
+        "cells": cells,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--busy", action="store_true", help="keep one core busy while measuring")
+    args = parser.parse_args(argv)
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    r = measure(args.busy)
+    print(
+        f"quickstart in JupyterLab ({os.cpu_count()} CPUs, OMP_NUM_THREADS={threads}, "
+        f"{'one core busy' if args.busy else 'nothing else started'}): server start {r['server']:.1f} s; "
+        f"notebook open + kernel start {r['open']:.1f} s; Run All {r['run_all']:.1f} s; "
+        f"{r['figures']} figures, Studio shown: {bool(r['studio_shown'])}"
+    )
+    for first_line, seconds in r["cells"]:  # in the kernel, from JupyterLab's recorded timing
+        print(f"  {seconds:6.2f} s  {first_line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
