@@ -24,6 +24,13 @@ fi
 layers=("$@")
 [ ${#layers[@]} -eq 0 ] && layers=(lint js unit browser e2e)
 
+# the unit layer runs its test files on one process per core, at most two (each test uses one torch
+# thread; a file's tests stay on one process, so its fixtures are built once); UNIT_WORKERS=0 for one
+cores=$("$PYTHON" -c 'import os; print(len(os.sched_getaffinity(0)))')
+workers=${UNIT_WORKERS:-$(( cores < 2 ? 0 : 2 ))}
+unit_workers=()
+[ "$workers" -gt 0 ] && unit_workers=(-n "$workers" --dist loadfile)
+
 out=tests/artifacts/results
 mkdir -p "$out"
 summary=()
@@ -44,10 +51,11 @@ sys.exit(0 if n["tests"] else 1)
 PY
 }
 
-run_pytest_layer() {  # name, marker expression
+run_pytest_layer() {  # name, marker expression, extra pytest arguments...
   local name=$1 expr=$2 rc=0 counts
-  echo "== layer $name: pytest -m '$expr'"
-  "$PYTHON" -m pytest -m "$expr" --junitxml="$out/$name.xml" -o junit_family=xunit2 || rc=$?
+  shift 2
+  echo "== layer $name: pytest -m '$expr' $*"
+  "$PYTHON" -m pytest -m "$expr" "$@" --junitxml="$out/$name.xml" -o junit_family=xunit2 || rc=$?
   if ! counts=$(junit_counts "$out/$name.xml") && [ "$rc" -eq 0 ]; then rc=5; fi
   if [ "$rc" -ne 0 ]; then failed=1; fi
   summary+=("$(printf '%-8s %-40s exit %s' "$name" "$counts" "$rc")")
@@ -88,7 +96,7 @@ for layer in "${layers[@]}"; do
   case $layer in
     lint) run_lint_layer ;;
     js) run_js_layer ;;
-    unit) run_pytest_layer unit "not browser and not e2e" ;;
+    unit) run_pytest_layer unit "not browser and not e2e" "${unit_workers[@]}" ;;
     browser) run_pytest_layer browser "browser" ;;
     e2e) run_pytest_layer e2e "e2e" ;;
     *) echo "unknown layer: $layer (use lint, js, unit, browser, e2e)" >&2; exit 2 ;;
