@@ -29,7 +29,7 @@ class md(str):  # noqa: N801 (reads as a cell marker in the lists below)
 
 
 # the quickstart runs at pocket-bench's 10 steps: a first Run All in seconds, and on this model the
-# images and the measured layout rate are those of 25 steps (notebook text and README)
+# images and the measured layout rate match those of 25 steps (notebook text and README)
 QUICK_SETUP = SETUP.replace(
     "STEPS, GUIDANCE = 25, 5.0          # what the pocket model was evaluated with",
     "STEPS, GUIDANCE = 10, 5.0          # 10 DDIM steps, as pocket-bench runs (25 look the same here)",

@@ -227,7 +227,7 @@ def test_detail_store_keeps_heads_and_unet_parts_that_average_to_the_plain_maps(
 
 def test_the_baseline_reruns_only_the_targets_when_nothing_can_differ(editor):
     """Under DDIM (no noise drawn) the baseline's source row is the edit's own source row: the
-    baseline pass runs the targets alone (a third fewer UNet rows for an edit + baseline)."""
+    baseline pass runs the targets alone (a quarter fewer UNet rows for an edit + baseline)."""
     rows = []
     hook = editor.unet.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
     try:
