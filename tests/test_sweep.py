@@ -387,3 +387,20 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def test_a_sweep_runs_every_method_on_a_block_of_cases_before_the_next_block():
+    """Stopped early, a sweep holds all methods on the same cases; inside a block the images differ
+    from row to row (workers start on different inversions)."""
+    from p2p_widgets.evaluate.backends.worker import Job
+    from p2p_widgets.evaluate.sweep import CASE_BLOCK, SweepPlan
+
+    n_cases, n_methods = CASE_BLOCK + 4, 3
+    plan = SweepPlan("d", list(range(n_cases)), [], {}, [0, 1])
+    plan.jobs = [Job(f"{c}-{m}-{s}", c, m, {}, s) for c in range(n_cases) for m in range(n_methods) for s in plan.seeds]
+    order = plan.run_order()
+    first_block = order[: CASE_BLOCK * n_methods * 2]
+    assert {j.case for j in first_block} == set(range(CASE_BLOCK))
+    assert {j.method for j in first_block} == set(range(n_methods))
+    assert all(a.case != b.case for a, b in zip(first_block, first_block[1:]) if a.method == b.method)
+    assert sorted(j.row_id for j in order) == sorted(j.row_id for j in plan.jobs)  # each job once

@@ -70,6 +70,9 @@ def row_id(case_id, method: str, setting: dict, seed: int) -> str:
 
 
 # -- the plan ----------------------------------------------------------------------------------------
+CASE_BLOCK = 16  # cases per block of the run order (see SweepPlan.run_order)
+
+
 @dataclass
 class SweepPlan:
     """Cases, configured methods and jobs of a sweep, checked before anything runs."""
@@ -83,10 +86,12 @@ class SweepPlan:
     jobs: list[Job] = field(default_factory=list)  # canonical order: case, method, setting, seed
 
     def run_order(self) -> list[Job]:
-        """Jobs with consecutive rows on different images, so workers start by inverting different
-        images and later rows find the cache."""
+        """Jobs in blocks of :data:`CASE_BLOCK` cases, every method on a block before the next, so a
+        sweep stopped early holds all methods on the same cases (comparable means); within a block
+        consecutive rows are on different images, so workers invert different images and later
+        methods find the cache."""
         seed_index = {seed: k for k, seed in enumerate(self.seeds)}
-        return sorted(self.jobs, key=lambda job: (job.method, seed_index[job.seed], job.case))
+        return sorted(self.jobs, key=lambda job: (job.case // CASE_BLOCK, job.method, seed_index[job.seed], job.case))
 
 
 def load_cases(data, types=None) -> tuple[str, list]:
