@@ -329,7 +329,7 @@ class Editor(ModelAdapter):
                 # DDIM draws no noise, so without a rule the source row would repeat the edit's own
                 # source row: only the targets run again. A noise-drawing scheduler draws for the
                 # whole batch, so its targets see the edit's noise only beside the source row.
-                kept = 1 if type(sched).__name__ == "DDIMScheduler" and start.trajectory is None else 0
+                kept = 0 if schedulers.draws_noise(sched) or start.trajectory is not None else 1
                 result.baseline = result.images[:kept]
                 if len(prompts) > kept:
                     plain = sample(

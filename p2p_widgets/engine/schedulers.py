@@ -31,6 +31,12 @@ SCHEDULERS = tuple(LABELS)
 DDIM = "DDIMScheduler"
 
 
+def draws_noise(scheduler) -> bool:
+    """Whether a run with ``scheduler`` may draw noise from its generator: every one but DDIM, which
+    the sampler steps with eta 0."""
+    return type(scheduler).__name__ != DDIM
+
+
 def fresh(scheduler, steps: int, device):
     """A new scheduler of ``scheduler``'s class and config, with its timesteps set for ``steps``."""
     try:
