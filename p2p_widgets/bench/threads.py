@@ -10,6 +10,7 @@ with --steps 2 (a smoke test); the figures in the README come from a full run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -26,20 +27,26 @@ t0 = time.perf_counter()
 editor.edit(source, target, seed=3, steps=int(sys.argv[1]), guidance=5.0)
 print(json.dumps({"seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()}))
 """
-SPIN = "while True: pass"
+
+
+@contextlib.contextmanager
+def busy_core(busy: bool = True):
+    """With ``busy``, another process spins on one core (a spinning Python loop) until the block ends."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        yield
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
 
 
 def _time_edit(steps: int, threads: int | None, busy: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "P2P_WIDGETS_THREADS")}
     if threads is not None:
         env["P2P_WIDGETS_THREADS"] = str(threads)
-    spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if busy else None
-    try:
+    with busy_core(busy):
         out = subprocess.run([sys.executable, "-c", ONE_EDIT, str(steps)], env=env, capture_output=True, text=True)
-    finally:
-        if spinner is not None:
-            spinner.kill()
-            spinner.wait()
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -12,7 +12,6 @@ nothing about the time and is not collected by pytest.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -24,6 +23,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import lab  # noqa: E402
 from harness import launch_chromium  # noqa: E402
 from lab import ROOT, LabNotebook, LabServer  # noqa: E402
+
+from p2p_widgets.bench.threads import busy_core  # noqa: E402
 
 QUICKSTART = ROOT / "notebooks" / "01_quickstart.ipynb"
 # JupyterLab records when the kernel started and finished each cell (metadata.execution)
@@ -37,38 +38,25 @@ return panel.content.widgets.filter((c) => c.model.type === 'code').map((c) =>
 """
 
 
-def _spin() -> None:
-    while True:
-        pass
-
-
 def measure(busy: bool) -> dict:
     from playwright.sync_api import sync_playwright
 
-    spinner = None
-    if busy:
-        spinner = multiprocessing.Process(target=_spin, daemon=True)
-        spinner.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
-            browser = launch_chromium(pw)
-            t0 = time.perf_counter()
-            with LabServer(Path(tmp)) as server:
-                t_server = time.perf_counter() - t0
-                path = server.add_notebook(QUICKSTART)
-                t1 = time.perf_counter()
-                nb = LabNotebook(server, browser, path, timeout_s=600)
-                t_open = time.perf_counter() - t1
-                t2 = time.perf_counter()
-                outputs = nb.run_all()
-                t_run = time.perf_counter() - t2
-                studio = nb.page.locator(".p2p-studio").count()
-                cells = nb._evaluate(_CELL_SECONDS)
-                nb.close()
-            browser.close()
-    finally:
-        if spinner is not None:
-            spinner.terminate()
+    with busy_core(busy), tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        t0 = time.perf_counter()
+        with LabServer(Path(tmp)) as server:
+            t_server = time.perf_counter() - t0
+            path = server.add_notebook(QUICKSTART)
+            t1 = time.perf_counter()
+            nb = LabNotebook(server, browser, path, timeout_s=600)
+            t_open = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            outputs = nb.run_all()
+            t_run = time.perf_counter() - t2
+            studio = nb.page.locator(".p2p-studio").count()
+            cells = nb._evaluate(_CELL_SECONDS)
+            nb.close()
+        browser.close()
     figures = sum("application/vnd.plotly.v1+json" in o.get("data", {}) for cell in outputs for o in cell)
     return {
         "server": t_server,
