@@ -225,16 +225,21 @@ def test_detail_store_keeps_heads_and_unet_parts_that_average_to_the_plain_maps(
             call()
 
 
-def test_the_baseline_reruns_only_the_targets_when_nothing_can_differ(editor):
-    """Under DDIM (no noise drawn) the baseline's source row is the edit's own source row: the
-    baseline pass runs the targets alone (a quarter fewer UNet rows for an edit + baseline)."""
+def _unet_rows(editor, *args, **kwargs):
+    """``(result, batch rows of each UNet call)`` of ``editor.edit(*args, **kwargs)``."""
     rows = []
     hook = editor.unet.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
     try:
-        target = "a blue square on a gray background"
-        edited = editor.edit(SRC, target, steps=STEPS, seed=5, baseline=True)
+        return editor.edit(*args, **kwargs), rows
     finally:
         hook.remove()
+
+
+def test_the_baseline_reruns_only_the_targets_when_nothing_can_differ(editor):
+    """Under DDIM (no noise drawn) the baseline's source row is the edit's own source row: the
+    baseline pass runs the targets alone (a quarter fewer UNet rows for an edit + baseline)."""
+    target = "a blue square on a gray background"
+    edited, rows = _unet_rows(editor, SRC, target, steps=STEPS, seed=5, baseline=True)
     assert rows == [4] * STEPS + [2] * STEPS  # (source, target) x guidance, then the target x guidance
     assert edited.baseline[0] is edited.images[0]
     plain = editor.sample(target, steps=STEPS, seed=5).images[0]
@@ -245,12 +250,9 @@ def test_the_baseline_reruns_only_the_targets_when_nothing_can_differ(editor):
 def test_a_noise_drawing_scheduler_reruns_the_source_row_too(editor):
     from diffusers import EulerAncestralDiscreteScheduler
 
-    rows = []
     scheduler = EulerAncestralDiscreteScheduler.from_config(editor.pipe.scheduler.config)
-    hook = editor.unet.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
-    try:
-        editor.edit(SRC, "a blue square on a gray background", steps=STEPS, scheduler=scheduler, baseline=True)
-    finally:
-        hook.remove()
+    _, rows = _unet_rows(
+        editor, SRC, "a blue square on a gray background", steps=STEPS, scheduler=scheduler, baseline=True
+    )
     # its noise is drawn for the whole batch: the baseline's target draws the edit's noise only in the same batch
     assert rows == [4] * (2 * STEPS)
