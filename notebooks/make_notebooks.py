@@ -69,7 +69,7 @@ result = runs[seeds.index(3)]  # seed 3, the source above
 kept = [(layout_iou(r.images[0], r.baseline[1]), layout_iou(r.images[0], r.images[1])) for r in runs]
 plots.images([im for r in runs for im in (r.images[0], r.baseline[1], r.images[1])],
              [t for s, (without, with_p2p) in zip(seeds, kept)
-              for t in (f"seed {s}: source", f"no P2P: layout {without:.2f}", f"Prompt-to-Prompt: layout {with_p2p:.2f}")],
+              for t in (f"seed {s}: source", f"no P2P: layout {without:.2f}", f"with P2P: layout {with_p2p:.2f}")],
              height=200, columns=3)""",
         md(
             "Seed by seed the numbers vary: a few seeds prove little. Measured over 32 seeds of two-object "
