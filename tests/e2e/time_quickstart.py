@@ -5,8 +5,10 @@ kernel and runs every cell with JupyterLab's Run All. Prints, in seconds: the se
 notebook's opening (page and kernel start, until the kernel is idle), Run All until every cell is
 done (a fresh kernel: it pays the first imports and the first figure), and each cell's time in the
 kernel as JupyterLab records it. ``--busy`` keeps one core busy with a spinning process for the
-whole measurement (the machine shared with other work). A measurement, not a test: it asserts
-nothing about the time and is not collected by pytest.
+whole measurement (the machine shared with other work); ``--repeat N`` measures N times in a row.
+Each line starts with the 1-minute load average before it began: the host is shared, and a run
+beside other work is slower. A measurement, not a test: it asserts nothing about the time and is
+not collected by pytest.
 """
 
 from __future__ import annotations
@@ -71,17 +73,24 @@ def measure(busy: bool) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--busy", action="store_true", help="keep one core busy while measuring")
+    parser.add_argument("--repeat", type=int, default=1, help="measure this many times in a row")
     args = parser.parse_args(argv)
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    r = measure(args.busy)
-    print(
-        f"quickstart in JupyterLab ({os.cpu_count()} CPUs, OMP_NUM_THREADS={threads}, "
-        f"{'one core busy' if args.busy else 'nothing else started'}): server start {r['server']:.1f} s; "
-        f"notebook open + kernel start {r['open']:.1f} s; Run All {r['run_all']:.1f} s; "
-        f"{r['figures']} figures, Studio shown: {bool(r['studio_shown'])}"
-    )
-    for first_line, seconds in r["cells"]:  # in the kernel, from JupyterLab's recorded timing
-        print(f"  {seconds:6.2f} s  {first_line}")
+    run_all = []
+    for _ in range(args.repeat):
+        load = os.getloadavg()[0]
+        r = measure(args.busy)
+        run_all.append(r["run_all"])
+        print(
+            f"load {load:.2f} before; quickstart in JupyterLab ({os.cpu_count()} CPUs, "
+            f"OMP_NUM_THREADS={threads}, {'one core busy' if args.busy else 'nothing else started'}): "
+            f"server start {r['server']:.1f} s; notebook open + kernel start {r['open']:.1f} s; "
+            f"Run All {r['run_all']:.1f} s; {r['figures']} figures, Studio shown: {bool(r['studio_shown'])}"
+        )
+        for first_line, seconds in r["cells"]:  # in the kernel, from JupyterLab's recorded timing
+            print(f"  {seconds:6.2f} s  {first_line}")
+    if args.repeat > 1:
+        print("Run All, s: " + ", ".join(f"{t:.1f}" for t in run_all))
     return 0
 
 
