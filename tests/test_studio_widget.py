@@ -379,16 +379,29 @@ def test_a_spec_the_controls_cannot_hold_is_refused_before_anything_changes(stud
 
     cases = {
         "a LocalBlend resolution": dict(blend=LocalBlend(["cat", "dog"], resolution=16)),
-        "LocalBlend words per prompt": dict(blend=[["cat"], ["dog"]]),
+        # per-prompt lists that mark other tokens than their union would (the target's "cat" too)
+        "LocalBlend words per prompt": dict(target="a blue dog by a cat", blend=[["cat"], ["dog"]]),
         "guidance above 50": dict(guidance=60.0),
         "weights beyond": dict(reweight={"blue": 20.0}),
     }
     for what, kwargs in cases.items():
-        spec = editor.edit(SOURCE, TARGET, steps=4, **kwargs).spec
+        target = kwargs.pop("target", TARGET)
+        spec = editor.edit(SOURCE, target, steps=4, **kwargs).spec
         before = {k: getattr(studio.panel, k) for k in ("source", "target", "seed", "guidance", "reweight")}
         with pytest.raises(P2PError, match=f"cannot show {what}"):
             studio.load_json(spec.to_json())
         assert {k: getattr(studio.panel, k) for k in before} == before
+
+
+def test_per_prompt_blend_words_load_as_the_one_list_that_marks_the_same_tokens(studio, editor):
+    """Pocket-bench and PIE-Bench cases blend [[source word], [target word]]; the Studio refused
+    to load them, though its one list of words marks the same tokens on these prompts."""
+    from p2p_widgets.engine.blend import LocalBlend
+
+    result = editor.edit(SOURCE, TARGET, steps=4, seed=2, blend=LocalBlend([["cat"], ["dog"]], start=0.5))
+    studio.load_json(result.spec.to_json())
+    assert studio.panel.blend_words == ["cat", "dog"]
+    assert torch.equal(studio.run(background=False).latents, result.latents)
 
 
 def test_a_loaded_blend_start_reruns_as_saved(studio, editor):

@@ -25,7 +25,16 @@ from .controller import RunController
 from .image_input import prepare_image
 from .methods import P2P, missing, needs_value
 from .panel import StudioPanel
-from .rules import blend_of, method_not_shown, method_rule, not_shown, p2p_base, p2p_rule, split_rule
+from .rules import (
+    blend_of,
+    method_not_shown,
+    method_rule,
+    not_shown,
+    p2p_base,
+    p2p_rule,
+    panel_blend_words,
+    split_rule,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -422,13 +431,13 @@ class Studio(ipywidgets.VBox):
         if self.running:
             raise P2PError("cannot load while a run is in progress")
         spec = _as_spec(spec)
-        p2p, method = self._check_loadable(spec)
+        p2p, method, blend_words = self._check_loadable(spec)
         source, target = spec.prompts
         base = p2p_base(p2p)
         full = [] if base is None else [[int(i), int(j), float(w)] for i, j, w in base.mapper.links]
         src, tgt = self.panel.prompt(source), self.panel.prompt(target)  # raise on bad prompts
         real = sorted([i, j, w] for i, j, w in full if i < src.n_tokens and j < tgt.n_tokens)
-        self._apply(spec, p2p, method)
+        self._apply(spec, p2p, method, blend_words)
         if spec.inversion is None and self._image is not None:
             self.clear_image()  # the edit starts from its seed
         if self.aligner is not None and base is not None:
@@ -445,7 +454,8 @@ class Studio(ipywidgets.VBox):
             }
 
     def _check_loadable(self, spec: EditSpec):
-        """The spec's (P2P part, method part), or a P2PError saying what the Studio cannot show."""
+        """The spec's (P2P part, method part, the panel's LocalBlend words), or a P2PError saying
+        what the Studio cannot show."""
         if len(spec.prompts) != 2:
             raise P2PError(
                 f"the Studio edits one target; this spec has {len(spec.prompts) - 1} (use p2p_widgets.edit_from_spec)"
@@ -470,12 +480,17 @@ class Studio(ipywidgets.VBox):
         n_evals = self.editor.count_evals(spec.steps, schedulers.of_spec(spec, self.editor.pipe.scheduler.config))
         if base is not None and base.schedule.n_evals != n_evals:
             raise P2PError(f"the schedule has {base.schedule.n_evals} evaluations but the spec's run has {n_evals}")
-        shown = ", ".join(x for x in (not_shown(spec, p2p, base), method_not_shown(self.panel, method)) if x)
+        blend = spec.build_blend()
+        prompts = [self.panel.prompt(text) for text in spec.prompts] if blend is not None else []
+        blend_words = panel_blend_words(blend, prompts)
+        shown = ", ".join(
+            x for x in (not_shown(spec, p2p, base, blend_words), method_not_shown(self.panel, method)) if x
+        )
         if shown:
             raise P2PError(f"the Studio cannot show {shown}; rerun it with p2p_widgets.edit_from_spec")
-        return p2p, method
+        return p2p, method, blend_words
 
-    def _apply(self, spec: EditSpec, p2p, method) -> None:
+    def _apply(self, spec: EditSpec, p2p, method, blend_words: list[str]) -> None:
         panel, base, blend = self.panel, p2p_base(p2p), spec.build_blend()
         with panel.hold_sync():
             panel.clear_error()
@@ -493,8 +508,7 @@ class Studio(ipywidgets.VBox):
             if base is not None:
                 panel.kind = "refine" if isinstance(base, Refine) else "auto"
                 panel.reweight = dict(getattr(p2p, "values", {}))
-            words = blend.words if blend else []
-            panel.blend_words = [words] if isinstance(words, str) else list(words)
+            panel.blend_words = blend_words
             if blend:
                 panel.blend_threshold = blend.threshold
             panel.windows = self._loaded_windows(base, blend)

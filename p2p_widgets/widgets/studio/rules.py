@@ -8,6 +8,8 @@ what the controls cannot hold.
 
 from __future__ import annotations
 
+import torch
+
 from ...engine.blend import LocalBlend
 from ...engine.rules import Combine, EditRule, ParamRule, Refine, Replace, Reweight
 from ...engine.spec import EditSpec
@@ -25,6 +27,26 @@ def p2p_rule(kind: str, mapper, schedule, reweight: dict) -> EditRule:
 def method_rule(panel) -> EditRule:
     """The chosen registered rule, built from the panel's checked values."""
     return panel.method_class()(**panel.method_values)
+
+
+def panel_blend_words(blend: LocalBlend | None, prompts) -> list[str] | None:
+    """The panel's one list of LocalBlend words for a loaded ``blend`` on ``prompts`` ([] without
+    one), or None where one list cannot hold it. A list per prompt (pocket-bench's and PIE-Bench's
+    ``[[source word], [target word]]``) becomes its union when that marks the same tokens: the
+    union also marks a listed word wherever another prompt has it."""
+    if blend is None:
+        return []
+    words = [blend.words] if isinstance(blend.words, (str, int)) else list(blend.words)
+    union = []
+    for word in (w for item in words for w in (item if isinstance(item, (list, tuple)) else [item])):
+        if word not in union:
+            union.append(word)
+    if any(not isinstance(w, str) for w in union):
+        return None  # a word by position: its token index has no chip to show
+    if union == words:
+        return union
+    same = torch.equal(blend.token_weights(prompts, union), blend.token_weights(prompts, words))
+    return union if same else None
 
 
 def blend_of(panel, schedule) -> LocalBlend | None:
@@ -78,16 +100,15 @@ def method_not_shown(panel, method: ParamRule | None) -> str:
     return ""
 
 
-def not_shown(spec: EditSpec, rule: EditRule | None, base: Replace | None) -> str:
-    """What of ``spec`` the Studio's controls cannot hold (so a reload would not rerun it), or ''."""
+def not_shown(spec: EditSpec, rule: EditRule | None, base: Replace | None, blend_words: list | None) -> str:
+    """What of ``spec`` the Studio's controls cannot hold (so a reload would not rerun it), or ''.
+    ``blend_words``: :func:`panel_blend_words` of its LocalBlend."""
     blend = spec.blend or {}
-    words = blend.get("words", [])
-    words = [words] if isinstance(words, (str, int)) else words
     values = getattr(rule, "values", {}) if rule is not None else {}
     checks = [
         (bool(blend.get("subtract")), "LocalBlend 'subtract' words"),
         (blend.get("resolution") is not None, "a LocalBlend resolution"),
-        (any(not isinstance(w, str) for w in words), "LocalBlend words per prompt or by position"),
+        (blend_words is None, "LocalBlend words per prompt (that one list cannot mark) or by position"),
         (spec.seed > MAX_SEED, f"a seed above {MAX_SEED}"),
         (spec.guidance > 50, "guidance above 50"),
     ]
