@@ -19,10 +19,16 @@ def _go():
 _CHAR_PX = 7.5  # a generous average width of one character of a subplot title (plotly's 16 px font is ~8)
 
 
+def as_text(text) -> str:
+    """``text`` for a plotly title, label or hover: plotly reads ``<b>``, ``<br>``, ``<a href>``
+    as markup, so ``&``, ``<`` and ``>`` become entities (a prompt is shown, never read)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _wrap(text: str, width_px: float) -> str:
     """A title broken into lines that fit ``width_px`` (plotly does not wrap or shrink titles, it
-    clips them); ``<`` and ``>`` become entities, so a prompt is never read as plotly's markup."""
-    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    clips them), as text (:func:`as_text`)."""
+    text = as_text(text)
     per_line = max(8, int(width_px / _CHAR_PX))
     lines, line = [], ""
     for word in text.split():
@@ -90,6 +96,7 @@ def head_maps(store, prompt, word, prompt_index=0, side=None, place=None, height
 def _heatmap_row(maps, titles, height):
     """One heat map per title on one shared colour scale (zero to the largest value), shown once."""
     go, make_subplots = _go()
+    titles = [as_text(t) for t in titles]
     fig = make_subplots(rows=1, cols=len(maps), subplot_titles=titles, horizontal_spacing=0.01)
     top = max(float(np.max(m)) for m in maps) if maps else 1.0
     for c, m in enumerate(maps, start=1):
@@ -97,7 +104,8 @@ def _heatmap_row(maps, titles, height):
             go.Heatmap(
                 z=m[::-1],
                 coloraxis="coloraxis",
-                hovertemplate=f"{titles[c - 1]}: %{{z:.3f}}<extra></extra>",
+                meta=titles[c - 1],  # hover text through meta: a word is never read as a %{...} template
+                hovertemplate="%{meta}: %{z:.3f}<extra></extra>",
             ),
             row=1,
             col=c,
@@ -118,7 +126,7 @@ def mapper_matrix(mapper, height=380):
     go, _ = _go()
     rows, cols = mapper.source.n_tokens, mapper.target.n_tokens
     m = mapper.matrix[:rows, :cols].numpy()
-    labels = lambda p: [f"{i}:{t}" for i, t in enumerate(p.tokens)]  # noqa: E731
+    labels = lambda p: [as_text(f"{i}:{t}") for i, t in enumerate(p.tokens)]  # noqa: E731
     fig = go.Figure(
         go.Heatmap(
             z=m,
@@ -143,7 +151,7 @@ def schedule(schedule, target, height=300):
     fig = go.Figure(
         go.Heatmap(
             z=alpha,
-            y=[f"{i}:{t}" for i, t in enumerate(target.tokens)],
+            y=[as_text(f"{i}:{t}") for i, t in enumerate(target.tokens)],
             colorscale="Greens",
             zmin=0,
             zmax=1,
@@ -178,10 +186,6 @@ _KIND_STYLE = {  # kind -> (legend name, colour, letter); the colours of the tim
 _IDLE = (224, 224, 224)  # a cell no rule touched
 
 
-def _escaped(text) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _cell_positions(cells) -> list[float]:
     """x of each cell: execution order, one free slot between blocks."""
     xs, x, previous = [], 0.0, None
@@ -213,7 +217,7 @@ def _draw_blocks(fig, cells, xs) -> None:
             layer="below",
         )
         fig.add_annotation(
-            x=(lo + hi) / 2, y=y - 0.38, text=_escaped(label), showarrow=False, yanchor="top", font_size=11
+            x=(lo + hi) / 2, y=y - 0.38, text=as_text(label), showarrow=False, yanchor="top", font_size=11
         )
         if previous is not None:
             fig.add_shape(type="line", x0=previous[0] + 0.6, y0=previous[1], x1=lo - 0.6, y1=y, line=dict(color="#aaa"))
@@ -297,7 +301,7 @@ def _cells_figure(cells, values, step, n_steps):
                 name=name,
                 legendgroup=kind,
                 showlegend=False,
-                customdata=[[_escaped(cells[k]["name"]), s] for k, s in zip(ks, said)],
+                customdata=[[as_text(cells[k]["name"]), s] for k, s in zip(ks, said)],
                 hovertemplate=f"%{{customdata[0]}}<br>{name}: %{{customdata[1]}}<extra></extra>",
             )
         )

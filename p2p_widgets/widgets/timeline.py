@@ -31,6 +31,7 @@ from ..engine.prompts import Prompt
 from ..engine.rules import Combine, EditRule
 from ..engine.schedule import AlphaSchedule
 from ..errors import MessageError, P2PError, is_int
+from ..plots import as_text
 from ._base import P2PWidget, on_message
 
 PRESETS = {
@@ -335,12 +336,13 @@ class AlphaTimeline(P2PWidget):
             import plotly.graph_objects as go
         except ImportError as exc:  # pragma: no cover - plotly is a dependency
             raise ImportError("to_plotly() needs plotly: pip install plotly") from exc
+
         n, w = self.n_evals, self.windows
         rows = [("cross (default)", *w["cross"], "#1976d2")]
         rows += [(f"word: {word}", s, e, "#7b1fa2") for word, s, e in w["words"]]
         rows += [("self-attention", *w["self_attn"], "#2e7d32"), ("LocalBlend", w["blend_start"], n, "#ef6c00")]
         rows += [(_band_label(b), b["start"], b["end"], "#757575") for b in self.rule_windows]
-        raw = [r[0].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for r in rows]  # text, not markup
+        raw = [as_text(r[0]) for r in rows]
         # two bands of one name stay two rows
         labels = [x if raw[:k].count(x) == 0 else f"{x} ({raw[:k].count(x) + 1})" for k, x in enumerate(raw)]
         fig = go.Figure(
@@ -365,7 +367,10 @@ class AlphaTimeline(P2PWidget):
         if self.playhead is not None:
             fig.add_vline(x=self.playhead + 0.5, line_dash="dash", line_color="#d32f2f")
         fig.update_layout(
-            title_text=f"alpha schedule for {self.target!r}", height=140 + 30 * len(rows), showlegend=False, bargap=0.35
+            title_text=as_text(f"alpha schedule for {self.target!r}"),
+            height=140 + 30 * len(rows),
+            showlegend=False,
+            bargap=0.35,
         )
         return fig
 
