@@ -116,6 +116,41 @@ def test_stop_message_ends_a_run_early_and_the_studio_runs_again(studio):
     assert not again.stopped and studio.panel.status == "done" and studio.panel.progress == [12, 12]
 
 
+def test_stop_as_the_run_finishes_leaves_the_studio_usable(studio, monkeypatch):
+    """Stop read status 'running', the worker then wrote 'done', and Stop wrote 'stopping' over it:
+    no thread behind it, so Run was refused and the settings frozen for good."""
+    at_last, finish = threading.Event(), threading.Event()
+
+    def gate(event):
+        if event.step == 3:
+            at_last.set()
+            finish.wait(30)
+
+    studio.run(callback=gate)
+    assert at_last.wait(60)
+    status = type(StudioPanel.status)
+    plain_get = status.__get__
+
+    def get_then_let_the_run_finish(self, obj, cls=None):
+        value = plain_get(self, obj, cls)
+        if obj is studio.panel and value == "running" and threading.current_thread() is threading.main_thread():
+            finish.set()  # the worker finishes between Stop's read of the status and its write
+            for _ in range(40):  # bounded: with the fix the worker waits for Stop to finish first
+                if plain_get(self, obj, cls) != "running":
+                    break
+                threading.Event().wait(0.05)
+        return value
+
+    monkeypatch.setattr(status, "__get__", get_then_let_the_run_finish)
+    studio.stop()
+    monkeypatch.undo()
+    studio.wait(60)
+    assert studio.panel.status in ("done", "stopped") and not studio.running
+    studio.panel.seed = 3  # settings are free again
+    studio.run()
+    assert not studio.wait(60).stopped and studio.panel.status == "done"
+
+
 def test_a_second_run_while_running_is_refused(studio):
     reached, release = threading.Event(), threading.Event()
     studio.run(callback=lambda e: (reached.set(), release.wait(30)) if e.step == 0 else None)

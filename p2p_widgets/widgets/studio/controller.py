@@ -28,7 +28,7 @@ class RunController:
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._stop_event: threading.Event | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered when a status observer starts or stops a run
 
     @property
     def running(self) -> bool:
@@ -62,10 +62,13 @@ class RunController:
 
     def stop(self) -> None:
         """Ask the current run to stop after its current step."""
-        if self._stop_event is not None and self.running:
-            self._stop_event.set()
-            if self.studio.panel.status == "running":
-                self.studio.panel.status = "stopping"
+        # under the lock the worker takes for its last status: a 'stopping' written just after the
+        # run wrote 'done' would have no thread behind it, and the Studio would refuse Run for good
+        with self._lock:
+            if self._stop_event is not None and self.running:
+                self._stop_event.set()
+                if self.studio.panel.status == "running":
+                    self.studio.panel.status = "stopping"
 
     def wait(self, timeout: float | None = None):
         """Wait for a background run; returns the EditResult (raises the run's error)."""
@@ -94,7 +97,7 @@ class RunController:
             if job.get("invert") is not None:
                 inversion = self._invert(job["spec"].source, job["invert"], stop_event)
                 if inversion is None:  # stopped while inverting: nothing to edit yet
-                    with panel.hold_sync():
+                    with self._lock, panel.hold_sync():
                         panel.phase, panel.status = "", "stopped"
                     return
             panel.phase = "sampling"
@@ -115,18 +118,18 @@ class RunController:
             )
             text = spec_to_json(result)
         except RunStopped:  # Stop pressed while the run waited for another one: nothing ran
-            with panel.hold_sync():
+            with self._lock, panel.hold_sync():
                 panel.phase, panel.status = "", "stopped"
             return
         except BaseException as exc:  # shown in the widget; a thread has nowhere else to report
             self.error = exc
             _log.debug("Studio run failed", exc_info=True)
-            with panel.hold_sync():
+            with self._lock, panel.hold_sync():
                 panel.report_error(f"run failed: {type(exc).__name__}: {exc}")
                 panel.phase, panel.status = "", "error"
             return
         self.result = result
-        with panel.hold_sync():
+        with self._lock, panel.hold_sync():
             panel.phase = ""
             panel.images = images
             panel.spec_json = text
