@@ -165,6 +165,8 @@ def test_stop_ends_a_studio_run_that_waits_for_another(editor):
         studio.stop()
         studio.wait(30)  # returns although the other run still holds the model
         assert studio.panel.status == "stopped" and studio.panel.error == "" and cell.is_alive()
+        # the player too: stopped, not failed (it said "error" with a RunStopped banner)
+        assert (studio.player.status, studio.player.error) == ("stopped", "")
     finally:
         release.set()
         cell.join(30)

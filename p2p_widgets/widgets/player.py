@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
-from ..errors import MessageError, P2PError, is_int
+from ..errors import MessageError, P2PError, RunStopped, is_int
 from ..stream.frames import (
     IMAGE_FORMATS,
     STATUSES,
@@ -532,6 +532,9 @@ class AttentionPlayer(P2PWidget):
 
         try:
             result = sample(both)
+        except RunStopped:  # stopped while waiting for another run: nothing ran, nothing failed
+            self.end(status="stopped")
+            raise
         except BaseException as exc:
             self.end(status="error")
             if isinstance(exc, Exception):
