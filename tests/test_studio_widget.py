@@ -90,6 +90,18 @@ def test_run_message_runs_in_a_worker_thread(studio):
     assert studio.player.cached_steps == [0, 1, 2, 3] and studio.player.status == "done"
 
 
+def test_a_prompt_the_panel_refuses_is_refused_in_the_aligner_too(studio):
+    """An empty target typed into the aligner was kept there (its links re-made for it) while the
+    panel refused it: Run then used the aligner's links against the panel's prompt."""
+    links = [list(x) for x in studio.aligner.links]
+    studio.aligner.set_state({"target": "   "})
+    assert "empty" in studio.aligner.error
+    assert studio.aligner.target == studio.panel.target == TARGET
+    assert [list(x) for x in studio.aligner.links] == links
+    studio.aligner.set_state({"target": "a blue bird on a mat"})  # what the panel takes, it takes
+    assert studio.aligner.error == "" and studio.panel.target == "a blue bird on a mat"
+
+
 def test_stop_message_ends_a_run_early_and_the_studio_runs_again(studio):
     reached, release = threading.Event(), threading.Event()
 

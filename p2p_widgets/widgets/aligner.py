@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable
 from typing import Any
 
 import traitlets
@@ -109,6 +110,8 @@ class TokenAligner(P2PWidget):
         self._tokenizer = self._prompt.tokenizer
         self._auto_links: list | None = None
         self._ready = False
+        # (name, text) -> None or TraitError: a further check of typed prompts (the Studio's panel's)
+        self.prompt_check: Callable[[str, str], None] | None = None
         links = kwargs.pop("links", None)
         super().__init__(source=source, target=target, kind=kind, **kwargs)
         self._retokenize()
@@ -130,7 +133,10 @@ class TokenAligner(P2PWidget):
 
     @traitlets.validate("source", "target")
     def _check_text(self, proposal):
-        return self._prompt.check_trait(proposal)
+        text = self._prompt.check_trait(proposal)
+        if self.prompt_check is not None:
+            self.prompt_check(proposal["trait"].name, text)
+        return text
 
     def _retokenize(self) -> None:
         self.source_tokens = token_rows(self.source_prompt)

@@ -112,6 +112,8 @@ class Studio(ipywidgets.VBox):
         )
         self.panel.studio = self
         self.aligner = aligner_cls(source, target, tokenizer=tokenizer) if aligner_cls else None
+        if self.aligner is not None:  # a prompt the panel refuses stays out of the aligner too
+            self.aligner.prompt_check = self.panel.check_prompt
         self.timeline = self._new_timeline() if self._timeline_cls else None
         self.player = AttentionPlayer()
         self.runs = RunController(self)

@@ -177,12 +177,17 @@ class StudioPanel(P2PWidget):
 
     @traitlets.validate("source", "target")
     def _check_text(self, proposal):
-        name = proposal["trait"].name
+        self.check_prompt(proposal["trait"].name, proposal["value"])
+        return proposal["value"]
+
+    def check_prompt(self, name: str, text: str) -> None:
+        """A TraitError where ``text`` cannot be the ``name`` ('source' or 'target') prompt (the
+        Studio's aligner asks too, so that the two never hold different prompts)."""
         # a real image may be read under the empty prompt (Plug-and-Play's authors do, with DDIM inversion)
-        if not proposal["value"].strip() and not (name == "source" and self.input_image):
+        if not text.strip() and not (name == "source" and self.input_image):
             what = "the edited prompt: what the image should become" if name == "target" else "the image's prompt"
             raise traitlets.TraitError(f"the {name} prompt is empty: type {what}")
-        return self._prompts.check_trait(proposal)
+        self._prompts.check_trait({"trait": type(self).class_traits()[name], "value": text})
 
     @traitlets.observe("source", "target")
     def _on_text(self, change):
