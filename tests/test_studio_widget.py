@@ -102,6 +102,20 @@ def test_a_prompt_the_panel_refuses_is_refused_in_the_aligner_too(studio):
     assert studio.aligner.error == "" and studio.panel.target == "a blue bird on a mat"
 
 
+def test_without_a_timeline_word_windows_follow_the_target(editor):
+    """The panel shows no word rows without a timeline, yet it kept a loaded row for a word the
+    new target lacks (every Run then failed) and took rows for words of neither prompt."""
+    studio = Studio(editor=editor, source=SOURCE, target=TARGET, steps=4, timeline=False)
+    Sink(studio.panel), Sink(studio.player)
+    studio.panel.windows = {**studio.panel.windows, "words": [["dog", 0, 2]]}
+    studio.panel.set_state({"target": "a blue bird on a mat"})
+    assert studio.panel.windows["words"] == []
+    studio.run(background=False)
+    assert studio.panel.status == "done"
+    studio.panel.set_state({"windows": {**studio.panel.windows, "words": [["zebra", 0, 2]]}})
+    assert "zebra" in studio.panel.error and studio.panel.windows["words"] == []
+
+
 def test_stop_message_ends_a_run_early_and_the_studio_runs_again(studio):
     reached, release = threading.Event(), threading.Event()
 
