@@ -15,6 +15,7 @@ from p2p_widgets.engine.controls import (
     StyleAligned,
     adain,
 )
+from p2p_widgets.engine.params import Param
 from p2p_widgets.engine.processors import AttentionController, P2PAttnProcessor, _execution_order
 from p2p_widgets.engine.rules import Combine, EditRule, LayerContext, Replace, registered_rules
 from p2p_widgets.engine.spec import EditSpec
@@ -218,11 +219,75 @@ def test_pnp_layers_on_sd15_skip_the_first_decoder_attention():
         (lambda: StyleAligned(adain_keys=1), "adain_keys"),
         (lambda: MaskedMutualSelfAttention(), "source_words"),
         (lambda: MaskedMutualSelfAttention(source_words=["cat"], threshold=2.0), "threshold"),
+        # an empty mask would make the rule plain MutualSelfAttention without a word of warning
+        (lambda: MaskedMutualSelfAttention(source_words=[]), "source_words"),
     ],
 )
 def test_bad_parameters_name_the_parameter(make, word):
     with pytest.raises(P2PError, match=word):
         make()
+
+
+def test_a_required_word_list_says_so_in_its_description():
+    params = {p.name: p for p in MaskedMutualSelfAttention.params}
+    assert params["source_words"].describe()["non_empty"] is True
+    assert params["target_words"].describe()["non_empty"] is False  # empty: the source words
+    assert MaskedMutualSelfAttention(source_words=["circle"], target_words=[]).target_words == ()
+    with pytest.raises(P2PError, match="'words' must name at least one word"):
+        Param("words", "words", (), non_empty=True)  # a default out of its own declaration
+    with pytest.raises(P2PError, match="'n'.*non_empty"):
+        Param("n", "int", 1, non_empty=True)  # only word lists can be empty
+
+
+def test_a_parameter_set_as_an_attribute_runs_exports_and_reruns_alike(editor):
+    """``rule.start_step = 0`` (values are attributes): the run, the spec and its rerun agree."""
+    rule = MutualSelfAttention(start_layer=0)
+    rule.start_step = 0
+    assert rule.to_dict()["start_step"] == 0 and rule.values["start_step"] == 0
+    first = editor.edit(SRC, TGT, rules=[rule], steps=STEPS)
+    assert first.spec.rules[0]["start_step"] == 0
+    again = editor.run(EditSpec.from_json(first.spec.to_json()))
+    assert torch.equal(first.latents, again.latents)
+    masked = MaskedMutualSelfAttention(source_words=["circle"])
+    masked.source_words = "red circle"  # normalised as the constructor does
+    assert masked.source_words == ("red circle",) and masked.to_dict()["source_words"] == ["red circle"]
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("start_step", -3), ("start_step", 1.5), ("end_step", "end"), ("union", "yes"), ("start_layer", True)],
+)
+def test_a_bad_value_set_as_an_attribute_names_the_parameter_and_changes_nothing(name, value):
+    rule = MutualSelfAttention()
+    before = rule.to_dict()
+    with pytest.raises(P2PError, match=name):
+        setattr(rule, name, value)
+    assert rule.to_dict() == before and getattr(rule, name) == before[name]
+    rule._scratch = "any"  # attributes that are not parameters stay free
+    assert rule.to_dict() == before
+
+
+@pytest.mark.parametrize(
+    "values, word",
+    [
+        (dict(start_step=STEPS + 1), "start_step"),  # past the end of the run
+        (dict(start_step=3, end_step=2), "start_step"),  # ends before it starts
+        (dict(end_step=STEPS + 1), "end_step"),  # a bound for a longer run
+    ],
+)
+def test_a_step_window_outside_the_run_is_named_before_any_step(editor, values, word):
+    with pytest.raises(P2PError, match=word):
+        editor.edit(SRC, TGT, rules=[MutualSelfAttention(**values)], steps=STEPS)
+    swap = editor.build_rules(editor.prompt(SRC), [editor.prompt(TGT)], STEPS)[0]
+    with pytest.raises(P2PError, match=word):  # inside a Combine too
+        editor.edit(SRC, TGT, rules=[Combine(swap, MutualSelfAttention(**values))], steps=STEPS)
+
+
+def test_step_windows_may_be_empty_at_the_bounds_of_the_run():
+    """Steps in [0, n_evals] with start <= end, like every step window of the project: a window
+    starting at the run's length is the "0 %" end of a sweep (the authors' range(start, total))."""
+    for values in (dict(start_step=STEPS), dict(start_step=2, end_step=2), dict(start_step=0, end_step=STEPS)):
+        MutualSelfAttention(**values).check_run(STEPS)
 
 
 def test_a_mask_word_missing_from_the_prompt_is_named(editor):

@@ -559,6 +559,14 @@ def test_a_bad_parameter_value_is_refused_naming_the_parameter(studio, values, p
     assert (p.error, p.error_field, p.method_values["start_step"]) == ("", "", 5)
 
 
+def test_an_empty_required_word_list_is_asked_for(studio):
+    """MaskedMutualSelfAttention's source words must name a word (an empty list is plain MasaCtrl)."""
+    p = studio.panel
+    p.set_state({"method": "MaskedMutualSelfAttention"})
+    p.set_state({"method_values": {**p.method_values, "source_words": []}})
+    assert "source words needs a value" in p.error and p.error_field == "method_values.source_words"
+
+
 def test_a_value_only_the_user_can_give_is_asked_for_beside_its_field(studio, own_rule):
     p = studio.panel
     p.set_state({"method": "StudioTestShare"})

@@ -22,7 +22,8 @@ class LocalBlend:
     or a single list used for every prompt where it is found. The mask is the union over the source
     and the edit of the accumulated cross-attention of the words, upsampled to the latent, max-pooled
     over 1/16 of its side (the reference's 3x3 pool at 16x16), max-normalised and thresholded;
-    ``subtract`` words (per prompt) are removed from it.
+    the region of the ``subtract`` words (given like ``words``; not pooled) in the source or the
+    edit is removed from it, as in the reference.
     ``resolution``: attention grid side used for the mask (default: latent side / 4, the reference's
     16x16 at 64x64 latents, or the nearest grid of models without one). Applied from ``start``
     (fraction or step) on.
@@ -123,7 +124,10 @@ class LocalBlend:
         mask = self.mask(maps, state["words"], latents.shape[-2:])
         mask = mask[:1] | mask  # union of the source's and each edit's mask
         if state["subtract"] is not None:
-            mask = mask & ~self.mask(maps, state["subtract"], latents.shape[-2:], pool=False)
+            sub = self.mask(maps, state["subtract"], latents.shape[-2:], pool=False)
+            # united with the source's too, as the authors' get_mask does for both masks: what the
+            # source's subtract words cover stays the source's in every edit
+            mask = mask & ~(sub[:1] | sub)
         mask = mask.to(latents.dtype)
         return latents[:1] + mask * (latents - latents[:1])
 

@@ -23,6 +23,7 @@ import re
 
 import torch
 
+from ..errors import P2PError
 from .params import Param
 from .rules import LayerContext, ParamRule, register_rule
 
@@ -54,6 +55,17 @@ class MutualSelfAttention(ParamRule):
         Param("end_layer", "int", None, "layer where control ends (empty: the last)", low=0, optional=True),
         Param("union", "bool", False, "attend to the source's and the edit's own keys and values together"),
     )
+
+    def check_run(self, n_evals):
+        # a step bound is in [0, n_evals] and the window does not end before it starts, as every
+        # step window here (P2P's, LocalBlend's start); start == n_evals stays allowed: the empty
+        # window at the run's end, the authors' range(start_step, total_steps) with nothing in it
+        end = n_evals if self.end_step is None else self.end_step
+        for name, step in (("start_step", self.start_step), ("end_step", end)):
+            if step > n_evals:
+                raise P2PError(f"{type(self).__name__} {name} {step} is past the end of a run of {n_evals} evaluations")
+        if self.start_step > end:
+            raise P2PError(f"{type(self).__name__} start_step {self.start_step} is after end_step {end}")
 
     def first_layer(self, n_layers: int) -> int:
         if self.start_layer is not None:
@@ -90,7 +102,7 @@ class MaskedMutualSelfAttention(MutualSelfAttention):
 
     params = (
         *MutualSelfAttention.params[:-1],  # no union: the masks split the source's keys instead
-        Param("source_words", "words", None, "words of the source whose attention marks the object"),
+        Param("source_words", "words", None, "words of the source whose attention marks the object", non_empty=True),
         Param("target_words", "words", (), "words of the edit marking the object (empty: the source words)"),
         Param("threshold", "float", 0.1, "share of the map's range that counts as the object", low=0.0, high=1.0),
     )

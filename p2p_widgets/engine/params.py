@@ -19,9 +19,10 @@ KINDS = ("float", "int", "bool", "choice", "words")
 @dataclass(frozen=True)
 class Param:
     """One parameter. ``kind``: "float", "int", "bool", "choice" (one of ``choices``) or "words"
-    (a list of words, empty allowed). ``low`` / ``high`` bound numbers (inclusive); ``optional``
-    allows ``None`` (e.g. "until the end of the run"). ``default=None`` without ``optional``: a
-    required parameter, which only the user can give (the Studio asks for it beside its field)."""
+    (a list of words; empty allowed unless ``non_empty``). ``low`` / ``high`` bound numbers
+    (inclusive); ``optional`` allows ``None`` (e.g. "until the end of the run"). ``default=None``
+    without ``optional``: a required parameter, which only the user can give (the Studio asks for
+    it beside its field)."""
 
     name: str
     kind: str
@@ -31,10 +32,13 @@ class Param:
     high: float | None = None
     choices: tuple = field(default=())
     optional: bool = False
+    non_empty: bool = False  # "words" only: at least one word (e.g. the words a mask is made from)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise P2PError(f"parameter {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.non_empty and self.kind != "words":
+            raise P2PError(f"parameter {self.name!r}: non_empty is for word lists, not {self.kind!r}")
         if self.default is not None:  # None without optional: a required parameter
             self.check(self.default)  # a declaration whose default is out of its own range is a bug
 
@@ -72,6 +76,8 @@ class Param:
         words = [value] if isinstance(value, str) else value
         if not isinstance(words, (list, tuple)) or not all(isinstance(w, str) and w.strip() for w in words):
             raise P2PError(f"parameter {self.name!r} must be a list of words, got {value!r}")
+        if self.non_empty and not words:
+            raise P2PError(f"parameter {self.name!r} must name at least one word ({self.help or 'words'})")
         return tuple(w.strip() for w in words)
 
     def _in_range(self, v):
@@ -92,6 +98,7 @@ class Param:
             "high": self.high,
             "choices": list(self.choices),
             "optional": self.optional,
+            "non_empty": self.non_empty,
         }
 
 

@@ -382,12 +382,23 @@ class Reweight(EditRule):
 class ParamRule(EditRule):
     """A rule built from its declared :class:`~p2p_widgets.engine.params.Param` values alone (no
     prompts): ``Rule(**values)`` checks them, ``to_dict`` / ``from_dict`` write and read them, and
-    the Studio and sweeps offer them from ``params``. Values are attributes (``rule.start_step``)."""
+    the Studio and sweeps offer them from ``params``. Values are attributes (``rule.start_step``);
+    setting one checks it and updates ``values``, so the run and ``to_dict`` agree."""
 
     def __init__(self, **values):
         self.values = check_values(type(self).params, values, type(self).__name__)
         for name, value in self.values.items():
             setattr(self, name, value)
+
+    def __setattr__(self, name, value):
+        # a declared parameter set as an attribute is checked like a constructor argument and
+        # written to ``values`` too: the run reads the attribute, to_dict the values, and both
+        # must agree or the saved edit reruns differently
+        param = next((p for p in type(self).params if p.name == name), None)
+        if param is not None:
+            value = param.check(value)
+            self.values[name] = value
+        super().__setattr__(name, value)
 
     def to_dict(self) -> dict:
         plain = {k: list(v) if isinstance(v, tuple) else v for k, v in self.values.items()}

@@ -162,7 +162,7 @@ def needs_value(param: Param) -> str:
 def plain_error(param: Param, value, exc: Exception) -> str:
     """What is wrong with ``value`` for ``param``, in words a person reads beside the field."""
     what = words_of(param.name)
-    if value is None or value == "":
+    if value is None or value == "" or (param.kind == "words" and param.non_empty and not value):
         return needs_value(param)
     if param.kind in ("int", "float"):
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
