@@ -63,7 +63,11 @@ def demo_command(args: argparse.Namespace) -> tuple[list[str], Path]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    args.port = args.port or _free_port(args.ip)
+    try:
+        args.port = args.port or _free_port(args.ip)
+    except OSError as exc:  # an unknown host name (socket.gaierror) or an address not of this machine
+        print(f"p2p-widgets demo: --ip {args.ip}: cannot listen there ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     args.token = secrets.token_hex(16)
     cmd, folder = demo_command(args)
     url = f"http://{args.ip}:{args.port}/lab/tree/{DEMO_NOTEBOOK}?token={args.token}"
@@ -104,6 +108,42 @@ def _reweight_pair(text: str):
         raise argparse.ArgumentTypeError(f"--reweight takes WORD=VALUE (e.g. big=2.5), got {text!r}") from None
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0-65535 (0: a free one), got {text!r}")
+    return value
+
+
+def count_arg(text: str) -> int:
+    """A non-negative integer (``--images``/``--seeds`` of ``eval``: 0 skips that part)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _out_folder_problem(out: Path) -> str | None:
+    """Why ``--out`` cannot become the output folder, or None. Creates nothing, so that an edit
+    failing later leaves no empty folder: the first existing path on the way must be a writable folder."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is None:
+        return None  # not even the working folder exists: left to the mkdir after the work
+    if existing == out and not out.is_dir():
+        return f"--out {out} is a file; give a folder for the images and the JSON"
+    if not existing.is_dir():
+        return f"--out {out}: {existing} is a file, not a folder"
+    if existing != out and not os.access(existing, os.W_OK | os.X_OK):
+        return f"--out {out}: cannot create a folder in {existing} (permission denied)"
+    return None
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -125,8 +165,9 @@ def _edit(args: argparse.Namespace) -> int:
         if not getattr(args, name).strip():
             print(f"p2p-widgets edit: the {name} prompt is empty: give the words of the image", file=sys.stderr)
             return 2
-    if out.exists() and not out.is_dir():  # checked before the work, not after it
-        print(f"p2p-widgets edit: --out {out} is a file; give a folder for the images and the JSON", file=sys.stderr)
+    problem = _out_folder_problem(out)  # checked before the work (minutes on SD), not after it
+    if problem:
+        print(f"p2p-widgets edit: {problem}", file=sys.stderr)
         return 2
     inversion = None
     try:
@@ -299,7 +340,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help=f"start JupyterLab on notebooks/{DEMO_NOTEBOOK}")
     demo.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    demo.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    demo.add_argument("--port", type=_port, default=0, help="port, 0-65535 (default: 0, a free one)")
     demo.add_argument("--notebooks", metavar="DIR", help="folder holding the notebooks")
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
     demo.add_argument("--dry-run", action="store_true", help="print the command and URL, start nothing")
@@ -351,8 +392,20 @@ def _build_parser() -> argparse.ArgumentParser:
     edit.set_defaults(func=_edit)
 
     evaluate = sub.add_parser("eval", help="evaluate the pocket model and print its table")
-    evaluate.add_argument("--images", type=int, default=256)
-    evaluate.add_argument("--seeds", type=int, default=32)
+    evaluate.add_argument(
+        "--images",
+        type=count_arg,
+        metavar="N",
+        default=256,
+        help="captions scored for fidelity (0: skip; default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--seeds",
+        type=count_arg,
+        metavar="N",
+        default=32,
+        help="scenes per P2P edit kind (0: skip; default: %(default)s)",
+    )
     evaluate.set_defaults(func=_eval)
 
     sweep = sub.add_parser(
@@ -386,8 +439,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--steps", type=_number_or_model, default=None, help="override every method's steps ('model')")
     sweep.add_argument("--guidance", type=_number_or_model, default=None, help="override the guidance ('model')")
     sweep.add_argument("--types", type=int, nargs="+", default=None, help="only these edit type ids (0-9)")
-    sweep.add_argument("--device", default=None, help="torch device of the workers (default: cuda if available)")
-    sweep.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker")
+    sweep.add_argument(
+        "--device",
+        default=None,
+        help="torch device of the workers: cpu, cuda, cuda:1, mps (default: cuda if available)",
+    )
+    sweep.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker, >= 1")
     sweep.add_argument("--retry-errors", action="store_true", help="rerun rows whose edit failed before")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_evaluate)

@@ -56,6 +56,46 @@ def test_demo_without_the_notebook_says_where_it_looked(tmp_path):
         cli.main(["demo", "--notebooks", str(tmp_path), "--dry-run"])
 
 
+@pytest.mark.parametrize("port", ["99999", "-4", "http"])
+def test_demo_refuses_a_port_outside_0_65535(tmp_path, port, capsys):
+    (tmp_path / cli.DEMO_NOTEBOOK).write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--notebooks", str(tmp_path), "--port", port, "--dry-run"])
+    assert exc.value.code == 2 and "0-65535" in capsys.readouterr().err
+
+
+def test_demo_names_an_address_it_cannot_listen_on(tmp_path, capsys):
+    (tmp_path / cli.DEMO_NOTEBOOK).write_text("{}")
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine: the free-port probe cannot bind it
+    assert cli.main(["demo", "--notebooks", str(tmp_path), "--ip", "192.0.2.1", "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("p2p-widgets demo: --ip 192.0.2.1") and len(captured.err.splitlines()) == 1
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("the evaluation started before its options were checked")
+
+
+@pytest.mark.parametrize("argv", [["--images", "-2"], ["--seeds", "-1"], ["--images", "many"]])
+def test_eval_refuses_negative_counts_before_the_work(argv, capsys, monkeypatch):
+    import p2p_widgets.pocket.eval
+
+    monkeypatch.setattr(p2p_widgets.pocket.eval, "evaluate_pocket", _no_work)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["eval", *argv])
+    assert exc.value.code == 2 and "integer >= 0" in capsys.readouterr().err
+
+
+def test_the_eval_module_refuses_negative_counts_too(capsys, monkeypatch):
+    import p2p_widgets.pocket.eval
+
+    monkeypatch.setattr(p2p_widgets.pocket.eval, "evaluate_pocket", _no_work)
+    with pytest.raises(SystemExit) as exc:
+        p2p_widgets.pocket.eval.main(["pocket", "--images", "-2"])
+    assert exc.value.code == 2 and "integer >= 0" in capsys.readouterr().err
+
+
 def test_demo_really_serves_the_quickstart(tmp_path):
     """Start `p2p-widgets demo` for real and fetch the notebook through the printed URL."""
     import json

@@ -154,3 +154,17 @@ def test_an_empty_target_is_refused(tmp_path, capsys):
     code = cli.main(["edit", "a red cat", "  ", "--steps", "2", "--out", str(tmp_path / "x")])
     assert code == 2 and "target prompt is empty" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_an_out_path_through_a_file_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    import p2p_widgets.models
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(p2p_widgets.models, "load_pipeline", no_work)
+    (tmp_path / "afile").write_text("x")
+    code = cli.main(["edit", "a red cat", "a blue cat", "--steps", "2", "--out", str(tmp_path / "afile" / "sub")])
+    err = capsys.readouterr().err
+    assert code == 2 and "afile is a file" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -246,13 +246,16 @@ def _case_ids(folder):
         (dict(address="127.0.0.1:1"), "address"),
         (dict(metrics={"dino": "x"}), "clip"),
         (dict(methods=["pie-p2p", {"name": "pie-p2p"}]), "share a name"),
+        (dict(threads=0), "threads"),
+        (dict(device="nonsense"), "nonsense"),
+        (dict(device="cuda:99"), "cuda:99"),  # no machine has 100 GPUs; a CPU-only one has none
     ],
 )
 def test_bad_input_is_named_before_anything_is_written(bench, tmp_path, change, named):
     args = dict(methods=["pie-p2p-ddim"], grid=GRID, seeds=[0])
     args.update(change)
     out = tmp_path / "never"
-    options = {k: args.pop(k) for k in ("backend", "workers", "address", "metrics") if k in args}
+    options = {k: args.pop(k) for k in ("backend", "workers", "address", "metrics", "threads", "device") if k in args}
     with pytest.raises(P2PError, match=named):
         run_sweep(bench, args["methods"], args["grid"], args["seeds"], out, **options)
     assert not out.exists()
@@ -305,6 +308,17 @@ def test_the_cli_runs_a_sweep_and_names_bad_input(bench, tmp_path, capsys):
 
 
 GENERATED_JSON = json.dumps(GENERATED)
+
+
+@pytest.mark.parametrize("option", [["--threads", "0"], ["--device", "nonsense"]])
+def test_the_cli_names_bad_threads_and_device_before_the_folder_exists(bench, tmp_path, capsys, option):
+    from p2p_widgets.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["evaluate", str(bench), "--out", str(out), "--steps", str(STEPS), "--no-progress", *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"p2p-widgets evaluate: {option[0][2:]}") and len(err.splitlines()) == 1
+    assert not out.exists()
 
 
 def test_two_workers_wanting_one_inversion_compute_it_once(tmp_path):

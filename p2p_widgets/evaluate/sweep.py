@@ -488,8 +488,29 @@ def _check_metrics(metrics) -> None:
     )
 
 
-def _check_run_options(backend, workers, address, metrics, model) -> None:
+def _check_device(device, local: bool) -> None:
+    """A device torch can parse and, for workers on this machine, one it has (else every row's
+    worker would fail on loading the model, after the sweep folder was made)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):  # torch's own message lists twenty device types
+        raise P2PError(f"device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if not local:  # Ray actors run on other machines, whose devices this one cannot see
+        return
+    if parsed.type == "cuda" and not (torch.cuda.is_available() and (parsed.index or 0) < torch.cuda.device_count()):
+        raise P2PError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) torch can use")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise P2PError(f"device {device!r}: MPS is not available on this machine")
+
+
+def _check_run_options(backend, workers, address, metrics, model, device=None, threads=None) -> None:
     check_backend(backend, workers, address)
+    if threads is not None and (not is_int(threads) or threads < 1):
+        raise P2PError(f"threads must be an integer >= 1 (torch CPU threads per worker), got {threads!r}")
+    if device is not None:
+        _check_device(device, local=backend != "ray")
     if backend == "ray":
         from .backends.ray_backend import import_ray, probe_address
 
@@ -545,7 +566,7 @@ def run_sweep(
     """
     t0 = time.perf_counter()
     plan = plan_sweep(data, methods, grid, seeds, steps=steps, guidance=guidance, types=types)
-    _check_run_options(backend, workers, address, metrics, model)
+    _check_run_options(backend, workers, address, metrics, model, device, threads)
     folder = _prepare_folder(out, _manifest(plan, model))
     done = _finished_rows(folder, plan, retry_errors)
     todo = [job for job in plan.run_order() if job.row_id not in done]

@@ -267,6 +267,8 @@ def evaluate_pocket(n_images=256, n_seeds=32, steps=25, guidance=POCKET_GUIDANCE
 
 
 def main(argv=None):
+    from ..cli import count_arg as count  # the same check as `p2p-widgets eval`: a negative count is refused
+
     p = argparse.ArgumentParser(
         prog="python -m p2p_widgets.pocket.eval",
         description=__doc__,
@@ -274,8 +276,8 @@ def main(argv=None):
     )
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("pocket", help="caption fidelity, attention localisation and P2P efficacy")
-    e.add_argument("--images", type=int, default=256)
-    e.add_argument("--seeds", type=int, default=32)
+    e.add_argument("--images", type=count, default=256, help="captions scored for fidelity (0: skip)")
+    e.add_argument("--seeds", type=count, default=32, help="scenes per P2P edit kind (0: skip)")
     e.add_argument("--steps", type=int, default=25)
     e.add_argument("--guidance", type=float, default=POCKET_GUIDANCE)
     e.add_argument("--kinds", nargs="+", choices=EDIT_KINDS, default=list(EDIT_KINDS), help="P2P edits to score")
