@@ -465,6 +465,30 @@ def test_per_prompt_blend_words_load_as_the_one_list_that_marks_the_same_tokens(
     assert torch.equal(studio.run(background=False).latents, result.latents)
 
 
+def test_a_spec_that_fails_half_way_through_loading_changes_nothing(studio, editor):
+    """What _apply's panel validators refuse (a rule the panel does not combine with P2P; a word the
+    engine matched through its punctuation, "dog" for "Dog,") was found half-way through: the
+    prompts, seed and method were already replaced, and the error read 'internal error TraitError'."""
+    from p2p_widgets.engine.controls import MutualSelfAttention
+    from p2p_widgets.engine.mapper import align
+    from p2p_widgets.engine.rules import Combine, Replace
+    from p2p_widgets.engine.schedule import AlphaSchedule
+
+    other = ("a green bird on a box", "a pink bird on a box")
+    base = Replace(align(*other, editor.tokenizer), AlphaSchedule.build(4))
+    combined = editor.edit(*other, steps=4, seed=7, rules=[Combine(base, MutualSelfAttention(union=True))]).spec
+    punctuated = editor.edit("a red Cat, on a mat.", "a blue Dog, on a mat.", steps=4, reweight={"dog": 2.0}).spec
+    studio.aligner.links = [[1, 1, 1.0], [2, 2, 0.5], [3, 3, 1.0]]  # hand-made: kept too
+    keys = ("source", "target", "seed", "method", "combine_p2p", "reweight", "windows", "blend_words")
+    for spec in (combined, punctuated):
+        before = {k: getattr(studio.panel, k) for k in keys}
+        links = [list(x) for x in studio.aligner.links]
+        with pytest.raises(P2PError, match="the Studio cannot show"):
+            studio.load_json(spec.to_json())
+        assert {k: getattr(studio.panel, k) for k in keys} == before
+        assert [list(x) for x in studio.aligner.links] == links
+
+
 def test_a_loaded_blend_start_reruns_as_saved(studio, editor):
     from p2p_widgets.engine.blend import LocalBlend
 

@@ -37,6 +37,24 @@ from .rules import (
 )
 
 _log = logging.getLogger(__name__)
+# the panel's settings an edit loads, in an order each is valid in (combine_p2p after the method)
+_LOADED = (
+    "invert_method",
+    "source",
+    "target",
+    "scheduler",
+    "steps",
+    "seed",
+    "guidance",
+    "method",
+    "method_values",
+    "combine_p2p",
+    "kind",
+    "reweight",
+    "blend_words",
+    "blend_threshold",
+    "windows",
+)
 
 
 def _optional(name: str):
@@ -439,7 +457,14 @@ class Studio(ipywidgets.VBox):
         full = [] if base is None else [[int(i), int(j), float(w)] for i, j, w in base.mapper.links]
         src, tgt = self.panel.prompt(source), self.panel.prompt(target)  # raise on bad prompts
         real = sorted([i, j, w] for i, j, w in full if i < src.n_tokens and j < tgt.n_tokens)
-        self._apply(spec, p2p, method, blend_words)
+        saved = self._settings()
+        try:
+            self._apply(spec, p2p, method, blend_words)
+        except traitlets.TraitError as exc:  # a control refused a value half-way: put every setting back
+            self._restore(saved)
+            raise P2PError(
+                f"the Studio cannot show this edit: {exc}; rerun it with p2p_widgets.edit_from_spec"
+            ) from None
         if spec.inversion is None and self._image is not None:
             self.clear_image()  # the edit starts from its seed
         if self.aligner is not None and base is not None:
@@ -491,6 +516,27 @@ class Studio(ipywidgets.VBox):
         if shown:
             raise P2PError(f"the Studio cannot show {shown}; rerun it with p2p_widgets.edit_from_spec")
         return p2p, method, blend_words
+
+    def _settings(self) -> dict:
+        """What loading an edit changes, to put back where a control refuses a value half-way."""
+        return {
+            "panel": {k: getattr(self.panel, k) for k in _LOADED},
+            "scheduler": self._loaded_scheduler,
+            "links": None if self.aligner is None else [list(x) for x in self.aligner.links],
+            "windows": None if self.timeline is None else self.timeline.windows,
+        }
+
+    def _restore(self, saved: dict) -> None:
+        panel = self.panel
+        with panel.hold_sync():
+            panel.combine_p2p = False  # first, as in _apply: the method's values are checked against it
+            for key in _LOADED:
+                setattr(panel, key, saved["panel"][key])
+        self._loaded_scheduler = saved["scheduler"]
+        if saved["links"] is not None:
+            self.aligner.links = saved["links"]
+        if saved["windows"] is not None:
+            self.timeline.windows = saved["windows"]
 
     def _apply(self, spec: EditSpec, p2p, method, blend_words: list[str]) -> None:
         panel, base, blend = self.panel, p2p_base(p2p), spec.build_blend()
