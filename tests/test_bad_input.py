@@ -40,6 +40,9 @@ BAD = {
     "inversion steps mismatch": (dict(uncond_embeddings=[torch.zeros(1, 77, 32)] * 3), r"3 entries but the run has 4"),
     "prompt not a string": (dict(targets=[None]), r"a prompt must be a string, got NoneType"),
     "unknown align kind": (dict(kind="swap"), r"kind must be 'auto', 'replace' or 'refine'"),
+    "zero height": (dict(height=0), r"height must be an integer in \[8, 4096\], got 0"),
+    "zero width": (dict(width=0), r"width must be an integer in \[8, 4096\], got 0"),
+    "targets a number": (dict(targets=5), r"targets must be a string or a list of strings, got 5"),
 }
 
 
@@ -78,3 +81,15 @@ def test_rule_construction_errors(tokenizer):
         AlphaSchedule.build(0)
     with pytest.raises(P2PError, match="needs 'n_evals'"):
         AlphaSchedule.from_dict({"cross": [0, 3]})
+
+
+def test_a_rules_mapper_must_be_for_the_prompts(editor):
+    """As mappers= is checked: a rule built for other prompts would run, but its spec would not rerun."""
+    from p2p_widgets.engine.rules import Combine, EditRule, Reweight
+
+    other = align(SRC, "a blue square on a gray background", editor.tokenizer)
+    schedule = AlphaSchedule.build(4)
+    rule = Replace(other, schedule)
+    for rules in ([rule], [Reweight(rule, {"blue": 2.0})], [Combine(EditRule(), Replace(other, schedule))]):
+        with pytest.raises(P2PError, match="rule 0: mapper is for .*'a blue square on a gray background', not"):
+            editor.edit(SRC, TGT, steps=4, rules=rules)

@@ -97,3 +97,15 @@ def test_reference_mode_runs_fast_as_explicit_and_reruns_from_json(editor, targe
     assert torch.equal(editor.run(EditSpec.from_json(fast.spec.to_json())).latents, fast.latents)
     base = fast.rules[0].base if "reweight" in options else fast.rules[0]
     assert base.self_max_resolution == 16
+
+
+def test_a_reference_swap_from_a_longer_source_word_reruns_from_its_spec(editor):
+    """The authors' walk leaves the last target columns unfed but aligned (their attention drops to
+    0 in the window); the exported mapper keeps that, so the spec reruns to the same latents."""
+    run = dict(steps=4, compat="reference", seed=1)
+    result = editor.edit("a jellybeans circle on a gray background", SRC, **run)
+    mapper = result.rules[0].mapper
+    assert mapper.aligned[-1] == 1 and mapper.matrix[:, -1].sum() == 0  # aligned, fed by nothing
+    again = editor.run(EditSpec.from_json(result.spec.to_json()))
+    assert torch.equal(again.rules[0].mapper.aligned, mapper.aligned)
+    assert torch.equal(again.latents, result.latents)

@@ -256,3 +256,27 @@ def test_a_noise_drawing_scheduler_reruns_the_source_row_too(editor):
     )
     # its noise is drawn for the whole batch: the baseline's target draws the edit's noise only in the same batch
     assert rows == [4] * (2 * STEPS)
+
+
+def test_a_store_that_holds_a_run_is_refused_before_any_work(editor):
+    """A second run would add to the first one's sums (LocalBlend reads them) or crash on another
+    batch size: the store must be fresh, and the one given keeps its data."""
+    from p2p_widgets.engine.store import AttentionStore
+
+    store = AttentionStore()
+    editor.edit(SRC, "a blue circle on a gray background", steps=2, store=store)
+    sums = {g: s.clone() for g, s in store.sums.items()}
+    for targets in ("a blue circle on a gray background", [SRC, SRC]):
+        with pytest.raises(P2PError, match="already holds a run.*fresh AttentionStore"):
+            editor.edit(SRC, targets, steps=2, store=store, blend=["circle"])
+    assert store.n_steps == 2 and all(torch.equal(store.sums[g], s) for g, s in sums.items())
+
+
+def test_numpy_scalars_are_windows_and_steps():
+    """What np.linspace and sweep grids give: stored as plain Python numbers, so the JSON exports."""
+    import json
+
+    schedule = AlphaSchedule.build(np.int64(4), cross=np.int64(2), self_attn=np.float32(0.5))
+    assert (schedule.n_evals, schedule.cross, schedule.self_attn) == (4, (0, 2), (0, 2))
+    assert type(schedule.n_evals) is int and all(type(b) is int for b in schedule.cross)
+    assert AlphaSchedule.from_dict(json.loads(json.dumps(schedule.to_dict()))) == schedule

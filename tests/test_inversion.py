@@ -216,6 +216,12 @@ BAD_ARGS = {
     "zero inner steps": (dict(inner_steps=0), r"inner_steps must be an integer in \[1, 10000\]"),
     "zero lr": (dict(lr=0.0), r"lr must be a finite number > 0"),
     "bad progress": (dict(progress="yes"), r"progress must be True, False or a tqdm-like class"),
+    "fractional size": (dict(size=32.0), r"size must be an integer or a \(height, width\) pair of integers, got 32.0"),
+    "one-sided size": (dict(size=(32,)), r"size must be an integer or a \(height, width\) pair of integers"),
+    "zero size": (dict(size=0), r"height must be an integer in \[8, 4096\], got 0"),
+    "callback not callable": (dict(callback=5), r"callback must be a function"),
+    "on_wait not callable": (dict(on_wait=5), r"on_wait must be a function"),
+    "stop_event not an event": (dict(stop_event="x"), r"stop_event must be a threading.Event"),
 }
 
 
@@ -225,6 +231,16 @@ def test_bad_arguments_are_named(blind_eps, image, case):
     kwargs = {"prompt": PROMPT, "method": "null-text", "steps": 2, **kwargs}
     with pytest.raises(P2PError, match=message):
         invert(blind_eps, image, kwargs.pop("prompt"), kwargs.pop("method"), cache=False, **kwargs)
+
+
+def test_bad_arguments_are_refused_before_any_work(blind_eps, image, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the inversion started")
+
+    monkeypatch.setattr(inv_mod, "_invert", no_work)
+    for kwargs in ({"callback": 5}, {"stop_event": "x"}, {"size": (32,)}):
+        with pytest.raises(P2PError):
+            invert(blind_eps, image, PROMPT, "ddim", steps=2, cache=False, **kwargs)
 
 
 def test_fp16_is_refused_for_null_text_with_the_reason(image):
@@ -375,3 +391,56 @@ def test_an_edit_of_an_inverted_image_saves_and_reruns_with_its_inversion(blind_
     seeded = blind_eps.edit(PROMPT, target, steps=STEPS)
     with pytest.raises(P2PError, match="started from a seed"):
         save_edit(seeded, tmp_path / "seeded.json", inv)
+
+
+def test_the_cache_follows_the_scheduler_config(blind_eps, image, monkeypatch):
+    """The trajectory is computed on the pipeline's DDIM schedule: another config is another inversion."""
+    from diffusers import DDIMScheduler
+
+    inv_mod.clear_cache(blind_eps)
+    leading = invert(blind_eps, image, PROMPT, "ddim", steps=2)
+    config = blind_eps.pipe.scheduler.config
+    monkeypatch.setattr(blind_eps.pipe, "scheduler", DDIMScheduler.from_config(config, timestep_spacing="trailing"))
+    trailing = invert(blind_eps, image, PROMPT, "ddim", steps=2)
+    assert trailing is not leading and trailing.timesteps != leading.timesteps
+    trailing.check(blind_eps)  # made for the schedule it is used with
+    inv_mod.clear_cache(blind_eps)
+
+
+def test_an_inversion_refuses_a_scheduler_with_other_timesteps(blind_eps, image):
+    """Its start latent and per-step embeddings belong to its own timesteps: edit and run say so."""
+    from diffusers import DDIMScheduler
+
+    inv = invert(blind_eps, image, PROMPT, "negative-prompt", steps=STEPS, cache=False)
+    config = blind_eps.pipe.scheduler.config
+    trailing = DDIMScheduler.from_config(config, timestep_spacing="trailing")
+    message = r"timesteps \[\d+, .*\] differ from the inversion's \[\d+, .*\]"
+    with pytest.raises(P2PError, match=message):
+        blind_eps.edit(PROMPT, [], inversion=inv, steps=STEPS, scheduler=trailing)
+    same = blind_eps.edit(PROMPT, [], inversion=inv, steps=STEPS, scheduler=DDIMScheduler.from_config(config))
+    assert torch.equal(blind_eps.run(same.spec, inversion=inv).latents, same.latents)
+    spec = same.spec.replace(scheduler_config={**same.spec.scheduler_config, "timestep_spacing": "trailing"})
+    with pytest.raises(P2PError, match=message):
+        blind_eps.run(spec, inversion=inv)
+
+
+def test_save_edit_names_the_inversion_after_the_whole_file_name(blind_eps, image, tmp_path):
+    """edit.a and edit.b keep their own inversions; edit.json keeps edit.inversion.*, and a file
+    written with the old naming (the stem: edit.inversion.* for edit.a) still loads."""
+    from p2p_widgets.engine.export import load_edit, save_edit
+
+    target = "a blue circle on a gray background"
+    results = {}
+    for name, pixels in (("edit.a", image), ("edit.b", 255 - image)):
+        inv = invert(blind_eps, pixels, PROMPT, "ddim", steps=2, cache=False)
+        results[name] = inv.edit(blind_eps, target)
+        files = save_edit(results[name], tmp_path / name, inv)
+        assert sorted(f.name for f in files) == [name, f"{name}.inversion.json", f"{name}.inversion.safetensors"]
+    for name, result in results.items():
+        assert torch.equal(load_edit(blind_eps, tmp_path / name).latents, result.latents)
+    old = tmp_path / "old"
+    old.mkdir()
+    inv = invert(blind_eps, image, PROMPT, "ddim", steps=2, cache=False)
+    inv.save(old / "edit.inversion")
+    (old / "edit.a").write_text(results["edit.a"].spec.to_json())
+    assert torch.equal(load_edit(blind_eps, old / "edit.a").latents, results["edit.a"].latents)

@@ -87,3 +87,28 @@ def test_mapper_from_links(tokenizer):
         Mapper.from_links("a cat", "a dog", [(1, 80, 1.0)], tokenizer)
     with pytest.raises(P2PError, match="finite"):
         Mapper.from_links("a cat", "a dog", [(1, 1, float("nan"))], tokenizer)
+
+
+def test_to_dict_keeps_aligned_columns_no_link_feeds(tokenizer):
+    ref = align("a jellybeans circle", "a red circle", tokenizer, "replace", compat="reference")
+    data = ref.to_dict()
+    assert data["unaligned"] == []  # every column takes the source's attention, the last ones fed by nothing
+    back = Mapper.from_dict(data, ref.source, ref.target)
+    assert torch.equal(back.aligned, ref.aligned) and torch.equal(back.matrix, ref.matrix)
+    # files written before the key existed: the columns some link feeds are the aligned ones
+    old = Mapper.from_dict({k: v for k, v in data.items() if k != "unaligned"}, ref.source, ref.target)
+    assert torch.equal(old.aligned, (ref.matrix.abs().sum(0) > 0).float())
+    # mappers whose aligned columns are the fed ones export as before
+    assert "unaligned" not in align("a red circle", "a big red circle", tokenizer).to_dict()
+    with pytest.raises(P2PError, match="'unaligned' must be a list of target positions"):
+        Mapper.from_dict({**data, "unaligned": [80]}, ref.source, ref.target)
+
+
+def test_links_take_numpy_scalars_and_export_plain_numbers(tokenizer):
+    import json
+
+    import numpy as np
+
+    m = Mapper.from_links("a cat", "a dog", [(np.int64(2), np.int32(2), np.float32(0.5))], tokenizer)
+    assert m.matrix[2, 2] == 0.5
+    assert Mapper.from_dict(json.loads(json.dumps(m.to_dict())), m.source, m.target).links == m.links

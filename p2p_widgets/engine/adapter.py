@@ -121,7 +121,9 @@ class ModelAdapter:
 
     def check_size(self, height=None, width=None) -> tuple[int, int]:
         """``(height, width)`` (default: the model's size), or a P2PError naming the bad side."""
-        height, width = height or self.default_size, width or self.default_size
+        # only None means the default: 0 is a size, refused below
+        height = self.default_size if height is None else height
+        width = self.default_size if width is None else width
         for name, v in (("height", height), ("width", width)):
             check_int(name, v, 8, 4096)
             if v % self.size_multiple:

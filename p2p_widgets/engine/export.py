@@ -6,7 +6,8 @@ same image, with the inversion beside it when the edit is of a real image.
 >>> torch.equal(again.latents, result.latents)    # True on the same device and dtype
 
 ``save_edit(result, "edit.json", inversion)`` writes the JSON and the inversion beside it
-(``edit.inversion.json`` + ``.safetensors``); ``load_edit`` finds it there. Edits that started
+(``edit.inversion.json`` + ``.safetensors``; a name not ending in ``.json`` is kept whole:
+``edit.a.inversion.json``); ``load_edit`` finds it there. Edits that started
 from latents of your own cannot be exported. Everything read is validated: a malformed document
 raises :class:`~p2p_widgets.errors.P2PError` naming the field.
 """
@@ -48,12 +49,24 @@ def edit_from_spec(editor, spec, inversion=None, **run_options):
 
 
 def _inversion_prefix(path: Path) -> Path:
+    """``edit.json`` -> ``edit.inversion``; any other name is kept whole (``edit.a`` ->
+    ``edit.a.inversion``), so edits whose names share a stem keep their own inversions."""
+    return path.with_name((path.stem if path.suffix == ".json" else path.name) + ".inversion")
+
+
+def _old_inversion_prefix(path: Path) -> Path:
+    """Where save_edit wrote the inversion before: from the stem, whatever the suffix."""
     return path.with_name(path.stem + ".inversion")
+
+
+def _json(prefix: Path) -> Path:
+    return prefix.with_name(prefix.name + ".json")
 
 
 def save_edit(result, path, inversion=None) -> list[Path]:
     """Write an edit's JSON to ``path``; an edit of a real image needs its ``inversion``, written
-    beside it (``<stem>.inversion.json`` and ``.safetensors``). Returns the files written."""
+    beside it (``<stem>.inversion.json`` and ``.safetensors`` for a ``.json`` name, else
+    ``<name>.inversion.*``). Returns the files written."""
     path = Path(path)
     spec = _spec_of(result)
     text = spec.to_json()  # refuses what cannot be rerun, before anything is written
@@ -77,5 +90,11 @@ def load_edit(editor, path, **run_options):
     if not path.is_file():
         raise P2PError(f"no edit file at {path}")
     spec = EditSpec.from_json(path.read_bytes())
-    inversion = Inversion.load(_inversion_prefix(path)) if spec.start != "seed" else None
+    inversion = None
+    if spec.start != "seed":
+        prefix, old = _inversion_prefix(path), _old_inversion_prefix(path)
+        if not _json(prefix).is_file() and _json(old).is_file():
+            # written with the old naming; run() checks that it is the inversion the edit recorded
+            prefix = old
+        inversion = Inversion.load(prefix)
     return editor.run(spec, inversion=inversion, **run_options)

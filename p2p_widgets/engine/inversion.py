@@ -26,7 +26,8 @@ Methods (``method=``):
 
 Images (PIL, numpy or a file path) are converted to RGB, cropped and resized to the model's size
 (see :func:`load_image`). Results are cached in memory per model (LRU of ``CACHE_SIZE`` entries)
-under (hash of the prepared pixels, prompt, method, steps, guidance, options, model id).
+under (hash of the prepared pixels, prompt, method, steps, guidance, options, the DDIM
+scheduler config, model id).
 ``Inversion.save(prefix)`` writes ``prefix.json`` (metadata) and ``prefix.safetensors``
 (latents, embeddings, prepared image); :meth:`Inversion.load` reads them back.
 """
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 
 from ..errors import P2PError, check_int, is_int, is_number
+from . import schedulers
 from .adapter import ModelAdapter
 
 METHODS = ("null-text", "ddim", "negative-prompt")
@@ -617,7 +619,10 @@ def invert(
         dict(inner_steps=inner_steps, lr=lr, early_stop=early_stop, early_stop_growth=early_stop_growth),
     )
     steps = int(steps)
-    sizes = editor.check_size(*((size, size) if size is None or is_int(size) else size))
+    from .sampler import _check_run_options  # here: the sampler imports this module
+
+    _check_run_options(callback, stop_event, None, on_wait)
+    sizes = editor.check_size(*_check_size(size))
     pixels = load_image(image, sizes, crop)
     options = {"crop": crop if isinstance(crop, str) else list(crop), "size": list(sizes)}
     if method == "null-text":
@@ -629,6 +634,8 @@ def invert(
         steps,
         guidance,
         json.dumps(options, sort_keys=True),
+        # the trajectory's timesteps and alphas come from the pipeline's scheduler config
+        json.dumps(schedulers.describe(editor.ddim_scheduler())[1], sort_keys=True),
         editor.model_id(),
         str(editor.device),
         str(editor.dtype),
@@ -683,6 +690,15 @@ def _check_options(editor, prompt, method, steps, guidance, overrides) -> tuple[
             "method='negative-prompt' (no optimisation)"
         )
     return float(guidance), opts
+
+
+def _check_size(size) -> tuple:
+    """``size`` as (height, width) for ``check_size`` (None: the model's size)."""
+    if size is None or is_int(size):
+        return size, size
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(is_int(v) for v in size):
+        return tuple(size)
+    raise P2PError(f"size must be an integer or a (height, width) pair of integers, got {size!r}")
 
 
 def _invert(editor, pixels, prompt, method, steps, guidance, opts, report, stop_event) -> Inversion:

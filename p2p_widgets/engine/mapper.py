@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 from dataclasses import dataclass
 
 import torch
 
-from ..errors import P2PError
+from ..errors import P2PError, is_int, is_number
 from .prompts import Prompt, as_prompt
 
 KINDS = ("auto", "replace", "refine", "links")
@@ -64,11 +63,15 @@ class Mapper:
             for i, j in _special_pairs(source, target):
                 if not fed[j]:
                     matrix[i, j] = 1.0
-        aligned = (matrix.abs().sum(0) > 0).float()
-        return cls(source, target, matrix, aligned, "links")
+        return cls(source, target, matrix, _fed(matrix), "links")
 
     def to_dict(self) -> dict:
-        return {"source": self.source.text, "target": self.target.text, "kind": self.kind, "links": self.links}
+        data = {"source": self.source.text, "target": self.target.text, "kind": self.kind, "links": self.links}
+        # the loader takes the columns some link feeds as the aligned ones; where that is not so (the
+        # authors' word swap leaves the last columns unfed but aligned) the unaligned ones are written
+        if not torch.equal(self.aligned, _fed(self.matrix)):
+            data["unaligned"] = torch.nonzero(self.aligned == 0).flatten().tolist()
+        return data
 
     @classmethod
     def from_dict(cls, data, source: Prompt, target: Prompt) -> Mapper:
@@ -88,7 +91,22 @@ class Mapper:
         kind = data.get("kind", "links")
         if kind not in ("replace", "refine", "links"):
             raise P2PError(f"mapper kind must be 'replace', 'refine' or 'links', got {kind!r}")
-        return dataclasses.replace(mapper, kind=kind)
+        aligned = mapper.aligned  # without 'unaligned' (files written before it existed): the fed columns
+        if "unaligned" in data:
+            aligned = torch.ones_like(aligned)
+            aligned[_check_positions("unaligned", data["unaligned"], len(aligned))] = 0.0
+        return dataclasses.replace(mapper, kind=kind, aligned=aligned)
+
+
+def _fed(matrix: torch.Tensor) -> torch.Tensor:
+    """1 for the target columns some source token feeds."""
+    return (matrix.abs().sum(0) > 0).float()
+
+
+def _check_positions(name, positions, length) -> list[int]:
+    if not isinstance(positions, list) or not all(is_int(p) and 0 <= p < length for p in positions):
+        raise P2PError(f"{name!r} must be a list of target positions in [0, {length}), got {positions!r}")
+    return [int(p) for p in positions]
 
 
 def _check_link(link, length):
@@ -97,11 +115,11 @@ def _check_link(link, length):
     except (TypeError, ValueError):
         raise P2PError(f"a link is (source position, target position, weight), got {link!r}") from None
     for name, v in (("source position", i), ("target position", j)):
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < length:
+        if not is_int(v) or not 0 <= v < length:  # numpy integers too (widgets, sweep grids)
             raise P2PError(f"{name} {v!r} is not an integer in [0, {length})")
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+    if not is_number(w):
         raise P2PError(f"link weight {w!r} is not a finite number")
-    return i, j, float(w)
+    return int(i), int(j), float(w)
 
 
 def _prompts(source, target, tokenizer):

@@ -9,6 +9,7 @@ playback widget, user code); a set ``stop_event`` ends the run cleanly after the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +23,7 @@ from .inversion import Inversion, check_inversion, invert
 from .mapper import Mapper, align, check_compat
 from .processors import AttentionController, installed
 from .prompts import Prompt
-from .rules import EditRule, Refine, Replace, Reweight
+from .rules import Combine, EditRule, Refine, Replace, Reweight
 from .schedule import AlphaSchedule
 from .spec import EditSpec
 from .store import AttentionStore
@@ -101,11 +102,7 @@ class Editor(ModelAdapter):
                 mapper = align(source, target, self.tokenizer, kind, compat)
             elif not isinstance(mapper, Mapper):
                 raise P2PError(f"mappers must be Mapper objects, got {type(mapper).__name__}")
-            elif mapper.source.text != source.text or mapper.target.text != target.text:
-                raise P2PError(
-                    f"mapper is for {mapper.source.text!r} -> {mapper.target.text!r}, "
-                    f"not {source.text!r} -> {target.text!r}"
-                )
+            _check_mapper(mapper, source, target)
             schedule = AlphaSchedule.build(n_evals, **schedule_args)
             # the authors inject self-attention at layers of at most 16 x 16 queries whatever the size
             limit = REFERENCE_SELF_SIDE if compat == "reference" else None
@@ -160,7 +157,11 @@ class Editor(ModelAdapter):
         source = self.prompt(source)
         if not source.text.strip() and inversion is None and latents is None:
             raise P2PError("the source prompt is empty (an inverted image may be read under the empty prompt)")
-        targets = [self.prompt(t) for t in ([targets] if isinstance(targets, (str, Prompt)) else list(targets))]
+        if isinstance(targets, (str, Prompt)):
+            targets = [targets]
+        elif not isinstance(targets, Iterable):
+            raise P2PError(f"targets must be a string or a list of strings, got {targets!r}")
+        targets = [self.prompt(t) for t in targets]
         check_compat(compat)
         if blend is not None and not isinstance(blend, LocalBlend):
             # the authors' LocalBlend reads the 16 x 16 maps whatever the model
@@ -168,6 +169,8 @@ class Editor(ModelAdapter):
         if inversion is not None and scheduler is not None:
             _check_inversion_scheduler(type(scheduler).__name__)
         sched = self._scheduler(steps, scheduler)
+        if inversion is not None:
+            _check_inversion_timesteps(sched, inversion)
         if rules is None:
             rules = self.build_rules(
                 source,
@@ -188,6 +191,13 @@ class Editor(ModelAdapter):
             rules = list(rules)
             if len(rules) != len(targets) or not all(isinstance(r, EditRule) for r in rules):
                 raise P2PError(f"rules must be a list of {len(targets)} EditRule objects (one per target)")
+            for k, (rule, target) in enumerate(zip(rules, targets)):
+                # as for mappers=: a rule for other prompts would run, but its spec would not rerun
+                for mapper in _rule_mappers(rule):
+                    try:
+                        _check_mapper(mapper, source, target)
+                    except P2PError as exc:
+                        raise P2PError(f"rule {k}: {exc}") from None
         given_start = inversion is not None or latents is not None
         spec = EditSpec(
             prompts=(source.text, *(t.text for t in targets)),
@@ -246,7 +256,9 @@ class Editor(ModelAdapter):
         spec = spec.replace(size=self.check_size(*(spec.size or (None, None))))  # the model's size by default
         prompts, rules, blend = spec.build(self)
         scheduler = schedulers.of_spec(spec, self.pipe.scheduler.config)
-        self._scheduler(spec.steps, scheduler)  # steps checked before any work
+        sched = self._scheduler(spec.steps, scheduler)  # steps checked before any work
+        if inversion is not None:
+            _check_inversion_timesteps(sched, inversion)
         return self._run(spec, prompts, rules, blend, scheduler, _Start.of(inversion, None, None), **run_options)
 
     def invert(self, image, prompt, method: str = "null-text", **kwargs) -> Inversion:
@@ -521,6 +533,17 @@ def _check_inversion_scheduler(name: str) -> None:
         raise P2PError(f"an inversion is a DDIM trajectory: edit it with the default DDIM scheduler, not {name}")
 
 
+def _check_inversion_timesteps(sched, inversion) -> None:
+    """The run samples the timesteps the inversion's start latent and embeddings were made for
+    (a DDIM scheduler with another spacing or offset samples others)."""
+    have = [int(t) for t in sched.timesteps]
+    if have != [int(t) for t in inversion.timesteps]:
+        raise P2PError(
+            f"the run's timesteps {have} differ from the inversion's {list(inversion.timesteps)}: "
+            "edit it with the scheduler it was inverted with (the default DDIM of the pipeline's config)"
+        )
+
+
 def _check_run_options(callback, stop_event, store, on_wait) -> None:
     for name, value in (("callback", callback), ("on_wait", on_wait)):
         if value is not None and not callable(value):
@@ -529,6 +552,28 @@ def _check_run_options(callback, stop_event, store, on_wait) -> None:
         raise P2PError(f"stop_event must be a threading.Event (set it to stop the run), got {stop_event!r}")
     if store is not None and not isinstance(store, AttentionStore):
         raise P2PError(f"store must be an AttentionStore, got {type(store).__name__}")
+    if store is not None and not store.empty:
+        # its sums would mix the two runs (LocalBlend reads them) or fail on another batch; clearing
+        # it would lose the maps the caller kept it for
+        raise P2PError("the store already holds a run: pass a fresh AttentionStore() for each run")
+
+
+def _check_mapper(mapper: Mapper, source: Prompt, target: Prompt) -> None:
+    if mapper.source.text != source.text or mapper.target.text != target.text:
+        raise P2PError(
+            f"mapper is for {mapper.source.text!r} -> {mapper.target.text!r}, not {source.text!r} -> {target.text!r}"
+        )
+
+
+def _rule_mappers(rule: EditRule):
+    """The mappers a rule carries: its own (Replace, Refine), its base's (Reweight), its parts' (Combine)."""
+    if isinstance(getattr(rule, "mapper", None), Mapper):
+        yield rule.mapper
+    if isinstance(getattr(rule, "base", None), EditRule):
+        yield from _rule_mappers(rule.base)
+    if isinstance(rule, Combine):
+        for part in rule.rules:
+            yield from _rule_mappers(part)
 
 
 def _describe(rule: EditRule) -> dict:

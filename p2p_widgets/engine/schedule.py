@@ -12,6 +12,7 @@ word that is not in the target prompt is an error instead of being ignored.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +28,7 @@ def resolve_window(spec, n_evals: int, what: str = "window") -> tuple[int, int]:
     """A window spec (float f, (start, end) of fractions or ints) as integer ``[start, end)``."""
     if isinstance(spec, bool):
         raise P2PError(f"{what}: expected a fraction, a step or a (start, end) pair, got {spec!r}")
-    if isinstance(spec, (int, float)):
+    if isinstance(spec, numbers.Real):  # numpy scalars too; to_step names a bound that is not finite
         spec = (0, spec)
     try:
         start, end = spec
@@ -79,8 +80,9 @@ class AlphaSchedule:
     ) -> AlphaSchedule:
         """``compat="reference"``: cross windows' fractions count ``n_evals + 1`` steps as the
         authors' code does (it sized them for PNDM's extra evaluation); ends are capped at the run."""
-        if isinstance(n_evals, bool) or not isinstance(n_evals, int) or n_evals < 1:
+        if not is_int(n_evals) or n_evals < 1:
             raise P2PError(f"n_evals must be a positive integer, got {n_evals!r}")
+        n_evals = int(n_evals)  # a numpy integer would reach the JSON
         if words is not None and not isinstance(words, dict):
             raise P2PError(f"words must map words of the target to windows, e.g. {{'cat': 0.3}}; got {words!r}")
         words = dict(words or {})

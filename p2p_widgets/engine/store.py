@@ -48,6 +48,11 @@ class AttentionStore:
         self._layer_sum: dict = {}
         self._layer_count: dict = {}
 
+    @property
+    def empty(self) -> bool:
+        """Whether no run has added maps yet (a run needs an empty store: see the sampler)."""
+        return not (self.n_steps or self._layer_sum or self.detail_sums)
+
     def wants(self, grid: tuple[int, int]) -> bool:
         side = max(grid)
         return side in self.resolutions if self.resolutions is not None else side <= self.max_side
