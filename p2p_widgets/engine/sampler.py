@@ -545,9 +545,12 @@ def _check_inversion_timesteps(sched, inversion) -> None:
 
 
 def _check_run_options(callback, stop_event, store, on_wait) -> None:
-    for name, value in (("callback", callback), ("on_wait", on_wait)):
+    for name, value, when in (
+        ("callback", callback, "with each step's event"),
+        ("on_wait", on_wait, "when the run waits for another one"),
+    ):
         if value is not None and not callable(value):
-            raise P2PError(f"{name} must be a function (called with each step's event), got {value!r}")
+            raise P2PError(f"{name} must be a function (called {when}), got {value!r}")
     if stop_event is not None and not callable(getattr(stop_event, "is_set", None)):
         raise P2PError(f"stop_event must be a threading.Event (set it to stop the run), got {stop_event!r}")
     if store is not None and not isinstance(store, AttentionStore):
