@@ -177,6 +177,36 @@ def test_stop_as_the_run_finishes_leaves_the_studio_usable(studio, monkeypatch):
     assert not studio.wait(60).stopped and studio.panel.status == "done"
 
 
+def test_the_aligner_and_timeline_take_no_edits_during_a_run(studio):
+    """Only the panel froze during a run: links, prompts and windows edited in the aligner or the
+    timeline went through (and into the panel), so the settings shown no longer made the results."""
+    reached, release = threading.Event(), threading.Event()
+
+    def gate(event):
+        if event.step == 1:
+            reached.set()
+            release.wait(30)
+
+    studio.run(callback=gate)
+    try:
+        assert reached.wait(60)
+        links, windows = [list(x) for x in studio.aligner.links], studio.timeline.windows
+        studio.aligner.set_state({"target": "a blue bird on a mat"})
+        assert "run is in progress" in studio.aligner.error
+        assert studio.aligner.target == studio.panel.target == TARGET
+        studio.timeline.set_state({"windows": {**windows, "cross": [0, 1]}})
+        assert "run is in progress" in studio.timeline.error and studio.timeline.windows == windows
+        studio.aligner._handle_custom_msg({"type": "auto_align", "kind": "refine"}, [])
+        assert "run is in progress" in studio.aligner.error and [list(x) for x in studio.aligner.links] == links
+        studio.aligner.set_state({"show_special": True})  # what is shown, not the edit: allowed
+        assert studio.aligner.show_special
+    finally:
+        release.set()
+    studio.wait(60)
+    studio.aligner.set_state({"target": "a blue bird on a mat"})  # after the run: taken
+    assert studio.panel.target == "a blue bird on a mat"
+
+
 def test_a_second_run_while_running_is_refused(studio):
     reached, release = threading.Event(), threading.Event()
     studio.run(callback=lambda e: (reached.set(), release.wait(30)) if e.step == 0 else None)

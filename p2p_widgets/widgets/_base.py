@@ -120,6 +120,9 @@ class P2PWidget(anywidget.AnyWidget):
         super().__init_subclass__(**kwargs)
 
     def __init__(self, **kwargs: Any) -> None:
+        # set by a widget this one is part of (the Studio): called with the keys of a front-end update
+        # or [message type], it returns a reason to refuse it now (a run in progress) or ''
+        self.update_guard: Callable[[list], str] | None = None
         unknown = sorted(k for k in kwargs if not self.has_trait(k))
         if unknown:
             public = sorted(n for n in self.trait_names(sync=True) if not n.startswith("_"))
@@ -167,6 +170,9 @@ class P2PWidget(anywidget.AnyWidget):
             name = self._message_handlers.get(kind)
             if name is None:
                 raise MessageError(f"unknown message type {kind!r}")
+            refusal = self.update_guard([kind]) if self.update_guard is not None and kind != "client_error" else ""
+            if refusal:
+                raise MessageError(refusal)
             getattr(self, name)(content, list(buffers or []))
         except MessageError as exc:
             self.report_error(f"{kind if isinstance(kind, str) else 'message'}: {exc}")
@@ -215,7 +221,7 @@ class P2PWidget(anywidget.AnyWidget):
 
     def _refuse_update(self, keys: list) -> str:
         """A reason to refuse any front-end update now (e.g. a run in progress), or ''."""
-        return ""
+        return self.update_guard(keys) if self.update_guard is not None else ""
 
 
 class PromptCache:

@@ -24,7 +24,7 @@ from ..player import AttentionPlayer
 from .controller import RunController
 from .image_input import prepare_image
 from .methods import P2P, missing, needs_value
-from .panel import StudioPanel
+from .panel import RUN_IN_PROGRESS, StudioPanel
 from .rules import (
     blend_of,
     method_not_shown,
@@ -132,6 +132,7 @@ class Studio(ipywidgets.VBox):
         self.aligner = aligner_cls(source, target, tokenizer=tokenizer) if aligner_cls else None
         if self.aligner is not None:  # a prompt the panel refuses stays out of the aligner too
             self.aligner.prompt_check = self.panel.check_prompt
+            self.aligner.update_guard = self._frozen
         self.timeline = self._new_timeline() if self._timeline_cls else None
         self.player = AttentionPlayer()
         self.runs = RunController(self)
@@ -174,13 +175,22 @@ class Studio(ipywidgets.VBox):
 
     def _new_timeline(self, schedule=None):
         # the timeline's axis is the chosen scheduler's real UNet evaluations, as the sampler counts them
-        return self._timeline_cls(
+        timeline = self._timeline_cls(
             self.panel.target,
             steps=self.panel.steps,
             scheduler=self.scheduler() or self.editor.ddim_scheduler(),
             schedule=schedule,
             tokenizer=self.editor.tokenizer,
         )
+        timeline.update_guard = self._frozen
+        return timeline
+
+    def _frozen(self, keys: list) -> str:
+        """Why the aligner and timeline take no edit now, or '': like the panel, none during a run
+        (the settings shown would no longer be those of the results); the aligner's view is free."""
+        if self.running and not set(keys) <= {"show_special"}:
+            return RUN_IN_PROGRESS
+        return ""
 
     def _on_prompts(self, change) -> None:
         try:

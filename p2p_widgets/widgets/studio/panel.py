@@ -39,6 +39,7 @@ KINDS = ("auto", "replace", "refine")
 SECTIONS = ("playback", "alignment", "schedule")  # what the Studio shows under the panel
 RUN_STATES = ("idle", "running", "stopping", "done", "stopped", "error")
 MAX_WEIGHT = 10.0
+RUN_IN_PROGRESS = "settings cannot change while a run is in progress: press Stop first"
 MAX_SEED = 2**53 - 1  # what a JavaScript number holds exactly
 
 
@@ -377,7 +378,7 @@ class StudioPanel(P2PWidget):
 
     def _refuse_update(self, keys: list) -> str:
         if self.status in ("running", "stopping") and not set(keys) <= self._view_keys:
-            return "settings cannot change while a run is in progress: press Stop first"
+            return RUN_IN_PROGRESS
         return ""
 
     # -- actions from the front end ------------------------------------------------------------------
