@@ -108,3 +108,20 @@ def test_an_inversion_is_edited_with_ddim_only(editor, tiny_pipe):
     spec = editor.edit(SRC, TGT, inversion=inv, steps=2).spec.replace(scheduler="EulerDiscreteScheduler")
     with pytest.raises(P2PError, match="not EulerDiscreteScheduler"):
         editor.run(spec, inversion=inv)
+
+
+def test_given_latents_are_scaled_as_diffusers_scales_them(tiny_pipe, editor):
+    """diffusers multiplies given latents by the scheduler's init_noise_sigma, as it does drawn
+    noise; the sampler took them as they were, so Euler-type runs from latents= were off by ~15x."""
+    euler = _scheduler(tiny_pipe, "EulerDiscreteScheduler")
+    noise = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(5))
+    ours = editor.sample(SRC, latents=noise, steps=STEPS, guidance=6.0, scheduler=euler).latents
+    original = tiny_pipe.scheduler
+    try:
+        tiny_pipe.scheduler = _scheduler(tiny_pipe, "EulerDiscreteScheduler")
+        theirs = tiny_pipe(
+            SRC, num_inference_steps=STEPS, guidance_scale=6.0, output_type="latent", latents=noise
+        ).images
+    finally:
+        tiny_pipe.scheduler = original
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()

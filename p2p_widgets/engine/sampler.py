@@ -146,8 +146,9 @@ class Editor(ModelAdapter):
         - ``mode``: ``"fast"`` (fused attention) or ``"explicit"`` (materialised maps, the oracle);
         - ``compat``: ``"reference"`` builds P2P's rules with the authors' choices where this project
           departs from them (see the README), so results compare with published tables;
-        - ``latents``/``uncond_embeddings``: start latent and per-step unconditional embeddings
-          instead of a seed; ``inversion``: an :class:`Inversion` sets both and requires its steps;
+        - ``latents``/``uncond_embeddings``: start noise (scaled by the scheduler's
+          ``init_noise_sigma``, as diffusers' pipelines scale it) and per-step unconditional
+          embeddings instead of a seed; ``inversion``: an :class:`Inversion` sets both and requires its steps;
         - ``run_options``: see :meth:`run` (``baseline``, ``callback``, ``stop_event``, ``store``,
           ``low_memory``).
         """
@@ -488,8 +489,7 @@ class _Start:
         shape = (1, model.unet.config.in_channels, *(side // model.vae_factor for side in spec.size))
         latents = self.latents
         if latents is None:
-            noise = torch.randn(shape, generator=generator)  # drawn on the CPU: the same on every device
-            latents = noise * sched.init_noise_sigma
+            latents = torch.randn(shape, generator=generator)  # drawn on the CPU: the same on every device
         elif (
             not torch.is_tensor(latents)
             or tuple(latents.shape[-3:]) != shape[1:]
@@ -502,6 +502,9 @@ class _Start:
             )
         elif not bool(torch.isfinite(latents).all()):
             raise P2PError("the start latents hold NaN or infinite values")
+        # drawn or given, unit noise is scaled for the scheduler, as diffusers' prepare_latents does
+        # (DDIM's factor is 1: an inversion's start is unchanged)
+        latents = latents * sched.init_noise_sigma
         return latents.reshape(-1, *shape[1:]).to(model.device, model.dtype).expand(batch, *shape[1:]).clone()
 
     def check_uncond(self, n_evals, model):
