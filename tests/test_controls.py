@@ -267,27 +267,23 @@ def test_a_bad_value_set_as_an_attribute_names_the_parameter_and_changes_nothing
     assert rule.to_dict() == before
 
 
-@pytest.mark.parametrize(
-    "values, word",
-    [
-        (dict(start_step=STEPS + 1), "start_step"),  # past the end of the run
-        (dict(start_step=3, end_step=2), "start_step"),  # ends before it starts
-        (dict(end_step=STEPS + 1), "end_step"),  # a bound for a longer run
-    ],
-)
-def test_a_step_window_outside_the_run_is_named_before_any_step(editor, values, word):
-    with pytest.raises(P2PError, match=word):
+def test_a_step_window_that_ends_before_it_starts_is_named_before_any_step(editor):
+    values = dict(start_step=3, end_step=2)
+    with pytest.raises(P2PError, match="start_step 3 is after end_step 2"):
         editor.edit(SRC, TGT, rules=[MutualSelfAttention(**values)], steps=STEPS)
     swap = editor.build_rules(editor.prompt(SRC), [editor.prompt(TGT)], STEPS)[0]
-    with pytest.raises(P2PError, match=word):  # inside a Combine too
+    with pytest.raises(P2PError, match="start_step"):  # inside a Combine too
         editor.edit(SRC, TGT, rules=[Combine(swap, MutualSelfAttention(**values))], steps=STEPS)
 
 
-def test_step_windows_may_be_empty_at_the_bounds_of_the_run():
-    """Steps in [0, n_evals] with start <= end, like every step window of the project: a window
-    starting at the run's length is the "0 %" end of a sweep (the authors' range(start, total))."""
-    for values in (dict(start_step=STEPS), dict(start_step=2, end_step=2), dict(start_step=0, end_step=STEPS)):
-        MutualSelfAttention(**values).check_run(STEPS)
+def test_a_step_window_past_the_run_is_empty(editor):
+    """As the authors' range(start_step, total_steps): the default start (4) on a 2-step run (the
+    benchmark's warm-up, a short Studio run) controls nothing and runs."""
+    for values in (dict(), dict(start_step=STEPS + 1), dict(end_step=STEPS + 3)):
+        MutualSelfAttention(**values).check_run(2)
+    plain = editor.edit(SRC, TGT, rules=[EditRule()], steps=2, seed=1)
+    masa = editor.edit(SRC, TGT, rules=[MutualSelfAttention()], steps=2, seed=1)
+    assert torch.equal(masa.latents, plain.latents)
 
 
 def test_a_mask_word_missing_from_the_prompt_is_named(editor):
