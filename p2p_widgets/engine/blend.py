@@ -87,7 +87,7 @@ class LocalBlend:
         for word in which:  # one list for all prompts: each word must be in at least one of them
             found = False
             for b, prompt in enumerate(prompts):
-                if _has(prompt, word):
+                if prompt.has(word):
                     weights[b, prompt.positions(word)] = 1.0
                     found = True
             if not found:
@@ -143,14 +143,6 @@ class LocalBlend:
             m = torch.nn.functional.max_pool2d(m, 2 * r + 1, stride=1, padding=r)
         peak = m.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]
         return (m / peak) > self.threshold
-
-
-def _has(prompt: Prompt, word) -> bool:
-    try:
-        prompt.find(word)
-        return True
-    except P2PError:
-        return False
 
 
 def _names_words(words) -> bool:

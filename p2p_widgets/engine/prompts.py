@@ -76,6 +76,14 @@ class Prompt:
             raise WordNotFound(word, self.text, [w.text for w in self.words])
         return found
 
+    def has(self, word: str | int) -> bool:
+        """Whether :meth:`find` finds ``word``."""
+        try:
+            self.find(word)
+        except P2PError:
+            return False
+        return True
+
     def positions(self, word: str | int) -> list[int]:
         """Token positions of every occurrence of ``word``."""
         return [p for w in self.find(word) for p in w.positions]

@@ -174,14 +174,8 @@ class AlphaTimeline(P2PWidget):
         prompt = self._target_prompt()
         with self.hold_sync():
             self.words = self._word_list(prompt)
-            kept = []
-            for row in self.windows["words"]:
-                try:
-                    prompt.find(row[0])
-                except P2PError:
-                    continue  # the word is gone from the prompt: its row goes too
-                kept.append(row)
-            self.windows = {**self.windows, "words": kept}
+            # a word gone from the prompt: its row goes too
+            self.windows = {**self.windows, "words": [row for row in self.windows["words"] if prompt.has(row[0])]}
 
     # -- windows ---------------------------------------------------------------------------------
 

@@ -206,7 +206,7 @@ class StudioPanel(P2PWidget):
             blend = [w for w in self.blend_words if w in src or w in tgt]
             if blend != self.blend_words:
                 self.blend_words = blend
-            rows = [row for row in self.windows.get("words", []) if _has_word(target, row[0])]
+            rows = [row for row in self.windows.get("words", []) if target.has(row[0])]
             if rows != self.windows.get("words", []):  # a word gone from the target: its row goes too
                 self.windows = {**self.windows, "words": rows}
 
@@ -436,11 +436,3 @@ class StudioPanel(P2PWidget):
     @on_message("export_gif")
     def _on_gif(self, content: dict, buffers: list) -> None:
         self.send_binary(*self._studio().player.gif_download())
-
-
-def _has_word(prompt, word) -> bool:
-    try:
-        prompt.find(word)
-    except P2PError:
-        return False
-    return True
