@@ -531,6 +531,7 @@ class Studio(ipywidgets.VBox):
         """What loading an edit changes, to put back where a control refuses a value half-way."""
         return {
             "panel": {k: getattr(self.panel, k) for k in _LOADED},
+            "kept_values": {k: dict(v) for k, v in self.panel._kept_values.items()},  # each method's last values
             "scheduler": self._loaded_scheduler,
             "links": None if self.aligner is None else [list(x) for x in self.aligner.links],
             "windows": None if self.timeline is None else self.timeline.windows,
@@ -542,6 +543,7 @@ class Studio(ipywidgets.VBox):
             panel.combine_p2p = False  # first, as in _apply: the method's values are checked against it
             for key in _LOADED:
                 setattr(panel, key, saved["panel"][key])
+        panel._kept_values = saved["kept_values"]
         self._loaded_scheduler = saved["scheduler"]
         if saved["links"] is not None:
             self.aligner.links = saved["links"]
