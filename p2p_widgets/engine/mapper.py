@@ -65,11 +65,17 @@ class Mapper:
                     matrix[i, j] = 1.0
         return cls(source, target, matrix, _fed(matrix), "links")
 
+    @property
+    def aligned_by_links(self) -> bool:
+        """Whether the aligned target positions are the ones some link feeds (what a mapper made
+        from links has; the authors' word swap leaves its last columns unfed but aligned)."""
+        return torch.equal(self.aligned, _fed(self.matrix))
+
     def to_dict(self) -> dict:
         data = {"source": self.source.text, "target": self.target.text, "kind": self.kind, "links": self.links}
-        # the loader takes the columns some link feeds as the aligned ones; where that is not so (the
-        # authors' word swap leaves the last columns unfed but aligned) the unaligned ones are written
-        if not torch.equal(self.aligned, _fed(self.matrix)):
+        # the loader takes the columns some link feeds as the aligned ones; where that is not so,
+        # the unaligned ones are written
+        if not self.aligned_by_links:
             data["unaligned"] = torch.nonzero(self.aligned == 0).flatten().tolist()
         return data
 

@@ -115,6 +115,7 @@ def not_shown(spec: EditSpec, rule: EditRule | None, base: Replace | None, blend
     if base is not None:
         checks += [
             (base.self_max_resolution is not None, "a self-attention resolution limit"),
+            (not base.mapper.aligned_by_links, "a mapper with aligned positions no link feeds"),
             (any(not isinstance(w, str) for w in base.schedule.words), "a window of a word given by position"),
             (any(not isinstance(w, str) for w in values), "a weight of a word given by position"),
             (any(abs(v) > MAX_WEIGHT for v in values.values()), f"weights beyond +-{MAX_WEIGHT:g}"),
