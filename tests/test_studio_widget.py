@@ -467,17 +467,27 @@ def test_a_spec_the_controls_cannot_hold_is_refused_before_anything_changes(stud
     """load_json used to drop LocalBlend's resolution, per-prompt blend words and a rule's
     self-attention limit (the rerun differed), and half-loaded specs beyond the panel's ranges."""
     from p2p_widgets.engine.blend import LocalBlend
+    from p2p_widgets.engine.mapper import align
+    from p2p_widgets.engine.rules import Replace
+    from p2p_widgets.engine.schedule import AlphaSchedule
 
+    LONGER = "a red zebracornish on a mat"  # noqa: N806
+    longer = align(LONGER, TARGET, editor.tokenizer, compat="reference")
+    assert not longer.aligned_by_links
     cases = {
         "a LocalBlend resolution": dict(blend=LocalBlend(["cat", "dog"], resolution=16)),
         # per-prompt lists that mark other tokens than their union would (the target's "cat" too)
         "LocalBlend words per prompt": dict(target="a blue dog by a cat", blend=[["cat"], ["dog"]]),
         "guidance above 50": dict(guidance=60.0),
+        # the authors' swap from a longer word: the Studio rebuilds mappers from links alone
+        "a mapper with aligned positions no link feeds": dict(
+            source=LONGER, rules=[Replace(longer, AlphaSchedule.build(4))]
+        ),
         "weights beyond": dict(reweight={"blue": 20.0}),
     }
     for what, kwargs in cases.items():
-        target = kwargs.pop("target", TARGET)
-        spec = editor.edit(SOURCE, target, steps=4, **kwargs).spec
+        source, target = kwargs.pop("source", SOURCE), kwargs.pop("target", TARGET)
+        spec = editor.edit(source, target, steps=4, **kwargs).spec
         before = {k: getattr(studio.panel, k) for k in ("source", "target", "seed", "guidance", "reweight")}
         with pytest.raises(P2PError, match=f"cannot show {what}"):
             studio.load_json(spec.to_json())
@@ -517,6 +527,8 @@ def test_a_spec_that_fails_half_way_through_loading_changes_nothing(studio, edit
             studio.load_json(spec.to_json())
         assert {k: getattr(studio.panel, k) for k in keys} == before
         assert [list(x) for x in studio.aligner.links] == links
+    studio.panel.method = "MutualSelfAttention"  # the refused spec's values were not kept for it
+    assert studio.panel.method_values["union"] is False
 
 
 def test_a_loaded_blend_start_reruns_as_saved(studio, editor):
