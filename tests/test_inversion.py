@@ -414,7 +414,7 @@ def test_an_inversion_refuses_a_scheduler_with_other_timesteps(blind_eps, image)
     inv = invert(blind_eps, image, PROMPT, "negative-prompt", steps=STEPS, cache=False)
     config = blind_eps.pipe.scheduler.config
     trailing = DDIMScheduler.from_config(config, timestep_spacing="trailing")
-    message = r"timesteps \[\d+, .*\] differ from the inversion's \[\d+, .*\]"
+    message = r"inversion's timesteps \[\d+, .*\] differ from the run's \[\d+, .*\]"
     with pytest.raises(P2PError, match=message):
         blind_eps.edit(PROMPT, [], inversion=inv, steps=STEPS, scheduler=trailing)
     same = blind_eps.edit(PROMPT, [], inversion=inv, steps=STEPS, scheduler=DDIMScheduler.from_config(config))

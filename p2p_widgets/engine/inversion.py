@@ -149,17 +149,22 @@ class Inversion:
             raise P2PError(
                 f"the inversion was made for a {self.prediction_type} model but this model predicts {sched_prediction}"
             )
-        timesteps = _timesteps(model, self.steps)
-        if [int(t) for t in timesteps] != [int(t) for t in self.timesteps]:
-            raise P2PError(
-                f"the inversion's timesteps {self.timesteps[:3]}... differ from this model's schedule "
-                f"{[int(t) for t in timesteps[:3]]}... for {self.steps} steps: edit with the same scheduler"
-            )
+        self.check_timesteps(_timesteps(model, self.steps), "this model's schedule")
         # last: the checks above name what differs, this one only that the weights do
         if self.model and self.model != model.model_id():
             raise P2PError(
                 f"the inversion was made with model {self.model} but this model is {model.model_id()}: "
                 "invert the image again with this model"
+            )
+
+    def check_timesteps(self, timesteps, what: str) -> None:
+        """A P2PError unless ``timesteps`` (of ``what``) are the ones this inversion was made on: its
+        start latent and per-step embeddings belong to them."""
+        have = [int(t) for t in timesteps]
+        if have != [int(t) for t in self.timesteps]:
+            raise P2PError(
+                f"the inversion's timesteps {list(self.timesteps)} differ from {what} {have} for "
+                f"{self.steps} steps: edit with the scheduler it was inverted with (the pipeline's DDIM)"
             )
 
     def reconstruct(self, editor, **kwargs):

@@ -171,7 +171,7 @@ class Editor(ModelAdapter):
             _check_inversion_scheduler(type(scheduler).__name__)
         sched = self._scheduler(steps, scheduler)
         if inversion is not None:
-            _check_inversion_timesteps(sched, inversion)
+            inversion.check_timesteps(sched.timesteps, "the run's")
         if rules is None:
             rules = self.build_rules(
                 source,
@@ -259,7 +259,7 @@ class Editor(ModelAdapter):
         scheduler = schedulers.of_spec(spec, self.pipe.scheduler.config)
         sched = self._scheduler(spec.steps, scheduler)  # steps checked before any work
         if inversion is not None:
-            _check_inversion_timesteps(sched, inversion)
+            inversion.check_timesteps(sched.timesteps, "the run's")
         return self._run(spec, prompts, rules, blend, scheduler, _Start.of(inversion, None, None), **run_options)
 
     def invert(self, image, prompt, method: str = "null-text", **kwargs) -> Inversion:
@@ -534,17 +534,6 @@ class _Start:
 def _check_inversion_scheduler(name: str) -> None:
     if name != schedulers.DDIM:
         raise P2PError(f"an inversion is a DDIM trajectory: edit it with the default DDIM scheduler, not {name}")
-
-
-def _check_inversion_timesteps(sched, inversion) -> None:
-    """The run samples the timesteps the inversion's start latent and embeddings were made for
-    (a DDIM scheduler with another spacing or offset samples others)."""
-    have = [int(t) for t in sched.timesteps]
-    if have != [int(t) for t in inversion.timesteps]:
-        raise P2PError(
-            f"the run's timesteps {have} differ from the inversion's {list(inversion.timesteps)}: "
-            "edit it with the scheduler it was inverted with (the default DDIM of the pipeline's config)"
-        )
 
 
 def _check_run_options(callback, stop_event, store, on_wait) -> None:
