@@ -64,10 +64,11 @@ def demo_command(args: argparse.Namespace) -> tuple[list[str], Path]:
 
 def _demo(args: argparse.Namespace) -> int:
     try:
-        args.port = args.port or _free_port(args.ip)
+        free = _free_port(args.ip)  # also: an address this machine can listen on, port given or not
     except OSError as exc:  # an unknown host name (socket.gaierror) or an address not of this machine
         print(f"p2p-widgets demo: --ip {args.ip}: cannot listen there ({exc.strerror or exc})", file=sys.stderr)
         return 2
+    args.port = args.port or free
     args.token = secrets.token_hex(16)
     cmd, folder = demo_command(args)
     url = f"http://{args.ip}:{args.port}/lab/tree/{DEMO_NOTEBOOK}?token={args.token}"

@@ -67,10 +67,11 @@ def test_demo_refuses_a_port_outside_0_65535(tmp_path, port, capsys):
 def test_demo_names_an_address_it_cannot_listen_on(tmp_path, capsys):
     (tmp_path / cli.DEMO_NOTEBOOK).write_text("{}")
     # 192.0.2.1 (TEST-NET-1) is no address of this machine: the free-port probe cannot bind it
-    assert cli.main(["demo", "--notebooks", str(tmp_path), "--ip", "192.0.2.1", "--dry-run"]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.startswith("p2p-widgets demo: --ip 192.0.2.1") and len(captured.err.splitlines()) == 1
+    for port in ([], ["--port", "8888"]):  # with a port given too
+        assert cli.main(["demo", "--notebooks", str(tmp_path), "--ip", "192.0.2.1", "--dry-run", *port]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith("p2p-widgets demo: --ip 192.0.2.1") and len(captured.err.splitlines()) == 1
 
 
 def _no_work(*args, **kwargs):
