@@ -142,18 +142,24 @@ def test_stop_message_ends_a_run_early_and_the_studio_runs_again(studio):
     assert not again.stopped and studio.panel.status == "done" and studio.panel.progress == [12, 12]
 
 
+def _run_held_at(studio, step):
+    """Start a background run that waits at ``step``; returns, once it is there, the event that lets it go on."""
+    reached, release = threading.Event(), threading.Event()
+
+    def gate(event):
+        if event.step == step:
+            reached.set()
+            release.wait(30)
+
+    studio.run(callback=gate)
+    assert reached.wait(60)
+    return release
+
+
 def test_stop_as_the_run_finishes_leaves_the_studio_usable(studio, monkeypatch):
     """Stop read status 'running', the worker then wrote 'done', and Stop wrote 'stopping' over it:
     no thread behind it, so Run was refused and the settings frozen for good."""
-    at_last, finish = threading.Event(), threading.Event()
-
-    def gate(event):
-        if event.step == 3:
-            at_last.set()
-            finish.wait(30)
-
-    studio.run(callback=gate)
-    assert at_last.wait(60)
+    finish = _run_held_at(studio, 3)
     status = type(StudioPanel.status)
     plain_get = status.__get__
 
@@ -180,16 +186,8 @@ def test_stop_as_the_run_finishes_leaves_the_studio_usable(studio, monkeypatch):
 def test_the_aligner_and_timeline_take_no_edits_during_a_run(studio):
     """Only the panel froze during a run: links, prompts and windows edited in the aligner or the
     timeline went through (and into the panel), so the settings shown no longer made the results."""
-    reached, release = threading.Event(), threading.Event()
-
-    def gate(event):
-        if event.step == 1:
-            reached.set()
-            release.wait(30)
-
-    studio.run(callback=gate)
+    release = _run_held_at(studio, 1)
     try:
-        assert reached.wait(60)
         links, windows = [list(x) for x in studio.aligner.links], studio.timeline.windows
         studio.aligner.set_state({"target": "a blue bird on a mat"})
         assert "run is in progress" in studio.aligner.error
