@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .cli_types import count_arg
 
 DEMO_NOTEBOOK = "01_quickstart.ipynb"
 
@@ -119,15 +120,12 @@ def _port(text: str) -> int:
     return value
 
 
-def count_arg(text: str) -> int:
-    """A non-negative integer (``--images``/``--seeds`` of ``eval``: 0 skips that part)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+def _edit_input_problem(args: argparse.Namespace, out: Path) -> str | None:
+    """What is wrong with ``edit``'s prompts or ``--out`` (``out``), or None."""
+    for name in ("source", "target"):
+        if not getattr(args, name).strip():
+            return f"the {name} prompt is empty: give the words of the image"
+    return _out_folder_problem(out)
 
 
 def _out_folder_problem(out: Path) -> str | None:
@@ -162,11 +160,7 @@ def _edit(args: argparse.Namespace) -> int:
     steps = defaults.steps if args.steps is None else args.steps
     guidance = defaults.guidance if args.guidance is None else args.guidance
     out = Path(args.out)
-    for name in ("source", "target"):
-        if not getattr(args, name).strip():
-            print(f"p2p-widgets edit: the {name} prompt is empty: give the words of the image", file=sys.stderr)
-            return 2
-    problem = _out_folder_problem(out)  # checked before the work (minutes on SD), not after it
+    problem = _edit_input_problem(args, out)  # checked before the work (minutes on SD), not after it
     if problem:
         print(f"p2p-widgets edit: {problem}", file=sys.stderr)
         return 2

@@ -267,7 +267,7 @@ def evaluate_pocket(n_images=256, n_seeds=32, steps=25, guidance=POCKET_GUIDANCE
 
 
 def main(argv=None):
-    from ..cli import count_arg as count  # the same check as `p2p-widgets eval`: a negative count is refused
+    from ..cli_types import count_arg as count  # the same check as `p2p-widgets eval`
 
     p = argparse.ArgumentParser(
         prog="python -m p2p_widgets.pocket.eval",
