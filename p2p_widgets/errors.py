@@ -60,3 +60,16 @@ def check_int(name: str, value, low: int, high: int) -> int:
     if not is_int(value) or not low <= value <= high:
         raise P2PError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
     return int(value)
+
+
+def check_run_callbacks(callback, stop_event, on_wait) -> None:
+    """A long run's hooks (sampling, inversion): ``callback`` and ``on_wait`` functions or None,
+    ``stop_event`` a ``threading.Event`` or None; else a P2PError before any work."""
+    for name, value, when in (
+        ("callback", callback, "with each step's event"),
+        ("on_wait", on_wait, "when the run waits for another one"),
+    ):
+        if value is not None and not callable(value):
+            raise P2PError(f"{name} must be a function (called {when}), got {value!r}")
+    if stop_event is not None and not callable(getattr(stop_event, "is_set", None)):
+        raise P2PError(f"stop_event must be a threading.Event (set it to stop the run), got {stop_event!r}")

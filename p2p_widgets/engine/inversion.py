@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import P2PError, check_int, is_int, is_number
+from ..errors import P2PError, check_int, check_run_callbacks, is_int, is_number
 from . import schedulers
 from .adapter import ModelAdapter
 
@@ -624,9 +624,7 @@ def invert(
         dict(inner_steps=inner_steps, lr=lr, early_stop=early_stop, early_stop_growth=early_stop_growth),
     )
     steps = int(steps)
-    from .sampler import _check_run_options  # here: the sampler imports this module
-
-    _check_run_options(callback, stop_event, None, on_wait)
+    check_run_callbacks(callback, stop_event, on_wait)
     sizes = editor.check_size(*_check_size(size))
     pixels = load_image(image, sizes, crop)
     options = {"crop": crop if isinstance(crop, str) else list(crop), "size": list(sizes)}

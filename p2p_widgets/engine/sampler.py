@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import P2PError, check_int
+from ..errors import P2PError, check_int, check_run_callbacks
 from . import schedulers
 from .adapter import ModelAdapter, TextConditioning
 from .blend import LocalBlend
@@ -158,11 +158,7 @@ class Editor(ModelAdapter):
         source = self.prompt(source)
         if not source.text.strip() and inversion is None and latents is None:
             raise P2PError("the source prompt is empty (an inverted image may be read under the empty prompt)")
-        if isinstance(targets, (str, Prompt)):
-            targets = [targets]
-        elif not isinstance(targets, Iterable):
-            raise P2PError(f"targets must be a string or a list of strings, got {targets!r}")
-        targets = [self.prompt(t) for t in targets]
+        targets = [self.prompt(t) for t in _as_list(targets)]
         check_compat(compat)
         if blend is not None and not isinstance(blend, LocalBlend):
             # the authors' LocalBlend reads the 16 x 16 maps whatever the model
@@ -187,18 +183,7 @@ class Editor(ModelAdapter):
                 compat=compat,
             )
         else:
-            if not isinstance(rules, (list, tuple)):
-                raise P2PError(f"rules must be a list of {len(targets)} EditRule objects, got {type(rules).__name__}")
-            rules = list(rules)
-            if len(rules) != len(targets) or not all(isinstance(r, EditRule) for r in rules):
-                raise P2PError(f"rules must be a list of {len(targets)} EditRule objects (one per target)")
-            for k, (rule, target) in enumerate(zip(rules, targets)):
-                # as for mappers=: a rule for other prompts would run, but its spec would not rerun
-                for mapper in _rule_mappers(rule):
-                    try:
-                        _check_mapper(mapper, source, target)
-                    except P2PError as exc:
-                        raise P2PError(f"rule {k}: {exc}") from None
+            rules = _check_rules(rules, source, targets)
         given_start = inversion is not None or latents is not None
         spec = EditSpec(
             prompts=(source.text, *(t.text for t in targets)),
@@ -537,20 +522,39 @@ def _check_inversion_scheduler(name: str) -> None:
 
 
 def _check_run_options(callback, stop_event, store, on_wait) -> None:
-    for name, value, when in (
-        ("callback", callback, "with each step's event"),
-        ("on_wait", on_wait, "when the run waits for another one"),
-    ):
-        if value is not None and not callable(value):
-            raise P2PError(f"{name} must be a function (called {when}), got {value!r}")
-    if stop_event is not None and not callable(getattr(stop_event, "is_set", None)):
-        raise P2PError(f"stop_event must be a threading.Event (set it to stop the run), got {stop_event!r}")
+    check_run_callbacks(callback, stop_event, on_wait)
     if store is not None and not isinstance(store, AttentionStore):
         raise P2PError(f"store must be an AttentionStore, got {type(store).__name__}")
     if store is not None and not store.empty:
         # its sums would mix the two runs (LocalBlend reads them) or fail on another batch; clearing
         # it would lose the maps the caller kept it for
         raise P2PError("the store already holds a run: pass a fresh AttentionStore() for each run")
+
+
+def _as_list(targets) -> list:
+    """One target or a list of them, as a list."""
+    if isinstance(targets, (str, Prompt)):
+        return [targets]
+    if not isinstance(targets, Iterable):
+        raise P2PError(f"targets must be a string or a list of strings, got {targets!r}")
+    return list(targets)
+
+
+def _check_rules(rules, source: Prompt, targets: list[Prompt]) -> list[EditRule]:
+    """``rules`` given to edit(): one EditRule per target, whose mappers are for these prompts."""
+    if not isinstance(rules, (list, tuple)):
+        raise P2PError(f"rules must be a list of {len(targets)} EditRule objects, got {type(rules).__name__}")
+    rules = list(rules)
+    if len(rules) != len(targets) or not all(isinstance(r, EditRule) for r in rules):
+        raise P2PError(f"rules must be a list of {len(targets)} EditRule objects (one per target)")
+    for k, (rule, target) in enumerate(zip(rules, targets)):
+        # as for mappers=: a rule for other prompts would run, but its spec would not rerun
+        for mapper in _rule_mappers(rule):
+            try:
+                _check_mapper(mapper, source, target)
+            except P2PError as exc:
+                raise P2PError(f"rule {k}: {exc}") from None
+    return rules
 
 
 def _check_mapper(mapper: Mapper, source: Prompt, target: Prompt) -> None:
