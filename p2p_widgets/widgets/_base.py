@@ -249,10 +249,14 @@ class PromptCache:
 
     def check_trait(self, proposal) -> str:
         """For ``@traitlets.validate`` of a prompt-text trait: the text, or a TraitError naming the trait."""
+        return self.check(proposal["trait"].name, proposal["value"])
+
+    def check(self, name: str, text: str) -> str:
+        """``text``, or a TraitError naming the trait ``name`` it was meant for."""
         from ..errors import P2PError
 
         try:
-            self(proposal["value"])
+            self(text)
         except P2PError as exc:
-            raise traitlets.TraitError(f"{proposal['trait'].name}: {exc}") from None
-        return proposal["value"]
+            raise traitlets.TraitError(f"{name}: {exc}") from None
+        return text

@@ -188,7 +188,7 @@ class StudioPanel(P2PWidget):
         if not text.strip() and not (name == "source" and self.input_image):
             what = "the edited prompt: what the image should become" if name == "target" else "the image's prompt"
             raise traitlets.TraitError(f"the {name} prompt is empty: type {what}")
-        self._prompts.check_trait({"trait": type(self).class_traits()[name], "value": text})
+        self._prompts.check(name, text)
 
     @traitlets.observe("source", "target")
     def _on_text(self, change):
