@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cli_types import count_arg
+from .cli_types import count_arg, port_arg
 
 DEMO_NOTEBOOK = "01_quickstart.ipynb"
 
@@ -108,16 +108,6 @@ def _reweight_pair(text: str):
         return word, float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--reweight takes WORD=VALUE (e.g. big=2.5), got {text!r}") from None
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port in 0-65535 (0: a free one), got {text!r}")
-    return value
 
 
 def _edit_input_problem(args: argparse.Namespace, out: Path) -> str | None:
@@ -335,7 +325,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help=f"start JupyterLab on notebooks/{DEMO_NOTEBOOK}")
     demo.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    demo.add_argument("--port", type=_port, default=0, help="port, 0-65535 (default: 0, a free one)")
+    demo.add_argument("--port", type=port_arg, default=0, help="port, 0-65535 (default: 0, a free one)")
     demo.add_argument("--notebooks", metavar="DIR", help="folder holding the notebooks")
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
     demo.add_argument("--dry-run", action="store_true", help="print the command and URL, start nothing")

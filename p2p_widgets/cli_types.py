@@ -8,10 +8,19 @@ import argparse
 
 def count_arg(text: str) -> int:
     """A non-negative integer (``--images``/``--seeds`` of the pocket evaluation: 0 skips that part)."""
+    return _int_in(text, 0, None, "an integer >= 0")
+
+
+def port_arg(text: str) -> int:
+    """A TCP port, 0 for a free one."""
+    return _int_in(text, 0, 65535, "a port in 0-65535 (0: a free one)")
+
+
+def _int_in(text: str, low: int, high: int | None, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
