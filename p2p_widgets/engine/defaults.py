@@ -27,6 +27,14 @@ POCKET_DEFAULTS = SamplingDefaults(
     target="a big red star left of a small blue square on a gray background",
     name="pocket model (built in)",
 )
+# the pocket flow model (pocket/flow.py): true classifier-free guidance, Flux's Euler steps
+POCKET_FLOW_DEFAULTS = SamplingDefaults(
+    steps=20,
+    guidance=4.0,
+    source=POCKET_DEFAULTS.source,
+    target=POCKET_DEFAULTS.target,
+    name="pocket flow model (built in)",
+)
 SD_DEFAULTS = SamplingDefaults(steps=50, guidance=7.5)  # the reference's Stable Diffusion settings
 _PIPE_DEFAULTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> its SamplingDefaults
 
