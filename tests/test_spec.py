@@ -1,8 +1,9 @@
 """EditSpec (engine/spec.py): one description of an edit; rules that serialise themselves; old files.
 
 The files in tests/data/edits_v1 were written by the code before EditSpec existed (format
-version 1, by tests/data/edits_v1/make_v1.py at commit 9ce0206), with the latents each run gave:
-they must load and rerun to those latents bit for bit.
+version 1, by tests/data/edits_v1/make_v1.py at commit 9ce0206), with the latents each run gave
+on the machine that wrote them: they must load and rerun to those latents within float32 rounding
+(another CPU sums in another order), and two reruns on the machine running the test bit for bit.
 """
 
 import json
@@ -27,11 +28,25 @@ V1 = Path(__file__).parent / "data" / "edits_v1"
 V1_RUNS = ["inverted", "refine", "replace_explicit", "reweight_blend", "two_targets"]
 
 
+# The recorded latents came from another CPU: its kernels sum in another order (SIMD width, oneDNN's
+# choices), so each float32 operation may round differently, and a random UNet amplifies that over the
+# steps. On a 2-core AMD EPYC the reruns differed from the recording by at most 3.6e-6 of the largest
+# recorded value (1.0e-5 to 3.9e-5 absolute, latents up to 16.5). A 0.1 % change of the guidance moves
+# them by 1.1e-4 to 3.6e-4 of it, 11 to 36 times this tolerance, so a misread setting still fails.
+V1_RTOL = 1e-5
+
+
 @pytest.mark.parametrize("name", V1_RUNS)
-def test_version_1_files_load_and_rerun_bitwise(editor, name):
+def test_version_1_files_load_rerun_bitwise_here_and_match_the_recording(editor, name):
     expected = load_file(str(V1 / "latents.safetensors"))[name]
     again = load_edit(editor, V1 / f"{name}.json")
-    assert torch.equal(again.latents, expected)
+    # bit for bit where bitwise equality is promised: two reruns on the machine running the test
+    assert torch.equal(load_edit(editor, V1 / f"{name}.json").latents, again.latents)
+    # against the recording, made on another machine: within float32 rounding across CPUs
+    assert again.latents.shape == expected.shape
+    scale = float(expected.abs().max())
+    worst = float((again.latents - expected).abs().max())
+    assert worst <= V1_RTOL * scale, f"{name}: {worst:.3g} from the recorded latents (tolerance {V1_RTOL * scale:.3g})"
     # and they re-export as version 2, which reruns the same
     assert json.loads(spec_to_json(again))["version"] == 2
     assert EditSpec.from_json(spec_to_json(again)) == again.spec
