@@ -62,6 +62,31 @@ def check_int(name: str, value, low: int, high: int) -> int:
     return int(value)
 
 
+def nesting(obj, limit: int) -> int:
+    """How deep lists, tuples and dicts nest in ``obj`` (1 for a flat one, 0 for a scalar), counted
+    without recursion and only up to ``limit + 1`` (so a cycle or a huge depth costs little)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_nesting(what: str, obj, limit: int) -> None:
+    """A P2PError when ``obj`` nests deeper than ``limit`` (Python would recurse past its stack)."""
+    if nesting(obj, limit) > limit:
+        raise P2PError(f"{what} nests deeper than {limit} levels")
+
+
 def check_run_callbacks(callback, stop_event, on_wait) -> None:
     """A long run's hooks (sampling, inversion): ``callback`` and ``on_wait`` functions or None,
     ``stop_event`` a ``threading.Event`` or None; else a P2PError before any work."""

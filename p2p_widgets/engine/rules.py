@@ -46,7 +46,7 @@ from typing import ClassVar
 
 import torch
 
-from ..errors import P2PError, is_int, is_number
+from ..errors import P2PError, check_nesting, is_int, is_number
 from .mapper import Mapper, check_compat
 from .params import check_values
 from .prompts import Prompt
@@ -70,6 +70,9 @@ class LayerContext:
 
 
 _REGISTRY: dict[str, type] = {}
+MAX_COMBINE_DEPTH = 16  # Combines inside Combines; deeper would only exhaust Python's stack
+MAX_RULE_JSON_DEPTH = 2 * MAX_COMBINE_DEPTH + 8  # a rule's JSON: two levels per Combine, a Reweight's base inside
+MAX_REWEIGHT = float(torch.finfo(torch.float32).max)  # scales live in float32 tensors
 
 
 def register_rule(cls=None, *, name: str | None = None):
@@ -110,6 +113,7 @@ def rule_from_dict(data, source: Prompt, target: Prompt) -> EditRule:
     """Rebuild a rule from its ``to_dict()`` data for ``source`` -> ``target``."""
     if not isinstance(data, dict):
         raise P2PError(f"a rule is an object with a 'rule' name, got {type(data).__name__}")
+    check_nesting("the rule", data, MAX_RULE_JSON_DEPTH)
     return rule_class(data.get("rule")).from_dict(data, source, target)
 
 
@@ -324,6 +328,11 @@ class Reweight(EditRule):
         for word, value in values.items():
             if not is_number(value):
                 raise P2PError(f"reweight value for {word!r} is not a finite number: {value!r}")
+            if abs(value) > MAX_REWEIGHT:
+                raise P2PError(
+                    f"reweight value for {word!r} is {value!r}: scales are float32, "
+                    f"at most {MAX_REWEIGHT:.3g} in magnitude"
+                )
             scale[base.target.positions(word)] = float(value)
             self.values[int(word) if is_int(word) else word] = float(value)  # plain numbers: numpy ones too
         self.scale = self._scale = scale  # _scale: on the UNet's device after prepare()
@@ -426,6 +435,9 @@ class Combine(EditRule):
     def __init__(self, *rules):
         if len(rules) < 2 or not all(isinstance(r, EditRule) for r in rules):
             raise P2PError("Combine takes two or more EditRule objects")
+        self.depth = 1 + max(r.depth if isinstance(r, Combine) else 0 for r in rules)
+        if self.depth > MAX_COMBINE_DEPTH:
+            raise P2PError(f"Combines nest {self.depth} deep: rules nest at most {MAX_COMBINE_DEPTH} Combines deep")
         self.rules = list(rules)
         self.explicit_only = any(r.explicit_only for r in rules)
         self.follows_inversion = any(r.follows_inversion for r in rules)

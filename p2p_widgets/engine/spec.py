@@ -21,11 +21,12 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import P2PError, check_int, is_int, is_number
+from ..errors import P2PError, check_int, check_nesting, is_int, is_number
 from . import controls  # noqa: F401  (registers the built-in methods beyond P2P, so JSON naming them loads)
 from .blend import LocalBlend
 from .rules import EditRule, rule_class, rule_from_dict
 from .schedulers import DDIM, SCHEDULERS
+from .schedulers import build as build_scheduler
 
 FORMAT = "p2p_widgets.edit"
 VERSION = 2
@@ -50,6 +51,7 @@ FIELDS = (
 )  # what a spec JSON may hold
 MAX_JSON_CHARS = 20_000_000
 MAX_JSON_DEPTH = 64  # deeper than any spec: refused before json.loads recurses
+MAX_TRAIN_TIMESTEPS = 100_000  # a scheduler's training steps (SD: 1000); its tables are this long
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class EditSpec:
             raise P2PError("prompts must be a non-empty list of strings (source first)")
         if not prompts[0].strip() and self.start == "seed":
             raise P2PError("the source prompt is empty")
+        for name in ("rules", "blend", "inversion", "scheduler_config"):
+            check_nesting(f"'{name}'", getattr(self, name), MAX_JSON_DEPTH)
         rules = self.rules
         if not isinstance(rules, (list, tuple)) or len(rules) != len(prompts) - 1:
             raise P2PError(f"rules must be a list with one rule per edited prompt ({len(prompts) - 1})")
@@ -108,6 +112,8 @@ class EditSpec:
             raise P2PError(f"scheduler must be a scheduler class name, got {self.scheduler!r}")
         if self.scheduler_config is not None and not isinstance(self.scheduler_config, dict):
             raise P2PError(f"scheduler_config must be null or an object, got {self.scheduler_config!r}")
+        if self.scheduler_config is not None:
+            _check_scheduler_config(self.scheduler, self.scheduler_config)
         if self.model is not None and not isinstance(self.model, str):
             raise P2PError(f"model must be null or a model name, got {self.model!r}")
         if self.inversion is not None and not isinstance(self.inversion, dict):
@@ -210,6 +216,7 @@ class EditSpec:
         """A spec from its JSON object (version 1 or 2), validated; unknown rule names are refused."""
         if not isinstance(data, dict):
             raise P2PError(f"an edit spec is a JSON object, got {type(data).__name__}")
+        check_nesting("the edit spec", data, MAX_JSON_DEPTH)
         if data.get("format", FORMAT) != FORMAT:
             raise P2PError(f"'format' must be {FORMAT!r}, got {data.get('format')!r}")
         version = data.get("version", VERSION)
@@ -277,6 +284,25 @@ def _check_scheduler(name):
     if name not in SCHEDULERS:
         raise P2PError(f"scheduler must be one of {', '.join(SCHEDULERS)} to be saved and rerun, got {name!r}")
     return name
+
+
+def _check_scheduler_config(name: str, config: dict) -> None:
+    """A config the scheduler class ``name`` builds from, or a P2PError naming the setting at fault
+    (diffusers itself raises RuntimeError / NotImplementedError / MemoryError on some)."""
+    steps = config.get("num_train_timesteps", 1000)
+    if not is_int(steps) or not 1 <= steps <= MAX_TRAIN_TIMESTEPS:
+        raise P2PError(
+            f"scheduler_config: num_train_timesteps must be an integer in [1, {MAX_TRAIN_TIMESTEPS}], got {steps!r}"
+        )
+    if name not in SCHEDULERS:
+        return  # runs but does not export; its class is the caller's
+    try:
+        build_scheduler(name, config, None)
+    except NotImplementedError as exc:
+        what = f"beta_schedule {config['beta_schedule']!r}" if "beta_schedule" in config else "a setting"
+        raise P2PError(f"scheduler_config: {what} is not one {name} implements ({exc})") from None
+    except (RuntimeError, ArithmeticError, KeyError, IndexError) as exc:
+        raise P2PError(f"scheduler_config does not build a {name}: {exc}") from None
 
 
 def _rule_from_v1(rule):

@@ -1,0 +1,102 @@
+"""Issue 23: raw exceptions and silent acceptance on the rule platform, the edit spec, the registry
+and the evaluation's inputs. One table per family; each row failed before its fix (a raw
+RecursionError / RuntimeError / NotImplementedError, or the bad input accepted)."""
+
+import pytest
+
+from p2p_widgets.engine import controls
+from p2p_widgets.engine.mapper import align
+from p2p_widgets.engine.rules import Combine, Replace, Reweight, rule_from_dict
+from p2p_widgets.engine.schedule import AlphaSchedule
+from p2p_widgets.engine.spec import EditSpec
+from p2p_widgets.errors import P2PError
+
+SRC, TGT = "a red cat on a mat", "a blue cat on a mat"
+
+
+def _deep_combine_objects():
+    rule = controls.MutualSelfAttention()
+    for _ in range(1000):
+        rule = Combine(rule, controls.MutualSelfAttention())
+    return rule
+
+
+def _deep_combine_data(depth=1000):
+    data = {"rule": "MutualSelfAttention"}
+    for _ in range(depth):
+        data = {"rule": "Combine", "rules": [data, {"rule": "MutualSelfAttention"}]}
+    return data
+
+
+def _spec(**changes):
+    base = dict(format="p2p_widgets.edit", version=2, prompts=[SRC, TGT], seed=0, steps=4, guidance=5.0)
+    base["rules"] = [{"rule": "MutualSelfAttention", "start_step": 0, "end_step": None}]
+    base.update(changes)
+    return base
+
+
+def _reweight(tokenizer, value):
+    source, target = (p for p in (_prompt(tokenizer, SRC), _prompt(tokenizer, TGT)))
+    base = Replace(align(source, target, tokenizer), AlphaSchedule.build(4))
+    return Reweight(base, {"blue": value})
+
+
+def _prompt(tokenizer, text):
+    from p2p_widgets.engine.prompts import Prompt
+
+    return Prompt.from_text(text, tokenizer)
+
+
+RULE_AND_SPEC_CASES = {
+    "Combine objects 1000 deep": (lambda tok: _deep_combine_objects(), "nest"),
+    "rule_from_dict 1000 deep": (
+        lambda tok: rule_from_dict(_deep_combine_data(), _prompt(tok, SRC), _prompt(tok, TGT)),
+        "nest",
+    ),
+    "EditSpec.from_dict 1000 deep": (lambda tok: EditSpec.from_dict(_spec(rules=[_deep_combine_data()])), "nest"),
+    "EditSpec with a deep scheduler_config": (
+        lambda tok: EditSpec(prompts=(SRC,), scheduler_config={"x": _deep_list(1000)}),
+        "nest",
+    ),
+    "num_train_timesteps -5": (
+        lambda tok: EditSpec.from_dict(_spec(scheduler="DDIMScheduler", scheduler_config={"num_train_timesteps": -5})),
+        "num_train_timesteps",
+    ),
+    "beta_schedule bogus": (
+        lambda tok: EditSpec.from_dict(_spec(scheduler="DDIMScheduler", scheduler_config={"beta_schedule": "bogus"})),
+        "beta_schedule",
+    ),
+    "reweight 1e39": (lambda tok: _reweight(tok, 1e39), "reweight value for 'blue'"),
+    "reweight -1e39": (lambda tok: _reweight(tok, -1e39), "reweight value for 'blue'"),
+    "reweight 1e308": (lambda tok: _reweight(tok, 1e308), "reweight value for 'blue'"),
+}
+
+
+def _deep_list(depth):
+    data = []
+    for _ in range(depth):
+        data = [data]
+    return data
+
+
+@pytest.mark.parametrize("case", list(RULE_AND_SPEC_CASES), ids=list(RULE_AND_SPEC_CASES))
+def test_rules_and_specs_name_bad_input(tokenizer, case):
+    make, match = RULE_AND_SPEC_CASES[case]
+    with pytest.raises(P2PError, match=match):
+        make(tokenizer)
+
+
+def test_shallow_combines_and_real_scheduler_configs_still_load(tokenizer):
+    rule = rule_from_dict(_deep_combine_data(3), _prompt(tokenizer, SRC), _prompt(tokenizer, TGT))
+    assert isinstance(rule, Combine)
+    spec = EditSpec.from_dict(
+        _spec(scheduler="DDIMScheduler", scheduler_config={"num_train_timesteps": 1000, "beta_schedule": "linear"})
+    )
+    assert EditSpec.from_json(spec.to_json()) == spec
+    assert _reweight(tokenizer, -3.0e38).values == {"blue": -3.0e38}  # float32's range is usable
+
+
+def test_reweight_past_float32_is_named_by_the_editor(editor):
+    with pytest.raises(P2PError, match="reweight value for 'blue'.*1e\\+300"):
+        editor.edit(SRC, TGT, steps=2, reweight={"blue": 1e300})
+    assert editor.edit(SRC, TGT, steps=2).images  # the pipeline still works
