@@ -100,3 +100,78 @@ def test_reweight_past_float32_is_named_by_the_editor(editor):
     with pytest.raises(P2PError, match="reweight value for 'blue'.*1e\\+300"):
         editor.edit(SRC, TGT, steps=2, reweight={"blue": 1e300})
     assert editor.edit(SRC, TGT, steps=2).images  # the pipeline still works
+
+
+# -- the rule registry --------------------------------------------------------------------------
+
+
+def _register_empty_name():
+    from p2p_widgets.engine.rules import EditRule, register_rule
+
+    class Nameless(EditRule):
+        pass
+
+    return register_rule(Nameless, name="")
+
+
+def _register_over_builtin():
+    from p2p_widgets.engine.rules import EditRule, register_rule
+
+    @register_rule(name="Replace")
+    class NotReplace(EditRule):
+        pass
+
+
+def _param_empty_range():
+    from p2p_widgets.engine.params import Param
+
+    return Param("strength", "float", None, low=2, high=1)
+
+
+def _param_text_bound():
+    from p2p_widgets.engine.params import Param
+
+    return Param("n", "int", 1, low="0")
+
+
+REGISTRY_CASES = {
+    "empty name": (_register_empty_name, "non-empty"),
+    "a built-in's name": (_register_over_builtin, "'Replace' is a built-in rule"),
+    "low above high": (_param_empty_range, "low 2 is above high 1"),
+    "a non-number bound": (_param_text_bound, "low must be a finite number"),
+        "low",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REGISTRY_CASES), ids=list(REGISTRY_CASES))
+def test_the_registry_refuses_bad_declarations(case):
+    from p2p_widgets.engine.rules import registered_rules, rule_class
+
+    make, match = REGISTRY_CASES[case]
+    with pytest.raises(P2PError, match=match):
+        make()
+    assert rule_class("Replace") is Replace and "Nameless" not in registered_rules()
+
+
+def test_a_rule_of_your_own_registers_again_and_every_builtin_has_a_label():
+    from p2p_widgets.engine.rules import EditRule, register_rule, rule_class, rule_label
+
+    for _ in range(2):  # a notebook cell run twice defines its class twice
+
+        @register_rule(name="Issue23Mine")
+        class Mine(EditRule):
+            pass
+
+        assert rule_class("Issue23Mine") is Mine
+    assert rule_label(Mine) == "Mine"  # no label declared: the class name
+    labels = {
+        name: rule_label(rule_class(name))
+        for name in ("Replace", "Refine", "Reweight", "Combine", "MutualSelfAttention")
+        + ("MaskedMutualSelfAttention", "PlugAndPlay", "StyleAligned")
+    }
+    assert labels["MutualSelfAttention"] == "MasaCtrl (mutual self-attention)"
+    assert labels["MaskedMutualSelfAttention"] == "MasaCtrl with masks"
+    assert labels["PlugAndPlay"] == "Plug-and-Play" and labels["StyleAligned"] == "StyleAligned"
+    assert all(labels[n].startswith("Prompt-to-Prompt") for n in ("Replace", "Refine", "Reweight"))
+    assert len(set(labels.values())) == len(labels)  # each names its own method

@@ -40,6 +40,7 @@ def _in_steps(ctx: LayerContext, first: int, end: int | None) -> bool:
 class MutualSelfAttention(ParamRule):
     """MasaCtrl: the edit queries the source's self-attention keys and values (both CFG halves)."""
 
+    label = "MasaCtrl (mutual self-attention)"
     branches = "both"
     params = (
         Param("start_step", "int", 4, "first step under control (0 = noisiest)", low=0),
@@ -96,6 +97,7 @@ class MaskedMutualSelfAttention(MutualSelfAttention):
     this step's cross maps so far at the grid nearest latent / 4, min-max normalised, ``>= threshold``.
     """
 
+    label = "MasaCtrl with masks"
     params = (
         *MutualSelfAttention.params[:-1],  # no union: the masks split the source's keys instead
         Param("source_words", "words", None, "words of the source whose attention marks the object", non_empty=True),
@@ -144,6 +146,7 @@ class PlugAndPlay(ParamRule):
     source row follows the inversion, so edit an inverted image; its authors read it under the
     empty prompt (source prompt ``""``)."""
 
+    label = "Plug-and-Play"
     branches = "both"
     follows_inversion = True
     _layers: frozenset = frozenset()  # set for each run by on_layers
@@ -204,6 +207,7 @@ class StyleAligned(ParamRule):
     """StyleAligned: the edit also attends to the source's self-attention keys and values, its
     queries and keys AdaIN-normalised to the source's (both CFG halves, every self-attention layer)."""
 
+    label = "StyleAligned"
     branches = "both"
     params = (
         Param("adain_queries", "bool", True, "normalise the edit's queries to the source's statistics"),

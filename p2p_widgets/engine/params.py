@@ -37,6 +37,15 @@ class Param:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise P2PError(f"parameter {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        for bound in ("low", "high"):
+            value = getattr(self, bound)
+            if value is not None and not (is_number(value) and self.kind in ("float", "int")):
+                raise P2PError(
+                    f"parameter {self.name!r}: {bound} must be a finite number (for int and float parameters), "
+                    f"got {value!r}"
+                )
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise P2PError(f"parameter {self.name!r}: low {self.low!r} is above high {self.high!r}: no value can pass")
         if self.non_empty and self.kind != "words":
             raise P2PError(f"parameter {self.name!r}: non_empty is for word lists, not {self.kind!r}")
         if self.default is not None:  # None without optional: a required parameter

@@ -77,20 +77,44 @@ MAX_REWEIGHT = float(torch.finfo(torch.float32).max)  # scales live in float32 t
 
 def register_rule(cls=None, *, name: str | None = None):
     """Class decorator: register an :class:`EditRule` subclass under ``name`` (default: the class
-    name) so edits using it export to JSON and reload. Registering a name again replaces the
-    class (a notebook cell run twice defines its class twice)."""
+    name) so edits using it export to JSON and reload. Registering a name of your own again
+    replaces the class (a notebook cell run twice defines its class twice); the built-in rules'
+    names are refused (every saved edit naming them would load your class instead)."""
 
     def add(rule_cls):
         if not (isinstance(rule_cls, type) and issubclass(rule_cls, EditRule)):
             raise P2PError(f"register_rule takes an EditRule subclass, got {rule_cls!r}")
-        key = name or rule_cls.__name__
-        if not isinstance(key, str) or not key:
+        key = rule_cls.__name__ if name is None else name
+        if not isinstance(key, str) or not key.strip():
             raise P2PError(f"a rule name must be a non-empty string, got {key!r}")
+        old = _REGISTRY.get(key)
+        if old is not None and _is_builtin(old) and not _same_class(old, rule_cls):
+            builtins = ", ".join(n for n in registered_rules() if _is_builtin(_REGISTRY[n]))
+            raise P2PError(
+                f"{key!r} is a built-in rule: register {rule_cls.__name__} under another name "
+                f"(@register_rule(name=...)); the built-in names are {builtins}"
+            )
         rule_cls.rule_name = key
         _REGISTRY[key] = rule_cls
         return rule_cls
 
     return add if cls is None else add(cls)
+
+
+def _is_builtin(cls) -> bool:
+    return cls.__module__.startswith("p2p_widgets.")
+
+
+def _same_class(old, new) -> bool:
+    """The same class defined again (a reloaded module), not another class taking its name."""
+    return (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__)
+
+
+def rule_label(rule) -> str:
+    """What a menu calls a rule (its class or an instance): its declared ``label`` (the method's
+    name as its paper gives it), else its class name."""
+    cls = rule if isinstance(rule, type) else type(rule)
+    return cls.__dict__.get("label") or cls.__name__
 
 
 def registered_rules() -> list[str]:
@@ -144,6 +168,7 @@ class EditRule:
     follows_inversion: ClassVar[bool] = False
     params: ClassVar[tuple] = ()  # the rule's declared parameters (see Param); [] for rules built from prompts
     rule_name: ClassVar[str | None] = None  # set by @register_rule
+    label: ClassVar[str | None] = None  # what a menu calls the method (see rule_label); declared per class
 
     def to_dict(self) -> dict:
         """``{"rule": name, ...parameters}``: what :meth:`from_dict` rebuilds the rule from. Rules
@@ -235,6 +260,8 @@ class Replace(EditRule):
     layer, so small models still get injection).
     """
 
+    label = "Prompt-to-Prompt: word swap"
+
     def __init__(self, mapper: Mapper, schedule: AlphaSchedule, self_max_resolution: int | None = None):
         if not isinstance(mapper, Mapper):
             raise P2PError(f"{type(self).__name__} needs a Mapper, got {type(mapper).__name__}")
@@ -306,6 +333,8 @@ class Replace(EditRule):
 class Refine(Replace):
     """Phrase insertion: aligned tokens take the source's column, new tokens keep their own."""
 
+    label = "Prompt-to-Prompt: adding a phrase"
+
     def __init__(self, mapper: Mapper, schedule: AlphaSchedule, self_max_resolution: int | None = None):
         super().__init__(mapper, schedule, self_max_resolution)
 
@@ -317,6 +346,8 @@ class Reweight(EditRule):
     Composes on a Replace/Refine rule: ``P = P_base @ diag(c)``, the edit's own part unchanged, as
     the reference does (no re-normalisation). ``values`` maps words of the target prompt to scales.
     """
+
+    label = "Prompt-to-Prompt: attention re-weighting"
 
     def __init__(self, base: Replace, values: dict, compat: str = "project"):
         if not isinstance(base, Replace):
@@ -431,6 +462,8 @@ class Combine(EditRule):
     The parts' ``branches`` are kept: a part that edits only the conditional half is not asked in
     the unconditional one.
     """
+
+    label = "Combined rules"
 
     def __init__(self, *rules):
         if len(rules) < 2 or not all(isinstance(r, EditRule) for r in rules):
