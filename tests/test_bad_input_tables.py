@@ -139,8 +139,6 @@ REGISTRY_CASES = {
     "a built-in's name": (_register_over_builtin, "'Replace' is a built-in rule"),
     "low above high": (_param_empty_range, "low 2 is above high 1"),
     "a non-number bound": (_param_text_bound, "low must be a finite number"),
-        "low",
-    ),
 }
 
 
