@@ -284,6 +284,23 @@ def test_bad_messages_set_error(studio):
     assert studio.panel.status == "done"
 
 
+def test_the_kernels_own_value_typed_back_clears_a_refusal(studio):
+    """After a refused prompt the page's model holds the kernel's value again, so typing that value
+    back writes nothing: the page sends "recheck", applied as an update (issue 23)."""
+    panel = studio.panel
+    panel.set_state({"target": ""})
+    assert panel.error_field == "target" and panel.target == TARGET
+    panel._handle_custom_msg({"type": "recheck", "state": {"target": TARGET}}, [])
+    assert (panel.error, panel.error_field, panel.target) == ("", "", TARGET)
+    panel.set_state({"seed": -3})
+    panel._handle_custom_msg({"type": "recheck", "state": {"seed": -4}}, [])  # checked as any write
+    assert panel.error_field == "seed" and "seed must be from 0" in panel.error and panel.seed == 0
+    bad_states = [({"state": []}, "'state'"), ({"state": {}}, "'state'"), ({"state": {"status": "done"}}, "cannot")]
+    for bad, message in bad_states:
+        panel._handle_custom_msg({"type": "recheck", **bad}, [])
+        assert message in panel.error and panel.status == "idle"
+
+
 def test_exported_json_reloads_and_reruns_to_the_same_image(studio):
     studio.panel.reweight = {"blue": 1.5}
     studio.panel.blend_words = ["cat", "dog"]

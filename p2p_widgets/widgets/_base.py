@@ -187,6 +187,16 @@ class P2PWidget(anywidget.AnyWidget):
             raise MessageError("'message' must be a string")
         self.report_error(f"front end: {message}")
 
+    @on_message("recheck")
+    def _on_recheck(self, content: dict, buffers: list) -> None:
+        """The page wrote back a value its model already holds (the kernel's own value, typed again
+        into a field whose other value was refused): an ordinary write would send nothing, so it
+        asks here. Applied exactly as a front-end update (checked, and it clears that field's error)."""
+        state = content.get("state")
+        if not isinstance(state, dict) or not state or not all(isinstance(k, str) for k in state):
+            raise MessageError("'state' must be an object of trait values")
+        self.set_state(state)
+
     def set_state(self, sync_data: dict) -> None:
         """Apply a front-end update, all of it or nothing. Only ``_frontend_keys`` may be written
         (``_first_keys`` before the rest, so e.g. links are checked against the new prompt text);

@@ -75,7 +75,7 @@ function onChange(v, e) {
   const plain = plainEdit(v, t);
   if (plain) {
     const [key] = Object.keys(plain);
-    if (TYPED_FIELDS.includes(key)) v.typed[key] = t.value; // kept in the field if Python rejects it
+    if (TYPED_FIELDS.includes(key)) v.typed[key] = { text: t.value, value: plain[key] }; // kept in the field if Python rejects it
     v.commit(plain);
   } else if (commitParam(v, t)) {
     return;

@@ -42,11 +42,27 @@ export function placed(v, name) {
   return controlOf(v, name) !== null;
 }
 
-/** The text a rejected field keeps, or undefined (then it shows the model's value). */
-export function keptText(v, name) {
+/** Whether the error shown now is about the trait `name` (or one of its parts: "method_values.x"). */
+export function refused(v, name) {
   const m = v.model;
-  if (m.get("error") && m.get("error_field") === name && v.typed[name] !== undefined) return v.typed[name];
-  delete v.typed[name];
+  return Boolean(m.get("error")) && (m.get("error_field") || "").split(".")[0] === name;
+}
+
+/**
+ * The text a rejected field keeps, or undefined (then it shows the model's value).
+ *
+ * `v.typed[name]` is `{text, value}`: what the user last committed in the field. The page's own
+ * write changes the model before the kernel answers, so the typed text is not dropped then (the
+ * model holds the value it was read as); the kernel's refusal sets the error first and then puts
+ * its value back, so from then on the error keeps the text. It goes once the kernel holds another
+ * value with no error about the field (accepted, or a value the kernel set itself).
+ */
+export function keptText(v, name) {
+  const kept = v.typed[name];
+  if (kept === undefined) return undefined;
+  const m = v.model;
+  if (m.get("error") && m.get("error_field") === name) return kept.text;
+  if (!Object.is(m.get(name), kept.value)) delete v.typed[name];
   return undefined;
 }
 

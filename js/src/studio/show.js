@@ -16,11 +16,13 @@ import { diffParts, diffSentence, moreText, offerWords } from "./words.js";
 export function showValues(v) {
   const m = v.model;
   v.modelName.textContent = m.get("model_name") ? `· ${m.get("model_name")}` : "";
-  // a field Python rejected keeps the typed text (to fix it); a focused prompt keeps what is being typed
+  // a field Python rejected keeps the typed text (to fix it); a focused prompt keeps what is being
+  // typed, the kept text included (keys typed after Enter committed it must not be lost to the
+  // kernel's answer; the next change commits them)
   const show = (node, key, value) => {
     const kept = keptText(v, key);
-    if (kept !== undefined) node.value = kept;
-    else if (!((key === "source" || key === "target") && v.doc.activeElement === node)) node.value = value;
+    if ((key === "source" || key === "target") && v.doc.activeElement === node) return;
+    node.value = kept !== undefined ? kept : value;
   };
   show(v.source, "source", m.get("source") ?? "");
   show(v.target, "target", m.get("target") ?? "");

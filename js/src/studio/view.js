@@ -1,5 +1,10 @@
 // The state one studio view works on: its nodes, the object URLs it holds, model access.
-import { keptParamText } from "./errors.js";
+import { keptParamText, refused } from "./errors.js";
+
+/** Equal as the model compares them (plain JSON values; NaN equals NaN). */
+function sameValue(a, b) {
+  return Object.is(a, b) || JSON.stringify(a) === JSON.stringify(b);
+}
 
 /**
  * Traits beyond StudioTraits (lib/types.js) that the panel adds: the method menu and its values.
@@ -48,9 +53,18 @@ export function createView(model, el, ui, scope) {
     more: { weights: false, chips: false },
     /** the text a refused parameter field keeps, or undefined */
     keptParam: (name) => keptParamText(v, name),
-    /** Set traits and save once; Python validates every write. */
+    /**
+     * Set traits and save once; Python validates every write. A field whose value Python refused
+     * and which now gets back the value the kernel holds would send nothing (the model has not
+     * changed): Python is asked to check it again ("recheck"), which clears the error.
+     */
     commit(changes) {
-      for (const [k, v] of Object.entries(changes)) model.set(k, v);
+      const unchanged = Object.entries(changes).every(([k, value]) => sameValue(model.get(k), value));
+      if (unchanged && Object.keys(changes).some((k) => refused(v, k))) {
+        model.send({ type: "recheck", state: changes });
+        return;
+      }
+      for (const [k, value] of Object.entries(changes)) model.set(k, value);
       model.save_changes();
     },
     busy: () => ["running", "stopping"].includes(model.get("status")),
