@@ -41,6 +41,7 @@ in an edit's JSON like the built-ins. Example: inject only in the decoder::
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -170,6 +171,12 @@ class EditRule:
     rule_name: ClassVar[str | None] = None  # set by @register_rule
     label: ClassVar[str | None] = None  # what a menu calls the method (see rule_label); declared per class
 
+    def for_run(self) -> EditRule:
+        """This rule's copy for one run. The run binds and prepares the copy (words resolved, tensors
+        on the device), so the rule you hold keeps no per-run state and can serve several runs at
+        once (two pipelines in two threads). A rule holding other rules copies them too (override)."""
+        return copy.copy(self)
+
     def to_dict(self) -> dict:
         """``{"rule": name, ...parameters}``: what :meth:`from_dict` rebuilds the rule from. Rules
         with parameters override both."""
@@ -274,6 +281,11 @@ class Replace(EditRule):
         self._matrix, self._gate = self.mapper.matrix, self.gate  # on the UNet's device after prepare()
         self._cache: dict = {}
 
+    def for_run(self):
+        run = super().for_run()
+        run._cache = {}
+        return run
+
     def prepare(self, device, dtype):
         self._matrix, self._gate = self.mapper.matrix.to(device, dtype), self.gate.to(device, dtype)
         self._cache = {}
@@ -374,6 +386,11 @@ class Reweight(EditRule):
         self.own = (scale - 1) * window * (1 - base.mapper.aligned) if compat == "reference" else None
         self._own = self.own
 
+    def for_run(self):
+        run = super().for_run()
+        run.base = self.base.for_run()
+        return run
+
     def prepare(self, device, dtype):
         self.base.prepare(device, dtype)
         self._scale = self.scale.to(device, dtype)
@@ -440,6 +457,11 @@ class ParamRule(EditRule):
             self.values[name] = value
         super().__setattr__(name, value)
 
+    def for_run(self):
+        run = super().for_run()
+        object.__setattr__(run, "values", dict(self.values))  # a copy's settings never write back
+        return run
+
     def to_dict(self) -> dict:
         plain = {k: list(v) if isinstance(v, tuple) else v for k, v in self.values.items()}
         return {"rule": self.exported_name(), **plain}
@@ -489,6 +511,11 @@ class Combine(EditRule):
         if not isinstance(parts, list):
             raise P2PError(f"Combine 'rules' must be a list of rules, got {parts!r}")
         return cls(*(rule_from_dict(part, source, target) for part in parts))
+
+    def for_run(self):
+        run = super().for_run()
+        run.rules = [r.for_run() for r in self.rules]
+        return run
 
     def check_run(self, n_evals):
         for r in self.rules:

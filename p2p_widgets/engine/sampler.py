@@ -288,6 +288,7 @@ class Editor(ModelAdapter):
         on_wait=None,
     ):
         _check_run_options(callback, stop_event, store, on_wait)
+        rules = [rule.for_run() for rule in rules]  # the run binds its own copies: the caller's rules stay shareable
         sched = self._scheduler(spec.steps, scheduler)
         n_evals = len(sched.timesteps)
         for k, rule in enumerate(rules):
@@ -525,10 +526,8 @@ def _check_run_options(callback, stop_event, store, on_wait) -> None:
     check_run_callbacks(callback, stop_event, on_wait)
     if store is not None and not isinstance(store, AttentionStore):
         raise P2PError(f"store must be an AttentionStore, got {type(store).__name__}")
-    if store is not None and not store.empty:
-        # its sums would mix the two runs (LocalBlend reads them) or fail on another batch; clearing
-        # it would lose the maps the caller kept it for
-        raise P2PError("the store already holds a run: pass a fresh AttentionStore() for each run")
+    if store is not None:
+        store.claim()  # refused if a run holds it or has claimed it (two concurrent edits, one store)
 
 
 def _as_list(targets) -> list:

@@ -21,9 +21,13 @@ self-attention alone).
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from ..errors import P2PError
+
+_CLAIMS = threading.Lock()  # claim() tests and marks in one step: two runs cannot both take a store
 
 
 class AttentionStore:
@@ -47,6 +51,16 @@ class AttentionStore:
         self.n_steps = 0
         self._layer_sum: dict = {}
         self._layer_count: dict = {}
+        self._claimed = False  # set by claim() when a run takes the store
+
+    def claim(self) -> None:
+        """Mark the store as taken by a run that is starting, or a P2PError if a run holds it (its
+        maps, or another run claimed it first, even one still waiting for its UNet): its sums would
+        mix the two runs (LocalBlend reads them), and clearing it would lose the maps kept in it."""
+        with _CLAIMS:
+            if self._claimed or not self.empty:
+                raise P2PError("the store already holds a run: pass a fresh AttentionStore() for each run")
+            self._claimed = True
 
     @property
     def empty(self) -> bool:
