@@ -158,3 +158,37 @@ def test_one_store_given_to_two_concurrent_edits_is_refused_for_the_second(edito
     assert results[1] is not None and store.n_steps == STEPS  # the first run had the store to itself
     with pytest.raises(P2PError, match="already holds a run"):
         editors[0].edit(*PAIR, steps=STEPS, store=store)  # and a finished run's store is still refused
+
+
+def test_your_code_calling_the_pipelines_tokenizer_never_races_the_package(editors):
+    """The package encoded with the pipeline's own tokenizer: a thread of user code padding with
+    it at the same time broke about one prompt in ten (ids that did not add up word by word)."""
+    from p2p_widgets.engine.prompts import Prompt
+
+    tokenizer = editors[0].tokenizer
+    text = "a big red circle left of a small blue square"
+    want = Prompt.from_text(text, tokenizer)
+    stop, calls = threading.Event(), [0]
+
+    def user_code():
+        while not stop.is_set():
+            tokenizer(["a photo of a cat"] * 4, padding="max_length", max_length=77, truncation=True)
+            calls[0] += 1
+
+    thread = threading.Thread(target=user_code)
+    thread.start()
+    got, failed, started = 0, [], time.monotonic()
+    try:
+        while time.monotonic() - started < 2.0:
+            try:
+                prompt = Prompt.from_text(text, tokenizer)
+                got += prompt == want
+            except Exception as exc:  # counted: the test reports how many broke and how
+                failed.append(exc)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert calls[0] > 100 and not failed, (len(failed), failed[:1])
+    assert got > 100
+    # the user's own calls still see their own settings
+    assert len(tokenizer("a cat", padding="max_length", max_length=77).input_ids) == 77

@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass
 
 from ..errors import P2PError, PromptTooLong, WordNotFound
-from .tokenizer import TOKENIZER_LOCK
+from .tokenizer import TOKENIZER_LOCK, private_copy
 
 BOS_POSITION = 0
 
@@ -38,12 +38,15 @@ class Prompt:
         _check_text(text)
         max_length = int(tokenizer.model_max_length)
         with TOKENIZER_LOCK:
+            tokenizer = private_copy(tokenizer)  # your code may call the pipeline's own at the same time
             ids = tuple(tokenizer(text, truncation=False).input_ids)
             if len(ids) > max_length:
                 raise PromptTooLong(text, len(ids), max_length)
             pieces = [len(tokenizer(piece, add_special_tokens=False).input_ids) for piece in text.split()]
             tokens = tuple(tokenizer.decode([i]) for i in ids)
-        words, cursor = [], 1
+        # CLIP starts with BOS (words from position 1); T5 has none (words from 0); both end with EOS
+        lead = 1 if tokenizer.bos_token_id is not None and ids[:1] == (tokenizer.bos_token_id,) else 0
+        words, cursor = [], lead
         for k, (piece, n) in enumerate(zip(text.split(), pieces)):
             words.append(Word(piece, k, tuple(range(cursor, cursor + n))))
             cursor += n

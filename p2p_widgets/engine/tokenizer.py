@@ -1,6 +1,8 @@
 """The CLIP BPE tokenizer Stable Diffusion uses, loaded offline from files inside the package."""
 
+import copy
 import threading
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,6 +14,32 @@ MAX_LENGTH = 77  # Stable Diffusion's text positions (BOS + 75 tokens + EOS)
 # prompt's while another thread padded). Every call of the engine and widgets holds this lock
 # (the training script tokenizes in one thread).
 TOKENIZER_LOCK = threading.RLock()
+# user code may call ``pipe.tokenizer`` from any thread without the lock: the package encodes
+# prompts with its own copy of each tokenizer (id(tokenizer) -> (weak reference, copy))
+_PRIVATE: dict[int, tuple] = {}
+
+
+def private_copy(tokenizer):
+    """The package's own copy of ``tokenizer``, made once per tokenizer object: calls on it never
+    race a call of your code on the original (a tokenizers-backed tokenizer's padding and truncation
+    settings are per object, and calls from two threads leak them into each other)."""
+    with TOKENIZER_LOCK:
+        entry = _PRIVATE.get(id(tokenizer))
+        if entry is not None and entry[0]() is tokenizer:
+            return entry[1]
+        key = id(tokenizer)
+        try:
+            ref = weakref.ref(tokenizer, lambda _, key=key: _PRIVATE.pop(key, None))
+        except TypeError:  # an object without weak references: kept alive with its copy
+
+            def ref():
+                return tokenizer
+
+        # each call sets padding and truncation again, so a setting the original held while this
+        # copy was made (a call of your code in flight) does not stay in the copy
+        own = copy.deepcopy(tokenizer)
+        _PRIVATE[key] = (ref, own)
+        return own
 
 
 @lru_cache(maxsize=2)
