@@ -173,3 +173,20 @@ def test_a_rule_of_your_own_registers_again_and_every_builtin_has_a_label():
     assert labels["PlugAndPlay"] == "Plug-and-Play" and labels["StyleAligned"] == "StyleAligned"
     assert all(labels[n].startswith("Prompt-to-Prompt") for n in ("Replace", "Refine", "Reweight"))
     assert len(set(labels.values())) == len(labels)  # each names its own method
+
+
+# -- reference mode -------------------------------------------------------------------------------
+
+
+def test_reference_mode_refuses_rules_it_cannot_apply(editor):
+    rule = controls.MutualSelfAttention()
+    with pytest.raises(P2PError, match='compat="reference".*rules='):
+        editor.edit(SRC, TGT, steps=2, rules=[rule], compat="reference")
+    assert editor.edit(SRC, TGT, steps=2, rules=[rule]).images  # without compat the rules run
+
+
+def test_reference_mode_blends_from_the_first_step_as_the_authors(editor):
+    """The authors' stable notebook applies LocalBlend at every step; reference mode started at 0.2."""
+    ref = editor.edit(SRC, TGT, steps=2, blend=["cat"], compat="reference").spec.blend
+    assert ref["start"] == 0 and ref["resolution"] == 16
+    assert editor.edit(SRC, TGT, steps=2, blend=["cat"]).spec.blend["start"] == 0.2  # the project's default

@@ -14,6 +14,9 @@ from ..errors import P2PError, is_int, is_number
 from .prompts import Prompt
 from .schedule import to_step
 
+REFERENCE_START = 0  # the authors' LocalBlend (prompt-to-prompt_stable.ipynb) blends from the first step
+REFERENCE_RESOLUTION = 16  # on their 16 x 16 cross-attention maps
+
 
 class LocalBlend:
     """Keep pixels outside the edited words' attention: x_edit <- x_src + m * (x_edit - x_src).
@@ -45,6 +48,15 @@ class LocalBlend:
             )
         self.words, self.threshold, self.start = words, float(threshold), start
         self.subtract, self.resolution = subtract, None if resolution is None else int(resolution)
+
+    @classmethod
+    def of(cls, words, compat: str = "project") -> LocalBlend:
+        """A LocalBlend of ``words`` with the defaults of ``compat``: the project's, or with
+        ``"reference"`` the authors' (their stable notebook blends at every step, from step 0, on
+        the 16 x 16 maps whatever the model)."""
+        if compat == "reference":
+            return cls(words, start=REFERENCE_START, resolution=REFERENCE_RESOLUTION)
+        return cls(words)
 
     def to_dict(self) -> dict:
         """Every setting, for the edit JSON."""

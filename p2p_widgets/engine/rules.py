@@ -118,6 +118,17 @@ def rule_label(rule) -> str:
     return cls.__dict__.get("label") or cls.__name__
 
 
+def rules_for_compat(rules, compat: str):
+    """``rules`` given to an edit beside ``compat``: reference mode builds P2P's rules its authors'
+    way, so it cannot apply to rules you built; a P2PError says so instead of ignoring it."""
+    if compat != "project":
+        raise P2PError(
+            f"compat=\"{compat}\" builds P2P's rules the authors' way, so it cannot apply to rules= you give: "
+            'build them so (align(..., compat="reference"), Reweight(..., compat="reference")) and leave compat out'
+        )
+    return rules
+
+
 def registered_rules() -> list[str]:
     """Names of the rules that export and reload."""
     return sorted(_REGISTRY)

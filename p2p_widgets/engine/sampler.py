@@ -23,7 +23,7 @@ from .inversion import Inversion, check_inversion, invert
 from .mapper import Mapper, align, check_compat
 from .processors import AttentionController, installed
 from .prompts import Prompt
-from .rules import Combine, EditRule, Refine, Replace, Reweight
+from .rules import Combine, EditRule, Refine, Replace, Reweight, rules_for_compat
 from .schedule import AlphaSchedule
 from .spec import EditSpec
 from .store import AttentionStore
@@ -162,7 +162,7 @@ class Editor(ModelAdapter):
         check_compat(compat)
         if blend is not None and not isinstance(blend, LocalBlend):
             # the authors' LocalBlend reads the 16 x 16 maps whatever the model
-            blend = LocalBlend(blend, resolution=REFERENCE_SELF_SIDE if compat == "reference" else None)
+            blend = LocalBlend.of(blend, compat)
         if inversion is not None and scheduler is not None:
             _check_inversion_scheduler(type(scheduler).__name__)
         sched = self._scheduler(steps, scheduler)
@@ -183,7 +183,7 @@ class Editor(ModelAdapter):
                 compat=compat,
             )
         else:
-            rules = _check_rules(rules, source, targets)
+            rules = _check_rules(rules_for_compat(rules, compat), source, targets)
         given_start = inversion is not None or latents is not None
         spec = EditSpec(
             prompts=(source.text, *(t.text for t in targets)),
