@@ -2,6 +2,8 @@
 and the evaluation's inputs. One table per family; each row failed before its fix (a raw
 RecursionError / RuntimeError / NotImplementedError, or the bad input accepted)."""
 
+import json
+
 import pytest
 
 from p2p_widgets.engine import controls
@@ -190,3 +192,106 @@ def test_reference_mode_blends_from_the_first_step_as_the_authors(editor):
     ref = editor.edit(SRC, TGT, steps=2, blend=["cat"], compat="reference").spec.blend
     assert ref["start"] == 0 and ref["resolution"] == 16
     assert editor.edit(SRC, TGT, steps=2, blend=["cat"]).spec.blend["start"] == 0.2  # the project's default
+
+
+# -- PIE-format input -----------------------------------------------------------------------------
+
+
+def _pie_entry(path="a.png", **over):
+    entry = {
+        "image_path": path,
+        "original_prompt": "a [cat] on a mat",
+        "editing_prompt": "a [dog] on a mat",
+        "editing_instruction": "",
+        "editing_type_id": "1",
+        "blended_word": "cat dog",
+        "mask": [10, 20],
+    }
+    entry.update(over)
+    return entry
+
+
+def _pie_folder(root, text=None, image=None):
+    """A PIE folder with one 16x16 image ``a.png`` (or ``image``'s bytes) and a mapping file (or ``text``)."""
+    import io
+
+    from PIL import Image
+
+    (root / "annotation_images").mkdir(parents=True)
+    if image is None:
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), (90, 30, 200)).save(buffer, format="PNG")
+        image = buffer.getvalue()
+    (root / "annotation_images" / "a.png").write_bytes(image)
+    text = json.dumps({"000000000001": _pie_entry()}) if text is None else text
+    (root / "mapping_file.json").write_text(text, encoding="utf-8")
+    return root
+
+
+def _png(width, height, truncate=None):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.effect_noise((width, height), 60).convert("RGB").save(buffer, format="PNG")
+    data = buffer.getvalue()
+    return data if truncate is None else data[:truncate]
+
+
+def _bomb_header():
+    """A valid PNG whose header claims 100000 x 100000 pixels, with a few bytes of data."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _deep_mapping(depth=100_000):
+    return '{"000000000001": ' + "[" * depth + "]" * depth + "}"
+
+
+PIE_CASES = {
+    "mapping nested 100000 deep": (dict(text=_deep_mapping()), "nests deeper"),
+    # handled, as the benchmark clips runs at the image's end: a start past it marks only the border
+    # (60 pixels of 16x16), a length past it every pixel from the start on
+    "a mask run of 2**63": (dict(text=json.dumps({"1": _pie_entry(mask=[2**63, 5])})), 60),
+    "a mask length of 2**70": (dict(text=json.dumps({"1": _pie_entry(mask=[3, 2**70])})), 256),
+    "a truncated PNG": (dict(image=_png(64, 64, truncate=400)), "cannot be read"),
+    "a header claiming 100000x100000": (dict(image=_bomb_header()), "100000x100000"),
+    "a duplicate case id": (
+        dict(text='{"7": ' + json.dumps(_pie_entry()) + ', "7": ' + json.dumps(_pie_entry()) + "}"),
+        "'7' appears twice",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PIE_CASES), ids=list(PIE_CASES))
+def test_pie_input_is_named_or_handled(tmp_path, case):
+    from p2p_widgets.evaluate.datasets import read_pie
+
+    folder, match = PIE_CASES[case]
+    root = _pie_folder(tmp_path / "pie", **folder)
+    if isinstance(match, int):
+        (got,) = read_pie(root)
+        assert got.image().size == (16, 16) and int(got.mask.sum()) == match
+        return
+    with pytest.raises(P2PError, match=match):
+        cases = read_pie(root)
+        for c in cases:
+            c.image()
+
+
+def test_a_case_whose_image_breaks_after_reading_says_so(tmp_path):
+    from p2p_widgets.evaluate.datasets import read_pie
+
+    root = _pie_folder(tmp_path / "pie")
+    (case,) = read_pie(root)
+    (root / "annotation_images" / "a.png").write_bytes(b"not an image any more")
+    with pytest.raises(P2PError, match="cannot be read"):
+        case.image()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import P2PError
+
 # PIE-Bench's edit types by ``editing_type_id`` (pocket-bench uses the ids its scenes can express)
 EDIT_TYPES = {
     0: "random",
@@ -40,8 +42,31 @@ class EditCase:
         return EDIT_TYPES[self.edit_type]
 
     def image(self):
-        """The source image as an RGB PIL image."""
-        from PIL import Image
+        """The source image as an RGB PIL image (a P2PError names a file that cannot be read)."""
+        with open_image(self.image_path) as img:
+            try:
+                return img.convert("RGB")
+            except Exception as exc:  # a damaged file: PIL raises OSError, SyntaxError, ...
+                raise P2PError(f"image {self.image_path} cannot be read: {exc}") from None
 
-        with Image.open(self.image_path) as img:
-            return img.convert("RGB")
+
+def open_image(path):
+    """``PIL.Image.open(path)``, or a P2PError for a file that is not an image or claims more pixels
+    than PIL's decompression-bomb limit (e.g. a header saying 100000x100000)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError:
+        with open(path, "rb") as f:
+            head = f.read(24)
+        size = (
+            f"{int.from_bytes(head[16:20], 'big')}x{int.from_bytes(head[20:24], 'big')} "
+            if head[:4] == b"\x89PNG"
+            else ""
+        )
+        raise P2PError(
+            f"image {path} claims {size}pixels, more than PIL opens safely ({Image.MAX_IMAGE_PIXELS} pixels)"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise P2PError(f"image {path} cannot be read: {exc}") from None

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import P2PError, is_int
-from .cases import EDIT_TYPES, EditCase
+from ..errors import P2PError, check_nesting, is_int
+from .cases import EDIT_TYPES, EditCase, open_image
 
 MAPPING_FILE = "mapping_file.json"
 IMAGES_DIR = "annotation_images"
 TEXT_FIELDS = ("image_path", "original_prompt", "editing_prompt", "blended_word")
+MAX_ENTRY_DEPTH = 32  # an entry nests a few levels (PIE: the mask list; pocket-bench: its scene)
 _cache: dict[Path, tuple[float, dict]] = {}
 _cache_lock = threading.Lock()
 
@@ -59,9 +60,11 @@ def runs_to_mask(rle, shape: tuple[int, int], *, where: str = "mask") -> np.ndar
         raise P2PError(f"{where} must hold non-negative integers, found {bad!r}")
     h, w = shape
     n = h * w
-    runs = np.asarray(rle, dtype=np.int64).reshape(-1, 2)
-    starts = np.minimum(runs[:, 0], n)
-    ends = np.minimum(runs[:, 0] + runs[:, 1], n)
+    # clipped in Python's integers first: a start or length past int64 (2**63, 2**70) is still a
+    # run past the end, which stops there
+    pairs = [(min(start, n), min(start + length, n)) for start, length in zip(rle[0::2], rle[1::2])]
+    runs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    starts, ends = runs[:, 0], runs[:, 1]
     edges = np.zeros(n + 1, dtype=np.int64)
     np.add.at(edges, starts, 1)
     np.add.at(edges, ends, -1)
@@ -105,16 +108,30 @@ def read_entries(folder) -> dict[str, dict]:
         if hit and hit[0] == stamp:
             return hit[1]
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=lambda pairs: _unique(path, pairs))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise P2PError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise P2PError(f"{path} nests deeper than Python's JSON reader goes: not a mapping file") from None
     if not isinstance(data, dict):
         raise P2PError(f"{path} must hold a JSON object keyed by case id, got {type(data).__name__}")
     for key, entry in data.items():
         if not isinstance(entry, dict):
             raise P2PError(f"{path}: entry {key!r} must be an object, got {type(entry).__name__}")
+        check_nesting(f"{path}: entry {key!r}", entry, MAX_ENTRY_DEPTH)
     with _cache_lock:
         _cache[path] = (stamp, data)
+    return data
+
+
+def _unique(path, pairs) -> dict:
+    """A JSON object's pairs as a dict, or a P2PError naming a key given twice (json keeps the last
+    silently: a duplicate case id would drop a case)."""
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise P2PError(f"{path}: key {twice!r} appears twice (a case id or field must be unique)")
     return data
 
 
@@ -156,13 +173,14 @@ def _image_path(path, key, entry, root: Path) -> Path:
 
 
 def _image_shape(image: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(image) as img:
-            return img.size[1], img.size[0]
-    except (UnidentifiedImageError, OSError) as exc:
-        raise P2PError(f"image {image} cannot be read: {exc}") from None
+    """(H, W) of a readable image: its whole data checked now (a truncated file failed only when a
+    run opened it), a size past PIL's decompression-bomb limit refused."""
+    with open_image(image) as img:
+        try:
+            img.verify()  # reads every chunk and checks their CRCs without decoding the pixels
+        except Exception as exc:  # PIL raises SyntaxError, OSError, struct.error... for damaged files
+            raise P2PError(f"image {image} cannot be read: {exc}") from None
+        return img.size[1], img.size[0]
 
 
 def _check_types(types):
