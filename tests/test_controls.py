@@ -24,6 +24,7 @@ from p2p_widgets.errors import P2PError
 SRC = "a red circle on a gray background"
 TGT = "a blue circle on a gray background"
 STEPS = 6
+TOL = 1e-4  # fast vs explicit: float32 summation order (observed up to 4.8e-5)
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +34,27 @@ def inversion(editor):
 
 
 def _rules():
+    # settings where each rule's effect on the edit is large on the tiny model (>= 100 TOL): the
+    # union variant from step 0 and every layer (from step 2 and layer 2 it moved the edit by 7e-3)
     return {
         "masactrl": (MutualSelfAttention(start_step=1), {}),
-        "masactrl_union": (MutualSelfAttention(start_step=2, start_layer=2, union=True), {}),
+        "masactrl_union": (MutualSelfAttention(start_step=0, start_layer=0, union=True), {}),
         "masactrl_masked": (MaskedMutualSelfAttention(start_step=1, source_words=["circle"]), {}),
         "style_aligned": (StyleAligned(), {}),
         "style_aligned_values": (StyleAligned(adain_values=True, share_attention=False), {}),
         "pnp": (PlugAndPlay(), {"inversion": True}),
     }
+
+
+def check_oracle(name, fast, explicit, without, tol=TOL):
+    """Fast equals explicit within ``tol``, and the rule moves the edit (row 1) by at least 100 tol
+    from ``without`` (the same run without the rule), so a fast path that scaled the rule's term by
+    0.95 would fail. Returns the ratio effect / tol."""
+    difference = float((fast.latents - explicit.latents).abs().max())
+    assert difference <= tol, f"{name}: fast vs explicit {difference:.3g} > {tol:g}"
+    effect = float((fast.latents[1] - without.latents[1]).abs().max())
+    assert effect >= 100 * tol, f"{name}: effect {effect:.3g} is {effect / tol:.0f} x the tolerance {tol:g} (< 100)"
+    return effect / tol
 
 
 @pytest.mark.parametrize("name", sorted(_rules()))
@@ -51,9 +65,11 @@ def test_fast_path_matches_materialised_attention(editor, inversion, name):
     fast = editor.edit(source, TGT, rules=[rule], steps=STEPS, mode="fast", **extra)
     explicit = editor.edit(source, TGT, rules=[rule], steps=STEPS, mode="explicit", **extra)
     plain = editor.edit(source, TGT, rules=[EditRule()], steps=STEPS, **extra)
-    assert (fast.latents - explicit.latents).abs().max() <= 1e-4
-    assert (fast.latents[1] - plain.latents[1]).abs().max() > 1e-3  # the rule changes the edit
+    print(f"{name}: effect / tolerance {check_oracle(name, fast, explicit, plain):.0f}")
     assert (fast.latents[0] - plain.latents[0]).abs().max() <= 1e-5 or opts.get("inversion")  # not the source
+    if name == "masactrl_masked":  # the masks matter too: not plain MasaCtrl on the same steps
+        unmasked = editor.edit(source, TGT, rules=[MutualSelfAttention(start_step=1)], steps=STEPS, **extra)
+        print(f"{name} vs unmasked: effect / tolerance {check_oracle(name, fast, explicit, unmasked):.0f}")
 
 
 def test_masactrl_with_a_p2p_word_swap(editor):
@@ -62,9 +78,11 @@ def test_masactrl_with_a_p2p_word_swap(editor):
     both = Combine(swap, MutualSelfAttention(start_step=1))
     fast = editor.edit(SRC, TGT, rules=[both], steps=STEPS, mode="fast")
     explicit = editor.edit(SRC, TGT, rules=[both], steps=STEPS, mode="explicit")
-    assert (fast.latents - explicit.latents).abs().max() <= 1e-4
-    alone = [editor.edit(SRC, TGT, rules=[r], steps=STEPS).latents[1] for r in both.rules]
-    assert all((fast.latents[1] - a).abs().max() > 1e-4 for a in alone)  # differs from each part
+    for part in both.rules:  # each part alone is >= 100 TOL away: the other part's effect shows
+        alone = editor.edit(SRC, TGT, rules=[part], steps=STEPS)
+        print(
+            f"without {type(part).__name__}: effect / tolerance {check_oracle('combined', fast, explicit, alone):.0f}"
+        )
     kinds = {kind for step in fast.controlled for _, kind in step}
     assert kinds == {"cross", "self"}
 
@@ -377,5 +395,6 @@ def test_methods_run_on_sdxl(xl, name):
     source = "" if extra else SRC
     fast = xl.edit(source, TGT, rules=[rule], steps=STEPS, mode="fast", **extra)
     explicit = xl.edit(source, TGT, rules=[rule], steps=STEPS, mode="explicit", **extra)
-    assert (fast.latents - explicit.latents).abs().max() <= 1e-4
+    plain = xl.edit(source, TGT, rules=[EditRule()], steps=STEPS, **extra)
+    print(f"{name} on SDXL: effect / tolerance {check_oracle(name, fast, explicit, plain):.0f}")
     assert any(step for step in fast.controlled)  # the hooks found layers to act on
