@@ -153,6 +153,15 @@ def rule_from_dict(data, source: Prompt, target: Prompt) -> EditRule:
     return rule_class(data.get("rule")).from_dict(data, source, target)
 
 
+def check_rule_data(data) -> None:
+    """What can be checked of a rule's data without prompts (a sweep plans before any case runs):
+    its name, nesting, declared parameters, and the same of its parts; a P2PError names the bad one."""
+    if not isinstance(data, dict):
+        raise P2PError(f"a rule is an object with a 'rule' name, got {type(data).__name__}")
+    check_nesting("the rule", data, MAX_RULE_JSON_DEPTH)
+    rule_class(data.get("rule")).check_data(data)
+
+
 class EditRule:
     """Base class: no change (the edit keeps its own attention everywhere).
 
@@ -196,6 +205,11 @@ class EditRule:
     @classmethod
     def from_dict(cls, data: dict, source: Prompt, target: Prompt) -> EditRule:
         return cls()
+
+    @classmethod
+    def check_data(cls, data: dict) -> None:
+        """Check ``to_dict()`` data as far as it can be without prompts (see :func:`check_rule_data`);
+        rules with parameters or parts override it. The default checks nothing."""
 
     def exported_name(self) -> str:
         """The registered name of this rule's class, or a P2PError saying how to register it."""
@@ -315,6 +329,15 @@ class Replace(EditRule):
         return data
 
     @classmethod
+    def check_data(cls, data):
+        for key, what in (("mapper", "the links of one source and target prompt"), ("schedule", "its windows")):
+            if not isinstance(data.get(key), dict):
+                raise P2PError(
+                    f"{cls.__name__} needs its {key!r} ({what}), got {_brief(data.get(key))}: a sweep over cases "
+                    "describes P2P with the template (kind, cross, self_attn), not with a rule"
+                )
+
+    @classmethod
     def from_dict(cls, data, source, target):
         limit = data.get("self_max_resolution")
         if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0):
@@ -421,12 +444,21 @@ class Reweight(EditRule):
         return data
 
     @classmethod
+    def check_data(cls, data):
+        for word, value in _reweight_values(data.get("values")).items():
+            if not is_number(value) or abs(value) > MAX_REWEIGHT:
+                raise P2PError(
+                    f"reweight value for {word!r} must be a finite number of magnitude <= {MAX_REWEIGHT:.3g}, "
+                    f"got {value!r}"
+                )
+        base = data.get("base")
+        check_rule_data(base)
+        if not issubclass(rule_class(base["rule"]), Replace):
+            raise P2PError(f"Reweight composes on a Replace or Refine rule, got {base['rule']!r}")
+
+    @classmethod
     def from_dict(cls, data, source, target):
-        values = data.get("values")
-        if isinstance(values, list) and all(isinstance(row, list) and len(row) == 2 for row in values):
-            values = {word: value for word, value in values}  # words given by position (ints)
-        if not isinstance(values, dict) or not all(isinstance(w, str) or is_int(w) for w in values):
-            raise P2PError(f"Reweight 'values' must map words of the target to numbers, got {values!r}")
+        values = _reweight_values(data.get("values"))
         return cls(rule_from_dict(data.get("base"), source, target), values, data.get("compat", "project"))
 
     def cross_weights(self, ctx):
@@ -445,6 +477,19 @@ class Reweight(EditRule):
 
     def self_weight(self, ctx):
         return self.base.self_weight(ctx)
+
+
+def _reweight_values(values) -> dict:
+    if isinstance(values, list) and all(isinstance(row, list) and len(row) == 2 for row in values):
+        values = {word: value for word, value in values}  # words given by position (ints)
+    if not isinstance(values, dict) or not all(isinstance(w, str) or is_int(w) for w in values):
+        raise P2PError(f"Reweight 'values' must map words of the target to numbers, got {_brief(values)}")
+    return values
+
+
+def _brief(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class ParamRule(EditRule):
@@ -480,6 +525,10 @@ class ParamRule(EditRule):
     @classmethod
     def from_dict(cls, data, source, target):
         return cls(**{k: v for k, v in data.items() if k != "rule"})
+
+    @classmethod
+    def check_data(cls, data):
+        check_values(cls.params, {k: v for k, v in data.items() if k != "rule"}, cls.__name__)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.values.items())})"
@@ -517,10 +566,21 @@ class Combine(EditRule):
         return {"rule": self.exported_name(), "rules": [r.to_dict() for r in self.rules]}
 
     @classmethod
+    def check_data(cls, data):
+        parts = data.get("rules")
+        if not isinstance(parts, list) or len(parts) < 2:
+            raise P2PError(f"Combine 'rules' must be a list of two or more rules, got {_brief(parts)}")
+        for k, part in enumerate(parts):
+            try:
+                check_rule_data(part)
+            except P2PError as exc:
+                raise P2PError(f"Combine part {k}: {exc}") from None
+
+    @classmethod
     def from_dict(cls, data, source, target):
         parts = data.get("rules")
         if not isinstance(parts, list):
-            raise P2PError(f"Combine 'rules' must be a list of rules, got {parts!r}")
+            raise P2PError(f"Combine 'rules' must be a list of rules, got {_brief(parts)}")
         return cls(*(rule_from_dict(part, source, target) for part in parts))
 
     def for_run(self):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import P2PError, is_int, is_number
+from ..errors import P2PError, check_nesting, is_int, is_number
 
 INVERSIONS = ("ddim", "null-text", "negative-prompt")
 MODEL_DEFAULT = "model"  # steps / guidance: what the model samples well with
@@ -60,6 +60,8 @@ TEMPLATE_DEFAULTS = {  # Editor.edit's defaults, and LocalBlend's
 OPTIONAL_KEYS = ("compat",)
 METHOD_FIELDS = ("name", "inversion", "template", "rule", "source_prompt", "inversion_options", "description")
 SEED = "seed"  # a grid key the sweep takes as its seeds
+MAX_DEPTH = 32  # nesting of a method's or grid's JSON; deeper would only exhaust Python's stack
+MAX_GUIDANCE = 100.0  # classifier-free guidance past this only saturates (SD: 7.5; P2P's largest: 15)
 
 
 # -- parameter checks ------------------------------------------------------------------------------
@@ -89,17 +91,26 @@ def _steps(name, value):
 def _guidance(name, value):
     if value == MODEL_DEFAULT:
         return value
-    if not is_number(value) or value < 0:
-        raise P2PError(f"{name} must be a number >= 0 or {MODEL_DEFAULT!r}, got {value!r}")
+    if not is_number(value) or not 0 <= value <= MAX_GUIDANCE:
+        raise P2PError(f"{name} must be a number in [0, {MAX_GUIDANCE:g}] or {MODEL_DEFAULT!r}, got {value!r}")
     return float(value)
 
 
+def _scale(value) -> bool:
+    from ..engine.rules import MAX_REWEIGHT
+
+    return is_number(value) and abs(value) <= MAX_REWEIGHT
+
+
 def _reweight(name, value):
-    if value is None or is_number(value):
+    if value is None or _scale(value):
         return None if value is None else float(value)
-    if isinstance(value, dict) and value and all(isinstance(w, str) and is_number(v) for w, v in value.items()):
+    if isinstance(value, dict) and value and all(isinstance(w, str) and _scale(v) for w, v in value.items()):
         return {w: float(v) for w, v in value.items()}
-    raise P2PError(f"{name} must be null, a scale for the target blended word, or {{word: scale}}, got {value!r}")
+    raise P2PError(
+        f"{name} must be null, a scale for the target blended word, or {{word: scale}} (finite float32 "
+        f"numbers), got {value!r}"
+    )
 
 
 def _flag(name, value):
@@ -109,8 +120,9 @@ def _flag(name, value):
 
 
 def _blend_start(name, value):
-    if not is_number(value) or value < 0:
-        raise P2PError(f"{name} must be a fraction of the run or a step (>= 0), got {value!r}")
+    # as the engine reads it (schedule.to_step): a float is a fraction of the run, an int a step
+    if not is_number(value) or value < 0 or (not is_int(value) and value > 1):
+        raise P2PError(f"{name} must be a fraction of the run in [0, 1] or a step (an integer >= 0), got {value!r}")
     return value
 
 
@@ -201,7 +213,16 @@ class Method:
                 f"method {self.name!r}: unknown template key(s) {', '.join(unknown)}; "
                 f"known: {', '.join(TEMPLATE_DEFAULTS)}"
             )
+        for what, value in (
+            ("template", self.template),
+            ("rule", self.rule),
+            ("inversion_options", self.inversion_options),
+        ):
+            check_nesting(f"method {self.name!r}: {what!r}", value, MAX_DEPTH)
         template = {key: CHECKS[key](key, value) for key, value in self.template.items()}
+        start, steps = template.get("blend_start"), template.get("steps")
+        if is_int(start) and is_int(steps) and start > steps:
+            raise P2PError(f"method {self.name!r}: blend_start step {start} is past the run's {steps} steps")
         object.__setattr__(self, "template", template)
         self._check_rule()
         if self.source_prompt is not None and not isinstance(self.source_prompt, str):
@@ -228,14 +249,13 @@ class Method:
         clash = sorted((set(rule) - {"rule"}) & (set(TEMPLATE_DEFAULTS) | {"inversion", SEED}))
         if clash:
             raise P2PError(f"method {self.name!r}: rule parameter(s) {', '.join(clash)} clash with template keys")
-        declared = _declared_params(rule["rule"])
-        if declared is not None:
-            from ..engine.params import check_values
+        from ..engine.rules import check_rule_data
 
-            try:
-                check_values(declared, {k: v for k, v in rule.items() if k != "rule"}, rule["rule"])
-            except P2PError as exc:
-                raise P2PError(f"method {self.name!r}: {exc}") from None
+        _register_builtins()
+        try:
+            check_rule_data(rule)  # its declared parameters, and a Combine's or Reweight's parts
+        except P2PError as exc:
+            raise P2PError(f"method {self.name!r}: {exc}") from None
 
     # -- parameters ----------------------------------------------------------------------------------
     def parameters(self) -> dict:
@@ -454,9 +474,13 @@ def get_method(spec) -> Method:
 
 def _json(text: str, what: str):
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise P2PError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise P2PError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
+    check_nesting(what, data, MAX_DEPTH)
+    return data
 
 
 # -- grids -----------------------------------------------------------------------------------------
@@ -468,11 +492,13 @@ def check_grid(grid) -> dict:
         grid = _json(grid, "the grid")
     if not isinstance(grid, dict):
         raise P2PError(f'a grid is an object {{"name": [values, ...]}}, got {type(grid).__name__}')
+    for name in grid:
+        if not isinstance(name, str) or not name:
+            raise P2PError(f"grid parameter names must be non-empty strings, got {name!r}")
     checked = {}
     for name in sorted(grid):
         values = grid[name]
-        if not isinstance(name, str) or not name:
-            raise P2PError(f"grid parameter names must be non-empty strings, got {name!r}")
+        check_nesting(f"grid parameter {name!r}", values, MAX_DEPTH)
         if not isinstance(values, list) or not values:
             raise P2PError(f"grid parameter {name!r} needs a non-empty list of values, got {values!r}")
         for value in values:
@@ -483,6 +509,11 @@ def check_grid(grid) -> dict:
             raise P2PError(f"grid parameter {name!r} lists a value twice: {values!r}")
         checked[name] = list(values)
     return checked
+
+
+def grid_size(grid) -> int:
+    """How many points ``grid`` has (without listing them)."""
+    return math.prod(len(values) for values in check_grid(grid).values())
 
 
 def expand_grid(grid) -> list[dict]:

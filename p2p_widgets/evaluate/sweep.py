@@ -41,7 +41,7 @@ from pathlib import Path
 from ..errors import P2PError, is_int
 from .backends import check_backend, run_jobs
 from .backends.worker import INVERSIONS_DIR, Job, WorkerConfig
-from .methods import INVERSIONS, SEED, Method, apply_grid, check_grid, get_method
+from .methods import INVERSIONS, SEED, Method, apply_grid, check_grid, get_method, grid_size
 
 FORMAT = "p2p_widgets.sweep"
 VERSION = 1
@@ -71,6 +71,29 @@ def row_id(case_id, method: str, setting: dict, seed: int) -> str:
 
 # -- the plan ----------------------------------------------------------------------------------------
 CASE_BLOCK = 16  # cases per block of the run order (see SweepPlan.run_order)
+MAX_ROWS = 50_000  # a sweep past this is refused unless asked for (max_rows=, or the variable below)
+MAX_ROWS_VARIABLE = "P2P_WIDGETS_SWEEP_MAX_ROWS"
+
+
+def _max_rows(max_rows) -> int:
+    if max_rows is None:
+        text = os.environ.get(MAX_ROWS_VARIABLE, "")
+        if not text:
+            return MAX_ROWS
+        if not text.strip().isdigit() or int(text) < 1:
+            raise P2PError(f"{MAX_ROWS_VARIABLE} must be a positive integer (rows), got {text!r}")
+        return int(text)
+    if not is_int(max_rows) or max_rows < 1:
+        raise P2PError(f"max_rows must be a positive integer, got {max_rows!r}")
+    return int(max_rows)
+
+
+def _check_rows(rows: int, limit: int) -> None:
+    if rows > limit:
+        raise P2PError(
+            f"this sweep has {rows:,} rows, past the limit of {limit:,}: check the grid, or raise the limit "
+            f"(max_rows={rows} in Python, or the environment variable {MAX_ROWS_VARIABLE}={rows})"
+        )
 
 
 @dataclass
@@ -139,8 +162,12 @@ def _check_seeds(seeds, grid) -> list[int]:
     return [int(s) for s in seeds]
 
 
-def plan_sweep(data, methods, grid=None, seeds=None, *, steps=None, guidance=None, types=None) -> SweepPlan:
-    """Check everything a sweep needs and list its rows (nothing is written)."""
+def plan_sweep(
+    data, methods, grid=None, seeds=None, *, steps=None, guidance=None, types=None, max_rows=None
+) -> SweepPlan:
+    """Check everything a sweep needs and list its rows (nothing is written). ``max_rows``: refuse a
+    sweep of more rows (default :data:`MAX_ROWS`, or the environment variable ``P2P_WIDGETS_SWEEP_MAX_ROWS``)."""
+    limit = _max_rows(max_rows)
     grid = check_grid(grid)
     seeds = _check_seeds(seeds, grid)
     grid = {k: v for k, v in grid.items() if k != SEED}
@@ -154,8 +181,9 @@ def plan_sweep(data, methods, grid=None, seeds=None, *, steps=None, guidance=Non
         raise P2PError(f"two methods share a name: {names} (rows are keyed by method name)")
     overrides = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
     methods = [m.with_params(**overrides) for m in methods]
-    configured = [(m.name, c, point) for m, point, c in apply_grid(methods, grid)]
     dataset, cases = load_cases(data, types)
+    _check_rows(len(cases) * grid_size(grid) * len(methods) * len(seeds), limit)  # before listing them
+    configured = [(m.name, c, point) for m, point, c in apply_grid(methods, grid)]
     ids = [str(c.id) for c in cases]
     if len(set(ids)) != len(ids):
         raise P2PError("two cases share an id (rows are keyed by case id)")
