@@ -6,6 +6,7 @@ P2P_PNPINVERSION names a checkout of the benchmark's repository.
 """
 
 import dataclasses
+import importlib.util
 import math
 import os
 import re
@@ -30,6 +31,7 @@ from p2p_widgets.evaluate.metrics import (
     MetricSettings,
     dino_input,
     dino_resized_size,
+    image_processor_kind,
     load_clip,
     load_dino,
     load_lpips,
@@ -94,9 +96,10 @@ def test_psnr_and_mse_on_the_unedited_part_follow_the_formula(pair, scores):
     assert scores["psnr_unedit_part"] == pytest.approx(10 * math.log10(1 / mse), rel=1e-6)
 
 
-def _np_ssim(a, b, pad_reflect):
+def _np_ssim(a, b, pad_reflect, clamp=True):
     """SSIM written out: an 11x11 Gaussian (sigma 1.5) window at every position, valid windows only
-    (or after reflect padding), C1 = (0.01)^2, C2 = (0.03)^2, averaged over channels and positions."""
+    (or after reflect padding), C1 = (0.01)^2, C2 = (0.03)^2, averaged over channels and positions;
+    ``clamp``: local variances clamped at 0."""
     x = np.arange(11) - 5
     g = np.exp(-((x / 1.5) ** 2) / 2)
     g /= g.sum()
@@ -108,20 +111,94 @@ def _np_ssim(a, b, pad_reflect):
         return np.einsum("hwcij,ij->hwc", sliding_window_view(v, (11, 11), axis=(0, 1)), window)
 
     mu_a, mu_b = local(a), local(b)
-    var_a = np.maximum(local(a * a) - mu_a**2, 0)
-    var_b = np.maximum(local(b * b) - mu_b**2, 0)
+    var_a, var_b = local(a * a) - mu_a**2, local(b * b) - mu_b**2
+    if clamp:
+        var_a, var_b = np.maximum(var_a, 0), np.maximum(var_b, 0)
     cov = local(a * b) - mu_a * mu_b
     c1, c2 = 0.01**2, 0.03**2
     return np.mean(((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
 
 
 @pytest.mark.parametrize("crop", [True, False])
-def test_ssim_matches_a_written_out_window_computation(crop):
+@pytest.mark.parametrize("clamp", [True, False])
+def test_ssim_matches_a_written_out_window_computation(crop, clamp):
     rng = np.random.default_rng(3)
     a = rng.random((40, 52, 3))
     b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
-    ours = ssim(*(torch.tensor(v, dtype=torch.float32).permute(2, 0, 1)[None] for v in (a, b)), crop=crop)
-    assert float(ours[0]) == pytest.approx(_np_ssim(a, b, pad_reflect=not crop), abs=2e-6)
+    ours = ssim(*(torch.tensor(v, dtype=torch.float32).permute(2, 0, 1)[None] for v in (a, b)), crop, clamp)
+    assert float(ours[0]) == pytest.approx(_np_ssim(a, b, pad_reflect=not crop, clamp=clamp), abs=2e-6)
+
+
+def _torchmetrics_1_2_0_ssim(preds, target):
+    """torchmetrics 1.2.0's ``_ssim_update`` (2-d, Gaussian kernel, data_range=1.0 as PIE-Bench passes
+    it) written out operation for operation: reflect padding, one grouped convolution of the five
+    stacked inputs, the variances NOT clamped at 0 (1.3.2 added that), the map cropped to its valid
+    part (1.5 stopped), averaged per image."""
+    c1, c2 = (0.01 * 1.0) ** 2, (0.03 * 1.0) ** 2
+    channel, dtype = preds.size(1), preds.dtype
+    size = int(3.5 * 1.5 + 0.5) * 2 + 1
+    dist = torch.arange(start=(1 - size) / 2, end=(1 + size) / 2, step=1, dtype=dtype)
+    gauss = torch.exp(-torch.pow(dist / 1.5, 2) / 2)
+    gauss = (gauss / gauss.sum()).unsqueeze(dim=0)
+    kernel = torch.matmul(gauss.t(), gauss).expand(channel, 1, size, size)
+    pad = (size - 1) // 2
+    preds = F.pad(preds, (pad, pad, pad, pad), mode="reflect")
+    target = F.pad(target, (pad, pad, pad, pad), mode="reflect")
+    input_list = torch.cat((preds, target, preds * preds, target * target, preds * target))
+    output_list = F.conv2d(input_list, kernel, groups=channel).split(preds.shape[0])
+    mu_pred_sq, mu_target_sq = output_list[0].pow(2), output_list[1].pow(2)
+    mu_pred_target = output_list[0] * output_list[1]
+    sigma_pred_sq = output_list[2] - mu_pred_sq
+    sigma_target_sq = output_list[3] - mu_target_sq
+    sigma_pred_target = output_list[4] - mu_pred_target
+    upper = 2 * sigma_pred_target.to(dtype) + c2
+    lower = (sigma_pred_sq + sigma_target_sq).to(dtype) + c2
+    full = ((2 * mu_pred_target + c1) * upper) / ((mu_pred_sq + mu_target_sq + c1) * lower)
+    ssim_idx = full[..., pad:-pad, pad:-pad]
+    return ssim_idx.reshape(ssim_idx.shape[0], -1).mean(-1)
+
+
+def test_published_ssim_is_torchmetrics_1_2_0_to_the_bit(pair, models, tmp_path):
+    """The published numbers came from torchmetrics <= 1.2.0, which does not clamp the variances:
+    an image compared with itself scores exactly 1 there. Clamping (as 1.3.2 and later do) keeps the
+    float32 variances of flat regions that round below 0 at 0 while their covariance stays negative:
+    0.99995 on flat blocks."""
+    case, edited = pair
+    keep = torch.from_numpy((~case.mask).astype(np.float32))[None, None]
+    a = torch.from_numpy(np.asarray(case.image(), np.float32) / 255).permute(2, 0, 1)[None] * keep
+    b = torch.from_numpy(edited.astype(np.float32) / 255).permute(2, 0, 1)[None] * keep
+    # 36 flat 16x16 blocks of random greys: some local variances round below 0 on any CPU
+    blocks = np.kron(np.random.default_rng(0).integers(0, 256, (6, 6, 3)), np.ones((16, 16, 1))).astype(np.uint8)
+    flat = torch.from_numpy(blocks.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    for x, y in ((a, b), (b, a), (a, a), (flat, flat), (flat, flat.flip(-1))):
+        assert torch.equal(ssim(x, y), _torchmetrics_1_2_0_ssim(x, y))
+    assert float(ssim(flat, flat)[0]) == 1.0
+    clamped = float(ssim(flat, flat, clamp_variance=True)[0])
+    assert clamped < 1 - 1e-5, clamped  # the clamp matters on this input (0.99995 on a 2-core EPYC)
+    blocky = _case(tmp_path, blocks, np.zeros((96, 96), bool), "blocks")
+    assert score(blocky, Image.fromarray(blocks), models)["ssim_unedit_part"] == 1.0
+    clamped_only = models.with_settings(dataclasses.replace(MetricSettings.published(), ssim_clamp_variance=True))
+    assert score(blocky, Image.fromarray(blocks), clamped_only)["ssim_unedit_part"] == clamped
+
+
+def test_comparisons_follow_the_torchmetrics_version_that_changed_each_behaviour():
+    from p2p_widgets.evaluate.compare_metrics import settings_for
+
+    published = MetricSettings.published()
+    assert settings_for("1.2.0", antialias=False) == published
+    for version, changed in [
+        ("1.2.1", {"lpips_eps_inside": True}),  # the epsilon moved inside the root in 1.2.1, not 1.3
+        ("1.3.0.post0", {"lpips_eps_inside": True}),
+        ("1.3.1", {"lpips_eps_inside": True}),
+        ("1.3.2", {"lpips_eps_inside": True, "ssim_clamp_variance": True}),
+        ("1.4.0.post0", {"lpips_eps_inside": True, "ssim_clamp_variance": True}),
+        ("1.5.0", {"lpips_eps_inside": True, "ssim_clamp_variance": True, "ssim_crop": False}),
+        ("1.9.0", {"lpips_eps_inside": True, "ssim_clamp_variance": True, "ssim_crop": False}),
+    ]:
+        assert settings_for(version, antialias=False) == dataclasses.replace(published, **changed), version
+    assert settings_for("1.9.0", antialias=True) == dataclasses.replace(
+        MetricSettings.current(), clip_image_processor="pil"
+    )
 
 
 def test_ssim_known_cases():
@@ -260,7 +337,7 @@ def test_structure_distance_is_zero_on_identical_images_and_symmetric(models, pa
     same = score(case, Image.fromarray(source), models)
     assert same["structure_distance"] == 0.0
     assert same["psnr_unedit_part"] == math.inf and same["mse_unedit_part"] == 0.0
-    assert same["ssim_unedit_part"] == pytest.approx(1.0, abs=1e-6) and same["lpips_unedit_part"] == 0.0
+    assert same["ssim_unedit_part"] == 1.0 and same["lpips_unedit_part"] == 0.0  # published: unclamped
     swapped = _case(tmp_path, edited, case.mask)
     there = score(case, Image.fromarray(edited), models)["structure_distance"]
     back = score(swapped, Image.fromarray(source), models)["structure_distance"]
@@ -341,14 +418,53 @@ def test_batches_give_the_single_scores_and_seeds_reproduce(models, tmp_path):
     assert score(cases[0], edits[0], other)["structure_distance"] != batched[0]["structure_distance"]
 
 
-def test_settings_switch_the_library_behaviours(models, pair):
+def test_settings_switch_the_library_behaviours(models, pair, tmp_path):
     case, edited = pair
     published = score(case, Image.fromarray(edited), models)
     current = score(case, Image.fromarray(edited), models.with_settings(MetricSettings.current()))
     assert MetricSettings() == MetricSettings.published()
     assert current["ssim_unedit_part"] != published["ssim_unedit_part"]  # cropped vs whole SSIM map
-    assert current["structure_distance"] != published["structure_distance"]  # antialiased resize
     assert current["psnr_unedit_part"] == published["psnr_unedit_part"]
+    # antialiasing acts only where DINO's input is shrunk: the 64 px pair is enlarged to 224, where
+    # both resizes agree up to rounding (equal on one CPU, not on another). A 320 px image of pixel
+    # noise shrunk to 224 is where it must matter: the plain resize keeps the noise, the antialiased
+    # one averages it away.
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, (320, 320, 3), dtype=np.uint8)
+    pixels = torch.tensor(noise, dtype=torch.float32).permute(2, 0, 1)
+    plain, smooth = dino_input(pixels, antialias=False), dino_input(pixels, antialias=True)
+    assert plain.shape == smooth.shape == (3, 224, 224)
+    assert float(smooth.std()) < 0.8 * float(plain.std())  # 153 vs 217 on a 2-core EPYC
+    mask = np.zeros((320, 320), bool)
+    mask[90:230, 90:230] = True
+    changed = noise.copy()
+    changed[100:220, 100:220] = 255 - changed[100:220, 100:220]
+    noisy = _case(tmp_path, noise, mask, "noise")
+    published = score(noisy, Image.fromarray(changed), models)["structure_distance"]
+    now = models.with_settings(MetricSettings.current())
+    current = score(noisy, Image.fromarray(changed), now)["structure_distance"]
+    assert abs(current - published) > 0.5 * max(current, published), (published, current)  # 4.8e-4 vs 1.3e-4
+
+
+def test_the_clip_image_processor_is_a_setting(models, pair):
+    """The published numbers used transformers' PIL-based CLIPImageProcessor; transformers 5 picks a
+    torchvision one where torchvision is installed, and the scores move (by about 1.5e-3)."""
+    assert MetricSettings.published().clip_image_processor == "pil"
+    assert image_processor_kind(models.clip_image_processor) == "pil"
+    assert models.image_processor() is models.clip_image_processor
+    with pytest.raises(P2PError, match="clip_image_processor must be one of"):
+        MetricSettings(clip_image_processor="fast")
+    case, edited = pair
+    other = models.with_settings(dataclasses.replace(MetricSettings.published(), clip_image_processor="torchvision"))
+    if importlib.util.find_spec("torchvision") is None:
+        with pytest.raises(P2PError, match="needs torchvision installed"):
+            score(case, Image.fromarray(edited), other)
+        assert MetricSettings.current().clip_image_processor == "pil"  # what transformers falls back to
+    else:
+        assert image_processor_kind(other.image_processor()) == "torchvision"
+        assert MetricSettings.current().clip_image_processor == "torchvision"
+        base = score(case, Image.fromarray(edited), models)["clip_similarity_target_image"]
+        assert score(case, Image.fromarray(edited), other)["clip_similarity_target_image"] != base
 
 
 def test_bad_input_is_named(models, pair, tmp_path):

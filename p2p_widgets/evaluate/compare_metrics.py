@@ -17,13 +17,16 @@ stubbed for this process only:
   from ``--dino-repo`` (a facebookresearch/dino checkout) with our random weights loaded, or our
   :class:`~p2p_widgets.evaluate.metrics.DinoViT` without one;
 - transformers' ``CLIPModel`` / ``CLIPProcessor.from_pretrained``: our random CLIP, its PIL image
-  processor and the package's tokenizer. transformers 5 returns an output object from
+  processor (the one behind the published numbers; with torchvision stubbed, transformers 5 would pick
+  it too) and the package's tokenizer. transformers 5 returns an output object from
   ``get_*_features``; the stub hands torchmetrics the ``pooler_output`` tensor, as transformers 4 did;
 - LPIPS's linear layers: torchmetrics' shipped ``squeeze.pth`` weights are copied into ours.
 
-The settings compared follow the installed torchmetrics (SSIM cropping before 1.5, LPIPS's epsilon
-inside the root from 1.3). ``--size full`` uses the real geometries (DINO ViT-B/8, CLIP ViT-L/14);
-``small`` keeps what the benchmark's code fixes (DINO: 12 blocks of width 768) and shrinks the rest.
+The settings compared follow the installed torchmetrics (:func:`settings_for`: LPIPS's epsilon inside
+the root from 1.2.1, SSIM's variances clamped at 0 from 1.3.2, SSIM cropping before 1.5); with
+torchmetrics 1.2.0 that is :meth:`MetricSettings.published`. ``--size full`` uses the real geometries
+(DINO ViT-B/8, CLIP ViT-L/14); ``small`` keeps what the benchmark's code fixes (DINO: 12 blocks of width
+768) and shrinks the rest.
 The RLE decoder is checked against ``mask_decode`` on a synthetic mapping file. Prints the maximum
 absolute difference per metric; exits 1 if any exceeds 1e-5 or any mask differs.
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.machinery
+import itertools
 import json
 import math
 import sys
@@ -173,14 +177,41 @@ def install_stubs(models: MetricModels, dino_repo=None):
         module = importlib.import_module(name)
         if hasattr(module, "_TORCHVISION_AVAILABLE"):
             module._TORCHVISION_AVAILABLE = True  # the stub stands in for the package check
+        if name.endswith(".lpips") and not hasattr(module, "tv"):
+            module.tv = tv.models  # torchmetrics <= 1.2 imported torchvision's models at import, as `tv`
+
+
+def _release(version: str) -> tuple[int, int, int]:
+    """(major, minor, patch) of a version string such as "1.3.0.post0", "1.5.0rc1" or "1.2"."""
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, piece))
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def settings_for(torchmetrics_version: str, antialias: bool) -> MetricSettings:
+    """The MetricSettings a torchmetrics version computes (read in its sources at each tag): LPIPS's
+    epsilon moved inside the square root in 1.2.1, SSIM's variances are clamped at 0 from 1.3.2, the
+    SSIM map is no longer cropped from 1.5.0. ``antialias``: the torchvision resize the stub plays.
+    CLIP's processor is the PIL one: the stub hands the benchmark's code ours."""
+    version = _release(torchmetrics_version)
+    return MetricSettings(
+        dino_antialias=antialias,
+        ssim_crop=version < (1, 5, 0),
+        ssim_clamp_variance=version >= (1, 3, 2),
+        lpips_eps_inside=version >= (1, 2, 1),
+        clip_image_processor="pil",
+    )
 
 
 def their_settings(antialias: bool) -> MetricSettings:
     """The behaviour of the installed torchmetrics and of the torchvision the stub plays (MetricSettings)."""
     import torchmetrics
 
-    version = tuple(int(p) for p in torchmetrics.__version__.split(".")[:2])
-    return MetricSettings(dino_antialias=antialias, ssim_crop=version < (1, 5), lpips_eps_inside=version >= (1, 3))
+    return settings_for(torchmetrics.__version__, antialias)
 
 
 # ---------------------------------------------------------------- data

@@ -13,7 +13,8 @@ pocket-bench's target fidelity and mask IoU.
   ``lpips_unedit_part`` (SqueezeNet LPIPS, inputs in [-1, 1]): both images in [0, 1] multiplied by
   ``1 - mask``, over the whole image. NaN when the mask covers the whole image.
 - ``clip_similarity_target_image`` and ``..._edit_part``: CLIP score ``max(100 cos, 0)`` of the
-  edited image (edit part: the edited image times the mask) against the target prompt; the edit
+  edited image (edit part: the edited image times the mask) against the target prompt, the image
+  prepared by transformers' PIL-based ``CLIPImageProcessor`` (see ``MetricSettings``); the edit
   part is NaN for an empty mask.
 - pocket-bench cases only (NaN otherwise): ``target_fidelity``, the share of the target scene's
   attributes the pocket :class:`~p2p_widgets.pocket.metrics.SceneReader` reads back from the edited
@@ -23,13 +24,16 @@ pocket-bench's target fidelity and mask IoU.
   they lie inside the case's mask).
 
 Values are raw, as the benchmark's CSV holds them (its tables print structure x 1e3, LPIPS x 1e3,
-MSE x 1e4, SSIM x 1e2). Two library changes since the benchmark's numbers were published move
-them; :class:`MetricSettings` chooses: ``dino_antialias`` (torchvision 0.17 began antialiasing
-tensor resizes) and ``ssim_crop`` / ``lpips_eps_inside`` (torchmetrics 1.5 stopped cropping the
-SSIM map to its valid part; 1.3 moved LPIPS's epsilon inside the square root). The default,
-:meth:`MetricSettings.published`, is the earlier behaviour; :meth:`MetricSettings.current` is what
-the benchmark's code gives with today's libraries. ``python -m p2p_widgets.evaluate.compare_metrics``
-checks both against the benchmark's own code.
+MSE x 1e4, SSIM x 1e2). Library changes since the benchmark's numbers were published move them;
+:class:`MetricSettings` chooses: ``dino_antialias`` (torchvision 0.17 began antialiasing tensor
+resizes), ``lpips_eps_inside`` (torchmetrics 1.2.1 moved LPIPS's epsilon inside the square root),
+``ssim_clamp_variance`` (1.3.2 began clamping SSIM's local variances at 0), ``ssim_crop`` (1.5
+stopped cropping the SSIM map to its valid part) and ``clip_image_processor`` (transformers 5 with
+torchvision installed prepares CLIP's input with a torchvision image processor instead of the PIL
+one). The default, :meth:`MetricSettings.published`, is the earlier behaviour (torchvision < 0.17,
+torchmetrics <= 1.2.0, the PIL processor); :meth:`MetricSettings.current` is what the benchmark's code
+gives with today's libraries. ``python -m p2p_widgets.evaluate.compare_metrics`` checks both against
+the benchmark's own code.
 
 The metric networks are built here in plain torch (DINO's ViT, SqueezeNet) or come from
 transformers (CLIP); :meth:`MetricModels.load` takes the real weights, :meth:`MetricModels.random`
@@ -75,23 +79,69 @@ LPIPS_CHANNELS = (64, 128, 256, 384, 384, 512, 512)
 CHANGE_DISTANCE = 48.0  # RGB distance (0..255) above which a pixel counts as changed (mask IoU)
 
 
+CLIP_IMAGE_PROCESSORS = ("pil", "torchvision")
+
+
+def _torchvision_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torchvision") is not None
+
+
 @dataclass(frozen=True)
 class MetricSettings:
-    """Library behaviours the benchmark's numbers depend on (see the module doc)."""
+    """Library behaviours the benchmark's numbers depend on (see the module doc).
+
+    - ``dino_antialias``: antialiased bilinear resize of DINO's input (torchvision >= 0.17).
+    - ``ssim_crop``: SSIM averaged over the pixels whose window lies inside the image (torchmetrics
+      < 1.5), else over the whole reflect-padded map.
+    - ``ssim_clamp_variance``: the local variances clamped at 0 (torchmetrics >= 1.3.2). Without it an
+      image compared with itself scores exactly 1; with it, flat regions whose float32 variance
+      rounds below 0 pull the score under 1 (0.999972 on a masked 64x64 image).
+    - ``lpips_eps_inside``: LPIPS normalises features by sqrt(1e-8 + |f|^2) (torchmetrics >= 1.2.1),
+      else by |f| + 1e-10.
+    - ``clip_image_processor``: ``"pil"``, transformers' PIL-based ``CLIPImageProcessor`` (the only one
+      transformers had when the benchmark's numbers were computed; ``CLIPImageProcessorPil`` in
+      transformers 5), or ``"torchvision"``, the torchvision-based one that transformers 5 picks when
+      torchvision is installed (it resizes differently: CLIP scores move by about 1.5e-3).
+    """
 
     dino_antialias: bool = False
     ssim_crop: bool = True
+    ssim_clamp_variance: bool = False
     lpips_eps_inside: bool = False
+    clip_image_processor: str = "pil"
+
+    def __post_init__(self):
+        if self.clip_image_processor not in CLIP_IMAGE_PROCESSORS:
+            raise P2PError(
+                f"clip_image_processor must be one of {list(CLIP_IMAGE_PROCESSORS)}, got {self.clip_image_processor!r}"
+            )
 
     @classmethod
     def published(cls) -> MetricSettings:
-        """As the published PIE-Bench numbers were computed (torchvision < 0.17, torchmetrics < 1.3)."""
-        return cls(dino_antialias=False, ssim_crop=True, lpips_eps_inside=False)
+        """As the published PIE-Bench numbers were computed: torchvision < 0.17, torchmetrics <= 1.2.0
+        (SSIM cropped, variances not clamped, LPIPS's epsilon outside the root), CLIP's PIL processor."""
+        return cls(
+            dino_antialias=False,
+            ssim_crop=True,
+            ssim_clamp_variance=False,
+            lpips_eps_inside=False,
+            clip_image_processor="pil",
+        )
 
     @classmethod
     def current(cls) -> MetricSettings:
-        """As the benchmark's code computes with torchvision >= 0.17 and torchmetrics >= 1.5."""
-        return cls(dino_antialias=True, ssim_crop=False, lpips_eps_inside=True)
+        """As the benchmark's code computes with torchvision >= 0.17, torchmetrics >= 1.5 and
+        transformers 5 here: the torchvision CLIP processor where torchvision is installed (as
+        transformers picks it), else the PIL one."""
+        return cls(
+            dino_antialias=True,
+            ssim_crop=False,
+            ssim_clamp_variance=True,
+            lpips_eps_inside=True,
+            clip_image_processor="torchvision" if _torchvision_installed() else "pil",
+        )
 
 
 # ---------------------------------------------------------------- DINO ViT (parameter names as DINO's)
@@ -299,6 +349,30 @@ def _pil_image_processor_class():
         return CLIPImageProcessor
 
 
+def _torchvision_image_processor_class():
+    """CLIP's torchvision-based image processor (transformers 5's ``CLIPImageProcessor`` when
+    torchvision is installed; ``CLIPImageProcessorFast`` in late transformers 4)."""
+    if not _torchvision_installed():
+        raise P2PError(
+            "MetricSettings(clip_image_processor='torchvision') needs torchvision installed "
+            "(the published numbers used 'pil', the default)"
+        )
+    try:
+        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil  # noqa: F401
+    except ImportError:  # transformers 4
+        from transformers import CLIPImageProcessorFast
+
+        return CLIPImageProcessorFast
+    from transformers.models.clip.image_processing_clip import CLIPImageProcessor
+
+    return CLIPImageProcessor
+
+
+def image_processor_kind(processor) -> str:
+    """ "pil" or "torchvision": which of CLIP's image processors ``processor`` is."""
+    return "pil" if isinstance(processor, _pil_image_processor_class()) else "torchvision"
+
+
 @dataclass
 class MetricModels:
     """The metric networks: DINO ViT, CLIP (model, image processor, tokenizer) and SqueezeNet LPIPS."""
@@ -315,6 +389,7 @@ class MetricModels:
     # score near 100)
     clip_batch: int = 1
     text_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    processor_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not is_int(self.clip_batch) or self.clip_batch < 1:
@@ -335,6 +410,17 @@ class MetricModels:
     def with_settings(self, settings: MetricSettings) -> MetricModels:
         """The same networks under other :class:`MetricSettings`."""
         return replace(self, settings=settings)
+
+    def image_processor(self):
+        """CLIP's image processor of the kind ``settings.clip_image_processor`` names: the one held
+        when it is of that kind, else one of that kind built from the held one's configuration."""
+        kind = self.settings.clip_image_processor
+        if image_processor_kind(self.clip_image_processor) == kind:
+            return self.clip_image_processor
+        if kind not in self.processor_cache:
+            cls = _pil_image_processor_class() if kind == "pil" else _torchvision_image_processor_class()
+            self.processor_cache[kind] = cls.from_dict(self.clip_image_processor.to_dict())
+        return self.processor_cache[kind]
 
     @classmethod
     def load(cls, dino, clip, lpips, *, settings: MetricSettings | None = None, device=None) -> MetricModels:
@@ -618,16 +704,19 @@ def _gaussian_window(channels: int, dtype, device) -> torch.Tensor:
     return (g.t() @ g).expand(channels, 1, size, size)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, crop: bool = True) -> torch.Tensor:
+def ssim(a: torch.Tensor, b: torch.Tensor, crop: bool = True, clamp_variance: bool = False) -> torch.Tensor:
     """SSIM per image of (B, C, H, W) in [0, 1] (Gaussian window 11, sigma 1.5, reflect padding);
-    ``crop``: average over the pixels whose window lies inside the image (else over all)."""
+    ``crop``: average over the pixels whose window lies inside the image (else over all);
+    ``clamp_variance``: clamp the local variances at 0 (torchmetrics >= 1.3.2; the defaults are
+    torchmetrics 1.2.0's computation, operation for operation)."""
     window = _gaussian_window(a.shape[1], a.dtype, a.device)
     pad = (window.shape[-1] - 1) // 2
     a, b = F.pad(a, (pad,) * 4, mode="reflect"), F.pad(b, (pad,) * 4, mode="reflect")
     stats = F.conv2d(torch.cat((a, b, a * a, b * b, a * b)), window, groups=a.shape[1]).split(a.shape[0])
     mu_a2, mu_b2, mu_ab = stats[0].pow(2), stats[1].pow(2), stats[0] * stats[1]
-    var_a = torch.clamp(stats[2] - mu_a2, min=0.0)
-    var_b = torch.clamp(stats[3] - mu_b2, min=0.0)
+    var_a, var_b = stats[2] - mu_a2, stats[3] - mu_b2
+    if clamp_variance:
+        var_a, var_b = torch.clamp(var_a, min=0.0), torch.clamp(var_b, min=0.0)
     cov = stats[4] - mu_ab
     c1, c2 = SSIM_K1**2, SSIM_K2**2
     full = ((2 * mu_ab + c1) * (2 * cov + c2)) / ((mu_a2 + mu_b2 + c1) * (var_a + var_b + c2))
@@ -658,7 +747,7 @@ def _text_features(models: MetricModels, prompt: str) -> torch.Tensor:
 def clip_scores(models: MetricModels, images: list[np.ndarray], prompts: list[str]) -> list[float]:
     """max(100 cos, 0) of each (H, W, 3) uint8 image with its prompt, as CLIPScore computes it."""
     tensors = [torch.from_numpy(np.array(img)).permute(2, 0, 1) for img in images]  # a writable copy
-    pixels = models.clip_image_processor(images=tensors, return_tensors="pt")["pixel_values"].to(models.device)
+    pixels = models.image_processor()(images=tensors, return_tensors="pt")["pixel_values"].to(models.device)
     step = models.clip_batch
     parts = [models.clip.get_image_features(pixel_values=pixels[i : i + step]) for i in range(0, len(pixels), step)]
     image_feats = torch.cat([_features(part) for part in parts])
@@ -717,7 +806,8 @@ def _unedited_metrics(models: MetricModels, pairs: list[_Pair], out: list[dict])
         a, b = a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None]
         row["psnr_unedit_part"] = psnr(a, b)
         row["mse_unedit_part"] = mse(a, b)
-        row["ssim_unedit_part"] = float(ssim(a, b, crop=models.settings.ssim_crop)[0])
+        settings = models.settings
+        row["ssim_unedit_part"] = float(ssim(a, b, settings.ssim_crop, settings.ssim_clamp_variance)[0])
         row["lpips_unedit_part"] = float(models.lpips(a * 2 - 1, b * 2 - 1, models.settings.lpips_eps_inside)[0])
 
 
