@@ -286,18 +286,18 @@ def test_bad_messages_set_error(studio):
 
 def test_the_kernels_own_value_typed_back_clears_a_refusal(studio):
     """After a refused prompt the page's model holds the kernel's value again, so typing that value
-    back writes nothing: the page sends "recheck", applied as an update (issue 23)."""
+    back changes nothing there: the page's "write" message still carries it (issue 23)."""
     panel = studio.panel
     panel.set_state({"target": ""})
     assert panel.error_field == "target" and panel.target == TARGET
-    panel._handle_custom_msg({"type": "recheck", "state": {"target": TARGET}}, [])
+    panel._handle_custom_msg({"type": "write", "state": {"target": TARGET}}, [])
     assert (panel.error, panel.error_field, panel.target) == ("", "", TARGET)
     panel.set_state({"seed": -3})
-    panel._handle_custom_msg({"type": "recheck", "state": {"seed": -4}}, [])  # checked as any write
+    panel._handle_custom_msg({"type": "write", "state": {"seed": -4}}, [])  # checked as any write
     assert panel.error_field == "seed" and "seed must be from 0" in panel.error and panel.seed == 0
     bad_states = [({"state": []}, "'state'"), ({"state": {}}, "'state'"), ({"state": {"status": "done"}}, "cannot")]
     for bad, message in bad_states:
-        panel._handle_custom_msg({"type": "recheck", **bad}, [])
+        panel._handle_custom_msg({"type": "write", **bad}, [])
         assert message in panel.error and panel.status == "idle"
 
 

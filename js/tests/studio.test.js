@@ -57,7 +57,15 @@ describe("studio panel", () => {
     expect([model.get("target"), model.get("seed"), model.get("guidance"), model.get("kind"), model.get("baseline")]).toEqual(
       ["a blue bird", 42, 7.5, "refine", true],
     );
-    expect(model.saves).toBe(5);
+    // each edit is one "write" message (in order with the actions), never a state save
+    expect(model.sent.map((m) => m.content)).toEqual([
+      { type: "write", state: { target: "a blue bird" } },
+      { type: "write", state: { seed: 42 } },
+      { type: "write", state: { guidance: 7.5 } },
+      { type: "write", state: { kind: "refine" } },
+      { type: "write", state: { baseline: true } },
+    ]);
+    expect(model.saves).toBe(0);
   });
 
   it("offers the schedulers Python lists and counts the schedule in UNet evaluations", async () => {
@@ -135,7 +143,8 @@ describe("studio panel", () => {
   it("Ctrl+Enter runs", async () => {
     const { el, model } = await mount();
     q(el, ".p2p-studio__target").dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", ctrlKey: true, bubbles: true }));
-    expect(model.sent.map((m) => m.content.type)).toEqual(["run"]);
+    // the prompt being edited is written first, in the same ordered stream as the run
+    expect(model.sent.map((m) => m.content.type)).toEqual(["write", "run"]);
   });
 
   it("shows result images from PNG bytes with a save button each", async () => {

@@ -187,11 +187,13 @@ class P2PWidget(anywidget.AnyWidget):
             raise MessageError("'message' must be a string")
         self.report_error(f"front end: {message}")
 
-    @on_message("recheck")
-    def _on_recheck(self, content: dict, buffers: list) -> None:
-        """The page wrote back a value its model already holds (the kernel's own value, typed again
-        into a field whose other value was refused): an ordinary write would send nothing, so it
-        asks here. Applied exactly as a front-end update (checked, and it clears that field's error)."""
+    @on_message("write")
+    def _on_write(self, content: dict, buffers: list) -> None:
+        """A front-end update sent as a message (the Studio's page sends its writes so): applied
+        exactly as one (checked, all or nothing). Messages keep their order with the actions
+        (``run``, ``load_spec``), where ipywidgets holds a state write back until the kernel has
+        answered the one before; and a value equal to the kernel's, typed back into a field whose
+        other value was refused, still arrives and clears that error."""
         state = content.get("state")
         if not isinstance(state, dict) or not state or not all(isinstance(k, str) for k in state):
             raise MessageError("'state' must be an object of trait values")

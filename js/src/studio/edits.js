@@ -76,6 +76,7 @@ function onChange(v, e) {
   if (plain) {
     const [key] = Object.keys(plain);
     if (TYPED_FIELDS.includes(key)) v.typed[key] = { text: t.value, value: plain[key] }; // kept in the field if Python rejects it
+    v.shown[key] = plain[key];
     v.commit(plain);
   } else if (commitParam(v, t)) {
     return;

@@ -3,7 +3,7 @@
 // the shown results.
 import { button } from "../../lib/dom.js";
 import { input } from "./layout.js";
-import { keptText } from "./errors.js";
+import { keptText, refused } from "./errors.js";
 import { formatWeight, statusLine } from "./format.js";
 import { needsImage, showMethod } from "./methods.js";
 import { showImages } from "./results.js";
@@ -16,13 +16,17 @@ import { diffParts, diffSentence, moreText, offerWords } from "./words.js";
 export function showValues(v) {
   const m = v.model;
   v.modelName.textContent = m.get("model_name") ? `· ${m.get("model_name")}` : "";
-  // a field Python rejected keeps the typed text (to fix it); a focused prompt keeps what is being
-  // typed, the kept text included (keys typed after Enter committed it must not be lost to the
-  // kernel's answer; the next change commits them)
+  // a field Python rejected keeps the typed text (to fix it). A focused prompt keeps what is being
+  // typed while the kernel answers what it sent (keys typed after Enter must not be lost to the
+  // answer; the next change commits them), but takes a value the kernel set itself (a loaded edit):
+  // left showing the old text, leaving the field would write that text over the loaded prompt.
   const show = (node, key, value) => {
     const kept = keptText(v, key);
-    if ((key === "source" || key === "target") && v.doc.activeElement === node) return;
+    if ((key === "source" || key === "target") && v.doc.activeElement === node) {
+      if (kept !== undefined || refused(v, key) || value === v.shown[key]) return;
+    }
     node.value = kept !== undefined ? kept : value;
+    v.shown[key] = value;
   };
   show(v.source, "source", m.get("source") ?? "");
   show(v.target, "target", m.get("target") ?? "");

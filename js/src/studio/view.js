@@ -1,10 +1,5 @@
 // The state one studio view works on: its nodes, the object URLs it holds, model access.
-import { keptParamText, refused } from "./errors.js";
-
-/** Equal as the model compares them (plain JSON values; NaN equals NaN). */
-function sameValue(a, b) {
-  return Object.is(a, b) || JSON.stringify(a) === JSON.stringify(b);
-}
+import { keptParamText } from "./errors.js";
 
 /**
  * Traits beyond StudioTraits (lib/types.js) that the panel adds: the method menu and its values.
@@ -35,8 +30,10 @@ export function createView(model, el, ui, scope) {
     doc,
     win: doc.defaultView || globalThis,
     ...ui,
-    /** text the user typed into a field, kept while Python rejects it: {trait: text} */
+    /** what the user last committed in a field, kept while Python rejects it: {trait: {text, value}} */
     typed: {},
+    /** the model's value a prompt field last showed or sent: {trait: text} (a focused field takes only a new one) */
+    shown: {},
     /** settingsKey() of the settings the shown results were made with, or null */
     resultKey: null,
     /** object URLs of the result images */
@@ -54,18 +51,17 @@ export function createView(model, el, ui, scope) {
     /** the text a refused parameter field keeps, or undefined */
     keptParam: (name) => keptParamText(v, name),
     /**
-     * Set traits and save once; Python validates every write. A field whose value Python refused
-     * and which now gets back the value the kernel holds would send nothing (the model has not
-     * changed): Python is asked to check it again ("recheck"), which clears the error.
+     * Set traits and send them to Python as one "write" message, which Python applies as a
+     * front-end update (validated, all or nothing). Not save_changes: ipywidgets holds a second
+     * state write until the kernel has answered the first, while messages (load_spec, run) go at
+     * once, so a value typed just before loading an edit reached the kernel after the load and
+     * replaced the loaded value. As messages, the writes and actions arrive in the order made.
+     * A value equal to the model's is sent too: typed back into a field whose other value Python
+     * refused, it clears the error.
      */
     commit(changes) {
-      const unchanged = Object.entries(changes).every(([k, value]) => sameValue(model.get(k), value));
-      if (unchanged && Object.keys(changes).some((k) => refused(v, k))) {
-        model.send({ type: "recheck", state: changes });
-        return;
-      }
       for (const [k, value] of Object.entries(changes)) model.set(k, value);
-      model.save_changes();
+      model.send({ type: "write", state: changes });
     },
     busy: () => ["running", "stopping"].includes(model.get("status")),
   };
