@@ -385,7 +385,7 @@ except Exception as exc:   # no network or no weights here
     print(f"Could not load {CHECKPOINT!r} ({type(exc).__name__}). This machine cannot download weights, so the "
           "cells below run the same code on a model built from SD's geometry with random weights: the images "
           "are noise, but every call is the one you would make with real weights.")
-    from p2p_widgets.bench.geometries import build_model
+    from p2p_widgets.bench.catalog import build_model
     pipe = build_model("sdgeom", "cpu", torch.float32)
     real = False
 editor = p2p.Editor(pipe)

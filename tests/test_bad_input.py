@@ -61,10 +61,10 @@ def _call(editor, case):
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_is_named_and_pipeline_survives(editor, case):
-    before = dict(editor.unet.attn_processors)
+    before = dict(editor.model.unet.attn_processors)
     with pytest.raises(P2PError, match=BAD[case][1]):
         _call(editor, case)
-    after = editor.unet.attn_processors
+    after = editor.model.unet.attn_processors
     assert all(after[k] is before[k] for k in before)
     assert len(editor.edit(SRC, TGT, steps=1).images) == 2
 

@@ -11,28 +11,43 @@ def _lines(text):
     return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
 
 
-def test_engine_bench_prints_times_memory_and_ratios_for_sdxl():
+def test_engine_bench_interleaves_every_path_and_prints_median_ratios_for_sdxl():
     out = subprocess.run(
-        [sys.executable, "-m", "p2p_widgets.bench", "engine", "--model", "tinyxl", "--steps", "2", "--repeats", "1"],
+        [sys.executable, "-m", "p2p_widgets.bench", "engine", "--model", "tinyxl", "--steps", "2", "--rounds", "2"],
         capture_output=True,
         text=True,
-        timeout=900,  # six subprocesses, each importing torch and building the model
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     figures = _lines(out.stdout)
     paths = ("fast", "explicit", "masactrl", "pnp", "style-aligned")
-    for key in ("plain_seconds", *(f"{p}_seconds" for p in paths), *(f"{p}_time_ratio" for p in paths)):
+    for key in ("plain_seconds", *(f"{p}_seconds" for p in paths)):
         assert float(figures[key]) > 0, key
+    for p in paths:  # "median (rounds: low to high)"
+        median, spread = figures[f"{p}_time_ratio"].split(" (rounds: ")
+        low, high = (float(v) for v in spread.rstrip(")").split(" to "))
+        assert 0 < low <= float(median) <= high, p
 
 
-def test_engine_bench_times_only_the_paths_asked_for_beside_plain():
+def test_engine_bench_memory_mode_times_only_the_paths_asked_for_beside_plain():
     cmd = [sys.executable, "-m", "p2p_widgets.bench", "engine", "--model", "tiny", "--steps", "2", "--repeats", "1"]
-    out = subprocess.run([*cmd, "--paths", "masactrl"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run([*cmd, "--memory", "--paths", "masactrl"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    timed = {key[: -len("_seconds")] for key in _lines(out.stdout) if key.endswith("_seconds")}
-    assert timed == {"plain", "masactrl"} and "masactrl_time_ratio" in _lines(out.stdout)
+    figures = _lines(out.stdout)
+    timed = {key[: -len("_seconds")] for key in figures if key.endswith("_seconds")}
+    assert timed == {"plain", "masactrl"} and float(figures["masactrl_peak_mb"]) >= 0
     bad = subprocess.run([*cmd, "--paths", "fast,fastest"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown paths ['fastest']" in bad.stderr
+
+
+def test_engine_bench_times_the_seam_against_the_pipeline_on_flux_and_sd3():
+    for model in ("tinyflux", "tinysd3"):
+        cmd = [sys.executable, "-m", "p2p_widgets.bench", "engine", "--model", model, "--steps", "2", "--rounds", "2"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert float(_lines(out.stdout)["seam_time_ratio"].split()[0]) > 0
+        refused = subprocess.run([*cmd, "--paths", "fast"], capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "do not run on" in refused.stderr
 
 
 def test_sdxl_bench_architecture_is_sdxl_base():
@@ -45,7 +60,7 @@ def test_sdxl_bench_architecture_is_sdxl_base():
     count = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in ("unet", "text_encoder_2")}
     assert count == {"unet": 2_567_463_684, "text_encoder_2": 694_659_840}
     editor = Editor(pipe)
-    assert editor.embedding_width == 2048 and editor.attention_sides(128) == [32, 64]
+    assert editor.model.embedding_width == 2048 and editor.model.attention_sides(128) == [32, 64]
 
 
 def test_inversion_timing_mode_on_an_architecture():

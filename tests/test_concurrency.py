@@ -40,7 +40,7 @@ def _in_threads(*jobs):
 
 
 def test_two_threads_editing_one_pipeline_get_their_single_threaded_results(editor):
-    processors = dict(editor.unet.attn_processors)
+    processors = dict(editor.model.unet.attn_processors)
     # different mappers and windows, so a run that borrowed the other's processors would show it
     jobs = [
         dict(source="a red cat on a mat", targets="a red cat sitting on a mat", seed=1, cross=1.0, self_attn=1.0),
@@ -61,7 +61,7 @@ def test_two_threads_editing_one_pipeline_get_their_single_threaded_results(edit
     assert errors == []
     for result, expected in zip(results, alone, strict=True):
         assert torch.equal(result.latents, expected)
-    assert dict(editor.unet.attn_processors) == processors
+    assert dict(editor.model.unet.attn_processors) == processors
 
 
 def test_a_caller_that_will_not_wait_gets_a_clear_error(editor):
@@ -128,7 +128,7 @@ def test_the_tokenizer_is_safe_across_threads(editor):
 
     def pad_forever():
         while not stop.is_set():
-            editor.encode([editor.prompt("a photo of a cat")] * 4)  # padded to 77 positions
+            editor.model.encode([editor.prompt("a photo of a cat")] * 4)  # padded to 77 positions
 
     padder = threading.Thread(target=pad_forever)
     padder.start()

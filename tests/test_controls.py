@@ -16,8 +16,9 @@ from p2p_widgets.engine.controls import (
     adain,
 )
 from p2p_widgets.engine.params import Param
-from p2p_widgets.engine.processors import AttentionController, P2PAttnProcessor, _execution_order
+from p2p_widgets.engine.processors import AttentionController, P2PAttnProcessor
 from p2p_widgets.engine.rules import Combine, EditRule, LayerContext, Replace, registered_rules
+from p2p_widgets.engine.sites import AttentionSite, sites_of
 from p2p_widgets.engine.spec import EditSpec
 from p2p_widgets.errors import P2PError
 
@@ -90,7 +91,11 @@ def test_masactrl_with_a_p2p_word_swap(editor):
 # -- the maths of each hook, on one layer, against a hand computation ------------------------------
 def _layer(controller, name, n_layers_index=(0, 1)):
     controller.layer_index[name] = n_layers_index
-    return P2PAttnProcessor(controller, name)
+    cross = ".attn2." in name
+    place = "down" if name.startswith("down") else "mid" if name.startswith("mid") else "up"
+    keys = ("text",) if cross else ("image",)
+    site = AttentionSite(name, "cross" if cross else "self", 0, place, place, 0, ("image",), keys)
+    return P2PAttnProcessor(controller, site)
 
 
 def _qkv(batch, tokens=16, heads=2, dim=4, seed=0):
@@ -183,7 +188,7 @@ def test_pnp_takes_the_source_queries_and_keys_but_keeps_its_values():
 
 
 # -- which layers: execution order as the authors count ---------------------------------------------
-def _sd15_layer_names():
+def _sd15_sites():
     from diffusers import UNet2DConditionModel
 
     with torch.device("meta"):  # SD 1.5's layer structure without allocating its weights
@@ -193,13 +198,18 @@ def _sd15_layer_names():
             down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
         )
-    return list(unet.attn_processors)
+    return sites_of(unet)
+
+
+def _sd15_layer_names():
+    return [s.name for s in _sd15_sites()]
 
 
 def test_masactrl_layers_on_sd15_are_the_decoder_at_32_and_64():
-    names = _sd15_layer_names()
+    sites = _sd15_sites()
+    names = [s.name for s in sites]
     c = AttentionController(2, [MutualSelfAttention()])
-    c.index_layers(names)
+    c.index_layers(sites)
     rule = MutualSelfAttention()
     picked = []
     for name in names:
@@ -209,8 +219,8 @@ def test_masactrl_layers_on_sd15_are_the_decoder_at_32_and_64():
             picked.append(name.split(".attentions")[0])
     assert len(picked) == 6 and n_layers == 16  # 10..15 of 16, as MasaCtrl counts
     assert set(picked) == {"up_blocks.2", "up_blocks.3"}
-    assert sorted(names, key=_execution_order)[0].startswith("down_blocks.0")
-    assert [n for n in sorted(names, key=_execution_order) if ".attn1." in n][6].startswith("mid_block")
+    assert names[0].startswith("down_blocks.0")  # the sites are in execution order
+    assert [s.name for s in sites if s.kind == "self"][6].startswith("mid_block")
 
 
 def test_pnp_layers_on_sd15_skip_the_first_decoder_attention():
@@ -328,7 +338,7 @@ class _BoomFeature(PlugAndPlay):
 
 @pytest.mark.parametrize("rule_cls", [_Boom, _BoomFeature])
 def test_processors_and_module_hooks_are_restored_after_an_exception(editor, inversion, rule_cls):
-    unet = editor.unet
+    unet = editor.model.unet
     before = dict(unet.attn_processors)
     extra = {"inversion": inversion} if rule_cls.follows_inversion else {}
     with pytest.raises(RuntimeError, match="boom"):
@@ -352,7 +362,7 @@ def test_a_missing_feature_module_is_named(editor, inversion):
 
     with pytest.raises(P2PError, match=r"up_blocks\.9\.resnets\.0\.conv2"):
         editor.edit("", TGT, rules=[Elsewhere()], steps=STEPS, inversion=inversion)
-    assert all(not m._forward_hooks for m in editor.unet.modules())
+    assert all(not m._forward_hooks for m in editor.model.unet.modules())
 
 
 @pytest.mark.parametrize("name", ["masactrl", "masactrl_masked", "style_aligned", "pnp", "combined"])

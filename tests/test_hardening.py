@@ -41,7 +41,7 @@ def test_nan_start_latents_and_embeddings_are_named(editor):
     nan = torch.full((4, 16, 16), float("nan"))
     with pytest.raises(P2PError, match="start latents hold NaN"):
         editor.edit(SRC, TGT, steps=2, latents=nan)
-    width = editor.embedding_width
+    width = editor.model.embedding_width
     embeddings = [torch.zeros(1, 77, width), torch.full((1, 77, width), float("nan"))]
     with pytest.raises(P2PError, match="stopped being finite .* at step 1 of 2"):
         editor.edit(SRC, TGT, steps=2, latents=torch.zeros(4, 16, 16), uncond_embeddings=embeddings)
@@ -134,10 +134,10 @@ BAD_OPTIONS = {
 @pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
 def test_bad_run_options_are_named_and_the_pipeline_survives(editor, case):
     kwargs, message = BAD_OPTIONS[case]
-    before = dict(editor.unet.attn_processors)
+    before = dict(editor.model.unet.attn_processors)
     with pytest.raises(P2PError, match=message):
         editor.edit(SRC, TGT, steps=2, **kwargs)
-    assert dict(editor.unet.attn_processors) == before
+    assert dict(editor.model.unet.attn_processors) == before
 
 
 def test_numpy_integers_are_accepted_for_seed_and_steps(editor):
@@ -214,7 +214,7 @@ def _fuzz_cases():
 
 def test_fuzz_edit_keywords_give_named_errors_and_leave_the_pipeline_as_fresh(editor):
     fresh = editor.edit(SRC, TGT, steps=2, seed=5).latents
-    before = dict(editor.unet.attn_processors)
+    before = dict(editor.model.unet.attn_processors)
     cases, refused = _fuzz_cases(), 0
     for names, values in cases:
         names, values = (names, values) if isinstance(names, tuple) else ((names,), (values,))
@@ -226,7 +226,7 @@ def test_fuzz_edit_keywords_give_named_errors_and_leave_the_pipeline_as_fresh(ed
             assert str(exc), kwargs
         except Exception as exc:  # noqa: BLE001 - what the test is about
             pytest.fail(f"{kwargs!r} raised {type(exc).__name__}: {exc}")
-        assert dict(editor.unet.attn_processors) == before, kwargs
+        assert dict(editor.model.unet.attn_processors) == before, kwargs
     assert torch.equal(editor.edit(SRC, TGT, steps=2, seed=5).latents, fresh)
     assert len(cases) == 280 and refused > 200  # most values are bad; a few are valid (e.g. seed=0)
 

@@ -86,14 +86,14 @@ def test_null_text_reconstructs_much_closer_than_ddim_at_guidance(blind, image):
     ddim_err, null_err = _latent_error(blind, ddim, 7.5), _latent_error(blind, null, 7.5)
     assert null_err < 0.05 * ddim_err, (null_err, ddim_err)
     # the embeddings moved away from the empty prompt's and differ per step (warm-started, not reset)
-    empty = blind.encode([blind.prompt("")]).cpu()
+    empty = blind.model.encode([blind.prompt("")]).cpu()
     assert not torch.allclose(null.uncond_embeddings[0], empty)
     assert not torch.equal(null.uncond_embeddings[0], null.uncond_embeddings[-1])
 
 
 def test_negative_prompt_uses_the_conditional_embedding_and_regenerates_like_guidance_one(blind_eps, image):
     inv = invert(blind_eps, image, PROMPT, "negative-prompt", steps=STEPS, guidance=7.5, cache=False)
-    cond = blind_eps.encode([blind_eps.prompt(PROMPT)]).cpu()
+    cond = blind_eps.model.encode([blind_eps.prompt(PROMPT)]).cpu()
     assert len(inv.uncond_embeddings) == STEPS
     assert all(torch.equal(e, cond) for e in inv.uncond_embeddings)
     assert _latent_error(blind_eps, inv, 7.5) < 1e-9
@@ -108,10 +108,10 @@ def test_null_text_is_bitwise_reproducible(blind_eps, image):
 
 
 def test_null_text_does_not_touch_the_model_weights(blind_eps, image):
-    before = {k: v.clone() for k, v in blind_eps.unet.state_dict().items()}
+    before = {k: v.clone() for k, v in blind_eps.model.unet.state_dict().items()}
     invert(blind_eps, image, PROMPT, "null-text", steps=2, guidance=5.0, cache=False, inner_steps=2)
-    assert all(p.grad is None for p in blind_eps.unet.parameters())
-    assert all(torch.equal(v, blind_eps.unet.state_dict()[k]) for k, v in before.items())
+    assert all(p.grad is None for p in blind_eps.model.unet.parameters())
+    assert all(torch.equal(v, blind_eps.model.unet.state_dict()[k]) for k, v in before.items())
 
 
 def test_pocket_round_trip_null_text_and_negative_prompt_beat_ddim():

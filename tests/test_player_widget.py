@@ -486,7 +486,7 @@ def test_unet_diagram_colours_what_the_rule_changed(masactrl_run, pnp_run, edito
     assert len(set(self_trace.marker.color)) == 2  # idle and the kind's colour
     early = plots.unet_diagram(editor.pipe, result, step=0).data
     assert all(c[1] == "left alone at this step" for t in early if t.showlegend is False for c in t.customdata)
-    whole = plots.unet_diagram(editor.unet, result.controlled)  # a UNet, per-step sets: the share of the run
+    whole = plots.unet_diagram(editor.model.unet, result.controlled)  # a UNet, per-step sets: the share of the run
     shares = [c[1] for t in whole.data if t.name == "self-attention" and t.showlegend is False for c in t.customdata]
     assert shares[-1] == f"changed in {4 / 6:.0%} of the 6 steps" and shares[0] == "changed in 0% of the 6 steps"
     labels = [a.text for a in whole.layout.annotations]

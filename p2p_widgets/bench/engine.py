@@ -7,10 +7,13 @@ ours (bench/reference.py); ``sweep``: sweep rows per minute with 1 and 2 workers
 
 ``engine`` times, on one model and the same batch (a source and one edit, guidance in the batch):
 the plain diffusers pipeline, the P2P fast path and the explicit (reference-style) path, and the
-methods beyond P2P on the fast path: MasaCtrl, Plug-and-Play (its inversion untimed), StyleAligned. Each path
-runs in its own subprocess so peak memory is its own: on CUDA the peak allocated by torch above the
-loaded model, on CPU the peak resident set above the loaded model. Prints ``name: value`` lines
-and the ratios to plain.
+methods beyond P2P on the fast path: MasaCtrl, Plug-and-Play (its inversion untimed), StyleAligned.
+On SD3 / Flux geometries the paths are the pipeline and the engine's own sampling of the same
+batch through its model seam (``seam``). All paths run interleaved in one process, the order
+rotating each round (single runs in separate processes on a shared CPU move by 20 %); it prints
+each path's median seconds and the median, lowest and highest of its per-round ratios to plain.
+``--memory`` instead runs each path in its own subprocess for its peak memory (on CUDA the peak
+allocated by torch above the loaded model, on CPU the peak resident set above it).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from .geometries import SIZES, build_model
+from .catalog import SIZES, build_model
 
 SOURCE = "a big red circle left of a small blue square on a gray background"
 TARGET = "a big red star left of a small blue square on a gray background"
@@ -47,48 +50,99 @@ def _memory_peak(device):
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
 
 
-def run_one(model: str, path: str, steps: int, device: str, fp16: bool, repeats: int) -> dict:
-    """Time one path in this process (called in a subprocess by ``engine``)."""
+def _timed_paths(model: str, paths, steps: int, device: str, dtype):
+    """``{path: fn(n_steps)}`` on one loaded model, plain first."""
     import torch
 
+    from ..engine.rules import EditRule
     from ..engine.sampler import Editor
 
-    dtype = torch.float16 if fp16 else torch.float32
     pipe = build_model(model, device, dtype)
     size = SIZES[model]
     editor = Editor(pipe)
-    shape = (1, 4, size // editor.vae_factor, size // editor.vae_factor)
+    shape = editor.model.latent_shape((size, size))
     noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(0))
+    guidance = 7.5 if editor.model.family in ("sd", "sdxl") else editor.model.defaults.guidance
 
     def plain(n_steps):
         latents = noise.expand(2, *shape[1:]).to(device, dtype)
+        extra = {}
+        if editor.model.family == "flux":  # FluxPipeline takes its latents packed, and its text length
+            b, c, h, w = latents.shape
+            latents = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * 4)
+            extra["max_sequence_length"] = editor.model.text_length
+        elif editor.model.family == "sd3":
+            extra["max_sequence_length"] = editor.model.t5_length
         pipe(
             [SOURCE, TARGET],
             height=size,
             width=size,
             num_inference_steps=n_steps,
-            guidance_scale=7.5,
+            guidance_scale=guidance,
             latents=latents,
             output_type="np",
+            **extra,
         )
 
-    def p2p(n_steps):
-        editor.edit(SOURCE, TARGET, steps=n_steps, guidance=7.5, seed=0, mode=path, height=size, width=size)
+    def edit(mode, rules=None):
+        return lambda n: editor.edit(
+            SOURCE, TARGET, steps=n, guidance=guidance, seed=0, mode=mode, rules=rules, height=size, width=size
+        )
 
-    fn = plain if path == "plain" else p2p if path in ("fast", "explicit") else _method(editor, path, steps, size)
+    fns = {"plain": plain}
+    for path in paths:
+        if path == "seam":
+            fns[path] = edit("fast", [EditRule()])  # the engine's sampling, no attention rule
+        elif path in ("fast", "explicit"):
+            fns[path] = edit(path)
+        else:
+            fns[path] = _method(editor, path, steps, size)
+    return fns
+
+
+def run_one(model: str, path: str, steps: int, device: str, fp16: bool, repeats: int) -> dict:
+    """Time one path in this process (called in a subprocess by ``engine --memory``)."""
+    import torch
+
+    fn = _timed_paths(model, [path] if path != "plain" else [], steps, device, _dtype(fp16))[path]
     fn(2)  # warm-up: kernels, allocator, lazy imports
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     base = _memory_now(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(steps)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    times = [_time(fn, steps, device) for _ in range(repeats)]
     return {"seconds": min(times), "peak_mb": (_memory_peak(device) - base) / 2**20}
+
+
+def _time(fn, steps, device) -> float:
+    import torch
+
+    t0 = time.perf_counter()
+    fn(steps)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def _dtype(fp16: bool):
+    import torch
+
+    return torch.float16 if fp16 else torch.float32
+
+
+def interleaved(model: str, paths, steps: int, device: str, fp16: bool, rounds: int) -> dict:
+    """Every path (plain first) once per round, the order rotating each round; per path its seconds per
+    round and its ratio to plain in the same round."""
+    fns = _timed_paths(model, paths, steps, device, _dtype(fp16))
+    names = list(fns)
+    for fn in fns.values():
+        fn(2)  # warm-up: kernels, allocator, lazy imports
+    seconds = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            seconds[name].append(_time(fns[name], steps, device))
+    ratios = {name: [t / p for t, p in zip(seconds[name], seconds["plain"])] for name in names[1:]}
+    return {"seconds": seconds, "ratios": ratios}
 
 
 METHODS = ("masactrl", "pnp", "style-aligned")  # rules beyond P2P, timed on the fast path
@@ -107,55 +161,65 @@ def _method(editor, path: str, steps: int, size: int):
 
 
 EDIT_PATHS = ("fast", "explicit", *METHODS)
+FLOW_PATHS = ("seam",)  # SD3 / Flux geometries: attention rules on joint attention are not there yet
+FLOW_MODELS = ("tinysd3", "tinyflux", "sd3geom", "fluxgeom", "pocketflow")
 
 
 def _paths(text: str) -> tuple:
     paths = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in paths if p not in EDIT_PATHS]
+    unknown = [p for p in paths if p not in (*EDIT_PATHS, *FLOW_PATHS)]
     if unknown or not paths:
-        raise argparse.ArgumentTypeError(f"unknown paths {unknown or [text]}: choose from {', '.join(EDIT_PATHS)}")
+        known = ", ".join((*EDIT_PATHS, *FLOW_PATHS))
+        raise argparse.ArgumentTypeError(f"unknown paths {unknown or [text]}: choose from {known}")
     return paths
 
 
 def engine(args):
+    import statistics
+
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     fp16 = device.startswith("cuda") and not args.fp32
+    flow = args.model in FLOW_MODELS
+    paths = args.paths or (FLOW_PATHS if flow else EDIT_PATHS)
+    wrong = [p for p in paths if (p in FLOW_PATHS) != flow]
+    if wrong:
+        raise SystemExit(
+            f"paths {wrong} do not run on {args.model}: use {', '.join(FLOW_PATHS if flow else EDIT_PATHS)}"
+        )
     print(
         f"model: {args.model} ({SIZES[args.model]} px), steps: {args.steps}, device: {device}"
         + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "")
-        + f", dtype: {'fp16' if fp16 else 'fp32'}"
+        + f", dtype: {'fp16' if fp16 else 'fp32'}, torch threads: {torch.get_num_threads()}"
     )
-    print("batch: source + 1 edit, guidance 7.5 in one batch (4 UNet rows)")
+    print("batch: source + 1 edit, guidance in one batch where the model takes it")
+    if args.memory:
+        return _memory(args, paths, device, fp16)
+    print(f"interleaved: {args.rounds} rounds, the order rotating each round; medians")
+    result = interleaved(args.model, paths, args.steps, device, fp16, args.rounds)
+    for name, times in result["seconds"].items():
+        print(f"{name}_seconds: {statistics.median(times):.3f}")
+    for name, ratios in result["ratios"].items():
+        print(f"{name}_time_ratio: {statistics.median(ratios):.3f} (rounds: {min(ratios):.3f} to {max(ratios):.3f})")
+
+
+def _memory(args, paths, device, fp16):
+    """Each path in its own subprocess: peak memory above the loaded model (and its best time)."""
     results = {}
-    for path in ("plain", *args.paths):
-        cmd = [
-            sys.executable,
-            "-m",
-            "p2p_widgets.bench",
-            "_one",
-            args.model,
-            path,
-            str(args.steps),
-            device,
-            "1" if fp16 else "0",
-            str(args.repeats),
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+    for path in ("plain", *paths):
+        cmd = [sys.executable, "-m", "p2p_widgets.bench", "_one", args.model, path, str(args.steps), device]
+        out = subprocess.run([*cmd, "1" if fp16 else "0", str(args.repeats)], capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{path}: failed\n{out.stderr[-2000:]}")
             continue
         results[path] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{path}_seconds: {results[path]['seconds']:.3f}")
         print(f"{path}_peak_mb: {results[path]['peak_mb']:.1f}")
-    if "plain" in results:
-        for path in args.paths:
-            if path in results:
-                print(f"{path}_time_ratio: {results[path]['seconds'] / results['plain']['seconds']:.3f}")
-                peak = results["plain"]["peak_mb"]
-                if peak > 0:
-                    print(f"{path}_memory_ratio: {results[path]['peak_mb'] / peak:.3f}")
+    peak = results.get("plain", {}).get("peak_mb", 0)
+    for path in paths:
+        if path in results and peak > 0:
+            print(f"{path}_memory_ratio: {results[path]['peak_mb'] / peak:.3f}")
 
 
 def main(argv=None):
@@ -184,12 +248,14 @@ def main(argv=None):
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--device", default=None)
     e.add_argument("--fp32", action="store_true", help="fp32 on CUDA (default fp16 there)")
-    e.add_argument("--repeats", type=int, default=2)
+    e.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians over them)")
+    e.add_argument("--memory", action="store_true", help="each path in a subprocess, for its peak memory")
+    e.add_argument("--repeats", type=int, default=2, help="with --memory: runs per path (the best is kept)")
     e.add_argument(
         "--paths",
         type=_paths,
-        default=EDIT_PATHS,
-        help=f"comma-separated, timed beside plain (default: all of {','.join(EDIT_PATHS)})",
+        default=None,
+        help=f"comma-separated, timed beside plain (default: {','.join(EDIT_PATHS)}; SD3 / Flux: seam)",
     )
     args = p.parse_args(argv)
     engine(args)

@@ -213,25 +213,3 @@ SDXL_TEXT2 = dict(
     eos_token_id=49407,
     pad_token_id=49407,
 )
-SIZES = {"tiny": 64, "tinyxl": 64, "sdgeom": 256, "sd15": 512, "sdxl": 1024, "pocket": 32}
-
-
-def build_model(name: str, device: str, dtype):
-    import torch
-
-    from ..pocket.model import load_pocket
-
-    if name == "tiny":
-        pipe = tiny_pipeline()
-    elif name == "tinyxl":
-        pipe = tiny_xl_pipeline()
-    elif name == "pocket":
-        pipe = load_pocket(device="cpu", dtype=None)
-    elif name == "sdxl":
-        with torch.device(device):  # random init on the target device: seconds instead of minutes on CPU
-            pipe = xl_pipeline(SDXL_VAE, SD15_TEXT, SDXL_TEXT2, SDXL_UNET)
-    else:
-        configs = (SDGEOM_VAE, SDGEOM_TEXT, SDGEOM_UNET) if name == "sdgeom" else (SD15_VAE, SD15_TEXT, SD15_UNET)
-        with torch.device(device):
-            pipe = assemble_pipeline(*build_components(*configs, seed=0))
-    return pipe.to(device=device, dtype=dtype)

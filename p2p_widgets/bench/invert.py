@@ -174,7 +174,7 @@ def run(
 def timing(model, steps=50, guidance=7.5, methods=METHODS, inner_steps=None, device=None, out=print):
     """Seconds per inversion of one image on an architecture with random weights (``bench engine``'s)."""
     from ..engine.sampler import Editor
-    from .geometries import SIZES, build_model
+    from .catalog import SIZES, build_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     editor = Editor(build_model(model, device, torch.float32))
@@ -238,7 +238,7 @@ def run_from_args(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model != "pocket":
-        from .geometries import SIZES
+        from .catalog import SIZES
 
         if args.model not in SIZES:
             raise SystemExit(f"unknown model {args.model!r}: choose from {', '.join(sorted(SIZES))}")

@@ -17,6 +17,8 @@ class SamplingDefaults:
     source: str = "a photo of a cat riding a bicycle"
     target: str = "a photo of a dog riding a bicycle"
     name: str = "Stable Diffusion"
+    size: int | None = None  # image side in pixels (None: the denoiser's sample size)
+    text_length: int | None = None  # T5 positions of SD3 / Flux (None: the family's pipeline default)
 
 
 # what the pocket model was evaluated with, on a scene of its own
@@ -34,8 +36,14 @@ POCKET_FLOW_DEFAULTS = SamplingDefaults(
     source=POCKET_DEFAULTS.source,
     target=POCKET_DEFAULTS.target,
     name="pocket flow model (built in)",
+    size=32,
+    text_length=16,
 )
 SD_DEFAULTS = SamplingDefaults(steps=50, guidance=7.5)  # the reference's Stable Diffusion settings
+# diffusers' pipeline defaults for the MM-DiT families
+SD3_DEFAULTS = SamplingDefaults(steps=28, guidance=7.0, name="Stable Diffusion 3")
+FLUX_DEV_DEFAULTS = SamplingDefaults(steps=28, guidance=3.5, name="Flux.1 dev")
+FLUX_SCHNELL_DEFAULTS = SamplingDefaults(steps=4, guidance=0.0, text_length=256, name="Flux.1 schnell")
 _PIPE_DEFAULTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> its SamplingDefaults
 
 
@@ -46,8 +54,15 @@ def register_defaults(pipe, defaults: SamplingDefaults):
 
 
 def defaults_for_pipe(pipe) -> SamplingDefaults:
-    """The registered defaults of ``pipe``, else Stable Diffusion's, named after its class."""
+    """The registered defaults of ``pipe``, else its family's (SD, SD3, Flux dev or schnell), named
+    after its class."""
     found = _PIPE_DEFAULTS.get(pipe)
     if found is not None:
         return found
-    return dataclasses.replace(SD_DEFAULTS, name=type(pipe).__name__)
+    transformer = type(getattr(pipe, "transformer", None)).__name__
+    family = SD_DEFAULTS
+    if transformer == "SD3Transformer2DModel":
+        family = SD3_DEFAULTS
+    elif transformer == "FluxTransformer2DModel":
+        family = FLUX_DEV_DEFAULTS if pipe.transformer.config.guidance_embeds else FLUX_SCHNELL_DEFAULTS
+    return dataclasses.replace(family, name=type(pipe).__name__)

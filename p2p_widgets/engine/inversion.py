@@ -48,7 +48,6 @@ import torch
 
 from ..errors import P2PError, check_int, check_run_callbacks, is_int, is_number
 from . import schedulers
-from .adapter import ModelAdapter
 
 METHODS = ("null-text", "ddim", "negative-prompt")
 CROPS = ("center", "none")
@@ -126,8 +125,13 @@ class Inversion:
             "stopped": self.stopped,
         }
 
-    def check(self, model: ModelAdapter):
-        """Raise a :class:`P2PError` naming the problem if ``model`` (an Editor) cannot use this inversion."""
+    def check(self, editor):
+        """Raise a :class:`P2PError` naming the problem if ``editor`` cannot use this inversion."""
+        model = editor.model
+        if not model.invertible:
+            raise P2PError(
+                f"this inversion is a DDIM trajectory of a Stable Diffusion model; {model.family} cannot use it"
+            )
         if self.uncond_pooled is not None and not model.is_xl:
             raise P2PError("the inversion has SDXL pooled text embeddings but this model is not an SDXL model")
         shape = (model.unet.config.in_channels, *self.latents.shape[-2:])
@@ -149,7 +153,7 @@ class Inversion:
             raise P2PError(
                 f"the inversion was made for a {self.prediction_type} model but this model predicts {sched_prediction}"
             )
-        self.check_timesteps(_timesteps(model, self.steps), "this model's schedule")
+        self.check_timesteps(_timesteps(editor, self.steps), "this model's schedule")
         # last: the checks above name what differs, this one only that the weights do
         if self.model and self.model != model.model_id():
             raise P2PError(
@@ -420,8 +424,8 @@ def pixels_hash(pixels: np.ndarray) -> str:
 
 
 # -- model facts -----------------------------------------------------------------------------------
-def _scheduler(model: ModelAdapter, steps):
-    sched = model.ddim_scheduler()  # the sampler's scheduler
+def _scheduler(editor, steps):
+    sched = editor.model.ddim_scheduler()  # the sampler's scheduler
     if sched.config.clip_sample or sched.config.thresholding:
         raise P2PError(
             "inversion needs a DDIM schedule without clip_sample or thresholding (the step must be "
@@ -458,7 +462,7 @@ def _step_coefficients(sched, t: int, prediction_type: str) -> tuple[float, floa
 
 
 def _model_output(editor, latents, t, conditioning):
-    return editor.unet(latents, t, **conditioning.unet_kwargs()).sample
+    return editor.model.unet(latents, t, **conditioning.unet_kwargs()).sample
 
 
 @torch.no_grad()
@@ -569,11 +573,11 @@ def clear_cache(editor=None):
     if editor is None:
         _CACHES.clear()
     else:
-        _CACHES.pop(editor.unet, None)
+        _CACHES.pop(editor.model.denoiser, None)
 
 
 def cached_count(editor) -> int:
-    return len(_CACHES.get(editor.unet, ()))
+    return len(_CACHES.get(editor.model.denoiser, ()))
 
 
 # -- the entry point -------------------------------------------------------------------------------
@@ -613,7 +617,7 @@ def invert(
       it is not cached). Setting it during the DDIM phase raises :class:`P2PError`;
     - ``cache``: reuse (and keep) the result for identical inputs on this model;
     - ``wait``, ``on_wait``: when another run holds the model, wait for it (``on_wait()`` is called
-      first) or, with ``wait=False``, raise (see :meth:`ModelAdapter.exclusive`).
+      first) or, with ``wait=False``, raise (see :meth:`ModelBackend.exclusive`).
     """
     guidance, opts = _check_options(
         editor,
@@ -638,12 +642,12 @@ def invert(
         guidance,
         json.dumps(options, sort_keys=True),
         # the trajectory's timesteps and alphas come from the pipeline's scheduler config
-        json.dumps(schedulers.describe(editor.ddim_scheduler())[1], sort_keys=True),
+        json.dumps(schedulers.describe(editor.model.ddim_scheduler())[1], sort_keys=True),
         editor.model_id(),
         str(editor.device),
         str(editor.dtype),
     )
-    store = _CACHES.setdefault(editor.unet, OrderedDict())
+    store = _CACHES.setdefault(editor.model.denoiser, OrderedDict())
     if cache and key in store:
         store.move_to_end(key)
         return store[key]
@@ -667,6 +671,11 @@ def invert(
 
 def _check_options(editor, prompt, method, steps, guidance, overrides) -> tuple[float, dict]:
     """Validate :func:`invert`'s arguments; returns the guidance and the null-text settings."""
+    if not editor.model.invertible:
+        raise P2PError(
+            f"inverting images needs a Stable Diffusion (UNet) model; {editor.model.family} models cannot be "
+            "inverted yet"
+        )
     if method not in METHODS:
         raise P2PError(f"method must be one of {', '.join(repr(m) for m in METHODS)}, got {method!r}")
     if not isinstance(prompt, str):
@@ -710,7 +719,7 @@ def _invert(editor, pixels, prompt, method, steps, guidance, opts, report, stop_
     prediction_type = editor.pipe.scheduler.config.get("prediction_type", "epsilon")
     size = tuple(pixels.shape[:2])
     z0 = editor.encode_image(pixels).to(editor.device, editor.dtype)
-    cond = editor.conditioning([editor.prompt(prompt)], size)
+    cond = editor.model.conditioning([editor.prompt(prompt)], size)
     try:
         trajectory = ddim_trajectory(editor, z0, cond, sched, prediction_type, report, stop_event)
     except _Stopped:
@@ -721,7 +730,7 @@ def _invert(editor, pixels, prompt, method, steps, guidance, opts, report, stop_
         if cond.added is not None:  # SDXL: the prompt's pooled text on the unconditional branch too
             uncond_pooled = [cond.added["text_embeds"].detach().float().cpu()] * steps
     elif method == "null-text":
-        empty = editor.conditioning([editor.prompt(prompt)], size, uncond=True)
+        empty = editor.model.conditioning([editor.prompt(prompt)], size, uncond=True)
         uncond, uncond_pooled, losses, iterations, stopped = null_text_optimisation(
             editor,
             trajectory,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from dataclasses import dataclass, replace
 
 import torch
@@ -29,16 +28,18 @@ from ..errors import P2PError
 from .rules import EditRule, LayerContext
 
 
-def layer_place(name: str) -> str:
+def feature_place(name: str) -> str:
+    """Where a hooked UNet module (a rule's feature, e.g. ``up_blocks.1.resnets.1.conv2``) sits."""
     return "down" if name.startswith("down") else "mid" if name.startswith("mid") else "up"
 
 
 class P2PAttnProcessor:
-    """Follows diffusers' processor contract; the controller does the attention itself."""
+    """Follows diffusers' processor contract for a UNet attention site; the controller does the
+    attention itself."""
 
-    def __init__(self, controller: AttentionController, name: str):
-        self.controller, self.name = controller, name
-        self.place, self.is_cross = layer_place(name), ".attn2." in name
+    def __init__(self, controller: AttentionController, site):
+        self.controller, self.site, self.name = controller, site, site.name
+        self.place, self.is_cross = site.place, site.is_cross
 
     def __call__(
         self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
@@ -119,15 +120,14 @@ class AttentionController:
         self.controlled: set = set()  # (layer, "cross" | "self" | "feature") touched this step
 
     # -- bookkeeping -------------------------------------------------------------------------
-    def index_layers(self, names) -> None:
-        """Number the self- and cross-attention layers in the order the UNet runs them (down, mid,
+    def index_layers(self, sites) -> None:
+        """Number the self- and cross-attention sites in the order the UNet runs them (down, mid,
         up), as methods that count layers (MasaCtrl) do."""
         for cross in (False, True):
-            kind = sorted((n for n in names if (".attn2." in n) == cross), key=_execution_order)
+            kind = [s.name for s in sites if s.is_cross == cross]
             self.layer_index.update({name: (i, len(kind)) for i, name in enumerate(kind)})
-        ordered = sorted(names, key=_execution_order)
         for rule in self.rules:
-            rule.on_layers(ordered)
+            rule.on_layers([s.name for s in sites])
 
     def grid_of(self, n_queries: int) -> tuple[int, int]:
         lh, lw = self.latent_size
@@ -347,7 +347,7 @@ class AttentionController:
             self.step,
             self.n_evals,
             name,
-            layer_place(name),
+            feature_place(name),
             grid,
             self.latent_size,
             False,
@@ -369,20 +369,21 @@ def _overrides(rule, method: str) -> bool:
     return getattr(type(rule), method) is not getattr(EditRule, method)
 
 
-def _execution_order(name: str):
-    return ({"down": 0, "mid": 1, "up": 2}[layer_place(name)], *map(int, re.findall(r"\d+", name)))
-
-
 @contextlib.contextmanager
-def installed(unet, controller: AttentionController):
-    """Install P2P processors on every attention layer of ``unet`` and hooks on the modules the
-    rules read; restore the originals on exit, also after an exception or a KeyboardInterrupt."""
+def installed(model, controller: AttentionController):
+    """Install P2P processors on every attention site of ``model`` (a backend) and hooks on the
+    modules the rules read; restore the originals on exit, also after an exception or a
+    KeyboardInterrupt."""
+    unet, sites = model.denoiser, model.sites()
+    if any(s.kind not in ("self", "cross") for s in sites):
+        yield _joint_unsupported(model, controller)  # SD3 / Flux: plain sampling only, for now
+        return
     original = dict(unet.attn_processors)
     hooks = []
     try:
         modules = [(name, _module(unet, name)) for name in controller.feature_modules]
-        controller.index_layers(original)
-        unet.set_attn_processor({name: P2PAttnProcessor(controller, name) for name in original})
+        controller.index_layers(sites)
+        unet.set_attn_processor({s.name: P2PAttnProcessor(controller, s) for s in sites})
         for name, module in modules:
             hooks.append(
                 module.register_forward_hook(lambda m, args, out, name=name: controller.edit_features(name, out))
@@ -392,6 +393,19 @@ def installed(unet, controller: AttentionController):
         for hook in hooks:
             hook.remove()
         unet.set_attn_processor(original)
+
+
+def _joint_unsupported(model, controller):
+    """Joint-attention models sample through the engine unchanged; rules that edit attention or
+    features need joint processors, which these models do not have yet: say so before any step."""
+    edits = [type(r).__name__ for r in controller.rules if type(r) is not EditRule]
+    if edits:
+        raise P2PError(
+            f"{', '.join(sorted(set(edits)))} cannot run on {model.family}: attention rules work on "
+            "Stable Diffusion 1.x / 2.x / XL UNets so far; on SD3 and Flux sample without edits "
+            "(editor.sample) or compare prompts with baseline=True"
+        )
+    return controller
 
 
 def _module(unet, name: str):

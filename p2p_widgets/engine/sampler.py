@@ -17,10 +17,10 @@ import torch
 
 from ..errors import P2PError, check_int, check_run_callbacks
 from . import schedulers
-from .adapter import ModelAdapter, TextConditioning
 from .blend import LocalBlend
 from .inversion import Inversion, check_inversion, invert
 from .mapper import Mapper, align, check_compat
+from .models import backend_for
 from .processors import AttentionController, installed
 from .prompts import Prompt
 from .rules import Combine, EditRule, Refine, Replace, Reweight, rules_for_compat
@@ -68,13 +68,60 @@ class EditResult:
         return self.images[1:]
 
 
-class Editor(ModelAdapter):
-    """Prompt-to-Prompt on a diffusers Stable Diffusion pipeline (SD 1.x / 2.x, SDXL, the pocket model).
+class Editor:
+    """Prompt-to-Prompt on a diffusers pipeline: SD 1.x / 2.x, SDXL and the pocket model; SD3 / SD3.5
+    and Flux.1 (and the pocket flow model) for sampling.
 
     ``edit(source, targets, **options)`` builds an :class:`EditSpec` from keyword options and runs
     it; ``run(spec)`` runs a spec (from JSON, the Studio, a sweep). Model facts and conversions
-    (prompt encoding, VAE, sizes) come from :class:`ModelAdapter`.
+    (prompt encoding, one guided prediction, VAE, sizes, schedulers) come from ``editor.model``, the
+    pipeline's family backend (:mod:`p2p_widgets.engine.models`).
     """
+
+    def __init__(self, pipe, device=None):
+        self.model = backend_for(pipe, device)
+
+    # -- the model's facts, as the widgets and the CLI read them -------------------------------------
+    @property
+    def pipe(self):
+        return self.model.pipe
+
+    @property
+    def device(self):
+        return self.model.device
+
+    @property
+    def dtype(self):
+        return self.model.dtype
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @property
+    def default_size(self) -> int:
+        return self.model.default_size
+
+    def prompt(self, text) -> Prompt:
+        return self.model.prompt(text)
+
+    def check_size(self, height=None, width=None) -> tuple[int, int]:
+        return self.model.check_size(height, width)
+
+    def model_id(self) -> str:
+        return self.model.model_id()
+
+    def decode(self, latents):
+        return self.model.decode(latents)
+
+    def encode_image(self, pixels):
+        return self.model.encode_image(pixels)
+
+    def preview(self, x0):
+        return self.model.preview(x0)
+
+    def exclusive(self, wait: bool = True, on_wait=None, stop_event=None):
+        return self.model.exclusive(wait, on_wait, stop_event)
 
     # -- building an edit ------------------------------------------------------------------------
     def build_rules(
@@ -154,7 +201,7 @@ class Editor(ModelAdapter):
         """
         self._check_start(inversion, latents, uncond_embeddings, steps)
         if inversion is not None and height is None and width is None:  # the inverted image's own size
-            height, width = (side * self.vae_factor for side in inversion.latents.shape[-2:])
+            height, width = (side * self.model.vae_factor for side in inversion.latents.shape[-2:])
         source = self.prompt(source)
         if not source.text.strip() and inversion is None and latents is None:
             raise P2PError("the source prompt is empty (an inverted image may be read under the empty prompt)")
@@ -165,7 +212,8 @@ class Editor(ModelAdapter):
             blend = LocalBlend.of(blend, compat)
         if inversion is not None and scheduler is not None:
             _check_inversion_scheduler(type(scheduler).__name__)
-        sched = self._scheduler(steps, scheduler)
+        size = self.check_size(height, width)
+        sched = self._scheduler(steps, scheduler, size)
         if inversion is not None:
             inversion.check_timesteps(sched.timesteps, "the run's")
         if rules is None:
@@ -191,7 +239,7 @@ class Editor(ModelAdapter):
             seed=seed if not given_start else _seed_or_zero(seed),
             steps=steps,
             guidance=guidance,
-            size=self.check_size(height, width),
+            size=size,
             mode=mode,
             blend=None if blend is None else blend.to_dict(),
             start="latents" if given_start else "seed",
@@ -242,7 +290,7 @@ class Editor(ModelAdapter):
         spec = spec.replace(size=self.check_size(*(spec.size or (None, None))))  # the model's size by default
         prompts, rules, blend = spec.build(self)
         scheduler = schedulers.of_spec(spec, self.pipe.scheduler.config)
-        sched = self._scheduler(spec.steps, scheduler)  # steps checked before any work
+        sched = self._scheduler(spec.steps, scheduler, spec.size)  # steps checked before any work
         if inversion is not None:
             inversion.check_timesteps(sched.timesteps, "the run's")
         return self._run(spec, prompts, rules, blend, scheduler, _Start.of(inversion, None, None), **run_options)
@@ -258,17 +306,19 @@ class Editor(ModelAdapter):
         return self.edit(prompt, [], **kwargs)
 
     # -- one run ---------------------------------------------------------------------------------
-    def count_evals(self, steps: int, scheduler=None) -> int:
-        """UNet evaluations of a run of ``steps`` with ``scheduler`` (default DDIM: one a step; Heun: 2n - 1)."""
-        return len(self._scheduler(steps, scheduler).timesteps)
+    def count_evals(self, steps: int, scheduler=None, size=None) -> int:
+        """Model evaluations of a run of ``steps`` with ``scheduler`` (default DDIM or flow-matching
+        Euler: one a step; Heun: 2n - 1)."""
+        return len(self._scheduler(steps, scheduler, size).timesteps)
 
-    def _scheduler(self, steps, scheduler):
-        """A fresh copy of ``scheduler`` (default: DDIM from the pipeline's config) set for ``steps``."""
+    def _scheduler(self, steps, scheduler, size=None):
+        """A fresh copy of ``scheduler`` (default: the model's, DDIM for SD) set for ``steps`` at ``size``."""
         if scheduler is not None and not all(hasattr(scheduler, a) for a in ("set_timesteps", "step", "config")):
             raise P2PError(f"scheduler must be a diffusers scheduler, got {type(scheduler).__name__}")
-        base = scheduler or self.ddim_scheduler()
+        base = scheduler or self.model.default_scheduler()
         check_int("steps", steps, 1, base.config.num_train_timesteps)
-        return schedulers.fresh(base, int(steps), self.device)
+        size = size or (self.default_size, self.default_size)
+        return schedulers.fresh(base, int(steps), lambda sched, n: self.model.set_timesteps(sched, n, size))
 
     def _run(
         self,
@@ -289,7 +339,7 @@ class Editor(ModelAdapter):
     ):
         _check_run_options(callback, stop_event, store, on_wait)
         rules = [rule.for_run() for rule in rules]  # the run binds its own copies: the caller's rules stay shareable
-        sched = self._scheduler(spec.steps, scheduler)
+        sched = self._scheduler(spec.steps, scheduler, spec.size)
         n_evals = len(sched.timesteps)
         for k, rule in enumerate(rules):
             try:
@@ -302,8 +352,8 @@ class Editor(ModelAdapter):
                     "edit an inverted image (editor.invert, then edit(..., inversion=...))"
                 )
         generator = torch.Generator("cpu").manual_seed(spec.seed)  # the start noise, then stochastic steps' noise
-        latents = start.latents_for(self, spec, sched, len(prompts), generator)
-        start.check_uncond(n_evals, self)
+        latents = start.latents_for(self.model, spec, sched, len(prompts), generator)
+        start.check_uncond(n_evals, self.model)
         noise_state = generator.get_state()
 
         def sample(prompts, latents, rules, blend, sched, **options):
@@ -336,7 +386,7 @@ class Editor(ModelAdapter):
                         latents[kept:],
                         [EditRule()] * (len(prompts) - 1 - kept),
                         None,
-                        self._scheduler(spec.steps, scheduler),
+                        self._scheduler(spec.steps, scheduler, spec.size),
                         mode="fast",
                         store=AttentionStore(keep_steps=False),
                     )
@@ -364,32 +414,35 @@ class Editor(ModelAdapter):
     ):
         n_evals, guidance = len(sched.timesteps), spec.guidance
         latent_hw = tuple(latents.shape[-2:])
-        sides = self.attention_sides(max(latent_hw))  # grid sides are the longer side, as the store names them
+        sides = self.model.attention_sides(max(latent_hw))  # grid sides are the longer side, as the store names them
         store = AttentionStore() if store is None else store
         blend_state = None if blend is None else blend.prepare(prompts, latent_hw, sides, store, n_evals)
         controller = AttentionController(len(prompts), rules, store, mode, latent_hw, min(sides))
         controller.n_evals = n_evals
-        cond = self.conditioning(prompts, spec.size)
-        use_cfg = guidance > 1.0
-        uncond = self.conditioning(prompts, spec.size, uncond=True) if use_cfg else None
+        cond = self.model.conditioning(prompts, spec.size)
+        use_cfg = guidance > 1.0 and self.model.guidance_mode == "cfg"
+        uncond = self.model.conditioning(prompts, spec.size, uncond=True) if use_cfg else None
         stopped, finite, controlled = False, _FiniteWatch(self.device, n_evals), []
         step_options = schedulers.step_kwargs(sched, generator)
         for rule, target in zip(rules, prompts[1:]):
             rule.bind(prompts[0], target)
             rule.prepare(self.device, self.dtype)
         source_path = start.source_path(rules, n_evals, latents)
-        with installed(self.unet, controller):
+        with installed(self.model, controller):
             timestep_values = sched.timesteps.tolist()  # host copies: int(t) per step would sync a GPU
             for i, t in enumerate(sched.timesteps):
                 controller.step, controller.controlled = i, set()
                 if source_path is not None:
                     latents[0] = source_path[i]
                 if use_cfg:
-                    uncond = start.uncond_at(self, i, uncond, len(prompts))
-                model_input = sched.scale_model_input(latents, t)  # identity for DDIM; sigma scaling for Euler...
-                eps = self._predict(controller, model_input, t, cond, uncond, guidance, low_memory)
+                    uncond = start.uncond_at(self.model, i, uncond, len(prompts))
+                # identity for DDIM and flow matching; sigma scaling for Euler...
+                scale_input = getattr(sched, "scale_model_input", None)
+                model_input = latents if scale_input is None else scale_input(latents, t)
+                eps = self.model.predict(controller, model_input, t, cond, uncond, guidance, low_memory)
                 step_maps = controller.end_step()
                 out = sched.step(eps, t, latents, **step_options)
+                x0 = self.model.x0(out, eps, latents, sched, i)
                 latents = _edit_latents(rules, i, n_evals, out.prev_sample)
                 if source_path is not None:
                     latents[0] = source_path[i + 1]
@@ -398,9 +451,7 @@ class Editor(ModelAdapter):
                 finite.check(i, latents, guidance)
                 controlled.append(frozenset(controller.controlled))
                 if callback is not None:
-                    callback(
-                        StepEvent(i, n_evals, timestep_values[i], latents, _x0(out), step_maps, self, controlled[-1])
-                    )
+                    callback(StepEvent(i, n_evals, timestep_values[i], latents, x0, step_maps, self, controlled[-1]))
                 if stop_event is not None and stop_event.is_set():
                     stopped = True
                     break
@@ -408,22 +459,6 @@ class Editor(ModelAdapter):
 
         images = [Image.fromarray(a) for a in self.decode(latents)]
         return EditResult(prompts, images, store, latents, spec, stopped=stopped, rules=rules, controlled=controlled)
-
-    def _predict(self, controller, latents, t, cond, uncond, guidance, low_memory):
-        if uncond is None:  # no guidance
-            controller.block = "cond"
-            return self.unet(latents, t, **cond.unet_kwargs()).sample
-        if low_memory:  # two passes: uncond (never edited), then cond
-            controller.block = "uncond"
-            eps_u = self.unet(latents, t, **uncond.unet_kwargs()).sample
-            controller.block = "cond"
-            eps_c = self.unet(latents, t, **cond.unet_kwargs()).sample
-        else:
-            controller.block = "both"
-            both = TextConditioning.cat(uncond, cond)
-            eps = self.unet(torch.cat([latents, latents]), t, **both.unet_kwargs()).sample
-            eps_u, eps_c = eps.chunk(2)
-        return eps_u + guidance * (eps_c - eps_u)
 
 
 class _FiniteWatch:
@@ -472,7 +507,7 @@ class _Start:
         return self.trajectory.flip(0).to(like.device, like.dtype)[: n_evals + 1]
 
     def latents_for(self, model, spec, sched, batch, generator) -> torch.Tensor:
-        shape = (1, model.unet.config.in_channels, *(side // model.vae_factor for side in spec.size))
+        shape = model.latent_shape(spec.size)
         latents = self.latents
         if latents is None:
             latents = torch.randn(shape, generator=generator)  # drawn on the CPU: the same on every device
@@ -490,7 +525,7 @@ class _Start:
             raise P2PError("the start latents hold NaN or infinite values")
         # drawn or given, unit noise is scaled for the scheduler, as diffusers' prepare_latents does
         # (DDIM's factor is 1: an inversion's start is unchanged)
-        latents = latents * sched.init_noise_sigma
+        latents = latents * getattr(sched, "init_noise_sigma", 1.0)  # flow matching starts from unit noise
         return latents.reshape(-1, *shape[1:]).to(model.device, model.dtype).expand(batch, *shape[1:]).clone()
 
     def check_uncond(self, n_evals, model):
@@ -498,7 +533,9 @@ class _Start:
             return
         if not isinstance(self.uncond, (list, tuple)) or not all(torch.is_tensor(e) for e in self.uncond):
             raise P2PError("uncond_embeddings must be a list of tensors, one (1, tokens, width) per step")
-        want = (int(model.tokenizer.model_max_length), model.embedding_width)
+        if not model.invertible:
+            raise P2PError(f"uncond_embeddings are for Stable Diffusion's guidance; {model.family} takes none")
+        want = (model.text_length, model.embedding_width)
         bad = [tuple(e.shape) for e in self.uncond if tuple(e.shape[-2:]) != want or e.numel() != want[0] * want[1]]
         if bad:
             raise P2PError(f"uncond_embeddings must each be (1, {want[0]}, {want[1]}) for this model, got {bad[0]}")
@@ -590,12 +627,6 @@ def _edit_latents(rules, step, n_evals, latents):
         if new is not None:
             latents[e : e + 1] = new
     return latents
-
-
-def _x0(out) -> torch.Tensor:
-    """The step's prediction of the clean latents (the next latents where a scheduler gives none)."""
-    x0 = getattr(out, "pred_original_sample", None)
-    return out.prev_sample if x0 is None else x0
 
 
 def _seed_or_zero(seed):

@@ -33,15 +33,19 @@ DDIM = "DDIMScheduler"
 
 def draws_noise(scheduler) -> bool:
     """Whether a run with ``scheduler`` may draw noise from its generator: every one but DDIM, which
-    the sampler steps with eta 0."""
-    return type(scheduler).__name__ != DDIM
+    the sampler steps with eta 0, and flow-matching Euler unless it samples stochastically."""
+    name = type(scheduler).__name__
+    if name == "FlowMatchEulerDiscreteScheduler":
+        return bool(scheduler.config.get("stochastic_sampling", False))
+    return name != DDIM
 
 
-def fresh(scheduler, steps: int, device):
-    """A new scheduler of ``scheduler``'s class and config, with its timesteps set for ``steps``."""
+def fresh(scheduler, steps: int, set_timesteps):
+    """A new scheduler of ``scheduler``'s class and config, its timesteps set for ``steps`` by
+    ``set_timesteps(copy, steps)`` (the model's backend: for flow models also the size's shift)."""
     try:
         copy = type(scheduler).from_config(scheduler.config)
-        copy.set_timesteps(steps, device=device)
+        set_timesteps(copy, steps)
     except (ValueError, TypeError, KeyError, NotImplementedError) as exc:  # a config the class cannot use
         raise P2PError(f"{type(scheduler).__name__} cannot sample {steps} steps with its config: {exc}") from None
     return copy

@@ -127,6 +127,7 @@ def save_weights(vae, text_encoder, unet, out_dir: Path, meta: dict | None = Non
 
 def load_pocket(device: str | None = None, dtype=None, weights_dir: Path | None = None):
     """The embedded default model as a ready ``StableDiffusionPipeline`` (offline, safetensors only).
+    The pocket flow model is :func:`p2p_widgets.pocket.flow.load_flow_pocket`.
 
     ``device`` defaults to CUDA when available; ``dtype`` to fp32 (fp16 on CUDA).
     """

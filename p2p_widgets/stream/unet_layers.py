@@ -63,7 +63,8 @@ def _block(name: str) -> tuple[str, str, int]:
 def attention_layers(model) -> list[str]:
     """The attention processor names of ``model``: a diffusers pipeline, an :class:`Editor` (both
     have ``.unet``) or a UNet."""
-    unet = getattr(model, "unet", model)
+    backend = getattr(model, "model", None)  # an Editor holds its model's backend
+    unet = backend.denoiser if backend is not None else getattr(model, "unet", model)
     processors = getattr(unet, "attn_processors", None)
     if not isinstance(processors, dict):
         raise P2PError(
@@ -90,7 +91,8 @@ def unet_cells(layers: Iterable[str], modules: Iterable[str] = (), n_blocks: int
 def unet_layout(model) -> tuple[list[str], int | None]:
     """``(attention layer names, number of down blocks)`` of a pipeline / Editor / UNet: what
     :func:`unet_cells` needs, kept instead of the model (a widget holding it would keep it alive)."""
-    down = getattr(getattr(model, "unet", model), "down_blocks", None)
+    backend = getattr(model, "model", None)
+    down = getattr(backend.denoiser if backend is not None else getattr(model, "unet", model), "down_blocks", None)
     return attention_layers(model), (len(down) if down is not None else None)
 
 

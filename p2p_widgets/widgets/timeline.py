@@ -26,7 +26,7 @@ from typing import Any
 
 import traitlets
 
-from ..engine.adapter import ddim_scheduler
+from ..engine.models.unet import ddim_scheduler
 from ..engine.prompts import Prompt
 from ..engine.rules import Combine, EditRule
 from ..engine.schedule import AlphaSchedule

@@ -178,7 +178,7 @@ class Studio(ipywidgets.VBox):
         timeline = self._timeline_cls(
             self.panel.target,
             steps=self.panel.steps,
-            scheduler=self.scheduler() or self.editor.ddim_scheduler(),
+            scheduler=self.scheduler() or self.editor.model.default_scheduler(),
             schedule=schedule,
             tokenizer=self.editor.tokenizer,
         )

@@ -1,0 +1,75 @@
+"""Flux.1 (dev, schnell, and the pocket flow model): MM-DiT over [text; image] tokens.
+
+Text as diffusers' ``FluxPipeline`` encodes it: T5 token states (``max_sequence_length``: 512 for
+dev, 256 for schnell) and CLIP-L's pooled vector. Latents are packed into 2x2 patches of tokens
+for the transformer and unpacked after, so the sampler, LocalBlend and the store see spatial
+latents. Guidance: dev embeds it as a model input (no unconditional half, ``guidance_mode
+"distilled"``); a transformer without a guidance embedding (schnell, the pocket flow model) takes
+true classifier-free guidance against the empty prompt when the guidance is above 1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .flow import FlowBackend
+
+
+class FluxBackend(FlowBackend):
+    family = "flux"
+
+    def __init__(self, pipe, device=None):
+        super().__init__(pipe, device)
+        self.tokenizer = pipe.tokenizer_2  # the T5 tokens are the text of the joint attention
+        self.guidance_mode = "distilled" if self.transformer.config.guidance_embeds else "cfg"
+
+    @property
+    def patch(self) -> int:
+        return 2  # FluxPipeline packs 2x2 latent pixels into a token
+
+    @property
+    def text_length(self) -> int:
+        return self.defaults.text_length or min(int(self.pipe.tokenizer_2.model_max_length), 512)
+
+    def schedule_kwargs(self, config, steps, size) -> dict:
+        """FluxPipeline's sigmas (1 down to 1 / steps) and its size shift ``mu`` (passed always: the
+        scheduler reads it only when it shifts dynamically)."""
+        import numpy as np
+
+        kwargs = {"mu": self.shift_mu(config, size)}
+        if not config.get("use_flow_sigmas", False):
+            kwargs["sigmas"] = np.linspace(1.0, 1 / steps, steps)
+        return kwargs
+
+    def _encode_prompt(self, texts):
+        hidden, pooled, _ = self.pipe.encode_prompt(
+            texts, None, device=self.device, max_sequence_length=self.text_length
+        )
+        return hidden, pooled
+
+    def _velocity(self, latents, t, cond, guidance):
+        b, c, h, w = latents.shape
+        packed = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
+        ids = torch.zeros(h // 2, w // 2, 3, device=self.device, dtype=latents.dtype)
+        ids[..., 1] += torch.arange(h // 2, device=self.device)[:, None]
+        ids[..., 2] += torch.arange(w // 2, device=self.device)[None, :]
+        embedded = None
+        if self.guidance_mode == "distilled":
+            embedded = torch.full([b], float(guidance), device=self.device, dtype=torch.float32)
+        out = self.transformer(
+            hidden_states=packed,
+            timestep=t.expand(b).to(latents.dtype) / 1000,
+            guidance=embedded,
+            pooled_projections=cond.pooled,
+            encoder_hidden_states=cond.hidden,
+            txt_ids=torch.zeros(cond.hidden.shape[1], 3, device=self.device, dtype=latents.dtype),
+            img_ids=ids.reshape(-1, 3),
+            return_dict=False,
+        )[0]
+        return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+    def predict(self, controller, latents, t, cond, uncond, guidance, low_memory=False):
+        if self.guidance_mode == "distilled":  # the guidance is an input: one conditional pass
+            controller.block = "cond"
+            return self._velocity(latents, t, cond, guidance)
+        return super().predict(controller, latents, t, cond, uncond, guidance, low_memory)
