@@ -608,7 +608,15 @@ def test_the_method_menu_lists_p2p_and_every_registered_rule_with_parameters(stu
     assert [p["name"] for p in entry["params"]] == ["share", "until", "words", "mode", "object"]
     assert entry["params"][0] == own_rule.params[0].describe()
     assert entry["help"].startswith("Test rule: a share") and entry["combinable"] and not entry["follows_inversion"]
-    assert menu["PlugAndPlay"]["follows_inversion"] and menu["MutualSelfAttention"]["label"].endswith("(MasaCtrl)")
+    assert menu["PlugAndPlay"]["follows_inversion"]
+    # each entry a human label (the class's own `label`, as the method's paper names it), its class kept
+    labels = {name: (m["label"], m["class_name"]) for name, m in menu.items()}
+    assert labels["p2p"][0] == "Prompt-to-Prompt"
+    assert labels["MutualSelfAttention"] == ("MasaCtrl (mutual self-attention)", "MutualSelfAttention")
+    assert labels["MaskedMutualSelfAttention"] == ("MasaCtrl with masks", "MaskedMutualSelfAttention")
+    assert labels["PlugAndPlay"] == ("Plug-and-Play", "PlugAndPlay")
+    assert labels["StyleAligned"] == ("StyleAligned", "StyleAligned")
+    assert labels["StudioTestShare"] == ("StudioTestShare (Test rule)", "ShareSelf")  # no label: from its docstring
     # the defaults; "object" has none: the user fills it in
     assert studio.panel.method_values == {"share": 0.5, "until": 2, "words": [], "mode": "all", "object": None}
     fresh = Studio(editor=studio.editor, source=SOURCE, target=TARGET, steps=4, aligner=False, timeline=False)

@@ -236,11 +236,17 @@ def test_masactrl_from_the_menu_with_a_changed_parameter_runs_and_shows_its_resu
     p = page.page
     menu = p.locator(".p2p-studio__method")
     labels = menu.locator("option").all_text_contents()
-    assert labels[0] == "Prompt-to-Prompt" and "MutualSelfAttention (MasaCtrl)" in labels
+    titles = menu.locator("option").evaluate_all("(os) => os.map((o) => o.title)")
+    # every entry is the method's name as its paper gives it, the rule's class in the tooltip
+    shown = dict(zip(titles, labels))
+    assert labels[0] == "Prompt-to-Prompt" and shown["MutualSelfAttention"] == "MasaCtrl (mutual self-attention)"
+    assert shown["MaskedMutualSelfAttention"] == "MasaCtrl with masks" and shown["PlugAndPlay"] == "Plug-and-Play"
+    assert shown["StyleAligned"] == "StyleAligned"
     menu.focus()
-    p.keyboard.type("Mutual")  # the select's type-ahead: the first method named so
+    p.keyboard.type("MasaCtrl (")  # the select's type-ahead: the first method named so
     page.sync()
     assert studio.panel.method == "MutualSelfAttention" and studio.panel.method_values["start_step"] == 4
+    assert menu.get_attribute("title") == "MutualSelfAttention"
     p.wait_for_function("() => document.querySelectorAll('.p2p-studio__param').length === 5")
     assert p.locator(".p2p-studio__p2p").is_hidden()  # P2P's own settings are not part of this run
     assert "MasaCtrl" in p.locator(".p2p-studio__method-help").text_content()

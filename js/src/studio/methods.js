@@ -87,12 +87,17 @@ export function paramInfo(v, name) {
 
 function showMenu(v) {
   const methods = v.model.get("methods") || [];
-  const key = JSON.stringify(methods.map((m) => [m.name, m.label]));
+  const key = JSON.stringify(methods.map((m) => [m.name, m.label, m.class_name]));
   if (v.methodSelect.dataset.choices !== key) {
-    v.methodSelect.replaceChildren(...methods.map((m) => v.el("option", { value: m.name, text: m.label })));
+    // the method's name as its paper gives it; the rule's class in the tooltip
+    v.methodSelect.replaceChildren(
+      ...methods.map((m) => v.el("option", { value: m.name, text: m.label, title: m.class_name || m.name })),
+    );
     v.methodSelect.dataset.choices = key;
   }
   v.methodSelect.value = v.model.get("method") || "p2p";
+  const chosen = methods.find((m) => m.name === v.methodSelect.value);
+  v.methodSelect.title = chosen ? chosen.class_name || chosen.name : "";
 }
 
 /** Rebuild the parameters' fields when the method (or its declaration) changes; else refresh values. */

@@ -5,7 +5,7 @@ import { keptParamText } from "./errors.js";
  * Traits beyond StudioTraits (lib/types.js) that the panel adds: the method menu and its values.
  * @typedef {{
  *   method: string,
- *   methods: Array<{name: string, label: string, help: string, params: import("./params.js").ParamInfo[],
+ *   methods: Array<{name: string, label: string, class_name?: string, help: string, params: import("./params.js").ParamInfo[],
  *     follows_inversion: boolean, combinable: boolean}>,
  *   method_values: Object<string, any>,
  *   combine_p2p: boolean,

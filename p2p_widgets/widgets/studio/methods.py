@@ -22,6 +22,7 @@ P2P = "p2p"  # the menu's value for Prompt-to-Prompt (its controls: alignment, w
 P2P_ENTRY = {
     "name": P2P,
     "label": "Prompt-to-Prompt",
+    "class_name": "Replace / Refine, Reweight",  # the rules it builds from the prompts (engine/rules.py)
     "help": "The edit follows the source's cross-attention on aligned words (word swap or refine), "
     "its self-attention early in the run; reweight words and keep the rest with LocalBlend.",
     "params": [],
@@ -98,6 +99,7 @@ def describe_method(name: str, cls: type) -> dict:
     return {
         "name": name,
         "label": _label(name, cls),
+        "class_name": cls.__name__,
         "help": _help(cls),
         "params": [p.describe() for p in cls.params],
         "follows_inversion": bool(cls.follows_inversion),
@@ -205,8 +207,13 @@ def _help(cls: type) -> str:
 
 
 def _label(name: str, cls: type) -> str:
-    """The name, with the method's common name when the docstring leads with one ("MasaCtrl: ...")
-    that differs from the class name."""
+    """What the menu shows: the ``label`` the class declares itself (the method's name as its paper
+    gives it, e.g. "MasaCtrl (mutual self-attention)"; a label inherited from a parent would name
+    the parent's method), else the name with the method's common name when the docstring leads
+    with one ("MasaCtrl: ...") that differs from the class name."""
+    declared = vars(cls).get("label")
+    if isinstance(declared, str) and declared.strip():
+        return declared.strip()
     first = (inspect.cleandoc(cls.__doc__ or "").splitlines() or [""])[0]
     lead = first.split(":", 1)[0].strip() if ":" in first else ""
     same = re.sub(r"[^a-z0-9]", "", lead.lower()) == re.sub(r"[^a-z0-9]", "", name.lower())
