@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import P2PError
+from .joint import JointProcessor, image_text_maps
 from .rules import EditRule, LayerContext
 
 
@@ -117,6 +118,7 @@ class AttentionController:
         self._edits_uncond = any(r.branches == "both" for r in rules)
         self.feature_modules = tuple(dict.fromkeys(m for r in rules for m in r.feature_modules()))
         self.layer_index: dict = {}  # processor name -> (index, n_layers) among layers of its kind
+        self.image_tokens = 0  # joint attention: the run's image tokens (Flux's single blocks need it)
         self.controlled: set = set()  # (layer, "cross" | "self" | "feature") touched this step
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -196,6 +198,21 @@ class AttentionController:
                 plans = cond_plans or [None] * (n - 1)
                 cond_maps = self._edited_maps(q[off : off + n], k[off : off + n], scale, plans)
             self.store.add(ctx.resolution, cond_maps.mean(dim=1), place=proc.place, heads=cond_maps)
+        return out
+
+    def attend_joint(self, proc, q, k, v, scale, text: slice, image: slice):
+        """One joint-attention call (SD3 / Flux), ``(B, heads, tokens, dim)`` with the text and image
+        tokens at ``text`` / ``image``: fused attention; the conditional half's image -> text maps go
+        to the store at the token grid."""
+        out = _sdpa(q, k, v, scale)
+        n = self.n_prompts
+        if self.store is None or self.block == "uncond" or n == 0 or text.stop == text.start:
+            return out
+        grid = self.grid_of(image.stop - image.start)
+        if self.store.wants(grid):
+            rows = slice(n, 2 * n) if self.block == "both" else slice(0, n)
+            maps = image_text_maps(q[rows, :, image], k[rows], text, scale)
+            self.store.add(grid, maps.mean(dim=1), place=proc.site.place, heads=maps)
         return out
 
     def _assemble(self, q, k, v, scale, done: dict):
@@ -375,15 +392,18 @@ def installed(model, controller: AttentionController):
     modules the rules read; restore the originals on exit, also after an exception or a
     KeyboardInterrupt."""
     unet, sites = model.denoiser, model.sites()
-    if any(s.kind not in ("self", "cross") for s in sites):
-        yield _joint_unsupported(model, controller)  # SD3 / Flux: plain sampling only, for now
-        return
+    joint = any(s.kind not in ("self", "cross") for s in sites)
+    if joint:
+        _refuse_joint_rules(model, controller)  # SD3 / Flux: maps are stored, rules are not there yet
+        lh, lw = controller.latent_size
+        controller.image_tokens = (lh // model.patch) * (lw // model.patch)
     original = dict(unet.attn_processors)
     hooks = []
     try:
         modules = [(name, _module(unet, name)) for name in controller.feature_modules]
         controller.index_layers(sites)
-        unet.set_attn_processor({s.name: P2PAttnProcessor(controller, s) for s in sites})
+        make = JointProcessor if joint else P2PAttnProcessor
+        unet.set_attn_processor({s.name: make(controller, s) for s in sites})
         for name, module in modules:
             hooks.append(
                 module.register_forward_hook(lambda m, args, out, name=name: controller.edit_features(name, out))
@@ -395,9 +415,9 @@ def installed(model, controller: AttentionController):
         unet.set_attn_processor(original)
 
 
-def _joint_unsupported(model, controller):
-    """Joint-attention models sample through the engine unchanged; rules that edit attention or
-    features need joint processors, which these models do not have yet: say so before any step."""
+def _refuse_joint_rules(model, controller):
+    """Joint-attention models sample and store maps through the engine; rules that edit attention or
+    features are not written for joint attention yet: say so before any step."""
     edits = [type(r).__name__ for r in controller.rules if type(r) is not EditRule]
     if edits:
         raise P2PError(
@@ -405,7 +425,6 @@ def _joint_unsupported(model, controller):
             "Stable Diffusion 1.x / 2.x / XL UNets so far; on SD3 and Flux sample without edits "
             "(editor.sample) or compare prompts with baseline=True"
         )
-    return controller
 
 
 def _module(unet, name: str):

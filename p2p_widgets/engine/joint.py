@@ -1,0 +1,106 @@
+"""Processors for MM-DiT joint attention (SD3 / SD3.5 and Flux.1), installed on their sites for a run.
+
+They compute what diffusers' ``JointAttnProcessor2_0`` (SD3: [image; text], heads first, no
+rotary embedding) and ``FluxAttnProcessor`` (Flux: [text; image], rotary embedding on the joined
+queries and keys) compute, with the attention itself handed to the controller in one layout,
+``(B, heads, tokens, dim)``, together with where the text and the image tokens lie. Flux's
+single-stream blocks join [text; image] before attention and never say where the text ends: the
+controller knows the run's number of image tokens.
+
+``image_text_maps`` gives the image-query x text-key block of the joint softmax (the
+cross-attention analogue; its rows do not sum to 1, image keys take the rest) without forming
+the joint matrix: the softmax normaliser is accumulated over key chunks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import P2PError
+
+KEY_CHUNK = 1024  # keys per logit block when normalising image rows (bounds memory at 4096-token images)
+
+
+def image_text_maps(q_img, k, text: slice, scale: float) -> torch.Tensor:
+    """``softmax(q_img k^T * scale)[..., text]``: (B, H, n_img, n_text) probabilities of image queries
+    on the text keys, the normaliser taken over every key (image and text), in float32."""
+    q_img, k = q_img.float(), k.float()
+    lse = None
+    for start in range(0, k.shape[2], KEY_CHUNK):
+        part = torch.logsumexp((q_img @ k[:, :, start : start + KEY_CHUNK].transpose(-1, -2)) * scale, dim=-1)
+        lse = part if lse is None else torch.logaddexp(lse, part)
+    return torch.exp((q_img @ k[:, :, text].transpose(-1, -2)) * scale - lse[..., None])
+
+
+class JointProcessor:
+    """One joint-attention site of an SD3 or Flux transformer (see the module docstring)."""
+
+    def __init__(self, controller, site):
+        self.controller, self.site, self.name = controller, site, site.name
+        self.flux = site.queries[0] == "text"  # Flux orders [text; image], SD3 [image; text]
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kwargs):
+        if attention_mask is not None:
+            raise P2PError("attention masks are not supported while editing (SD3 and Flux pass none)")
+        if self.flux:
+            return self._flux(attn, hidden_states, encoder_hidden_states, kwargs.get("image_rotary_emb", *args[:1]))
+        return self._sd3(attn, hidden_states, encoder_hidden_states)
+
+    def _attend(self, q, k, v, n_text: int, text_first: bool):
+        n = q.shape[2]
+        text = slice(0, n_text) if text_first else slice(n - n_text, n)
+        image = slice(n_text, n) if text_first else slice(0, n - n_text)
+        return self.controller.attend_joint(self, q, k, v, q.shape[-1] ** -0.5, text, image)
+
+    def _sd3(self, attn, hidden, encoder):
+        """As ``JointAttnProcessor2_0``: image then text, (B, heads, tokens, dim)."""
+        b, heads = hidden.shape[0], attn.heads
+
+        def split(x):
+            return x.view(b, -1, heads, x.shape[-1] // heads).transpose(1, 2)
+
+        q, k, v = split(attn.to_q(hidden)), split(attn.to_k(hidden)), split(attn.to_v(hidden))
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+        n_text = 0
+        if encoder is not None:
+            eq, ek, ev = (split(proj(encoder)) for proj in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
+            if attn.norm_added_q is not None:
+                eq = attn.norm_added_q(eq)
+            if attn.norm_added_k is not None:
+                ek = attn.norm_added_k(ek)
+            q, k, v = torch.cat([q, eq], dim=2), torch.cat([k, ek], dim=2), torch.cat([v, ev], dim=2)
+            n_text = encoder.shape[1]
+        out = self._attend(q, k, v, n_text, text_first=False)
+        out = out.transpose(1, 2).reshape(b, -1, heads * out.shape[-1]).to(q.dtype)
+        image, text = out[:, : hidden.shape[1]], out[:, hidden.shape[1] :]
+        image = attn.to_out[1](attn.to_out[0](image))
+        if encoder is None:
+            return image
+        return image, (text if attn.context_pre_only else attn.to_add_out(text))
+
+    def _flux(self, attn, hidden, encoder, rotary):
+        """As ``FluxAttnProcessor``: text then image, rotary embedding on the joined tokens."""
+        from diffusers.models.embeddings import apply_rotary_emb
+        from diffusers.models.transformers.transformer_flux import _get_qkv_projections
+
+        q, k, v, eq, ek, ev = _get_qkv_projections(attn, hidden, encoder)
+        q, k, v = (x.unflatten(-1, (-1, attn.head_dim)) for x in (q, k, v))
+        q, k = attn.norm_q(q), attn.norm_k(k)
+        if encoder is not None:  # a double-stream block: the text arrives separately
+            eq, ek, ev = (x.unflatten(-1, (-1, attn.head_dim)) for x in (eq, ek, ev))
+            eq, ek = attn.norm_added_q(eq), attn.norm_added_k(ek)
+            q, k, v = torch.cat([eq, q], dim=1), torch.cat([ek, k], dim=1), torch.cat([ev, v], dim=1)
+            n_text = encoder.shape[1]
+        else:  # a single-stream block joined [text; image] itself
+            n_text = hidden.shape[1] - self.controller.image_tokens
+        if rotary is not None:
+            q, k = apply_rotary_emb(q, rotary, sequence_dim=1), apply_rotary_emb(k, rotary, sequence_dim=1)
+        out = self._attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), n_text, text_first=True)
+        out = out.transpose(1, 2).flatten(2, 3).to(q.dtype)
+        if encoder is None:
+            return out
+        text, image = out[:, :n_text], out[:, n_text:]
+        return attn.to_out[1](attn.to_out[0](image.contiguous())), attn.to_add_out(text.contiguous())
