@@ -95,3 +95,113 @@ def test_the_row_limit_can_be_raised(bench, monkeypatch):
     monkeypatch.setenv("P2P_WIDGETS_SWEEP_MAX_ROWS", "500")
     assert len(plan_sweep(bench, ["pie-p2p-ddim"], grid).jobs) == 404
     assert math.isfinite(plan_sweep(bench, ["pie-p2p-ddim"], {"guidance": [30.0]}).methods[0].template["guidance"])
+
+
+# -- damaged sweep folders -----------------------------------------------------------------------
+
+GENERATED = {"name": "p2p-seed", "template": {"cross": 0.8, "self_attn": 0.4}}  # no inversion: quick rows
+
+
+def _score(case, image):
+    return {"brightness": float(sum(image.convert("L").getdata())) / (image.size[0] * image.size[1])}
+
+
+def _sweep(bench, out, **extra):
+    return run_sweep(
+        bench,
+        [GENERATED],
+        {"cross": [0.8]},
+        [0],
+        out,
+        steps=STEPS,
+        guidance=5.0,
+        metrics=_score,
+        progress=False,
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweeps") / "done"
+    result = _sweep(bench, out)
+    assert result.complete and len(result.rows) == 2
+    return out
+
+
+def _damage_row(key, value):
+    def damage(folder, row):
+        if value is _DELETE:
+            del row[key]
+        else:
+            row[key] = value
+        (folder / "rows" / f"{row['row_id']}.json").write_text(json.dumps(row))
+
+    return damage
+
+
+_DELETE = object()
+
+
+def _overwrite_image(folder, row):
+    (folder / row["image"]).write_bytes(b"these bytes are not a PNG")
+
+
+# name -> (damage(folder, row), what the report says)
+DAMAGED_ROWS = {
+    "a wrong edit_type": (_damage_row("edit_type", "colour"), "edit_type"),
+    "a non-numeric metric": (_damage_row("brightness", "bright"), "brightness"),
+    "a missing method": (_damage_row("method", _DELETE), "method"),
+    "a row saying another method": (_damage_row("method", "masactrl"), "method"),
+    "a parameter column of the wrong type": (_damage_row("p.cross", "0.8"), "p.cross"),
+    "an unknown status": (_damage_row("status", "maybe"), "status"),
+    "an image that is not an image": (_overwrite_image, "image"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_ROWS), ids=list(DAMAGED_ROWS))
+def test_a_damaged_row_is_named_and_recomputed(bench, finished, tmp_path, case, capsys):
+    import shutil
+
+    from p2p_widgets.evaluate.sweep import load_sweep
+
+    damage, named = DAMAGED_ROWS[case]
+    folder = tmp_path / "sweep"
+    shutil.copytree(finished, folder)
+    good = load_sweep(folder)
+    row = dict(good[0])
+    damage(folder, row)
+    # read from rows/ (as a sweep still running is): the bad row is left out and named, never kept
+    with pytest.warns(UserWarning, match=f"{row['row_id']}.*{named}"):
+        rows = _incomplete(folder)
+    assert {r["row_id"] for r in rows} == {r["row_id"] for r in good} - {row["row_id"]}
+    result = _sweep(bench, folder)
+    assert named in result.rejected[row["row_id"]] and result.ran == 1 and result.complete
+    assert row["row_id"] in capsys.readouterr().err  # the run said which row it computed again
+    again = {r["row_id"]: r for r in load_sweep(folder)}
+    assert again[row["row_id"]]["status"] == "ok" and again[row["row_id"]]["method"] == "p2p-seed"
+    assert _sweep(bench, folder).ran == 0  # and now it is kept
+
+
+def _incomplete(folder):
+    """load_sweep's rows/ path (the sweep is marked incomplete)."""
+    from p2p_widgets.evaluate.sweep import load_sweep
+
+    manifest = json.loads((folder / "sweep.json").read_text())
+    (folder / "sweep.json").write_text(json.dumps({**manifest, "complete": False}))
+    return load_sweep(folder)
+
+
+def test_a_garbage_table_under_complete_is_read_from_the_rows(finished, tmp_path):
+    import shutil
+
+    from p2p_widgets.evaluate.sweep import load_sweep
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(finished, folder)
+    want = load_sweep(folder)
+    table = next(folder.glob("table.*"))
+    table.write_bytes(b"PAR1 this is not a table")
+    with pytest.warns(UserWarning, match=f"{table.name}.*cannot be read"):
+        got = load_sweep(folder)
+    assert [r["row_id"] for r in got] == sorted(r["row_id"] for r in want)

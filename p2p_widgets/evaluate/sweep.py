@@ -35,10 +35,11 @@ import shutil
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import P2PError, is_int
+from ..errors import P2PError, is_int, is_number
 from .backends import check_backend, run_jobs
 from .backends.worker import INVERSIONS_DIR, Job, WorkerConfig
 from .methods import INVERSIONS, SEED, Method, apply_grid, check_grid, get_method, grid_size
@@ -273,32 +274,114 @@ def _prepare_folder(out, manifest: dict) -> Path:
     return folder
 
 
-def _read_row(path: Path) -> dict | None:
+STATUSES = ("ok", "error")
+TEXT_COLUMNS = ("row_id", "case_id", "edit_type_name", "method", "inversion", "setting")
+TEXT_COLUMNS += ("image", "source_image", "spec", "inversion_file", "status", "error")
+
+
+def _read_row(
+    path: Path, plan: SweepPlan | None = None, job: Job | None = None, methods=None
+) -> tuple[dict | None, str]:
+    """``(row, "")`` for a row file that holds a whole, consistent row (with its job, when given:
+    the same case, method, setting and seed; else one of ``methods`` when given), else ``(None,
+    what is wrong)``."""
     try:
         row = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(row, dict) or row.get("row_id") != path.stem:
-        return None
-    for key in (*metric_names(), *TIMING_COLUMNS):
-        if key in row and row[key] is None:
-            row[key] = math.nan
-    return row
+    except (OSError, ValueError, RecursionError) as exc:
+        return None, f"not readable JSON ({type(exc).__name__})"
+    problem = _row_problem(path, row, plan, job)
+    if not problem and methods and isinstance(row.get("method"), str) and row["method"] not in methods:
+        problem = f"'method' {row['method']!r} is not one of the sweep's ({', '.join(methods)})"
+    if problem:
+        return None, problem
+    for key, value in row.items():
+        if value is None and key not in TEXT_COLUMNS and not key.startswith("p."):
+            row[key] = math.nan  # metrics and seconds: NaN is written as null
+    return row, ""
 
 
-def _finished_rows(folder: Path, plan: SweepPlan, retry_errors: bool) -> dict[str, dict]:
-    """Rows already done (an ok row also needs its image)."""
-    done = {}
+def _row_problem(path: Path, row, plan: SweepPlan | None, job: Job | None) -> str:
+    if not isinstance(row, dict):
+        return f"a row is a JSON object, got {type(row).__name__}"
+    if row.get("row_id") != path.stem:
+        return f"'row_id' {row.get('row_id')!r} is not the file's name"
+    for key in (*TEXT_COLUMNS, "edit_type", "seed"):
+        if key not in row:
+            return f"no {key!r}"
+    for key in TEXT_COLUMNS:
+        if not isinstance(row[key], str):
+            return f"{key!r} must be text, got {_brief(row[key])}"
+    if row["status"] not in STATUSES:
+        return f"'status' must be one of {', '.join(STATUSES)}, got {_brief(row['status'])}"
+    from .cases import EDIT_TYPES
+
+    if not is_int(row["edit_type"]) or row["edit_type"] not in EDIT_TYPES:
+        return f"'edit_type' must be an edit type id in 0..9, got {_brief(row['edit_type'])}"
+    if not is_int(row["seed"]):
+        return f"'seed' must be an integer, got {_brief(row['seed'])}"
+    try:
+        setting = json.loads(row["setting"])
+    except (ValueError, RecursionError):
+        setting = None
+    if not isinstance(setting, dict):
+        return f"'setting' must be a JSON object, got {_brief(row['setting'])}"
+    params = {k[2:]: v for k, v in row.items() if k.startswith("p.")}
+    if params != setting:
+        bad = next((f"p.{k}" for k in {*params, *setting} if params.get(k, ...) != setting.get(k, ...)), "p.")
+        return f"{bad!r} is {_brief(params.get(bad[2:]))}, not the setting's {_brief(setting.get(bad[2:]))}"
+    for key, value in row.items():  # metrics and timing: numbers (NaN written as null)
+        if key not in TEXT_COLUMNS and key not in ("edit_type", "seed") and not key.startswith("p."):
+            if value is not None and not (is_number(value) or (isinstance(value, float) and math.isnan(value))):
+                return f"{key!r} must be a number or null, got {_brief(value)}"
+    if job is not None:
+        name = plan.configured[job.method][0]
+        case = plan.cases[job.case]
+        want = dict(method=name, case_id=str(case.id), seed=job.seed, setting=json.dumps(job.setting, sort_keys=True))
+        want["edit_type"] = int(case.edit_type)
+        for key, value in want.items():
+            if row[key] != value:
+                return f"{key!r} is {_brief(row[key])} but this row is for {_brief(value)}"
+    if row["status"] == "ok":
+        return _image_problem(path.parent.parent, row["image"])
+    return ""
+
+
+def _image_problem(folder: Path, image: str) -> str:
+    """What is wrong with a row's image (missing, or not a readable image), or ""."""
+    if not image or not (folder / image).is_file():
+        return f"its 'image' {image!r} is missing"
+    from PIL import Image
+
+    try:
+        with Image.open(folder / image) as img:
+            img.verify()
+    except Exception as exc:  # PIL raises several kinds for a damaged file
+        return f"its 'image' {image!r} is not a readable image ({type(exc).__name__})"
+    return ""
+
+
+def _brief(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finished_rows(folder: Path, plan: SweepPlan, retry_errors: bool) -> tuple[dict[str, dict], dict[str, str]]:
+    """Rows already done, and the row files found damaged (row id -> what is wrong), which the run
+    computes again."""
+    done, rejected = {}, {}
     for job in plan.jobs:
-        row = _read_row(folder / "rows" / f"{job.row_id}.json")
-        if row is None:
+        path = folder / "rows" / f"{job.row_id}.json"
+        if not path.is_file():
             continue
-        if row.get("status") == "ok" and not (folder / str(row.get("image", ""))).is_file():
+        row, problem = _read_row(path, plan, job)
+        if row is None:
+            rejected[job.row_id] = problem
+            print(f"sweep: row {path} is damaged ({problem}): computing it again", file=sys.stderr, flush=True)
             continue
         if row.get("status") != "ok" and retry_errors:
             continue
         done[job.row_id] = row
-    return done
+    return done, rejected
 
 
 # -- the table and the summary -------------------------------------------------------------------------
@@ -402,19 +485,45 @@ def load_sweep(folder) -> list[dict]:
     if manifest is None:
         raise P2PError(f"{folder} is not a sweep folder (no sweep.json)")
     if manifest.get("complete"):
-        if (folder / "table.parquet").is_file():
-            import pyarrow.parquet as pq
+        for name, read in (("table.parquet", _read_parquet_table), ("table.csv", _read_csv_table)):
+            if (folder / name).is_file():
+                try:
+                    return read(folder / name)
+                except Exception as exc:  # pyarrow's ArrowInvalid, csv and JSON errors: a damaged file
+                    warnings.warn(
+                        f"{folder / name} cannot be read ({type(exc).__name__}: {exc}): the rows are read from "
+                        f"{folder / 'rows'} instead (rerun the sweep's command to write the table again)",
+                        stacklevel=2,
+                    )
+                break
+    rows, bad = [], []
+    listed = manifest.get("methods")
+    methods = [m.get("name") for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+    for path in sorted((folder / "rows").glob("*.json")):
+        row, problem = _read_row(path, methods=methods)
+        if row is None:
+            bad.append(f"{path.stem} ({problem})")
+        else:
+            rows.append(row)
+    if bad:
+        warnings.warn(
+            f"{len(bad)} damaged row(s) in {folder / 'rows'} left out: {'; '.join(bad[:5])}"
+            + (" ..." if len(bad) > 5 else "")
+            + " (rerun the sweep's command: it computes them again)",
+            stacklevel=2,
+        )
+    return _complete_rows(rows)
 
-            table = pq.read_table(folder / "table.parquet")
-            encoded = json.loads((table.schema.metadata or {}).get(JSON_COLUMNS_KEY.encode(), b"[]"))
-            rows = table.to_pylist()
-            for row in rows:
-                row.update({k: json.loads(row[k]) for k in encoded})
-            return rows
-        if (folder / "table.csv").is_file():
-            return _read_csv_table(folder / "table.csv")
-    rows = [_read_row(path) for path in sorted((folder / "rows").glob("*.json"))]
-    return _complete_rows([r for r in rows if r is not None])
+
+def _read_parquet_table(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    encoded = json.loads((table.schema.metadata or {}).get(JSON_COLUMNS_KEY.encode(), b"[]"))
+    rows = table.to_pylist()
+    for row in rows:
+        row.update({k: json.loads(row[k]) for k in encoded})
+    return rows
 
 
 def _read_csv_table(path: Path) -> list[dict]:
@@ -450,6 +559,7 @@ class SweepResult:
     startup_seconds: float  # until the workers had loaded their models
     table: Path | None
     summary: list[dict]
+    rejected: dict = field(default_factory=dict)  # row id -> what was wrong with its file (computed again)
 
     def __repr__(self):
         state = "complete" if self.complete else f"{len(self.missing)} rows missing"
@@ -571,6 +681,7 @@ def run_sweep(
     retry_errors: bool = False,
     progress: bool = True,
     types=None,
+    max_rows: int | None = None,
 ) -> SweepResult:
     """Run (or finish) a sweep; see the module docstring.
 
@@ -590,13 +701,14 @@ def run_sweep(
     - ``threads``: torch CPU threads per worker (default: 1 for processes and Ray actors, the
       process's own choice in process);
     - ``retry_errors``: also rerun rows whose edit failed before; ``progress``: a progress bar;
-    - ``types``: only the cases of these edit type ids (a dataset folder).
+    - ``types``: only the cases of these edit type ids (a dataset folder);
+    - ``max_rows``: refuse a larger sweep (default :data:`MAX_ROWS`, or ``P2P_WIDGETS_SWEEP_MAX_ROWS``).
     """
     t0 = time.perf_counter()
-    plan = plan_sweep(data, methods, grid, seeds, steps=steps, guidance=guidance, types=types)
+    plan = plan_sweep(data, methods, grid, seeds, steps=steps, guidance=guidance, types=types, max_rows=max_rows)
     _check_run_options(backend, workers, address, metrics, model, device, threads)
     folder = _prepare_folder(out, _manifest(plan, model))
-    done = _finished_rows(folder, plan, retry_errors)
+    done, rejected = _finished_rows(folder, plan, retry_errors)
     todo = [job for job in plan.run_order() if job.row_id not in done]
     workers = max(1, min(workers, len(todo)))  # no worker loads a model for nothing
     separate = backend == "ray" or workers > 1
@@ -631,14 +743,16 @@ def run_sweep(
                      on_ready=on_ready)  # fmt: skip
     finally:
         bar.close()
-    return _finish(folder, plan, len(todo), len(done), lost, t0, startup[0])
+    result = _finish(folder, plan, len(todo), len(done), lost, t0, startup[0])
+    result.rejected = rejected
+    return result
 
 
 def _finish(folder, plan, ran, skipped, lost, t0, startup) -> SweepResult:
     """Read every row back; write the table, summary and ``complete: true`` only when none is missing."""
     rows, missing = [], []
     for job in plan.jobs:
-        row = _read_row(folder / "rows" / f"{job.row_id}.json")
+        row, _ = _read_row(folder / "rows" / f"{job.row_id}.json", plan, job)
         if row is None:
             missing.append(job.row_id)
         else:
