@@ -272,7 +272,7 @@ def test_bad_front_end_writes_set_error_and_change_nothing(studio, update, messa
 
 def test_bad_messages_set_error(studio):
     for content, message in [
-        ({"type": "load_spec", "text": "{nope"}, "not valid JSON"),
+        ({"type": "load_spec", "text": "{nope"}, "not JSON text"),
         ({"type": "load_spec"}, "'text'"),
         ({"type": "export_gif"}, "no frames"),
         ({"type": "launch_rockets"}, "unknown message type"),
@@ -282,6 +282,32 @@ def test_bad_messages_set_error(studio):
         assert message in studio.panel.error
     studio.run(background=False)
     assert studio.panel.status == "done"
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        (
+            '{"format": "p2p-edit", "version": 2}',
+            "is not an edit saved by p2p_widgets (format 'p2p-edit'; an edit's is 'p2p_widgets.edit')",
+        ),
+        ("{nope", "is not JSON text"),
+        ("[1, 2]", "is not an edit saved by p2p_widgets (a JSON list, not an object)"),
+        ('{"prompts": ["a"]}', "could not be loaded as an edit: "),
+        ('{"format": "p2p_widgets.edit", "version": 2, "prompts": []}', "could not be loaded as an edit: "),
+    ],
+)
+def test_a_malformed_edit_file_says_what_the_user_did_and_what_the_file_must_be(studio, text, says):
+    before = (studio.panel.seed, studio.panel.target)
+    studio.panel._handle_custom_msg({"type": "load_spec", "text": text, "name": "mine.json"}, [])
+    error = studio.panel.error
+    assert error.startswith("Loading mine.json: the file ") and says in error, error
+    assert "load_spec" not in error  # the message type is no word for the user
+    if "could not be loaded" not in says:  # what the file must be, and where one comes from
+        assert "'Export edit JSON'" in error and "save_edit" in error, error
+    assert (studio.panel.seed, studio.panel.target) == before
+    studio.panel._handle_custom_msg({"type": "load_spec", "text": "{nope"}, [])  # no name: still plain words
+    assert studio.panel.error.startswith("Loading the edit file: the file is not JSON text")
 
 
 def test_the_kernels_own_value_typed_back_clears_a_refusal(studio):

@@ -210,7 +210,7 @@ describe("studio panel", () => {
     Object.defineProperty(input, "files", { value: [file], configurable: true });
     change(input);
     await new Promise((r) => setTimeout(r, 20));
-    expect(model.sent.at(-1).content).toEqual({ type: "load_spec", text: '{"format": "p2p_widgets.edit"}' });
+    expect(model.sent.at(-1).content).toEqual({ type: "load_spec", text: '{"format": "p2p_widgets.edit"}', name: "edit.json" });
   });
 
   it("shows errors in the banner and prompt text as text", async () => {

@@ -8,10 +8,10 @@ import { formatParam, parseParam } from "./params.js";
 
 /** @typedef {import("./view.js").StudioView} StudioView */
 
-/** A file's text to Python as {"type": "load_spec", text}. */
+/** A file's text to Python as {"type": "load_spec", text, name} (the name for its messages). */
 function loadSpec(v, file) {
   file.text().then(
-    (text) => v.model.send({ type: "load_spec", text }),
+    (text) => v.model.send({ type: "load_spec", text, name: file.name }),
     (err) => v.model.send({ type: "client_error", message: `could not read ${file.name}: ${err.message}` }),
   );
 }

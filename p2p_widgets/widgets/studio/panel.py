@@ -12,6 +12,7 @@ checked by the rule's own :class:`~p2p_widgets.engine.params.Param` declarations
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from typing import Any
 
@@ -20,6 +21,7 @@ import traitlets
 from ...engine.inversion import METHODS as INVERT_METHODS
 from ...engine.schedule import AlphaSchedule
 from ...engine.schedulers import DDIM, LABELS, SCHEDULERS
+from ...engine.spec import FORMAT
 from ...errors import MessageError, P2PError
 from .._base import P2PWidget, PromptCache, in_range, on_message
 from .image_input import MAX_IMAGE_BYTES
@@ -57,6 +59,26 @@ def changed_words(source, target) -> dict:
             out["source"] += src[i1:i2]
             out["target"] += tgt[j1:j2]
     return {side: list(dict.fromkeys(words)) for side, words in out.items()}
+
+
+EDIT_SOURCES = "an edit file is what the Studio's 'Export edit JSON' or p2p_widgets.save_edit writes"
+
+
+def not_an_edit(text: str) -> str | None:
+    """Why ``text`` is not an edit file at all (not JSON, not an object, another format), said to
+    the user who chose it; None where it may be one (loading it says what is wrong with it)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        return f"is not JSON text{where}: {EDIT_SOURCES}"
+    if not isinstance(data, dict):
+        kind = {list: "a JSON list", str: "a JSON string"}.get(type(data), "a single JSON value")
+        return f"is not an edit saved by p2p_widgets ({kind}, not an object): {EDIT_SOURCES}"
+    if "format" in data and data["format"] != FORMAT:
+        shown = repr(data["format"])[:80]
+        return f"is not an edit saved by p2p_widgets (format {shown}; an edit's is {FORMAT!r}): {EDIT_SOURCES}"
+    return None
 
 
 class StudioPanel(P2PWidget):
@@ -403,13 +425,18 @@ class StudioPanel(P2PWidget):
 
     @on_message("load_spec")
     def _on_load(self, content: dict, buffers: list) -> None:
-        text = content.get("text")
+        text, name = content.get("text"), content.get("name")
         if not isinstance(text, str) or len(text) > 5_000_000:
             raise MessageError("'text' must be the JSON text of an exported edit")
-        try:
-            self._studio().load_json(text)
-        except P2PError as exc:
-            raise MessageError(str(exc)) from None
+        what = f"Loading {name}" if isinstance(name, str) and 0 < len(name) <= 200 else "Loading the edit file"
+        problem = not_an_edit(text)
+        if problem is None:
+            try:
+                self._studio().load_json(text)
+                return
+            except P2PError as exc:
+                problem = f"could not be loaded as an edit: {exc}"
+        self.report_error(f"{what}: the file {problem}")  # said as what the user did, not as a message type
 
     @on_message("image")
     def _on_image(self, content: dict, buffers: list) -> None:
