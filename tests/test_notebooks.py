@@ -60,3 +60,20 @@ def test_a_code_cell_that_starts_with_a_comment_stays_code(tmp_path, monkeypatch
     (path,) = make.build(tmp_path)
     cells = nbformat.read(path, as_version=4).cells
     assert [c.cell_type for c in cells] == ["markdown", "code"]
+
+
+def test_the_quickstart_names_its_two_measures_apart():
+    """Its titles (object overlap of all object pixels, per image) and its text (the untouched
+    object's mask IoU over 32 seeds) are different measures: each is named, neither as "layout"."""
+    cells = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", as_version=4).cells
+    titles = next(c.source for c in cells if c.cell_type == "code" and "layout_iou" in c.source)
+    rate = next(c.source for c in cells if c.cell_type == "markdown" and "32 seeds" in c.source)
+    assert "object overlap {" in titles and "layout {" not in titles
+    assert "untouched object's IoU" in rate and "not the titles' object overlap" in rate
+
+
+def test_a_notebook_opens_a_sweep_in_the_sweep_explorer():
+    sources = {p.name: "".join(c.source for c in nbformat.read(p, as_version=4).cells) for p in NOTEBOOKS}
+    found = [name for name, text in sources.items() if "SweepExplorer(" in text and "run_sweep(" in text]
+    assert found, "no notebook runs a sweep and opens it in the SweepExplorer"
+    assert all("tempfile" in sources[name] for name in found)  # written outside the clone
