@@ -205,3 +205,64 @@ def test_a_garbage_table_under_complete_is_read_from_the_rows(finished, tmp_path
     with pytest.warns(UserWarning, match=f"{table.name}.*cannot be read"):
         got = load_sweep(folder)
     assert [r["row_id"] for r in got] == sorted(r["row_id"] for r in want)
+
+
+# -- one writer per folder; stopping -------------------------------------------------------------
+
+
+def test_a_second_sweep_on_a_folder_being_written_is_refused(bench, tmp_path):
+    import threading
+
+    out = tmp_path / "sweep"
+    scoring, release = threading.Event(), threading.Event()
+
+    def slow_score(case, image):
+        scoring.set()
+        release.wait(60)
+        return _score(case, image)
+
+    first = {}
+
+    def run_first():
+        first["result"] = run_sweep(
+            bench,
+            [GENERATED],
+            {"cross": [0.8]},
+            [0],
+            out,
+            steps=STEPS,
+            guidance=5.0,
+            metrics=slow_score,
+            progress=False,
+        )
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    try:
+        assert scoring.wait(120)
+        with pytest.raises(P2PError, match=f"another sweep is writing {out}.*process"):
+            _sweep(bench, out)
+    finally:
+        release.set()
+        thread.join(120)
+    assert first["result"].complete and first["result"].ran == 2  # the first run was not disturbed
+    assert _sweep(bench, out).ran == 0  # and the folder is free again
+
+
+def test_an_interrupted_sweep_says_how_many_rows_it_kept(bench, tmp_path):
+    from p2p_widgets.evaluate.sweep import SweepStopped
+
+    calls = []
+
+    def interrupted(case, image):
+        calls.append(case.id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C lands while the second row is scored
+        return _score(case, image)
+
+    out = tmp_path / "sweep"
+    with pytest.raises(SweepStopped, match="^stopped; 1 row kept, rerun to resume$"):
+        run_sweep(bench, [GENERATED], {"cross": [0.8]}, [0], out, steps=STEPS, guidance=5.0, metrics=interrupted,
+                  progress=False)  # fmt: skip
+    result = _sweep(bench, out)
+    assert result.complete and result.ran == 1 and result.skipped == 1

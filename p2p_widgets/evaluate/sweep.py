@@ -242,6 +242,68 @@ def read_manifest(folder: Path) -> dict | None:
     return data
 
 
+LOCK_FILE = ".sweep.lock"
+
+
+class SweepStopped(P2PError):
+    """The run was interrupted (Ctrl-C, a kernel interrupt); the rows finished so far are kept."""
+
+
+class _FolderLock:
+    """An exclusive lock on a sweep folder for one run (``flock`` on ``.sweep.lock``; released by the
+    system if the process dies): a second run on the folder is refused, naming the first."""
+
+    def __init__(self, out):
+        folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise P2PError(f"out {folder} is a file; give a folder for the sweep")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / LOCK_FILE
+        self.file = open(self.path, "a+")  # noqa: SIM115  (held open for the run; closed by release)
+        if not _try_lock(self.file):
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise P2PError(
+                f"another sweep is writing {folder} ({holder}): wait for it to finish, or give another out folder"
+            )
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()} on {_host()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.seek(0)
+            self.file.truncate()
+            self.file.close()  # closing the file releases the lock
+
+
+def _try_lock(file) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            file.seek(0)
+            msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 def _prepare_folder(out, manifest: dict) -> Path:
     """Create (or reopen, for the same sweep) the sweep folder; its table is withdrawn until the run
     completes it again."""
@@ -707,6 +769,15 @@ def run_sweep(
     t0 = time.perf_counter()
     plan = plan_sweep(data, methods, grid, seeds, steps=steps, guidance=guidance, types=types, max_rows=max_rows)
     _check_run_options(backend, workers, address, metrics, model, device, threads)
+    lock = _FolderLock(out)  # one run per folder: a second writer is refused
+    try:
+        return _run_locked(plan, out, model, backend, workers, address, metrics, device, threads, retry_errors,
+                           progress, t0)  # fmt: skip
+    finally:
+        lock.release()
+
+
+def _run_locked(plan, out, model, backend, workers, address, metrics, device, threads, retry_errors, progress, t0):
     folder = _prepare_folder(out, _manifest(plan, model))
     done, rejected = _finished_rows(folder, plan, retry_errors)
     todo = [job for job in plan.run_order() if job.row_id not in done]
@@ -725,10 +796,12 @@ def run_sweep(
     )
     lost: dict[str, str] = {}
     startup = [0.0]
+    written = [0]
     bar = _Progress(len(todo), progress)
 
     def on_row(job, row, png):
         _write_row(folder, row, png)
+        written[0] += 1
         bar.update()
 
     def on_lost(job, message):
@@ -741,6 +814,9 @@ def run_sweep(
         if todo:
             run_jobs(backend, config, todo, workers=workers, address=address, on_row=on_row, on_lost=on_lost,
                      on_ready=on_ready)  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C or a kernel interrupt: the finished rows are on disk
+        kept = len(done) + written[0]
+        raise SweepStopped(f"stopped; {kept} row{'' if kept == 1 else 's'} kept, rerun to resume") from None
     finally:
         bar.close()
     result = _finish(folder, plan, len(todo), len(done), lost, t0, startup[0])
@@ -801,6 +877,7 @@ __all__ = [
     "INVERSIONS",
     "SweepPlan",
     "SweepResult",
+    "SweepStopped",
     "format_summary",
     "load_sweep",
     "metric_names",
