@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from . import __version__
-from .cli_types import count_arg, port_arg
+from .cli_types import count_arg, port_arg, seed_arg, steps_arg
 
 DEMO_NOTEBOOK = "01_quickstart.ipynb"
 
@@ -34,16 +35,56 @@ def _find_notebooks(explicit: str | None) -> Path:
     raise SystemExit(f"p2p-widgets demo: {DEMO_NOTEBOOK} not found (looked in {tried}); pass --notebooks DIR")
 
 
+WORKDIR_ENV = "P2P_WIDGETS_WORKDIR"
+
+
+def default_workdir() -> Path:
+    """Where the demo keeps its working copies of the notebooks: $P2P_WIDGETS_WORKDIR, else
+    ~/p2p-widgets-notebooks (outside any clone: JupyterLab saves outputs into what it opens)."""
+    return Path(os.environ.get(WORKDIR_ENV) or Path.home() / "p2p-widgets-notebooks").expanduser()
+
+
+def working_copies(originals: Path, workdir: Path) -> list[str]:
+    """Copy each notebook of ``originals`` that ``workdir`` lacks (a copy already there is the
+    user's work and stays as it is); returns the names copied."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for source in sorted(originals.glob("*.ipynb")):
+        if not (workdir / source.name).exists():
+            shutil.copyfile(source, workdir / source.name)
+            copied.append(source.name)
+    return copied
+
+
+def _ip_problem(ip: str) -> str | None:
+    if not ip.strip() or ip != ip.strip():
+        return (
+            f"--ip {ip!r}: give an address or host name to listen on (127.0.0.1: this machine only; "
+            "0.0.0.0: every interface)"
+        )
+    return None
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def demo_command(args: argparse.Namespace) -> tuple[list[str], Path]:
+def demo_folder(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(the folder JupyterLab opens, the folder of the original notebooks): the working copies'
+    folder (``--workdir``), or the originals themselves with ``--in-place``."""
+    originals = _find_notebooks(args.notebooks)
+    if args.in_place:
+        return originals, originals
+    workdir = Path(args.workdir).expanduser() if args.workdir else default_workdir()
+    return workdir.resolve(), originals
+
+
+def demo_command(args: argparse.Namespace, folder: Path | None = None) -> tuple[list[str], Path]:
     """The JupyterLab command line the demo runs (also what --dry-run prints) and its working
     folder (the notebook argument is resolved against it)."""
-    folder = _find_notebooks(args.notebooks)
+    folder = demo_folder(args)[0] if folder is None else folder
     cmd = [
         sys.executable,
         "-m",
@@ -64,6 +105,10 @@ def demo_command(args: argparse.Namespace) -> tuple[list[str], Path]:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    problem = _ip_problem(args.ip)
+    if problem:
+        print(f"p2p-widgets demo: {problem}", file=sys.stderr)
+        return 2
     try:
         free = _free_port(args.ip)  # also: an address this machine can listen on, port given or not
     except OSError as exc:  # an unknown host name (socket.gaierror) or an address not of this machine
@@ -71,13 +116,28 @@ def _demo(args: argparse.Namespace) -> int:
         return 2
     args.port = args.port or free
     args.token = secrets.token_hex(16)
-    cmd, folder = demo_command(args)
-    url = f"http://{args.ip}:{args.port}/lab/tree/{DEMO_NOTEBOOK}?token={args.token}"
+    folder, originals = demo_folder(args)
+    cmd, folder = demo_command(args, folder)
+    host = f"[{args.ip}]" if ":" in args.ip else args.ip  # an IPv6 address in a URL
+    url = f"http://{host}:{args.port}/lab/tree/{DEMO_NOTEBOOK}?token={args.token}"
     if args.dry_run:
         print(" ".join(cmd))
         print(url)
         return 0
+    if folder != originals:
+        try:
+            copied = working_copies(originals, folder)
+        except OSError as exc:
+            print(f"p2p-widgets demo: --workdir {folder}: cannot copy the notebooks there ({exc})", file=sys.stderr)
+            return 2
     print(f"Starting JupyterLab; open {url}", flush=True)
+    if folder != originals:
+        kept = "" if len(copied) == len(list(originals.glob("*.ipynb"))) else " (copies already there are kept)"
+        print(
+            f"The notebooks open as working copies in {folder}{kept}; the originals in {originals} stay "
+            "untouched. Delete a copy to get it afresh; --in-place opens the originals.",
+            flush=True,
+        )
     if os.name == "posix":
         # become JupyterLab, so that signals sent to this process reach the server itself
         os.chdir(folder)
@@ -118,6 +178,27 @@ def _edit_input_problem(args: argparse.Namespace, out: Path) -> str | None:
     return _out_folder_problem(out)
 
 
+BUILT_IN_MODELS = ("pocket", "pocket-flow")
+
+
+def _model_problem(model: str) -> str | None:
+    """What is wrong with ``--model`` that needs no loading, or None: a path (./x, /x, ~/x, or
+    anything that exists on disk) must be a pipeline folder; anything else is a hub id, for the hub."""
+    if model in BUILT_IN_MODELS:
+        return None
+    if not model.strip():
+        return f"--model is empty: give {' or '.join(BUILT_IN_MODELS)}, a checkpoint folder or a hub id"
+    path = Path(model).expanduser()
+    looks_like_path = model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
+    if not path.exists():
+        return f"--model {model}: no such folder" if looks_like_path else None
+    if not path.is_dir():
+        return f"--model {model} is a file; give the checkpoint's folder (the one holding model_index.json)"
+    if not (path / "model_index.json").is_file():
+        return f"--model {model}: no model_index.json in that folder, so it is not a diffusers pipeline folder"
+    return None
+
+
 def _out_folder_problem(out: Path) -> str | None:
     """Why ``--out`` cannot become the output folder, or None. Creates nothing, so that an edit
     failing later leaves no empty folder: the first existing path on the way must be a writable folder."""
@@ -146,14 +227,15 @@ def _edit(args: argparse.Namespace) -> int:
     from .errors import P2PError
     from .models import defaults_for, load_pipeline
 
-    defaults = defaults_for(args.model)
-    steps = defaults.steps if args.steps is None else args.steps
-    guidance = defaults.guidance if args.guidance is None else args.guidance
     out = Path(args.out)
-    problem = _edit_input_problem(args, out)  # checked before the work (minutes on SD), not after it
+    # checked before the work (minutes on SD) and before the model loads, not after
+    problem = _model_problem(args.model) or _edit_input_problem(args, out)
     if problem:
         print(f"p2p-widgets edit: {problem}", file=sys.stderr)
         return 2
+    defaults = defaults_for(args.model)
+    steps = defaults.steps if args.steps is None else args.steps
+    guidance = defaults.guidance if args.guidance is None else args.guidance
     inversion = None
     try:
         editor = Editor(load_pipeline(args.model))
@@ -326,7 +408,14 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help=f"start JupyterLab on notebooks/{DEMO_NOTEBOOK}")
     demo.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     demo.add_argument("--port", type=port_arg, default=0, help="port, 0-65535 (default: 0, a free one)")
-    demo.add_argument("--notebooks", metavar="DIR", help="folder holding the notebooks")
+    demo.add_argument("--notebooks", metavar="DIR", help="folder holding the original notebooks")
+    demo.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help=f"where the notebooks are copied and opened, so the originals (a clone's tracked files) stay clean "
+        f"(default: ${WORKDIR_ENV}, else ~/p2p-widgets-notebooks; copies already there are kept)",
+    )
+    demo.add_argument("--in-place", action="store_true", help="open the original notebooks, not working copies")
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
     demo.add_argument("--dry-run", action="store_true", help="print the command and URL, start nothing")
     demo.set_defaults(func=_demo)
@@ -339,8 +428,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     edit.add_argument("source", help="the source prompt")
     edit.add_argument("target", help="the edited prompt")
-    edit.add_argument("--seed", type=int, default=0)
-    edit.add_argument("--steps", type=int, default=None, help="DDIM steps (pocket: 25, SD: 50)")
+    edit.add_argument("--seed", type=seed_arg, default=0, help="noise seed, 0 to 2**63 - 1 (default: 0)")
+    edit.add_argument("--steps", type=steps_arg, default=None, help="DDIM steps, 1-1000 (pocket: 25, SD: 50)")
     edit.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (pocket: 5, SD: 7.5)")
     edit.add_argument("--cross", type=_fraction, default=0.8, help="fraction of steps injecting cross-attention")
     edit.add_argument(

@@ -16,6 +16,16 @@ def port_arg(text: str) -> int:
     return _int_in(text, 0, 65535, "a port in 0-65535 (0: a free one)")
 
 
+def steps_arg(text: str) -> int:
+    """Sampling steps of one run: 1 to 1000 (what the Studio's field takes too)."""
+    return _int_in(text, 1, 1000, "a number of steps in 1-1000")
+
+
+def seed_arg(text: str) -> int:
+    """A noise seed: 0 to 2**63 - 1 (what an edit file holds)."""
+    return _int_in(text, 0, 2**63 - 1, "a seed in 0 to 2**63 - 1")
+
+
 def _int_in(text: str, low: int, high: int | None, expected: str) -> int:
     try:
         value = int(text)
