@@ -247,16 +247,16 @@ def reference_pipe():
     return reference.build_reference_model()
 
 
-@pytest.mark.parametrize("option", sorted(CHECKOUT_VARIABLES))
+def _needs(option):
+    """Without the checkout the test is not run, and .ci/test.sh's summary says which and how to run it."""
+    command = f"python -m p2p_widgets.bench reference --{option} DIR"
+    variable, repository = CHECKOUT_VARIABLES[option], reference.REPOSITORIES[option]
+    return pytest.param(option, marks=pytest.mark.needs_checkout(variable, repository, command))
+
+
+@pytest.mark.parametrize("option", [_needs(option) for option in sorted(CHECKOUT_VARIABLES)])
 def test_equal_to_the_authors_code(option, request):
-    variable = CHECKOUT_VARIABLES[option]
-    directory = os.environ.get(variable)
-    if not directory:
-        pytest.skip(
-            f"{variable} is not set: point it at a checkout of {reference.REPOSITORIES[option]} "
-            "(the authors' code is never part of this repository) to run this comparison"
-        )
-    checkout = reference.check_checkout(option, directory)
+    checkout = reference.check_checkout(option, os.environ[CHECKOUT_VARIABLES[option]])
     steps = reference.DEFAULT_STEPS
     rows = reference.compare({option: checkout}, steps=steps, pipe=request.getfixturevalue("reference_pipe"))
     text = reference.report(rows, steps, out=io.StringIO())

@@ -575,9 +575,10 @@ def test_score_adds_the_pocket_metrics_for_pocket_cases(models, pocket_cases):
 # ---------------------------------------------------------------- the benchmark's own code
 
 
-@pytest.mark.skipif(
-    not os.environ.get("P2P_PNPINVERSION"),
-    reason="P2P_PNPINVERSION does not name a checkout of cure-lab/PnPInversion (its evaluation/ code is compared)",
+@pytest.mark.needs_checkout(
+    "P2P_PNPINVERSION",
+    "cure-lab/PnPInversion (its evaluation/ code; facebookresearch/dino optional, P2P_DINO_REPO)",
+    "python -m p2p_widgets.evaluate.compare_metrics --pnpinversion DIR [--dino-repo DIR]",
 )
 def test_metrics_equal_the_benchmarks_code():
     """In its own process: the comparison stubs torchvision, torch.hub and transformers' loaders."""
