@@ -97,13 +97,13 @@ class MetricSettings:
       < 1.5), else over the whole reflect-padded map.
     - ``ssim_clamp_variance``: the local variances clamped at 0 (torchmetrics >= 1.3.2). Without it an
       image compared with itself scores exactly 1; with it, flat regions whose float32 variance
-      rounds below 0 pull the score under 1 (0.999972 on a masked 64x64 image).
+      rounds below 0 pull the score under 1 (0.99995 for an image of flat 16 px blocks with itself).
     - ``lpips_eps_inside``: LPIPS normalises features by sqrt(1e-8 + |f|^2) (torchmetrics >= 1.2.1),
       else by |f| + 1e-10.
     - ``clip_image_processor``: ``"pil"``, transformers' PIL-based ``CLIPImageProcessor`` (the only one
-      transformers had when the benchmark's numbers were computed; ``CLIPImageProcessorPil`` in
-      transformers 5), or ``"torchvision"``, the torchvision-based one that transformers 5 picks when
-      torchvision is installed (it resizes differently: CLIP scores move by about 1.5e-3).
+      in the transformers 4.19-4.33 that PnPInversion's environment files pin; ``CLIPImageProcessorPil``
+      in transformers 5), or ``"torchvision"``, the torchvision-based one that transformers 5 picks when
+      torchvision is installed (it prepares the image differently, so CLIP scores move).
     """
 
     dino_antialias: bool = False
