@@ -17,7 +17,9 @@ from PIL import Image
 from p2p_widgets.bench.geometries import latent_blind as _latent_blind
 from p2p_widgets.bench.geometries import tiny_pipeline
 from p2p_widgets.engine import inversion as inv_mod
-from p2p_widgets.engine.inversion import Inversion, InversionStep, invert, load_image
+from p2p_widgets.engine.images import load_image
+from p2p_widgets.engine.inversion import Inversion, InversionStep, invert
+from p2p_widgets.engine.inversion.ddim import _step_coefficients
 from p2p_widgets.engine.sampler import Editor
 from p2p_widgets.errors import P2PError
 
@@ -61,7 +63,7 @@ def test_step_coefficients_match_the_scheduler(prediction_type):
     gen = torch.Generator().manual_seed(0)
     z, out = torch.randn(1, 4, 8, 8, generator=gen), torch.randn(1, 4, 8, 8, generator=gen)
     for t in sched.timesteps.tolist():
-        a, b = inv_mod._step_coefficients(sched, t, prediction_type)
+        a, b = _step_coefficients(sched, t, prediction_type)
         assert torch.allclose(sched.step(out, t, z).prev_sample, a * z + b * out, atol=1e-5)
 
 

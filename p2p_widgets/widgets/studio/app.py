@@ -13,7 +13,7 @@ import traitlets
 from ...engine import schedulers
 from ...engine.defaults import defaults_for_pipe
 from ...engine.export import spec_to_json
-from ...engine.inversion import pixels_hash
+from ...engine.images import pixels_hash
 from ...engine.mapper import Mapper, align
 from ...engine.rules import Combine, EditRule, Refine
 from ...engine.schedule import AlphaSchedule, to_step

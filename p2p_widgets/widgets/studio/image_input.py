@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from ...engine.inversion import load_image
+from ...engine.images import load_image
 from ...errors import P2PError
 
 MAX_IMAGE_BYTES = 25_000_000  # an uploaded image file (it is resized to the model's size)
