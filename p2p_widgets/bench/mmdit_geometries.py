@@ -25,7 +25,8 @@ FLUX_DEV_SCHEDULER = dict(
     use_dynamic_shifting=True,
 )
 SD3_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0)
-SD3_VAE = {**TINY_VAE, "shift_factor": 0.0609, "scaling_factor": 1.5035}
+SD3_VAE = {**TINY_VAE, "shift_factor": 0.0609, "scaling_factor": 1.5035}  # SD3's VAE constants
+FLUX_VAE = {**TINY_VAE, "shift_factor": 0.1159, "scaling_factor": 0.3611}  # Flux.1's
 
 
 def _quiet_import():
@@ -123,7 +124,7 @@ def tiny_sd3_pipeline(seed: int = 0, sd35: bool = False, t5: bool = True, schedu
 
 def tiny_flux_pipeline(seed: int = 0, guidance_embeds: bool = True, scheduler: dict | None = None):
     """A tiny Flux pipeline: 64 px images, 16x16 latents packed into 8x8 tokens of 16 features."""
-    return _flux_pipeline(seed, {**TINY_FLUX, "guidance_embeds": guidance_embeds}, TINY_VAE, 32, scheduler)
+    return _flux_pipeline(seed, {**TINY_FLUX, "guidance_embeds": guidance_embeds}, FLUX_VAE, 32, scheduler)
 
 
 def sd3geom_pipeline(seed: int = 0):
@@ -138,7 +139,8 @@ def fluxgeom_pipeline(seed: int = 0):
     """Flux.1-dev's layout (guidance embedded, double then single blocks) with 4 + 8 blocks of width 128, 256 px."""
     from ..engine.defaults import FLUX_DEV_DEFAULTS
 
-    return _with_defaults(_flux_pipeline(seed, FLUXGEOM, GEOM_VAE, 128, None), FLUX_DEV_DEFAULTS, "fluxgeom")
+    vae = {**GEOM_VAE, "shift_factor": 0.1159, "scaling_factor": 0.3611}
+    return _with_defaults(_flux_pipeline(seed, FLUXGEOM, vae, 128, None), FLUX_DEV_DEFAULTS, "fluxgeom")
 
 
 def _with_defaults(pipe, family, name):

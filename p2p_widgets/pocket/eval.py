@@ -1,4 +1,5 @@
-"""Evaluation of the pocket model: ``python -m p2p_widgets.pocket.eval pocket [--images 256 --seeds 32]``.
+"""Evaluation of the pocket models: ``python -m p2p_widgets.pocket.eval pocket [--images 256 --seeds 32]
+[--model pocket | pocket-flow]`` (the pocket UNet, or the pocket flow model: the reader is the same).
 
 Prints ``name: value`` lines:
 - ``reader_*``: accuracy of the image analysis (pocket.metrics) on ground-truth scenes;
@@ -240,13 +241,16 @@ def _target_ok(kind, target, match, src_match, reader, image):
     }[kind]
 
 
-def evaluate_pocket(n_images=256, n_seeds=32, steps=25, guidance=POCKET_GUIDANCE, out=print, kinds=EDIT_KINDS):
+def evaluate_pocket(
+    n_images=256, n_seeds=32, steps=25, guidance=POCKET_GUIDANCE, out=print, kinds=EDIT_KINDS, model="pocket"
+):
     from ..engine.sampler import Editor
-    from .model import load_pocket
+    from ..models import load_pipeline
 
     t0 = time.time()
-    editor = Editor(load_pocket(device="cpu"))
+    editor = Editor(load_pipeline(model, device="cpu"))
     reader = SceneReader()
+    out(f"model: {model}")
     out(f"steps: {steps}")
     out(f"guidance: {guidance}")
     for k, v in reader_accuracy(reader).items():
@@ -268,6 +272,7 @@ def evaluate_pocket(n_images=256, n_seeds=32, steps=25, guidance=POCKET_GUIDANCE
 
 def main(argv=None):
     from ..cli_types import count_arg as count  # the same check as `p2p-widgets eval`
+    from ..models import defaults_for
 
     p = argparse.ArgumentParser(
         prog="python -m p2p_widgets.pocket.eval",
@@ -278,14 +283,20 @@ def main(argv=None):
     e = sub.add_parser("pocket", help="caption fidelity, attention localisation and P2P efficacy")
     e.add_argument("--images", type=count, default=256, help="captions scored for fidelity (0: skip)")
     e.add_argument("--seeds", type=count, default=32, help="scenes per P2P edit kind (0: skip)")
-    e.add_argument("--steps", type=int, default=25)
-    e.add_argument("--guidance", type=float, default=POCKET_GUIDANCE)
+    e.add_argument("--model", choices=("pocket", "pocket-flow"), default="pocket", help="which pocket model")
+    e.add_argument("--steps", type=int, default=None, help="default: the model's (25 for the UNet)")
+    e.add_argument("--guidance", type=float, default=None, help="default: the model's (5 for the UNet)")
     e.add_argument("--kinds", nargs="+", choices=EDIT_KINDS, default=list(EDIT_KINDS), help="P2P edits to score")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
-    evaluate_pocket(
-        args.images, args.seeds, args.steps, args.guidance, out=lambda s: print(s, flush=True), kinds=tuple(args.kinds)
-    )
+    defaults = defaults_for(args.model)  # the UNet: 25 steps, guidance 5; the flow model: 20 and 4
+    steps = defaults.steps if args.steps is None else args.steps
+    guidance = defaults.guidance if args.guidance is None else args.guidance
+    evaluate_pocket(args.images, args.seeds, steps, guidance, out=_print, kinds=tuple(args.kinds), model=args.model)
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 if __name__ == "__main__":
