@@ -72,7 +72,12 @@ def test_error_trait_is_synced_and_starts_empty():
 
 
 def test_handlers_collected_along_the_mro():
-    assert Echo._message_handlers == {"client_error": "_on_client_error", "echo": "_on_echo", "boom": "_on_boom"}
+    assert Echo._message_handlers == {
+        "client_error": "_on_client_error",
+        "write": "_on_write",  # a front-end update sent as a message, in order with the actions
+        "echo": "_on_echo",
+        "boom": "_on_boom",
+    }
     assert EchoChild._message_handlers["echo"] == "_on_echo_child"
     assert P2PWidget._message_handlers == {}  # the base itself is not a subclass
 
