@@ -310,6 +310,20 @@ def test_a_malformed_edit_file_says_what_the_user_did_and_what_the_file_must_be(
     assert studio.panel.error.startswith("Loading the edit file: the file is not JSON text")
 
 
+def test_run_right_after_a_refused_write_runs_nothing(studio):
+    """Ctrl+Enter in a prompt sends its write and the run together: a refused prompt must not
+    start a run of the previous one (the page shows the refused text)."""
+    panel = studio.panel
+    panel._handle_custom_msg({"type": "write", "state": {"target": "cat " * 90}}, [])
+    error = panel.error
+    panel._handle_custom_msg({"type": "run"}, [])
+    assert studio.result is None and panel.status == "idle" and panel.error == error and "77" in error
+    panel._handle_custom_msg({"type": "write", "state": {"target": TARGET}}, [])  # fixed: runs again
+    panel._handle_custom_msg({"type": "run"}, [])
+    studio.wait(60)
+    assert panel.status == "done" and panel.error == ""
+
+
 def test_the_kernels_own_value_typed_back_clears_a_refusal(studio):
     """After a refused prompt the page's model holds the kernel's value again, so typing that value
     back changes nothing there: the page's "write" message still carries it (issue 23)."""

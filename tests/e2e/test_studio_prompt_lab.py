@@ -74,6 +74,14 @@ def test_a_refused_prompt_stays_as_typed_and_any_valid_text_clears_it(lab_notebo
     state = field_state(page)
     assert state == {"value": held, "invalid": None, "error": "", "run_disabled": False}, state
 
+    # Ctrl+Enter right after pasting a 200-word prompt: its write and the run leave together, before
+    # any error shows; the refused prompt must not start a run of the previous one
+    replace_text(page, LONG, commit="Control+Enter", paste=True)
+    answered(nb, "studio.panel.error_field", "target")
+    settle(page, nb)
+    assert nb.kernel_eval("(studio.result, studio.panel.status)") == (None, "idle")
+    assert field_state(page)["value"] == LONG
+
     # 3. a pasted 200-word prompt, committed with Enter, then more typing before the kernel answers:
     # the field keeps every character, the refused text is not replaced by the previous prompt
     replace_text(page, LONG, commit="Enter", paste=True)

@@ -413,6 +413,11 @@ class StudioPanel(P2PWidget):
     @on_message("run")
     def _on_run(self, content: dict, buffers: list) -> None:
         studio = self._studio()
+        if self.error_field and self.error.startswith("not applied:"):
+            # the page's last write of a field was refused and the field still shows that text
+            # (Ctrl+Enter sends the write and the run together): running the kernel's value now
+            # would run what the page does not show. The error beside the field says why.
+            return
         try:
             studio.run()  # in a worker thread unless the Studio was made with background=False
         except P2PError as exc:
