@@ -14,6 +14,8 @@ the joint matrix: the softmax normaliser is accumulated over key chunks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..errors import P2PError
@@ -37,6 +39,7 @@ class JointProcessor:
 
     def __init__(self, controller, site):
         self.controller, self.site, self.name = controller, site, site.name
+        self.place, self.is_cross = site.place, False  # what the controller's LayerContext reads
         self.flux = site.queries[0] == "text"  # Flux orders [text; image], SD3 [image; text]
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kwargs):
@@ -104,3 +107,103 @@ class JointProcessor:
             return out
         text, image = out[:, :n_text], out[:, n_text:]
         return attn.to_out[1](attn.to_out[0](image.contiguous())), attn.to_add_out(text.contiguous())
+
+
+# -- Prompt-to-Prompt on joint attention -------------------------------------------------------------
+# Definition (the explicit path): for an edit row, image queries read
+#   A'_e[img, txt] = A_s[img, txt] @ P + A_e[img, txt] * q     (P = M diag(g), q = 1 - g: the mapped
+#                                                               source map inside the word windows)
+#   A'_e[img, img] = s A_s[img, img] + (1 - s) A_e[img, img]   (s: the self-attention window)
+# over the one joint softmax of each row, as P2P does on a UNet's cross and self layers; text
+# queries keep the edit's own attention (the text stream is the edit's); nothing is renormalised
+# (a row sums to 1 at s = 1 and g = 1 with M a permutation, nearly so elsewhere). Being linear in
+# the values, the fast path is two fused calls: attn(Q_s, K_s, [V_s | P V_e ...]) with
+# P V_e = [P V_e,txt ; s V_e,img], and attn(Q_e, K_e, [q V_e | V_e]) whose first half serves the
+# edit's image rows and second half its text rows.
+
+
+@dataclass(frozen=True)
+class JointPlan:
+    """What one edit takes from the source at one joint site: ``cross`` = (P, q) on the text keys
+    (or None) and ``share`` = s of the source's image -> image attention."""
+
+    cross: tuple | None = None
+    share: float = 0.0
+
+
+def _sdpa(q, k, v, scale):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale)
+
+
+def _probs(q, k, scale):
+    return torch.softmax((q @ k.transpose(-1, -2)) * scale, dim=-1)
+
+
+def _own_values(v, text, image, plan):
+    """The edit's own value weights: q on the text keys, 1 - s on the image keys."""
+    own = v.clone()
+    if plan.cross is not None:
+        own[:, :, text] = v[:, :, text] * plan.cross[1][:, None]
+    own[:, :, image] = v[:, :, image] * (1.0 - plan.share)
+    return own
+
+
+def _mapped_values(v, text, image, plan):
+    """``P V_e`` over the joint keys: the mapped text values, s times the image values."""
+    mapped = torch.zeros_like(v)
+    if plan.cross is not None:
+        mapped[:, :, text] = torch.matmul(plan.cross[0], v[:, :, text])
+    mapped[:, :, image] = v[:, :, image] * plan.share
+    return mapped
+
+
+def joint_fast(q, k, v, scale, text: slice, image: slice, plans) -> torch.Tensor:
+    """One half of the batch (source row first), fused: see the definition above."""
+    out = torch.empty_like(v)
+    d = v.shape[-1]
+    edits = [(e, plan) for e, plan in enumerate(plans, start=1) if plan is not None]
+    blocks = [v[:1]] + [_mapped_values(v[e : e + 1], text, image, plan) for e, plan in edits]
+    shared = _sdpa(q[:1], k[:1], torch.cat(blocks, dim=-1), scale)
+    out[0] = shared[0, ..., :d]
+    for slot, (e, plan) in enumerate(edits, start=1):
+        both = _sdpa(
+            q[e : e + 1],
+            k[e : e + 1],
+            torch.cat([_own_values(v[e : e + 1], text, image, plan), v[e : e + 1]], -1),
+            scale,
+        )
+        out[e, :, image] = shared[0, :, image, slot * d : (slot + 1) * d] + both[0, :, image, :d]
+        out[e, :, text] = both[0, :, text, d:]
+    for e, plan in enumerate(plans, start=1):
+        if plan is None:
+            out[e] = _sdpa(q[e : e + 1], k[e : e + 1], v[e : e + 1], scale)[0]
+    return out
+
+
+def joint_explicit(q, k, v, scale, text: slice, image: slice, plans, edit_cross):
+    """One half of the batch with materialised joint probabilities: the definition above, the oracle
+    for :func:`joint_fast`. ``edit_cross(e, a_src, a_edit)`` is edit ``e``'s rule on the image -> text
+    block. Returns the rows' outputs and their (post-edit) image -> text maps."""
+    a_src = _probs(q[:1], k[:1], scale)[0]
+    outs, maps = [a_src @ v[0]], [a_src[:, image, text]]
+    for e, plan in enumerate(plans, start=1):
+        a = _probs(q[e : e + 1], k[e : e + 1], scale)[0]
+        if plan is not None:
+            a = a.clone()
+            a[:, image, text] = edit_cross(e, a_src[:, image, text], a[:, image, text])
+            a[:, image, image] = plan.share * a_src[:, image, image] + (1.0 - plan.share) * a[:, image, image]
+        outs.append(a @ v[e])
+        maps.append(a[:, image, text])
+    return torch.stack(outs), torch.stack(maps)
+
+
+def edited_maps(maps, plans) -> torch.Tensor:
+    """Post-edit image -> text maps (B, heads, n_img, n_text) of one half from its own maps (fast path)."""
+    edited = [maps[0]]
+    for e, plan in enumerate(plans, start=1):
+        if plan is None or plan.cross is None:
+            edited.append(maps[e])
+        else:
+            P, q = (w.to(maps) for w in plan.cross)
+            edited.append(maps[0] @ P + maps[e] * q)
+    return torch.stack(edited)

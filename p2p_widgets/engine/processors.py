@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import P2PError
-from .joint import JointProcessor, image_text_maps
-from .rules import EditRule, LayerContext
+from .joint import JointPlan, JointProcessor, edited_maps, image_text_maps, joint_explicit, joint_fast
+from .rules import Combine, EditRule, LayerContext
 
 
 def feature_place(name: str) -> str:
@@ -202,18 +202,60 @@ class AttentionController:
 
     def attend_joint(self, proc, q, k, v, scale, text: slice, image: slice):
         """One joint-attention call (SD3 / Flux), ``(B, heads, tokens, dim)`` with the text and image
-        tokens at ``text`` / ``image``: fused attention; the conditional half's image -> text maps go
-        to the store at the token grid."""
-        out = _sdpa(q, k, v, scale)
+        tokens at ``text`` / ``image``: the rules' P2P on joint attention (``joint.py``), fused or
+        materialised; the conditional half's (post-edit) image -> text maps go to the store at the
+        token grid."""
         n = self.n_prompts
-        if self.store is None or self.block == "uncond" or n == 0 or text.stop == text.start:
-            return out
+        if n == 0:
+            return _sdpa(q, k, v, scale)
         grid = self.grid_of(image.stop - image.start)
-        if self.store.wants(grid):
-            rows = slice(n, 2 * n) if self.block == "both" else slice(0, n)
-            maps = image_text_maps(q[rows, :, image], k[rows], text, scale)
-            self.store.add(grid, maps.mean(dim=1), place=proc.site.place, heads=maps)
+        ctx = self.context(proc, grid)
+        done, cond_maps, cond_plans = {}, None, None
+        for bctx, off in self._blocks(ctx):
+            plans = self._joint_plans(bctx, v, text)
+            rows = slice(off, off + n)
+            if self.mode == "explicit":
+                cross_ctx = replace(bctx, is_cross=True)
+
+                def edit_cross(e, a_src, a_edit, ctx=cross_ctx):
+                    return self.rules[e - 1].edit_cross(ctx, a_src, a_edit)
+
+                done[off], maps = joint_explicit(q[rows], k[rows], v[rows], scale, text, image, plans, edit_cross)
+            elif any(p is not None for p in plans):
+                done[off], maps = joint_fast(q[rows], k[rows], v[rows], scale, text, image, plans), None
+            else:
+                continue
+            if bctx.block == "cond":
+                cond_maps, cond_plans = maps, plans
+        out = self._assemble(q, k, v, scale, done)
+        if self.store is not None and self.block != "uncond" and text.stop > text.start and self.store.wants(grid):
+            if cond_maps is None:
+                rows = slice(n, 2 * n) if self.block == "both" else slice(0, n)
+                own = image_text_maps(q[rows, :, image], k[rows], text, scale)
+                cond_maps = own if cond_plans is None else edited_maps(own, cond_plans)
+            self.store.add(grid, cond_maps.float().mean(dim=1), place=proc.site.place, heads=cond_maps.float())
         return out
+
+    def _joint_plans(self, ctx, v, text: slice) -> list:
+        """One :class:`JointPlan` (or None: the edit keeps its own attention) per edit of this half."""
+        plans, cross_ctx, n_text = [], replace(ctx, is_cross=True), text.stop - text.start
+        for rule in self.rules:
+            if ctx.block == "uncond" and rule.branches != "both":
+                plans.append(None)
+                continue
+            cross, share = rule.cross_weights(cross_ctx), float(rule.self_weight(ctx))
+            if cross is not None:
+                if cross[0].shape[-1] != n_text:
+                    raise P2PError(
+                        f"{type(rule).__name__}'s token map is {cross[0].shape[-1]} long but {ctx.layer} reads "
+                        f"{n_text} text tokens: the prompts were tokenized for another text length"
+                    )
+                cross = (self._device(cross[0], v), self._device(cross[1], v))
+                self.controlled.add((ctx.layer, "cross"))
+            if share:
+                self.controlled.add((ctx.layer, "self"))
+            plans.append(None if cross is None and not share else JointPlan(cross, share))
+        return plans
 
     def _assemble(self, q, k, v, scale, done: dict):
         """The whole batch: the halves computed with edits (``done``: offset -> rows), the rest in one
@@ -416,15 +458,38 @@ def installed(model, controller: AttentionController):
 
 
 def _refuse_joint_rules(model, controller):
-    """Joint-attention models sample and store maps through the engine; rules that edit attention or
-    features are not written for joint attention yet: say so before any step."""
-    edits = [type(r).__name__ for r in controller.rules if type(r) is not EditRule]
-    if edits:
+    """P2P's rules (Replace, Refine, Reweight, Combines of them) run on joint attention; rules that
+    change self-attention's queries, keys and values, its output or a module's features are written
+    for UNets: name them before any step."""
+    unet_only = sorted({type(r).__name__ for r in _leaves(controller.rules) if _unet_only(r)})
+    if model.family == "sd3" and any(type(r) is not EditRule for r in controller.rules):
         raise P2PError(
-            f"{', '.join(sorted(set(edits)))} cannot run on {model.family}: attention rules work on "
-            "Stable Diffusion 1.x / 2.x / XL UNets so far; on SD3 and Flux sample without edits "
-            "(editor.sample) or compare prompts with baseline=True"
+            "Prompt-to-Prompt on SD3 needs prompts over its two token segments (CLIP's 77 and T5's), "
+            "which the mapper does not build yet: on SD3 sample without edits, on Flux edit"
         )
+    if unet_only:
+        raise P2PError(
+            f"{', '.join(unet_only)} cannot run on {model.family}: it edits UNet self-attention or features; "
+            "on SD3 and Flux use Prompt-to-Prompt (word swap, refine, reweight, LocalBlend)"
+        )
+
+
+def _leaves(rules):
+    """The rules inside Combines and Reweights, and the others themselves."""
+    for rule in rules:
+        base = getattr(rule, "base", None)
+        if isinstance(rule, Combine):
+            yield from _leaves(rule.rules)
+        elif isinstance(base, EditRule):
+            yield rule
+            yield from _leaves([base])
+        else:
+            yield rule
+
+
+def _unet_only(rule) -> bool:
+    hooks = ("self_qkv", "self_output", "edit_feature")
+    return any(_overrides(rule, h) for h in hooks) or bool(rule.feature_modules()) or rule.branches == "both"
 
 
 def _module(unet, name: str):

@@ -10,6 +10,8 @@ true classifier-free guidance against the empty prompt when the guidance is abov
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from .flow import FlowBackend
@@ -20,7 +22,9 @@ class FluxBackend(FlowBackend):
 
     def __init__(self, pipe, device=None):
         super().__init__(pipe, device)
-        self.tokenizer = pipe.tokenizer_2  # the T5 tokens are the text of the joint attention
+        # the T5 tokens are the text of the joint attention: prompts span the run's text length
+        self.tokenizer = copy.deepcopy(pipe.tokenizer_2)
+        self.tokenizer.model_max_length = self.text_length
         self.guidance_mode = "distilled" if self.transformer.config.guidance_embeds else "cfg"
 
     @property
