@@ -266,3 +266,99 @@ def test_an_interrupted_sweep_says_how_many_rows_it_kept(bench, tmp_path):
                   progress=False)  # fmt: skip
     result = _sweep(bench, out)
     assert result.complete and result.ran == 1 and result.skipped == 1
+
+
+# -- the Ray backend's failures and the metrics option -------------------------------------------
+
+
+def _serve(reply):
+    """A TCP server on a free port that accepts connections and sends ``reply`` (None: nothing)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if reply is not None:
+                conn.recv(1024)
+                conn.sendall(reply)
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+RAY_ADDRESSES = {
+    "a silent listener": None,
+    "an HTTP/1 server": b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(RAY_ADDRESSES), ids=list(RAY_ADDRESSES))
+def test_an_address_where_ray_does_not_listen_is_named_quickly(bench, tmp_path, monkeypatch, case):
+    import time
+
+    pytest.importorskip("ray")  # the ray extra; installed with the dev extras
+    from p2p_widgets.evaluate.backends import ray_backend
+
+    monkeypatch.setattr(ray_backend, "PROBE_TIMEOUT_S", 1.0)
+    server, port = _serve(RAY_ADDRESSES[case])
+    out = tmp_path / "sweep"
+    started = time.monotonic()
+    try:
+        for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+            with pytest.raises(P2PError, match=f"127.0.0.1:{port}.*does not answer as a Ray cluster"):
+                run_sweep(bench, [GENERATED], None, [0], out, backend="ray", address=address, progress=False)
+    finally:
+        server.close()
+    assert time.monotonic() - started < 10 and not out.exists()
+
+
+def test_a_server_answering_as_grpc_passes_the_probe():
+    """Ray's GCS (C++ gRPC) answers the HTTP/2 preface with a SETTINGS frame first, as this server does
+    (a real `ray start --head` GCS passed the probe when it was written; the Ray tests connect to one)."""
+    from p2p_widgets.evaluate.backends.ray_backend import probe_address
+
+    settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + b"\x00\x03\x00\x00\x00\x64"  # MAX_CONCURRENT_STREAMS 100
+    server, port = _serve(settings)
+    try:
+        probe_address(f"127.0.0.1:{port}")
+        probe_address(f"ray://127.0.0.1:{port}")
+    finally:
+        server.close()
+
+
+def test_address_auto_without_a_cluster_fails_before_the_folder_is_written(bench, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    import ray._private.services as services
+
+    # no cluster on this machine (another session's local cluster may run beside this test)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: [])
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir=None: None)
+    out = tmp_path / "sweep"
+    with pytest.raises(P2PError, match="--address auto.*no running Ray cluster"):
+        run_sweep(bench, [GENERATED], None, [0], out, backend="ray", address="auto", progress=False)
+    assert not out.exists()
+
+
+METRICS_CASES = {
+    "a number for dino": ({"dino": 1, "clip": "c", "lpips": "l"}, "'dino' must be a path or hub id.*got 1"),
+    "dino alone": ({"dino": 1}, "'dino' must be a path or hub id.*missing clip, lpips"),
+    "an unknown model": ({"dino": "d", "clip": "c", "lpips": "l", "fid": "f"}, "unknown fid"),
+}
+
+
+@pytest.mark.parametrize("case", list(METRICS_CASES), ids=list(METRICS_CASES))
+def test_the_metrics_option_says_what_is_wrong_with_each_value(bench, tmp_path, case):
+    metrics, match = METRICS_CASES[case]
+    with pytest.raises(P2PError, match=match):
+        run_sweep(bench, [GENERATED], None, [0], tmp_path / "sweep", metrics=metrics, progress=False)

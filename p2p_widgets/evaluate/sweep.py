@@ -671,13 +671,14 @@ METRIC_MODELS = ("dino", "clip", "lpips")  # what MetricModels.load reads, by pa
 
 def _check_metrics(metrics) -> None:
     if isinstance(metrics, dict):
-        missing = [k for k in METRIC_MODELS if not isinstance(metrics.get(k), str)]
+        bad = [k for k in METRIC_MODELS if k in metrics and not (isinstance(metrics[k], str) and metrics[k])]
+        missing = [k for k in METRIC_MODELS if k not in metrics]
         unknown = sorted(set(map(str, metrics)) - set(METRIC_MODELS))
-        if missing or unknown:
-            raise P2PError(
-                f"metrics: give a path or hub id for each of {', '.join(METRIC_MODELS)} "
-                f"({'missing ' + ', '.join(missing) if missing else 'unknown ' + ', '.join(unknown)})"
-            )
+        if bad or missing or unknown:
+            wrong = [f"{k!r} must be a path or hub id (text), got {_brief(metrics[k])}" for k in bad]
+            wrong += [f"missing {', '.join(missing)}"] if missing else []
+            wrong += [f"unknown {', '.join(unknown)}"] if unknown else []
+            raise P2PError(f"metrics: give a path or hub id for each of {', '.join(METRIC_MODELS)}: {'; '.join(wrong)}")
         return
     if metrics is None or metrics in ("none", "random") or callable(metrics):
         return

@@ -13,6 +13,7 @@ and is replaced by a fresh one (at most ``workers`` times per sweep).
 
 from __future__ import annotations
 
+import os
 import socket
 
 from ...errors import P2PError
@@ -30,21 +31,73 @@ def import_ray():
     return ray
 
 
+# Ray's GCS and its client server speak gRPC, i.e. HTTP/2 without TLS (unless RAY_USE_TLS): sent
+# the HTTP/2 client preface and an empty SETTINGS frame, they answer with a SETTINGS frame. Something
+# else listening there (a web server, a database) does not, and ray.init would retry for minutes.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+HTTP2_SETTINGS = 0x04
+
+
 def probe_address(address: str) -> None:
-    """A P2PError naming ``address`` unless something listens there (``auto`` is left to Ray)."""
+    """A P2PError naming ``address`` unless a Ray cluster answers there: something must listen and
+    answer as a gRPC server, within :data:`PROBE_TIMEOUT_S`. ``auto`` is resolved as Ray resolves it
+    (``RAY_ADDRESS``, then a cluster started on this machine), and a P2PError says when none runs."""
     if not isinstance(address, str) or not address.strip():
         raise P2PError(f"the Ray address must be 'host:port', 'ray://host:port' or 'auto', got {address!r}")
+    given = address
     if address == "auto":
-        return
+        address = _resolve_auto()
+        if address is None:  # this Ray cannot say; ray.init will
+            return
     hostport = address.split("://", 1)[1] if "://" in address else address
     host, sep, port = hostport.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise P2PError(f"the Ray address must be 'host:port', 'ray://host:port' or 'auto', got {address!r}")
+    where = address if given == address else f"{address} (--address {given})"
     try:
-        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
-            pass
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S) as sock:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return  # a TLS cluster answers only after a handshake this probe does not make
+            sock.settimeout(PROBE_TIMEOUT_S)
+            sock.sendall(HTTP2_PREFACE)
+            reply = _read(sock, 9)
     except OSError as exc:
-        raise P2PError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+        raise P2PError(f"cannot reach the Ray cluster at {where}: {exc}") from None
+    if len(reply) < 9 or reply[3] != HTTP2_SETTINGS:
+        seen = f"it answered {reply[:24]!r}" if reply else f"no answer within {PROBE_TIMEOUT_S:g} s"
+        raise P2PError(
+            f"something listens at {where} but it does not answer as a Ray cluster ({seen}): give the "
+            "address of a Ray head (its GCS port, 6379 by default, or ray://host:10001 for Ray Client)"
+        )
+
+
+def _read(sock, n: int) -> bytes:
+    data = b""
+    try:
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
+
+
+def _resolve_auto() -> str | None:
+    """The address ``auto`` means, as Ray finds it; a P2PError when no cluster runs; None when this
+    Ray version offers no way to ask."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:
+        return None
+    try:
+        return canonicalize_bootstrap_address("auto")
+    except (ConnectionError, ValueError) as exc:
+        raise P2PError(
+            f"--address auto: no running Ray cluster found ({exc}); start one (ray start --head) or leave "
+            "the address out, and the sweep starts a local cluster of its own"
+        ) from None
 
 
 START_TRIES = 3
