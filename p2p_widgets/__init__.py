@@ -44,6 +44,7 @@ _LAZY = {
     "MaskedMutualSelfAttention": "p2p_widgets.engine.controls",
     "PlugAndPlay": "p2p_widgets.engine.controls",
     "StyleAligned": "p2p_widgets.engine.controls",
+    "KVInjection": "p2p_widgets.engine.joint_controls",
     "ModelBackend": "p2p_widgets.engine.models",
     "backend_for": "p2p_widgets.engine.models",
     "edit_from_spec": "p2p_widgets.engine.export",

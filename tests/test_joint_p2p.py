@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from p2p_widgets.bench.mmdit_geometries import tiny_flux_pipeline, tiny_sd3_pipeline
+from p2p_widgets.engine.blend import LocalBlend
 from p2p_widgets.engine.controls import MutualSelfAttention
 from p2p_widgets.engine.rules import EditRule
 from p2p_widgets.engine.sampler import Editor
@@ -17,21 +18,24 @@ from p2p_widgets.errors import P2PError
 SRC = "a big red circle left of a small blue square on a gray background"
 SWAP = SRC.replace("red", "green")
 ADD = SRC.replace("a gray background", "a striped gray background")
-TOL = 1e-5  # float32 rounding between one fused call and the materialised softmax is ~1e-6 here
+# float64: a random tiny model's edits move its latents by 1e-4 to 1e-2, and in float32 the fused
+# call and the materialised softmax already differ by ~1e-6; in float64 they differ by ~1e-15
+TOL = 1e-9
 
 
 @pytest.fixture(scope="module", params=["dev", "cfg"])
 def editor(request):
     """Flux with its guidance embedded (dev) and with true classifier-free guidance (schnell-like)."""
     dev = request.param == "dev"
-    return Editor(tiny_flux_pipeline(seed=1, guidance_embeds=dev)), (3.5 if dev else 4.0)
+    return Editor(tiny_flux_pipeline(seed=1, guidance_embeds=dev).to(torch.float64)), (3.5 if dev else 4.0)
 
 
 CASES = {
     "replace": dict(target=SWAP),
     "refine": dict(target=ADD),
     "reweight": dict(target=SWAP, reweight={"green": 3.0}),
-    "local-blend": dict(target=SWAP, blend=["circle"]),
+    # the tiny model's mask covers everything below a high threshold (as on the tiny UNets)
+    "local-blend": dict(target=SWAP, blend=LocalBlend(["circle"], threshold=0.95)),
     "word-window": dict(target=SWAP, words={"green": (0.0, 0.5)}),
 }
 
@@ -54,8 +58,10 @@ def test_fast_path_equals_the_explicit_definition(editor, case):
     effect = (fast.latents[1] - plain.latents[1]).abs().max().item()
     assert diff <= TOL, diff
     assert effect >= 100 * TOL, f"effect / tolerance = {effect / TOL:.0f}"
-    assert torch.equal(fast.latents[0], fast.latents[0])  # the source row is the source's
     assert (fast.latents[0] - plain.latents[0]).abs().max() <= TOL  # injection never changes the source
+    if "blend" in options:  # the blend itself moves the edit, not only the swap under it
+        swap = editor.edit(SRC, target, mode="fast", **{k: v for k, v in run.items() if k != "blend"})
+        assert (fast.latents[1] - swap.latents[1]).abs().max() >= 100 * TOL
     kinds = {kind for step in fast.controlled for _, kind in step}
     assert kinds == {"cross", "self"}
     print(f"{case}: fast vs explicit {diff:.1e}, effect / tolerance {effect / TOL:.0f}")
@@ -106,3 +112,75 @@ def test_unet_rules_and_sd3_edits_are_named():
         sd3.edit(SRC, SWAP, steps=2, guidance=7.0, height=64, width=64)
     for editor in (flux, sd3):  # still working
         assert torch.isfinite(editor.sample(SRC, steps=2, guidance=3.5, height=64, width=64).latents).all()
+
+
+# -- K/V injection (Stable Flow, RF-Solver-Edit, mutual self-attention on image tokens) ---------------
+OTHER = "a small yellow star above a big white triangle on a checkered black background"  # far from SRC
+KV_CASES = {
+    "keys-and-values": dict(),
+    "values-in-single-blocks": dict(double=(), copy_keys=False, end_step=4),  # RF-Solver-Edit's form
+    "double-block-0": dict(double=("0",), single=()),
+}
+
+
+@pytest.mark.parametrize("case", list(KV_CASES))
+def test_kv_injection_fast_equals_explicit_and_changes_the_edit(editor, case):
+    from p2p_widgets.engine.joint_controls import KVInjection
+
+    editor, guidance = editor
+    run = dict(seed=3, steps=10, guidance=guidance, height=64, width=64)
+    rule = KVInjection(**KV_CASES[case])
+    fast = editor.edit(SRC, OTHER, rules=[rule], mode="fast", **run)
+    explicit = editor.edit(SRC, OTHER, rules=[rule], mode="explicit", **run)
+    plain = editor.edit(SRC, OTHER, rules=[EditRule()], **run)
+    diff = (fast.latents - explicit.latents).abs().max().item()
+    effect = (fast.latents[1] - plain.latents[1]).abs().max().item()
+    assert diff <= TOL, diff
+    assert effect >= 100 * TOL, f"effect / tolerance = {effect / TOL:.0f}"
+    assert (fast.latents[0] - plain.latents[0]).abs().max() <= TOL
+    touched = {layer for step in fast.controlled for layer, _ in step}
+    sites = {s.name: s for s in editor.model.sites()}
+    chosen = {s.place for s in (sites[n] for n in touched)}
+    assert chosen == {p for p in ("double", "single") if KV_CASES[case].get(p, ("all",))}
+    print(f"{case}: fast vs explicit {diff:.1e}, effect / tolerance {effect / TOL:.0f}")
+
+
+def test_kv_injection_in_every_block_copies_the_source_exactly():
+    """Keys and values of every block from the source, no text change, no guidance: the edit row
+    attends exactly as the source row, so with the same prompt its image is the source's."""
+    from p2p_widgets.engine.joint_controls import KVInjection
+
+    editor = Editor(tiny_flux_pipeline(seed=2).to(torch.float64))
+    out = editor.edit(SRC, SRC, rules=[KVInjection()], steps=3, guidance=3.5, height=64, width=64)
+    assert torch.equal(out.latents[0], out.latents[1])
+    other = editor.edit(SRC, SWAP, rules=[KVInjection()], steps=3, guidance=3.5, height=64, width=64)
+    assert not torch.equal(other.latents[0], other.latents[1])  # the text still differs
+
+
+def test_kv_injection_round_trip_presets_and_bad_parameters():
+    from p2p_widgets.engine.joint_controls import KVInjection
+
+    editor = Editor(tiny_flux_pipeline(seed=0))
+    rule = KVInjection.rf_solver_edit(steps=2, first_single=1, n_single=2)
+    assert rule.values == {**rule.values, "double": (), "single": ("1",), "copy_keys": False, "end_step": 2}
+    result = editor.edit(SRC, SWAP, rules=[rule], seed=4, steps=3, guidance=3.5, height=64, width=64)
+    again = editor.run(EditSpec.from_json(result.spec.to_json()))
+    assert torch.equal(again.latents, result.latents)
+    assert KVInjection.stable_flow().single == ("9", "34", "35", "37", "6")
+    for bad, message in (
+        (dict(double=("first",)), "double blocks must be 'all' or block indices"),
+        (dict(copy_keys=False, copy_values=False), "copy_keys and copy_values are both off"),
+        (dict(start_step=-1), "start_step"),
+    ):
+        with pytest.raises(P2PError, match=message):
+            KVInjection(**bad)
+    with pytest.raises(P2PError, match="start_step 3 is after end_step 1"):
+        editor.edit(
+            SRC, SWAP, rules=[KVInjection(start_step=3, end_step=1)], steps=4, guidance=3.5, height=64, width=64
+        )
+    from p2p_widgets.bench.geometries import tiny_pipeline
+
+    unet = Editor(tiny_pipeline())
+    with pytest.raises(P2PError, match="KVInjection edits joint attention"):
+        unet.edit(SRC, SWAP, rules=[KVInjection()], steps=2)
+    assert dict(unet.model.unet.attn_processors) == dict(Editor(unet.pipe).model.unet.attn_processors)

@@ -116,6 +116,7 @@ def test_public_names_stay_importable_from_the_package():
         "SweepExplorer",
         "PlugAndPlay",
         "StyleAligned",
+        "KVInjection",
         "EditSpec",
         "Editor",
         "Inversion",

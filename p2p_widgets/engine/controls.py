@@ -229,3 +229,8 @@ class StyleAligned(ParamRule):
 
     def windows(self, n_evals):
         return [("shared self-attention", 0, n_evals)]
+
+
+# the joint-attention rules (SD3 / Flux) register with the UNet ones: importing this module makes
+# every built-in method beyond P2P loadable from JSON and offered in the Studio
+from . import joint_controls  # noqa: E402, F401

@@ -129,6 +129,7 @@ class JointPlan:
 
     cross: tuple | None = None
     share: float = 0.0
+    inject: tuple | None = None  # (keys, values): the source's image keys / values replace the edit's
 
 
 def _sdpa(q, k, v, scale):
@@ -157,11 +158,32 @@ def _mapped_values(v, text, image, plan):
     return mapped
 
 
+def inject_kv(k, v, image: slice, plans):
+    """``k`` and ``v`` of one half with each edit's image keys / values replaced by the source's where
+    its plan injects them (copies: the caller's tensors are untouched)."""
+    if not any(p is not None and p.inject for p in plans):
+        return k, v
+    k, v = k.clone(), v.clone()
+    for e, plan in enumerate(plans, start=1):
+        if plan is not None and plan.inject:
+            keys, values = plan.inject
+            if keys:
+                k[e, :, image] = k[0, :, image]
+            if values:
+                v[e, :, image] = v[0, :, image]
+    return k, v
+
+
+def _maps_or_share(plan) -> bool:
+    return plan is not None and (plan.cross is not None or plan.share != 0.0)
+
+
 def joint_fast(q, k, v, scale, text: slice, image: slice, plans) -> torch.Tensor:
     """One half of the batch (source row first), fused: see the definition above."""
+    k, v = inject_kv(k, v, image, plans)
     out = torch.empty_like(v)
     d = v.shape[-1]
-    edits = [(e, plan) for e, plan in enumerate(plans, start=1) if plan is not None]
+    edits = [(e, plan) for e, plan in enumerate(plans, start=1) if _maps_or_share(plan)]
     blocks = [v[:1]] + [_mapped_values(v[e : e + 1], text, image, plan) for e, plan in edits]
     shared = _sdpa(q[:1], k[:1], torch.cat(blocks, dim=-1), scale)
     out[0] = shared[0, ..., :d]
@@ -175,7 +197,7 @@ def joint_fast(q, k, v, scale, text: slice, image: slice, plans) -> torch.Tensor
         out[e, :, image] = shared[0, :, image, slot * d : (slot + 1) * d] + both[0, :, image, :d]
         out[e, :, text] = both[0, :, text, d:]
     for e, plan in enumerate(plans, start=1):
-        if plan is None:
+        if not _maps_or_share(plan):
             out[e] = _sdpa(q[e : e + 1], k[e : e + 1], v[e : e + 1], scale)[0]
     return out
 
@@ -184,11 +206,12 @@ def joint_explicit(q, k, v, scale, text: slice, image: slice, plans, edit_cross)
     """One half of the batch with materialised joint probabilities: the definition above, the oracle
     for :func:`joint_fast`. ``edit_cross(e, a_src, a_edit)`` is edit ``e``'s rule on the image -> text
     block. Returns the rows' outputs and their (post-edit) image -> text maps."""
+    k, v = inject_kv(k, v, image, plans)
     a_src = _probs(q[:1], k[:1], scale)[0]
     outs, maps = [a_src @ v[0]], [a_src[:, image, text]]
     for e, plan in enumerate(plans, start=1):
         a = _probs(q[e : e + 1], k[e : e + 1], scale)[0]
-        if plan is not None:
+        if _maps_or_share(plan):
             a = a.clone()
             a[:, image, text] = edit_cross(e, a_src[:, image, text], a[:, image, text])
             a[:, image, image] = plan.share * a_src[:, image, image] + (1.0 - plan.share) * a[:, image, image]

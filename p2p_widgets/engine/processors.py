@@ -25,7 +25,15 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import P2PError
-from .joint import JointPlan, JointProcessor, edited_maps, image_text_maps, joint_explicit, joint_fast
+from .joint import (
+    JointPlan,
+    JointProcessor,
+    edited_maps,
+    image_text_maps,
+    inject_kv,
+    joint_explicit,
+    joint_fast,
+)
 from .rules import Combine, EditRule, LayerContext
 
 
@@ -149,6 +157,7 @@ class AttentionController:
             self.coarsest,
             index,
             n_layers,
+            depth=proc.site.depth,
         )
 
     def end_step(self):
@@ -231,7 +240,8 @@ class AttentionController:
         if self.store is not None and self.block != "uncond" and text.stop > text.start and self.store.wants(grid):
             if cond_maps is None:
                 rows = slice(n, 2 * n) if self.block == "both" else slice(0, n)
-                own = image_text_maps(q[rows, :, image], k[rows], text, scale)
+                keys = k[rows] if cond_plans is None else inject_kv(k[rows], v[rows], image, cond_plans)[0]
+                own = image_text_maps(q[rows, :, image], keys, text, scale)
                 cond_maps = own if cond_plans is None else edited_maps(own, cond_plans)
             self.store.add(grid, cond_maps.float().mean(dim=1), place=proc.site.place, heads=cond_maps.float())
         return out
@@ -243,7 +253,8 @@ class AttentionController:
             if ctx.block == "uncond" and rule.branches != "both":
                 plans.append(None)
                 continue
-            cross, share = rule.cross_weights(cross_ctx), float(rule.self_weight(ctx))
+            cross = rule.cross_weights(cross_ctx) if n_text else None  # SD3.5's image-only attention has no text
+            share, inject = float(rule.self_weight(ctx)), rule.joint_kv(ctx)
             if cross is not None:
                 if cross[0].shape[-1] != n_text:
                     raise P2PError(
@@ -252,9 +263,9 @@ class AttentionController:
                     )
                 cross = (self._device(cross[0], v), self._device(cross[1], v))
                 self.controlled.add((ctx.layer, "cross"))
-            if share:
+            if share or inject:
                 self.controlled.add((ctx.layer, "self"))
-            plans.append(None if cross is None and not share else JointPlan(cross, share))
+            plans.append(None if cross is None and not share and not inject else JointPlan(cross, share, inject))
         return plans
 
     def _assemble(self, q, k, v, scale, done: dict):
@@ -439,6 +450,10 @@ def installed(model, controller: AttentionController):
         _refuse_joint_rules(model, controller)  # SD3 / Flux: maps are stored, rules are not there yet
         lh, lw = controller.latent_size
         controller.image_tokens = (lh // model.patch) * (lw // model.patch)
+    else:
+        joint_only = sorted({type(r).__name__ for r in _leaves(controller.rules) if _overrides(r, "joint_kv")})
+        if joint_only:
+            raise P2PError(f"{', '.join(joint_only)} edits joint attention: run it on SD3 or Flux, not on a UNet")
     original = dict(unet.attn_processors)
     hooks = []
     try:
@@ -489,7 +504,7 @@ def _leaves(rules):
 
 def _unet_only(rule) -> bool:
     hooks = ("self_qkv", "self_output", "edit_feature")
-    return any(_overrides(rule, h) for h in hooks) or bool(rule.feature_modules()) or rule.branches == "both"
+    return any(_overrides(rule, h) for h in hooks) or bool(rule.feature_modules())
 
 
 def _module(unet, name: str):

@@ -68,6 +68,7 @@ class LayerContext:
     n_layers: int = 0  # how many layers of this kind the UNet has (SD 1.x: 16; SDXL: 70)
     kind: str = "attention"  # "attention", or "feature" for a module output (``edit_feature``)
     block: str = "cond"  # the half of classifier-free guidance being edited: "cond" or "uncond"
+    depth: int = 0  # the site's depth: a DiT block's index among its kind (double / single), a UNet level
 
 
 _REGISTRY: dict[str, type] = {}
@@ -247,6 +248,11 @@ class EditRule:
         return a_src @ P + a_edit * q
 
     def self_qkv(self, ctx: LayerContext, src: tuple, edit: tuple):
+        return None
+
+    def joint_kv(self, ctx: LayerContext):
+        """Joint attention (SD3 / Flux) only: ``(keys, values)``, which of the source's image-token
+        keys and values replace the edit's at this site and step, or None (the edit keeps its own)."""
         return None
 
     def self_output(self, ctx: LayerContext, src: tuple, edit: tuple, attend, maps):
@@ -628,6 +634,10 @@ class Combine(EditRule):
             out = r.self_qkv(ctx, src, changed or edit)
             changed = out if out is not None else changed
         return changed
+
+    def joint_kv(self, ctx):
+        asked = [kv for kv in (r.joint_kv(ctx) for r in self.parts(ctx)) if kv is not None]
+        return (any(k for k, _ in asked), any(v for _, v in asked)) if asked else None
 
     def self_output(self, ctx, src, edit, attend, maps):
         for r in self.parts(ctx):
