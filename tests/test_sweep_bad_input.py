@@ -362,3 +362,35 @@ def test_the_metrics_option_says_what_is_wrong_with_each_value(bench, tmp_path, 
     metrics, match = METRICS_CASES[case]
     with pytest.raises(P2PError, match=match):
         run_sweep(bench, [GENERATED], None, [0], tmp_path / "sweep", metrics=metrics, progress=False)
+
+
+def test_ctrl_c_on_the_command_line_prints_one_line_and_keeps_the_rows(bench, tmp_path):
+    """SIGINT to the command's process group, as a terminal sends it: before, a KeyboardInterrupt
+    traceback from the sweep and one from each worker process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sweep"
+    grid = json.dumps({"cross": [0.2, 0.4, 0.6, 0.8]})
+    command = [sys.executable, "-m", "p2p_widgets.cli", "evaluate", str(bench), "--method", json.dumps(GENERATED)]
+    command += ["--grid", grid, "--out", str(out), "--steps", "2", "--guidance", "5", "--metrics", "none"]
+    command += ["--workers", "2", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list((out / "rows").glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert list((out / "rows").glob("*.json")), "no row was written"
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    kept = len(list((out / "rows").glob("*.json")))
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert f"stopped; {kept} row" in err and "rerun to resume" in err, err
+    assert process.returncode != 0 and 0 < kept < 8

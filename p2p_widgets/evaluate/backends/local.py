@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import traceback
@@ -33,6 +34,9 @@ def exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
 
 def _serve(conn, config: WorkerConfig, parent_pid: int) -> None:
     """A worker process: load, say ready (or why not), then run rows until the pipe closes."""
+    # Ctrl-C in a terminal reaches the whole process group: the sweep (the parent) stops and closes
+    # the pool; a worker printing its own KeyboardInterrupt traceback would only bury its message
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent(parent_pid)
     try:
         worker = SweepWorker(config)
