@@ -20,8 +20,10 @@ Each row's ``row_id`` is a stable hash of (case id, method name, setting JSON wi
 seed). Rerunning the same command skips finished rows (``retry_errors`` also reruns rows whose
 edit failed); a worker that dies loses only its row in flight, which the next run does. Bad
 input (a malformed grid, an unknown method or parameter, a missing image, an unreachable Ray
-address, a folder holding another sweep) raises a :class:`~p2p_widgets.errors.P2PError` before
-any row is written. One run at a time per folder (a run starts by clearing what killed runs left).
+address, a folder holding another sweep, more rows than ``max_rows``) raises a
+:class:`~p2p_widgets.errors.P2PError` before any row is written. One run at a time per folder (it
+holds a lock on ``.sweep.lock``; a second run is refused; a run starts by clearing what killed runs
+left). Row files are validated when read: a damaged one is named and computed again.
 """
 
 from __future__ import annotations
