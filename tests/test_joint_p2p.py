@@ -120,6 +120,7 @@ KV_CASES = {
     "keys-and-values": dict(),
     "values-in-single-blocks": dict(double=(), copy_keys=False, end_step=4),  # RF-Solver-Edit's form
     "double-block-0": dict(double=("0",), single=()),
+    "queries-and-keys": dict(copy_queries=True, copy_values=False),  # Shin et al.'s form
 }
 
 
@@ -169,7 +170,7 @@ def test_kv_injection_round_trip_presets_and_bad_parameters():
     assert KVInjection.stable_flow().single == ("9", "34", "35", "37", "6")
     for bad, message in (
         (dict(double=("first",)), "double blocks must be 'all' or block indices"),
-        (dict(copy_keys=False, copy_values=False), "copy_keys and copy_values are both off"),
+        (dict(copy_keys=False, copy_values=False), "copy_queries, copy_keys and copy_values are off"),
         (dict(start_step=-1), "start_step"),
     ):
         with pytest.raises(P2PError, match=message):

@@ -129,7 +129,7 @@ class JointPlan:
 
     cross: tuple | None = None
     share: float = 0.0
-    inject: tuple | None = None  # (keys, values): the source's image keys / values replace the edit's
+    inject: tuple | None = None  # (queries, keys, values): which of the source's image rows replace the edit's
 
 
 def _sdpa(q, k, v, scale):
@@ -158,20 +158,18 @@ def _mapped_values(v, text, image, plan):
     return mapped
 
 
-def inject_kv(k, v, image: slice, plans):
-    """``k`` and ``v`` of one half with each edit's image keys / values replaced by the source's where
-    its plan injects them (copies: the caller's tensors are untouched)."""
+def inject_qkv(q, k, v, image: slice, plans):
+    """``q``, ``k`` and ``v`` of one half with each edit's image queries / keys / values replaced by
+    the source's where its plan injects them (copies: the caller's tensors are untouched)."""
     if not any(p is not None and p.inject for p in plans):
-        return k, v
-    k, v = k.clone(), v.clone()
+        return q, k, v
+    q, k, v = q.clone(), k.clone(), v.clone()
     for e, plan in enumerate(plans, start=1):
         if plan is not None and plan.inject:
-            keys, values = plan.inject
-            if keys:
-                k[e, :, image] = k[0, :, image]
-            if values:
-                v[e, :, image] = v[0, :, image]
-    return k, v
+            for tensor, copy in zip((q, k, v), plan.inject):
+                if copy:
+                    tensor[e, :, image] = tensor[0, :, image]
+    return q, k, v
 
 
 def _maps_or_share(plan) -> bool:
@@ -180,7 +178,7 @@ def _maps_or_share(plan) -> bool:
 
 def joint_fast(q, k, v, scale, text: slice, image: slice, plans) -> torch.Tensor:
     """One half of the batch (source row first), fused: see the definition above."""
-    k, v = inject_kv(k, v, image, plans)
+    q, k, v = inject_qkv(q, k, v, image, plans)
     out = torch.empty_like(v)
     d = v.shape[-1]
     edits = [(e, plan) for e, plan in enumerate(plans, start=1) if _maps_or_share(plan)]
@@ -206,7 +204,7 @@ def joint_explicit(q, k, v, scale, text: slice, image: slice, plans, edit_cross)
     """One half of the batch with materialised joint probabilities: the definition above, the oracle
     for :func:`joint_fast`. ``edit_cross(e, a_src, a_edit)`` is edit ``e``'s rule on the image -> text
     block. Returns the rows' outputs and their (post-edit) image -> text maps."""
-    k, v = inject_kv(k, v, image, plans)
+    q, k, v = inject_qkv(q, k, v, image, plans)
     a_src = _probs(q[:1], k[:1], scale)[0]
     outs, maps = [a_src @ v[0]], [a_src[:, image, text]]
     for e, plan in enumerate(plans, start=1):

@@ -9,7 +9,9 @@ its own. That is how these models' editing papers inject:
 - RF-Solver-Edit (Wang et al. 2024): values only, in the later single-stream blocks, for the first
   steps (:meth:`KVInjection.rf_solver_edit`);
 - mutual self-attention (MasaCtrl's idea, Cao et al. 2023) is the same copy in every block from a
-  start step: the edit's image queries attend to the source's image keys and values.
+  start step: the edit's image queries attend to the source's image keys and values;
+- Shin et al. (ICCV 2025, "Exploring MM-DiT for prompt-based image editing") replace the edit's
+  image queries and keys instead (:meth:`KVInjection.queries_and_keys`).
 
 Copying after the per-token norms and the rotary embedding equals copying the raw projections (both
 act per token and position, and the positions are the same).
@@ -44,6 +46,7 @@ class KVInjection(ParamRule):
         Param("single", "words", ("all",), "single-stream blocks (Flux): 'all' or indices (empty: none)"),
         Param("start_step", "int", 0, "first step under control (0 = noisiest)", low=0),
         Param("end_step", "int", None, "step where control ends (empty: the end of the run)", low=0, optional=True),
+        Param("copy_queries", "bool", False, "copy the source's image queries"),
         Param("copy_keys", "bool", True, "copy the source's image keys"),
         Param("copy_values", "bool", True, "copy the source's image values"),
     )
@@ -51,8 +54,10 @@ class KVInjection(ParamRule):
     def __init__(self, **values):
         super().__init__(**values)
         _blocks(self.double, "double"), _blocks(self.single, "single")
-        if not (self.copy_keys or self.copy_values):
-            raise P2PError("KVInjection copies keys, values or both: copy_keys and copy_values are both off")
+        if not (self.copy_queries or self.copy_keys or self.copy_values):
+            raise P2PError(
+                "KVInjection copies queries, keys or values: copy_queries, copy_keys and copy_values are off"
+            )
 
     @classmethod
     def stable_flow(cls, **values):
@@ -65,6 +70,11 @@ class KVInjection(ParamRule):
         single = tuple(str(i) for i in range(first_single, n_single))
         return cls(**{"double": (), "single": single, "copy_keys": False, "end_step": steps, **values})
 
+    @classmethod
+    def queries_and_keys(cls, **values):
+        """Shin et al.'s edit: the source's image queries and keys (values stay the edit's)."""
+        return cls(**{"copy_queries": True, "copy_keys": True, "copy_values": False, **values})
+
     def check_run(self, n_evals):
         if self.end_step is not None and self.start_step > self.end_step:
             raise P2PError(f"KVInjection start_step {self.start_step} is after end_step {self.end_step}")
@@ -73,4 +83,4 @@ class KVInjection(ParamRule):
         chosen = {"double": self.double, "single": self.single}.get(ctx.place, ())
         in_block = "all" in chosen or str(ctx.depth) in chosen
         in_steps = self.start_step <= ctx.step and (self.end_step is None or ctx.step < self.end_step)
-        return (self.copy_keys, self.copy_values) if in_block and in_steps else None
+        return (self.copy_queries, self.copy_keys, self.copy_values) if in_block and in_steps else None

@@ -30,7 +30,7 @@ from .joint import (
     JointProcessor,
     edited_maps,
     image_text_maps,
-    inject_kv,
+    inject_qkv,
     joint_explicit,
     joint_fast,
 )
@@ -240,8 +240,12 @@ class AttentionController:
         if self.store is not None and self.block != "uncond" and text.stop > text.start and self.store.wants(grid):
             if cond_maps is None:
                 rows = slice(n, 2 * n) if self.block == "both" else slice(0, n)
-                keys = k[rows] if cond_plans is None else inject_kv(k[rows], v[rows], image, cond_plans)[0]
-                own = image_text_maps(q[rows, :, image], keys, text, scale)
+                qr, kr = (
+                    (q[rows], k[rows])
+                    if cond_plans is None
+                    else inject_qkv(q[rows], k[rows], v[rows], image, cond_plans)[:2]
+                )
+                own = image_text_maps(qr[:, :, image], kr, text, scale)
                 cond_maps = own if cond_plans is None else edited_maps(own, cond_plans)
             self.store.add(grid, cond_maps.float().mean(dim=1), place=proc.site.place, heads=cond_maps.float())
         return out

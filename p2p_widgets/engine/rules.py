@@ -251,8 +251,9 @@ class EditRule:
         return None
 
     def joint_kv(self, ctx: LayerContext):
-        """Joint attention (SD3 / Flux) only: ``(keys, values)``, which of the source's image-token
-        keys and values replace the edit's at this site and step, or None (the edit keeps its own)."""
+        """Joint attention (SD3 / Flux) only: ``(queries, keys, values)``, which of the source's
+        image-token queries, keys and values replace the edit's at this site and step, or None (the
+        edit keeps its own)."""
         return None
 
     def self_output(self, ctx: LayerContext, src: tuple, edit: tuple, attend, maps):
@@ -637,7 +638,7 @@ class Combine(EditRule):
 
     def joint_kv(self, ctx):
         asked = [kv for kv in (r.joint_kv(ctx) for r in self.parts(ctx)) if kv is not None]
-        return (any(k for k, _ in asked), any(v for _, v in asked)) if asked else None
+        return tuple(any(flags) for flags in zip(*asked)) if asked else None
 
     def self_output(self, ctx, src, edit, attend, maps):
         for r in self.parts(ctx):
