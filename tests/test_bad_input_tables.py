@@ -175,6 +175,10 @@ def test_a_rule_of_your_own_registers_again_and_every_builtin_has_a_label():
     assert labels["PlugAndPlay"] == "Plug-and-Play" and labels["StyleAligned"] == "StyleAligned"
     assert all(labels[n].startswith("Prompt-to-Prompt") for n in ("Replace", "Refine", "Reweight"))
     assert len(set(labels.values())) == len(labels)  # each names its own method
+    from p2p_widgets.engine.rules import registered_rules
+
+    builtins = [rule_class(n) for n in registered_rules() if rule_class(n).__module__.startswith("p2p_widgets.")]
+    assert [c.__name__ for c in builtins if "label" not in vars(c)] == []  # every built-in declares its own
 
 
 # -- reference mode -------------------------------------------------------------------------------
