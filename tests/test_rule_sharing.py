@@ -192,3 +192,17 @@ def test_your_code_calling_the_pipelines_tokenizer_never_races_the_package(edito
     assert got > 100
     # the user's own calls still see their own settings
     assert len(tokenizer("a cat", padding="max_length", max_length=77).input_ids) == 77
+
+
+@pytest.mark.parametrize("pad", ["<|endoftext|>", "!"], ids=["SD", "SDXL second"])
+def test_the_package_copy_of_a_tokenizer_tokenizes_and_decodes_as_the_original(pad):
+    """A deep copy of transformers' CLIPTokenizer lost its decode wrapper ('red</w>' for 'red')."""
+    from p2p_widgets.engine.tokenizer import load_tokenizer, private_copy
+
+    original = load_tokenizer(pad)
+    own = private_copy(original)
+    assert own is not original and private_copy(original) is own  # one copy per tokenizer object
+    for text in ("a big red circle left of a small blue square", "an orange cat, 3 dogs and a tabby"):
+        ids = original(text).input_ids
+        assert own(text).input_ids == ids
+        assert [own.decode([i]) for i in ids] == [original.decode([i]) for i in ids]

@@ -37,9 +37,31 @@ def private_copy(tokenizer):
 
         # each call sets padding and truncation again, so a setting the original held while this
         # copy was made (a call of your code in flight) does not stay in the copy
-        own = copy.deepcopy(tokenizer)
+        own = _copy(tokenizer)
         _PRIVATE[key] = (ref, own)
         return own
+
+
+PROBE = "a photo of a red cat, 2 dogs"
+
+
+def _copy(tokenizer):
+    """A deep copy that tokenizes and decodes as ``tokenizer`` does, or ``tokenizer`` itself when no
+    such copy can be made (it is then used under the lock only)."""
+    try:
+        own = copy.deepcopy(tokenizer)
+    except Exception:  # a tokenizer holding something that does not copy
+        return tokenizer
+    # transformers' CLIPTokenizer wraps its backend's decode in Python (the "</w>" suffix becomes a
+    # space); a copy of the backend loses the wrapper, so the copy wraps its own again
+    wrap = getattr(own, "_wrap_decode_method_backend_tokenizer", None)
+    if callable(wrap):
+        wrap()
+    ids = tokenizer(PROBE, truncation=False).input_ids
+    same = own(PROBE, truncation=False).input_ids == ids and [own.decode([i]) for i in ids] == [
+        tokenizer.decode([i]) for i in ids
+    ]
+    return own if same else tokenizer
 
 
 @lru_cache(maxsize=2)
