@@ -103,15 +103,45 @@ def test_processors_restored_after_an_error_mid_run(editor):
     assert torch.equal(fresh.latents, again.latents)
 
 
-def test_unet_rules_and_sd3_edits_are_named():
+def test_unet_rules_are_named_on_dits():
     flux = Editor(tiny_flux_pipeline(seed=0))
     with pytest.raises(P2PError, match="MutualSelfAttention cannot run on flux"):
         flux.edit(SRC, SWAP, rules=[MutualSelfAttention()], steps=2, guidance=3.5, height=64, width=64)
     sd3 = Editor(tiny_sd3_pipeline(seed=0))
-    with pytest.raises(P2PError, match="two token segments"):
-        sd3.edit(SRC, SWAP, steps=2, guidance=7.0, height=64, width=64)
+    with pytest.raises(P2PError, match="MutualSelfAttention cannot run on sd3"):
+        sd3.edit(SRC, SWAP, rules=[MutualSelfAttention()], steps=2, guidance=7.0, height=64, width=64)
     for editor in (flux, sd3):  # still working
         assert torch.isfinite(editor.sample(SRC, steps=2, guidance=3.5, height=64, width=64).latents).all()
+
+
+SD3_MODELS = {"sd3": dict(), "sd3.5": dict(sd35=True), "sd3-without-t5": dict(t5=False)}
+
+
+@pytest.mark.parametrize("model", list(SD3_MODELS))
+def test_sd3_p2p_over_both_token_segments(model):
+    """SD3's text keys are CLIP's 77 positions then T5's: a word's positions are in both, M is
+    block-diagonal (a CLIP token never feeds a T5 one), and the fast path equals the definition."""
+    editor = Editor(tiny_sd3_pipeline(seed=1, **SD3_MODELS[model]).to(torch.float64))
+    prompt = editor.prompt(SRC)
+    clip_length = 77
+    assert prompt.max_length == clip_length + editor.model.t5_length
+    red = prompt.positions("red")
+    assert red[0] < clip_length and (len(red) == 2) == ("t5" not in SD3_MODELS[model])
+    run = dict(seed=3, steps=6, guidance=7.0, height=64, width=64, cross=1.0, self_attn=1.0)
+    for target in (SWAP, ADD):
+        fast = editor.edit(SRC, target, mode="fast", **run)
+        explicit = editor.edit(SRC, target, mode="explicit", **run)
+        plain = editor.edit(SRC, target, rules=[EditRule()], **run)
+        matrix = fast.rules[0].mapper.matrix
+        assert (
+            matrix[:clip_length, clip_length:].abs().sum() == 0 and matrix[clip_length:, :clip_length].abs().sum() == 0
+        )
+        diff = (fast.latents - explicit.latents).abs().max().item()
+        effect = (fast.latents[1] - plain.latents[1]).abs().max().item()
+        assert diff <= TOL and effect >= 100 * TOL, (diff, effect / TOL)
+        print(
+            f"{model} {fast.rules[0].mapper.kind}: fast vs explicit {diff:.1e}, effect / tolerance {effect / TOL:.0f}"
+        )
 
 
 # -- K/V injection (Stable Flow, RF-Solver-Edit, mutual self-attention on image tokens) ---------------

@@ -211,7 +211,8 @@ def joint_explicit(q, k, v, scale, text: slice, image: slice, plans, edit_cross)
         a = _probs(q[e : e + 1], k[e : e + 1], scale)[0]
         if _maps_or_share(plan):
             a = a.clone()
-            a[:, image, text] = edit_cross(e, a_src[:, image, text], a[:, image, text])
+            if text.stop > text.start:  # SD3.5's image-only attention has no text block
+                a[:, image, text] = edit_cross(e, a_src[:, image, text], a[:, image, text])
             a[:, image, image] = plan.share * a_src[:, image, image] + (1.0 - plan.share) * a[:, image, image]
         outs.append(a @ v[e])
         maps.append(a[:, image, text])

@@ -481,11 +481,6 @@ def _refuse_joint_rules(model, controller):
     change self-attention's queries, keys and values, its output or a module's features are written
     for UNets: name them before any step."""
     unet_only = sorted({type(r).__name__ for r in _leaves(controller.rules) if _unet_only(r)})
-    if model.family == "sd3" and any(type(r) is not EditRule for r in controller.rules):
-        raise P2PError(
-            "Prompt-to-Prompt on SD3 needs prompts over its two token segments (CLIP's 77 and T5's), "
-            "which the mapper does not build yet: on SD3 sample without edits, on Flux edit"
-        )
     if unet_only:
         raise P2PError(
             f"{', '.join(unet_only)} cannot run on {model.family}: it edits UNet self-attention or features; "

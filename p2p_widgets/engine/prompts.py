@@ -30,6 +30,8 @@ class Prompt:
     tokens: tuple[str, ...]  # each id decoded alone (BOS/EOS included)
     words: tuple[Word, ...]
     max_length: int = 77
+    # a prompt over several token segments (engine/segments.py): (offset, Prompt or None) each
+    segments: tuple = ()
 
     @classmethod
     def from_text(cls, text: str, tokenizer) -> Prompt:

@@ -19,7 +19,7 @@ from ..errors import P2PError, check_int, check_run_callbacks
 from . import schedulers
 from .blend import LocalBlend
 from .inversion import Inversion, check_inversion, invert
-from .mapper import Mapper, align, check_compat
+from .mapper import Mapper, check_compat
 from .models import backend_for
 from .processors import AttentionController, installed
 from .prompts import Prompt
@@ -146,7 +146,7 @@ class Editor:
         rules = []
         for target, mapper, values in zip(targets, mappers, reweights):
             if mapper is None:
-                mapper = align(source, target, self.tokenizer, kind, compat)
+                mapper = self.model.align(source, target, kind, compat)
             elif not isinstance(mapper, Mapper):
                 raise P2PError(f"mappers must be Mapper objects, got {type(mapper).__name__}")
             _check_mapper(mapper, source, target)
@@ -211,9 +211,12 @@ class Editor:
             # the authors' LocalBlend reads the 16 x 16 maps whatever the model
             blend = LocalBlend.of(blend, compat)
         if inversion is not None and scheduler is not None:
-            _check_inversion_scheduler(type(scheduler).__name__)
+            inversion.check_scheduler(type(scheduler).__name__)
+        # a flow inversion samples back with the solver that inverted it (not recorded in the spec:
+        # its inversion names it)
+        run_scheduler = scheduler if scheduler is not None or inversion is None else inversion.scheduler(self.model)
         size = self.check_size(height, width)
-        sched = self._scheduler(steps, scheduler, size)
+        sched = self._scheduler(steps, run_scheduler, size)
         if inversion is not None:
             inversion.check_timesteps(sched.timesteps, "the run's")
         if rules is None:
@@ -249,7 +252,7 @@ class Editor:
             name, config = schedulers.describe(scheduler)
             spec = spec.replace(scheduler=name, scheduler_config=config)
         start = _Start.of(inversion, latents, uncond_embeddings)
-        return self._run(spec, [source, *targets], rules, blend, scheduler, start, **run_options)
+        return self._run(spec, [source, *targets], rules, blend, run_scheduler, start, **run_options)
 
     def _check_start(self, inversion, latents, uncond_embeddings, steps) -> None:
         if inversion is not None and (latents is not None or uncond_embeddings is not None):
@@ -282,7 +285,8 @@ class Editor:
                 raise P2PError("this edit started from an inverted image: pass its inversion (see load_edit)")
             check_inversion(spec.inversion, inversion)
             inversion.check(self)
-            _check_inversion_scheduler(spec.scheduler)
+            default = spec.scheduler == schedulers.DDIM and spec.scheduler_config is None
+            inversion.check_scheduler(None if default else spec.scheduler)
             if inversion.steps != spec.steps:
                 raise P2PError(f"the inversion used {inversion.steps} steps but the spec asks for {spec.steps}")
         elif inversion is not None:
@@ -290,6 +294,8 @@ class Editor:
         spec = spec.replace(size=self.check_size(*(spec.size or (None, None))))  # the model's size by default
         prompts, rules, blend = spec.build(self)
         scheduler = schedulers.of_spec(spec, self.pipe.scheduler.config)
+        if scheduler is None and inversion is not None:
+            scheduler = inversion.scheduler(self.model)
         sched = self._scheduler(spec.steps, scheduler, spec.size)  # steps checked before any work
         if inversion is not None:
             inversion.check_timesteps(sched.timesteps, "the run's")
@@ -552,11 +558,6 @@ class _Start:
         hidden = self.uncond[i].to(model.device, model.dtype).expand(batch, -1, -1)
         pooled = None if self.pooled is None else self.pooled[i].to(model.device, model.dtype)
         return uncond.with_hidden(hidden).with_pooled(pooled)
-
-
-def _check_inversion_scheduler(name: str) -> None:
-    if name != schedulers.DDIM:
-        raise P2PError(f"an inversion is a DDIM trajectory: edit it with the default DDIM scheduler, not {name}")
 
 
 def _check_run_options(callback, stop_event, store, on_wait) -> None:

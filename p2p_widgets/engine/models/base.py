@@ -45,6 +45,7 @@ class ModelBackend:
     family = "base"
     guidance_mode = "cfg"  # "cfg": [uncond; cond] in one batch; "distilled": guidance is a model input
     invertible = False  # whether engine.inversion can invert images on it
+    inversion_family = None  # the inversions engine.inversion makes on it: "ddim", "flow" or None
 
     def __init__(self, pipe, denoiser, device=None):
         self.pipe, self.denoiser, self.vae = pipe, denoiser, pipe.vae
@@ -140,6 +141,12 @@ class ModelBackend:
     # -- text ----------------------------------------------------------------------------------------
     def prompt(self, text) -> Prompt:
         return text if isinstance(text, Prompt) else Prompt.from_text(text, self.tokenizer)
+
+    def align(self, source: Prompt, target: Prompt, kind: str = "auto", compat: str = "project"):
+        """The mapper from ``source`` to ``target`` over the text tokens the denoiser attends to."""
+        from ..mapper import align
+
+        return align(source, target, self.tokenizer, kind, compat)
 
     def conditioning(self, prompts: list[Prompt], size=None, uncond: bool = False):
         """What the denoiser reads for ``prompts`` (``uncond``: the empty prompt, once per prompt)."""

@@ -8,6 +8,11 @@ guidance in one [uncond; cond] batch with the empty negative prompt; defaults 28
 
 from __future__ import annotations
 
+import copy
+import functools
+
+from ..prompts import Prompt
+from ..segments import align_joined, joined
 from .flow import FlowBackend
 
 
@@ -27,6 +32,26 @@ class SD3Backend(FlowBackend):
     @property
     def t5_length(self) -> int:
         return self.defaults.text_length or 256
+
+    def prompt(self, text) -> Prompt:
+        """The prompt over the joint attention's text: CLIP's 77 positions, then T5's (padding only
+        where the pipeline has no T5: it attends to zeros there)."""
+        if isinstance(text, Prompt):
+            return text
+        clip = Prompt.from_text(text, self.tokenizer)
+        t5 = None
+        if self.pipe.tokenizer_3 is not None:
+            t5 = Prompt.from_text(text, self.t5_tokenizer)
+        return joined([clip, t5], [int(self.tokenizer.model_max_length), self.t5_length])
+
+    @functools.cached_property
+    def t5_tokenizer(self):
+        tokenizer = copy.deepcopy(self.pipe.tokenizer_3)
+        tokenizer.model_max_length = self.t5_length
+        return tokenizer
+
+    def align(self, source, target, kind="auto", compat="project"):
+        return align_joined(self.prompt(source), self.prompt(target), kind, compat)
 
     def _encode_prompt(self, texts):
         hidden, _, pooled, _ = self.pipe.encode_prompt(
