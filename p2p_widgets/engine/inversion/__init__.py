@@ -24,6 +24,13 @@ Methods (``method=``):
   step, so guidance cancels on the source branch and it regenerates like the guidance-1 DDIM
   path. As fast as ``"ddim"``.
 
+On flow models (SD3, Flux: ``model.inversion_family == "flow"``) the methods are ODE solvers run
+from the picture to noise on the model's own sigmas (see :mod:`.flow`): ``"euler"``,
+``"rf-solver"`` (second order, two model calls a step) and ``"fireflow"`` (midpoint reusing the
+last velocity, one call a step). The guidance is the edit's (a model input on Flux dev, true CFG
+above 1 otherwise); there are no per-step embeddings, and an edit from the inversion samples
+back with the same solver.
+
 Images (PIL, numpy or a file path) are converted to RGB, cropped and resized to the model's size
 (see :func:`load_image`). Results are cached in memory per model (LRU of ``CACHE_SIZE`` entries)
 under (hash of the prepared pixels, prompt, method, steps, guidance, options, the DDIM
@@ -45,11 +52,21 @@ from ...errors import P2PError, check_int, check_run_callbacks, is_int, is_numbe
 from .. import schedulers
 from ..images import load_image, pixels_hash
 from .ddim import NULL_TEXT_DEFAULTS, InversionStep, _Stopped, ddim_scheduler, ddim_trajectory, null_text_optimisation
-from .record import METHODS, Inversion, check_inversion
+from .flow import FLOW_METHODS, FlowSolverScheduler, flow_trajectory
+from .record import FAMILY_METHODS, METHODS, Inversion, check_inversion
 
 CACHE_SIZE = 8  # inversions kept per model
 
-__all__ = ["CACHE_SIZE", "METHODS", "Inversion", "InversionStep", "check_inversion", "clear_cache", "invert"]
+__all__ = [
+    "CACHE_SIZE",
+    "FLOW_METHODS",
+    "METHODS",
+    "Inversion",
+    "InversionStep",
+    "check_inversion",
+    "clear_cache",
+    "invert",
+]
 
 
 # -- the cache -------------------------------------------------------------------------------------
@@ -129,8 +146,8 @@ def invert(
         steps,
         guidance,
         json.dumps(options, sort_keys=True),
-        # the trajectory's timesteps and alphas come from the pipeline's scheduler config
-        json.dumps(schedulers.describe(editor.model.ddim_scheduler())[1], sort_keys=True),
+        # the trajectory's timesteps and alphas (or sigmas) come from the pipeline's scheduler config
+        json.dumps(schedulers.describe(_family_scheduler(editor))[1], sort_keys=True),
         editor.model_id(),
         str(editor.device),
         str(editor.dtype),
@@ -141,9 +158,10 @@ def invert(
         return store[key]
     t0 = time.perf_counter()
     bar = _progress_bar(progress, steps * (2 if method == "null-text" else 1), f"{method} inversion")
+    invert_family = _invert_flow if editor.model.inversion_family == "flow" else _invert
     try:
         with editor.exclusive(wait, on_wait, stop_event):
-            result = _invert(
+            result = invert_family(
                 editor, pixels, prompt, method, steps, guidance, opts, _reporter(callback, bar), stop_event
             )
     finally:
@@ -159,16 +177,23 @@ def invert(
 
 def _check_options(editor, prompt, method, steps, guidance, overrides) -> tuple[float, dict]:
     """Validate :func:`invert`'s arguments; returns the guidance and the null-text settings."""
-    if not editor.model.invertible:
+    family = editor.model.inversion_family
+    if family not in FAMILY_METHODS:
+        raise P2PError(f"{editor.model.family} models cannot be inverted (a UNet, SD3 or Flux model can)")
+    methods = FAMILY_METHODS[family]
+    if method not in methods:
+        other = next((f for f, ms in FAMILY_METHODS.items() if method in ms and f != family), None)
+        why = f" ({method!r} inverts {'flow (SD3, Flux)' if other == 'flow' else 'UNet'} models)" if other else ""
         raise P2PError(
-            f"inverting images needs a Stable Diffusion (UNet) model; {editor.model.family} models cannot be "
-            "inverted yet"
+            f"method must be one of {', '.join(repr(m) for m in methods)} on a {editor.model.family} model, "
+            f"got {method!r}{why}"
         )
-    if method not in METHODS:
-        raise P2PError(f"method must be one of {', '.join(repr(m) for m in METHODS)}, got {method!r}")
+    if family == "flow" and any(v is not None for v in overrides.values()):
+        given = ", ".join(k for k, v in overrides.items() if v is not None)
+        raise P2PError(f"{given}: settings of null-text inversion; a flow inversion takes none")
     if not isinstance(prompt, str):
         raise P2PError(f"the prompt must be a string describing the image, got {type(prompt).__name__}")
-    if not prompt.strip() and method != "ddim":
+    if not prompt.strip() and method not in ("ddim", *FLOW_METHODS):
         # DDIM inversion under the empty prompt is what Plug-and-Play reads; the optimised ones need
         # the caption the edit changes
         raise P2PError(f"the prompt is empty: {method} inversion needs a caption of the image (edits change its words)")
@@ -252,6 +277,41 @@ def _invert(editor, pixels, prompt, method, steps, guidance, opts, report, stop_
         iterations=iterations,
         stopped=stopped,
         uncond_pooled=uncond_pooled,
+    )
+
+
+def _family_scheduler(editor):
+    model = editor.model
+    return model.default_scheduler() if model.inversion_family == "flow" else model.ddim_scheduler()
+
+
+def _invert_flow(editor, pixels, prompt, method, steps, guidance, opts, report, stop_event) -> Inversion:
+    """The flow ODE from the picture's latents to noise with ``method`` on the model's sigmas."""
+    model = editor.model
+    size = tuple(pixels.shape[:2])
+    sched = model.default_scheduler()
+    model.set_timesteps(sched, steps, size)
+    sigmas = [float(s) for s in sched.sigmas]
+    z0 = editor.encode_image(pixels).to(editor.device, editor.dtype)
+    cond = model.conditioning([editor.prompt(prompt)], size)
+    use_cfg = guidance > 1.0 and model.guidance_mode == "cfg"  # as the sampler guides
+    uncond = model.conditioning([editor.prompt(prompt)], size, uncond=True) if use_cfg else None
+    trajectory = flow_trajectory(editor, z0, cond, uncond, guidance, method, sigmas, report)
+    solver = FlowSolverScheduler.for_model(model, method)
+    model.set_timesteps(solver, steps, size)
+    return Inversion(
+        method=method,
+        prompt=prompt,
+        steps=steps,
+        guidance=guidance,
+        latents=torch.cat(trajectory).float().cpu(),
+        uncond_embeddings=None,
+        timesteps=solver.timesteps.tolist(),
+        image=pixels,
+        model=editor.model_id(),
+        prediction_type="flow",
+        family="flow",
+        sigmas=sigmas,
     )
 
 

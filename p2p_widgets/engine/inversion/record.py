@@ -12,13 +12,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...errors import P2PError, is_int
+from ...errors import P2PError, is_int, is_number
 from ..images import pixels_hash
 from .ddim import timesteps_of
+from .flow import FLOW_METHODS, FlowSolverScheduler
 
 METHODS = ("null-text", "ddim", "negative-prompt")
+FAMILY_METHODS = {"ddim": METHODS, "flow": FLOW_METHODS}  # the inversions of each model family
 
-FORMAT_VERSION = 1
+# 2: the family ("ddim" or "flow") and, for flow inversions, float timesteps and the sigmas;
+# version-1 files (DDIM inversions) still load
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -41,6 +46,8 @@ class Inversion:
     seconds: float = 0.0
     stopped: bool = False  # a stop event ended the optimisation early (later steps reuse the last embedding)
     uncond_pooled: list | None = None  # SDXL: per sampling step (1, P) pooled text of the unconditional branch
+    family: str = "ddim"  # "ddim" (UNet models) or "flow" (SD3, Flux: an ODE solver's trajectory)
+    sigmas: list | None = None  # flow: the schedule's sigmas (noisiest first, ending at 0) of ``latents``
 
     @property
     def x_T(self) -> torch.Tensor:
@@ -64,7 +71,8 @@ class Inversion:
             "prompt": self.prompt,
             "steps": self.steps,
             "guidance": self.guidance,
-            "timesteps": [int(t) for t in self.timesteps],
+            "family": self.family,
+            "timesteps": self._timestep_values(self.timesteps),
             "model": self.model,
             "prediction_type": self.prediction_type,
             "latent_shape": list(self.latents.shape[1:]),
@@ -74,11 +82,35 @@ class Inversion:
             "iterations": [int(x) for x in self.iterations],
             "seconds": round(float(self.seconds), 3),
             "stopped": self.stopped,
+            **({"sigmas": [float(s) for s in self.sigmas]} if self.family == "flow" else {}),
         }
+
+    def _timestep_values(self, timesteps) -> list:
+        # a flow schedule's timesteps are fractional (sigma times the training steps)
+        return [float(t) if self.family == "flow" else int(t) for t in timesteps]
+
+    def scheduler(self, model):
+        """The scheduler an edit from this inversion samples with when it names none: None (the
+        model's DDIM) for a DDIM inversion, the solver that inverted it for a flow inversion."""
+        return FlowSolverScheduler.for_model(model, self.method) if self.family == "flow" else None
+
+    def check_scheduler(self, name: str | None) -> None:
+        """A P2PError unless an edit may sample this inversion with the scheduler class ``name``
+        (None: the edit names none)."""
+        if self.family == "flow":
+            if name is not None:
+                raise P2PError(
+                    f"a {self.method} flow inversion edits with its own solver: pass no scheduler, not {name}"
+                )
+        elif name is not None and name != "DDIMScheduler":
+            raise P2PError(f"an inversion is a DDIM trajectory: edit it with the default DDIM scheduler, not {name}")
 
     def check(self, editor):
         """Raise a :class:`P2PError` naming the problem if ``editor`` cannot use this inversion."""
         model = editor.model
+        if self.family == "flow":
+            self._check_flow(editor)
+            return
         if not model.invertible:
             raise P2PError(
                 f"this inversion is a DDIM trajectory of a Stable Diffusion model; {model.family} cannot use it"
@@ -112,11 +144,38 @@ class Inversion:
                 "invert the image again with this model"
             )
 
+    def _check_flow(self, editor):
+        model = editor.model
+        if getattr(model, "inversion_family", None) != "flow":
+            raise P2PError(
+                f"this inversion is a flow trajectory of an SD3 or Flux model; a {model.family} model cannot use it"
+            )
+        shape = (model.latent_channels, *self.latents.shape[-2:])
+        if tuple(self.latents.shape[1:]) != shape:
+            raise P2PError(
+                f"the inversion's latents are {tuple(self.latents.shape[1:])} but this model uses "
+                f"{model.latent_channels} latent channels"
+            )
+        size = tuple(side * model.vae_factor for side in self.latents.shape[-2:])
+        sched = self.scheduler(model)
+        model.set_timesteps(sched, self.steps, size)
+        self.check_timesteps(sched.timesteps, "this model's schedule")
+        if self.model and self.model != model.model_id():
+            raise P2PError(
+                f"the inversion was made with model {self.model} but this model is {model.model_id()}: "
+                "invert the image again with this model"
+            )
+
     def check_timesteps(self, timesteps, what: str) -> None:
         """A P2PError unless ``timesteps`` (of ``what``) are the ones this inversion was made on: its
         start latent and per-step embeddings belong to them."""
-        have = [int(t) for t in timesteps]
-        if have != [int(t) for t in self.timesteps]:
+        have = self._timestep_values(timesteps)
+        mine = self._timestep_values(self.timesteps)
+        if self.family == "flow":
+            same = len(have) == len(mine) and all(abs(a - b) <= 1e-3 for a, b in zip(have, mine))
+        else:
+            same = have == mine
+        if not same:
             raise P2PError(
                 f"the inversion's timesteps {list(self.timesteps)} differ from {what} {have} for "
                 f"{self.steps} steps: edit with the scheduler it was inverted with (the pipeline's DDIM)"
@@ -189,6 +248,8 @@ class Inversion:
             seconds=float(meta.get("seconds", 0.0)),
             stopped=bool(meta.get("stopped", False)),
             uncond_pooled=None if pooled is None else [e[None] for e in pooled],
+            family=meta.get("family", "ddim"),
+            sigmas=meta.get("sigmas"),
         )
 
 
@@ -202,13 +263,25 @@ def _read_metadata(json_path: Path) -> dict:
         meta = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise P2PError(f"{json_path} is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
-        raise P2PError(f"{json_path} is not an inversion file of format {FORMAT_VERSION}")
+    if not isinstance(meta, dict) or meta.get("format") not in FORMAT_VERSIONS:
+        versions = " or ".join(map(str, FORMAT_VERSIONS))
+        raise P2PError(f"{json_path} is not an inversion file of format {versions}")
     for key, kind in _METADATA_TYPES.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise P2PError(f"{json_path}: {key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
-    if meta["method"] not in METHODS or meta["steps"] < 1 or not all(is_int(t) for t in meta["timesteps"]):
-        raise P2PError(f"{json_path}: method, steps or timesteps hold values no inversion writes")
+    family = meta.get("family", "ddim")
+    timestep_ok = is_int if family == "ddim" else is_number
+    if (
+        family not in FAMILY_METHODS
+        or meta["method"] not in FAMILY_METHODS[family]
+        or meta["steps"] < 1
+        or not all(timestep_ok(t) for t in meta["timesteps"])
+    ):
+        raise P2PError(f"{json_path}: family, method, steps or timesteps hold values no inversion writes")
+    if family == "flow":
+        sigmas = meta.get("sigmas")
+        if not isinstance(sigmas, list) or len(sigmas) != meta["steps"] + 1 or not all(map(is_number, sigmas)):
+            raise P2PError(f"{json_path}: a flow inversion needs its {meta['steps'] + 1} sigmas")
     if not isinstance(meta.get("options", {}), dict):
         raise P2PError(f"{json_path}: 'options' must be an object")
     return meta

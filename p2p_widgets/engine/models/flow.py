@@ -41,6 +41,7 @@ class FlowBackend(ModelBackend):
     :class:`~p2p_widgets.engine.models.flux.FluxBackend` (see the module docstring)."""
 
     default_max_shift = 1.15  # the pipeline's fallback when the scheduler config names none
+    inversion_family = "flow"  # engine.inversion.flow: Euler, RF-Solver, FireFlow
 
     def __init__(self, pipe, device=None):
         for part in ("transformer", "vae", "tokenizer", "text_encoder", "scheduler"):
@@ -131,5 +132,5 @@ class FlowBackend(ModelBackend):
         return [
             first.flatten()[:4096],
             self.vae.encoder.conv_in.weight,
-            self.text_encoder.get_input_embeddings().weight[:64],
+            self.pipe.text_encoder.get_input_embeddings().weight[:64],
         ]

@@ -62,6 +62,7 @@ class UNetBackend(ModelBackend):
 
     family = "unet"
     invertible = True
+    inversion_family = "ddim"
 
     def __init__(self, pipe, device=None):
         for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
