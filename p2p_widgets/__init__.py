@@ -31,6 +31,7 @@ _LAZY = {
     "AttentionPlayer": "p2p_widgets.widgets.player",
     "Studio": "p2p_widgets.widgets.studio",
     "SweepExplorer": "p2p_widgets.widgets.sweep_explorer",
+    "BlockProbe": "p2p_widgets.widgets.block_probe",
     "Inversion": "p2p_widgets.engine.inversion",
     "invert": "p2p_widgets.engine.inversion",
     "spec_to_json": "p2p_widgets.engine.export",

@@ -114,6 +114,7 @@ def test_public_names_stay_importable_from_the_package():
         "MutualSelfAttention",
         "MaskedMutualSelfAttention",
         "SweepExplorer",
+        "BlockProbe",
         "PlugAndPlay",
         "StyleAligned",
         "KVInjection",
