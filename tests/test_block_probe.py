@@ -346,3 +346,16 @@ def test_widget_checks_blocks_and_runs_the_probe(flux):
     with pytest.raises(P2PError, match="seed must be"):
         w.run(flux, PROMPT, guidance=3.5, seed=-2, steps=2)
     assert "seed must be" in w.error
+
+
+def test_new_blocks_keep_the_selected_labels_that_remain(flux_result):
+    from p2p_widgets.widgets.block_probe import BlockProbe
+
+    w = BlockProbe(flux_result)
+    w.select(["double 1", "single 1"])
+    w.blocks = [b for b in w.blocks if b["label"] != "double 0"]  # indices move, labels stay
+    assert w.selected_labels == ["double 1", "single 1"] and w.selected == [0, 2]
+    w.blocks = [b for b in w.blocks if b["place"] == "double"]  # an SD3-like model: single 1 is gone
+    assert w.selected_labels == ["double 1"]
+    w.show(flux_result)  # a new result starts with nothing selected
+    assert w.selected == [] and len(w.blocks) == 4

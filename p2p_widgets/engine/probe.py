@@ -36,7 +36,9 @@ result is dropped. The hook is removed when the run ends, also on an error or a 
 The probe holds the model's run lock for all its runs (another run waits, or ``wait=False``
 refuses), reports progress through ``callback(ProbeEvent)`` after every step of every run, and a set
 ``stop_event`` ends it after the current step with the blocks measured so far (``stopped=True``).
-UNet models are refused: their blocks change resolution and cannot be skipped so.
+UNet models are refused: their blocks change resolution and cannot be skipped so. The cost is
+``1 + blocks`` generations: 58 on Flux.1 (19 double + 38 single blocks), 25 on SD3 medium; a few
+steps (Stable Flow's own probe is of whole generations) keep it to minutes on a GPU.
 """
 
 from __future__ import annotations
