@@ -34,7 +34,7 @@ from .joint import (
     joint_explicit,
     joint_fast,
 )
-from .rules import Combine, EditRule, LayerContext
+from .rules import EditRule, LayerContext
 
 
 def feature_place(name: str) -> str:
@@ -489,16 +489,9 @@ def _refuse_joint_rules(model, controller):
 
 
 def _leaves(rules):
-    """The rules inside Combines and Reweights, and the others themselves."""
-    for rule in rules:
-        base = getattr(rule, "base", None)
-        if isinstance(rule, Combine):
-            yield from _leaves(rule.rules)
-        elif isinstance(base, EditRule):
-            yield rule
-            yield from _leaves([base])
-        else:
-            yield rule
+    """The rules inside ``rules`` that contain none (a Combine forwards every hook of its parts, a
+    Reweight its base's: what they do is what their leaves do)."""
+    return [inner for rule in rules for inner in rule.walk() if not inner.children()]
 
 
 def _unet_only(rule) -> bool:

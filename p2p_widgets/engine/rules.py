@@ -262,6 +262,20 @@ class EditRule:
         edit)`` cross-attention of this step so far, ``(h, w, L)`` each, or None before any."""
         return None
 
+    def children(self) -> tuple:
+        """The rules this one is built on (Reweight: its base; Combine: its parts)."""
+        return ()
+
+    def walk(self):
+        """This rule, then every rule inside it, depth first."""
+        yield self
+        for child in self.children():
+            yield from child.walk()
+
+    def mappers(self) -> list:
+        """The token mappers this rule and the rules inside it carry."""
+        return [r.mapper for r in self.walk() if isinstance(getattr(r, "mapper", None), Mapper)]
+
     def bind(self, source: Prompt, target: Prompt) -> None:
         """Called before a run with its source and this rule's target prompt (rules that read
         words resolve them here)."""
@@ -427,6 +441,9 @@ class Reweight(EditRule):
         self.own = (scale - 1) * window * (1 - base.mapper.aligned) if compat == "reference" else None
         self._own = self.own
 
+    def children(self) -> tuple:
+        return (self.base,)
+
     def for_run(self):
         run = super().for_run()
         run.base = self.base.for_run()
@@ -589,6 +606,9 @@ class Combine(EditRule):
         if not isinstance(parts, list):
             raise P2PError(f"Combine 'rules' must be a list of rules, got {_brief(parts)}")
         return cls(*(rule_from_dict(part, source, target) for part in parts))
+
+    def children(self) -> tuple:
+        return tuple(self.rules)
 
     def for_run(self):
         run = super().for_run()

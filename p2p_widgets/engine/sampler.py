@@ -23,7 +23,7 @@ from .mapper import Mapper, check_compat
 from .models import backend_for
 from .processors import AttentionController, installed
 from .prompts import Prompt
-from .rules import Combine, EditRule, Refine, Replace, Reweight, rules_for_compat
+from .rules import EditRule, Refine, Replace, Reweight, rules_for_compat
 from .schedule import AlphaSchedule
 from .spec import EditSpec
 from .store import AttentionStore
@@ -586,7 +586,7 @@ def _check_rules(rules, source: Prompt, targets: list[Prompt]) -> list[EditRule]
         raise P2PError(f"rules must be a list of {len(targets)} EditRule objects (one per target)")
     for k, (rule, target) in enumerate(zip(rules, targets)):
         # as for mappers=: a rule for other prompts would run, but its spec would not rerun
-        for mapper in _rule_mappers(rule):
+        for mapper in rule.mappers():
             try:
                 _check_mapper(mapper, source, target)
             except P2PError as exc:
@@ -599,17 +599,6 @@ def _check_mapper(mapper: Mapper, source: Prompt, target: Prompt) -> None:
         raise P2PError(
             f"mapper is for {mapper.source.text!r} -> {mapper.target.text!r}, not {source.text!r} -> {target.text!r}"
         )
-
-
-def _rule_mappers(rule: EditRule):
-    """The mappers a rule carries: its own (Replace, Refine), its base's (Reweight), its parts' (Combine)."""
-    if isinstance(getattr(rule, "mapper", None), Mapper):
-        yield rule.mapper
-    if isinstance(getattr(rule, "base", None), EditRule):
-        yield from _rule_mappers(rule.base)
-    if isinstance(rule, Combine):
-        for part in rule.rules:
-            yield from _rule_mappers(part)
 
 
 def _describe(rule: EditRule) -> dict:
