@@ -1,0 +1,113 @@
+"""FlowEdit (issue 27): the edit's maths on a tiny SD3 and Flux, its settings named when bad, and
+the authors' FlowEditSD3 beside ours when a checkout is given (P2P_FLOWEDIT)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from p2p_widgets.errors import P2PError
+
+SRC = "a big red circle left of a small blue square on a gray background"
+TGT = "a big green circle left of a small blue square on a gray background"
+
+
+@pytest.fixture(scope="module")
+def picture():
+    from p2p_widgets.engine.images import load_image
+    from p2p_widgets.pocket.scenes import make_dataset
+
+    images, _, _ = make_dataset(1, 0)
+    return load_image(images[0], (64, 64))
+
+
+@pytest.fixture(scope="module")
+def sd3():
+    from p2p_widgets.bench.mmdit_geometries import tiny_sd3_pipeline
+    from p2p_widgets.engine.sampler import Editor
+
+    return Editor(tiny_sd3_pipeline(0))
+
+
+@pytest.fixture(scope="module")
+def flux():
+    from p2p_widgets.bench.mmdit_geometries import tiny_flux_pipeline
+    from p2p_widgets.engine.sampler import Editor
+
+    return Editor(tiny_flux_pipeline(0, guidance_embeds=True))
+
+
+def _edit(editor, picture, target=TGT, **kwargs):
+    from p2p_widgets.engine.flowedit import flow_edit
+
+    kwargs = {"steps": 4, "n_max": 3, "source_guidance": 2.0, "target_guidance": 5.0, "size": 64, **kwargs}
+    return flow_edit(editor, picture, SRC, target, **kwargs)
+
+
+def test_the_same_prompt_leaves_the_picture_and_a_new_one_moves_it(sd3, flux, picture):
+    for editor in (sd3, flux):
+        same = _edit(editor, picture, target=SRC, target_guidance=2.0)
+        # the same prompt and guidance: the two velocities differ only by the rounding of
+        # z_tar = x + z_src - x, so the edit stays at the picture
+        assert float((same.latents - same.source_latents).abs().max()) < 1e-4
+        moved = _edit(editor, picture)
+        assert float((moved.latents - moved.source_latents).abs().max()) > 1e-2
+        assert moved.model_calls == 2 * 3 and moved.image.size == (64, 64)
+
+
+def test_seeded_runs_repeat_and_n_max_zero_changes_nothing(sd3, picture):
+    a, b = _edit(sd3, picture, seed=3), _edit(sd3, picture, seed=3)
+    assert torch.equal(a.latents, b.latents)
+    assert not torch.equal(a.latents, _edit(sd3, picture, seed=4).latents)
+    none = _edit(sd3, picture, n_max=0)
+    assert torch.equal(none.latents, none.source_latents) and none.model_calls == 0
+
+
+def test_one_step_is_the_velocity_difference(sd3, picture):
+    """n_max 1 of 1 step: z = x + (0 - 1) (v_tar(n) - v_src(n)) with z_src = z_tar = the noise n."""
+    from types import SimpleNamespace
+
+    noise = torch.randn(sd3.model.latent_shape((64, 64)), generator=torch.Generator().manual_seed(0))
+    out = _edit(sd3, picture, steps=1, n_max=1, noise=lambda like: noise.to(like))
+    model, t = sd3.model, torch.tensor(1000.0)
+    controller = SimpleNamespace(block=None)
+
+    def v(text, g):
+        prompt = [sd3.prompt(text)]
+        cond, uncond = model.conditioning(prompt, (64, 64)), model.conditioning(prompt, (64, 64), uncond=True)
+        return model.predict(controller, noise, t, cond, uncond, g)
+
+    want = out.source_latents - (v(TGT, 5.0) - v(SRC, 2.0))
+    assert torch.allclose(out.latents, want, atol=1e-5)
+
+
+def test_bad_settings_are_named(sd3, editor, picture):
+    from p2p_widgets.engine.flowedit import flow_edit, flowedit_params
+
+    for kwargs, message in (
+        ({"n_max": 5}, r"n_max must be an integer in \[0, 4\]"),
+        ({"n_min": 4}, r"n_min must be an integer in \[0, 3\]"),
+        ({"n_avg": 0}, "n_avg must be an integer"),
+        ({"target_guidance": -1}, "target_guidance must be a finite number"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"noise": 3}, "noise must be a function"),
+    ):
+        with pytest.raises(P2PError, match=message):
+            _edit(sd3, picture, **kwargs)
+    with pytest.raises(P2PError, match="unknown FlowEdit setting"):
+        flowedit_params(sd3.model, strength=1)
+    with pytest.raises(P2PError, match="FlowEdit runs on flow models"):
+        flow_edit(editor, picture, SRC, TGT)
+
+
+@pytest.mark.needs_checkout(
+    "P2P_FLOWEDIT", "fallenshock/FlowEdit", "python -m p2p_widgets.bench.reference_flow --flowedit DIR"
+)
+def test_equal_to_the_authors_flowedit_sd3():
+    from p2p_widgets.bench.reference_flow import TOLERANCE, flowedit_sd3_case
+
+    row = flowedit_sd3_case(os.environ["P2P_FLOWEDIT"])
+    print(f"FlowEditSD3 vs ours: max latent difference {row['difference']:.3e}, effect {row['effect']:.3e}")
+    assert row["difference"] <= TOLERANCE < row["effect"]
