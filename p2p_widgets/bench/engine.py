@@ -56,6 +56,7 @@ def _timed_paths(model: str, paths, steps: int, device: str, dtype):
 
     from ..engine.rules import EditRule
     from ..engine.sampler import Editor
+    from ..engine.store import AttentionStore
 
     pipe = build_model(model, device, dtype)
     size = SIZES[model]
@@ -84,15 +85,24 @@ def _timed_paths(model: str, paths, steps: int, device: str, dtype):
             **extra,
         )
 
-    def edit(mode, rules=None):
+    def edit(mode, rules=None, **options):
         return lambda n: editor.edit(
-            SOURCE, TARGET, steps=n, guidance=guidance, seed=0, mode=mode, rules=rules, height=size, width=size
+            SOURCE,
+            TARGET,
+            steps=n,
+            guidance=guidance,
+            seed=0,
+            mode=mode,
+            rules=rules,
+            height=size,
+            width=size,
+            **options,
         )
 
     fns = {"plain": plain}
     for path in paths:
-        if path == "seam":
-            fns[path] = edit("fast", [EditRule()])  # the engine's sampling, no attention rule
+        if path == "seam":  # the engine's sampling: no attention rule, no map stored
+            fns[path] = lambda n: edit("fast", [EditRule()], store=AttentionStore(resolutions=()))(n)
         elif path in ("fast", "explicit"):
             fns[path] = edit(path)
         else:

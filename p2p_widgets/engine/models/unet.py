@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import P2PError
-from ..tokenizer import TOKENIZER_LOCK
+from ..tokenizer import TOKENIZER_LOCK, private_copy
 from .base import ModelBackend
 
 
@@ -131,7 +131,7 @@ class UNetBackend(ModelBackend):
     @staticmethod
     def _ids(tokenizer, prompts):
         with TOKENIZER_LOCK:
-            return tokenizer(
+            return private_copy(tokenizer)(  # user code may call the pipeline's tokenizer meanwhile
                 [p.text for p in prompts],
                 padding="max_length",
                 max_length=prompts[0].max_length,
