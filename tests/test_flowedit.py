@@ -105,9 +105,20 @@ def test_bad_settings_are_named(sd3, editor, picture):
 @pytest.mark.needs_checkout(
     "P2P_FLOWEDIT", "fallenshock/FlowEdit", "python -m p2p_widgets.bench.reference_flow --flowedit DIR"
 )
-def test_equal_to_the_authors_flowedit_sd3():
-    from p2p_widgets.bench.reference_flow import TOLERANCE, flowedit_sd3_case
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_equal_to_the_authors_flowedit(family):
+    from p2p_widgets.bench import reference_flow
 
-    row = flowedit_sd3_case(os.environ["P2P_FLOWEDIT"])
-    print(f"FlowEditSD3 vs ours: max latent difference {row['difference']:.3e}, effect {row['effect']:.3e}")
-    assert row["difference"] <= TOLERANCE < row["effect"]
+    row = getattr(reference_flow, f"flowedit_{family}_case")(os.environ["P2P_FLOWEDIT"])
+    print(f"FlowEdit {family} vs ours: max latent difference {row['difference']:.3e}, effect {row['effect']:.3e}")
+    assert row["difference"] <= reference_flow.TOLERANCE < row["effect"]
+
+
+def test_flux_noise_is_packed_as_the_pipeline_packs_latents():
+    from diffusers import FluxPipeline
+
+    from p2p_widgets.bench.reference_flow import pack, unpack
+
+    x = torch.randn(1, 4, 16, 16)
+    assert torch.equal(pack(x), FluxPipeline._pack_latents(x, 1, 4, 16, 16))
+    assert torch.equal(unpack(pack(x), 16, 16), x)

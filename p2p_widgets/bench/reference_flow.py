@@ -9,12 +9,19 @@ What changes at run time to run it, and only for the duration of its call:
   project's ``flow_edit`` receives through its ``noise=`` argument). Their noise is
   ``randn_like`` of the VAE's latents, which are channels-last, and torch's CPU normals differ for
   channels-last and contiguous tensors of one seed, so both sides take the same tensors instead.
-- Nothing else: ``FlowEditSD3`` runs unchanged under this project's diffusers on a tiny
+- ``FlowEditSD3`` otherwise runs unchanged under this project's diffusers on a tiny
   ``StableDiffusion3Pipeline`` (guidances above 1: with guidance 1 their SD3 path passes a tuple
   to the transformer; ``n_min`` 0: with ``n_min > 0`` their SD3 path reads ``noise_pred_tar``,
   a name it never sets).
+- ``FlowEditFLUX`` is loaded from their file with one expression replaced in memory: the image
+  size they derive from the latents, ``shape * pipe.vae_scale_factor // 2``, becomes
+  ``shape * pipe.vae_scale_factor``. They wrote it when FluxPipeline's ``vae_scale_factor`` was
+  twice the VAE's downsampling; since diffusers made it the downsampling itself, the halved size
+  gives ``prepare_latents`` image ids for a quarter of the tokens and the transformer fails (their
+  issues 4 and 6). Their noise there is drawn on the packed (tokens x 2x2 patches) latents: they
+  get each draw packed, this project the same draw spatial.
 
-``python -m p2p_widgets.bench.reference_flow --flowedit DIR`` prints the row.
+``python -m p2p_widgets.bench.reference_flow --flowedit DIR`` prints both rows.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ FLOWEDIT_FILES = ("FlowEdit_utils.py",)
 SOURCE = "a big red circle left of a small blue square on a gray background"
 TARGET = "a big green circle left of a small blue square on a gray background"
 CHANGES = [
-    "torch.randn_like hands out pre-drawn noise during FlowEditSD3's call (both sides take the same draws)",
+    "torch.randn_like hands out pre-drawn noise during the authors' call (both sides take the same draws)",
 ]
 
 
@@ -49,11 +56,36 @@ def check_flowedit_checkout(directory) -> Path:
     return path
 
 
-def _import_authors(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(f"_authors_{name}", path)
+FLUX_SIZE_FIX = (
+    "x_src.shape[2]*pipe.vae_scale_factor//2, x_src.shape[3]*pipe.vae_scale_factor//2",
+    "x_src.shape[2]*pipe.vae_scale_factor, x_src.shape[3]*pipe.vae_scale_factor",
+)
+
+
+def _import_authors(path: Path, name: str, replace=()):
+    """Their module from ``path``, with each (old, new) of ``replace`` substituted in memory first."""
+    source = path.read_text()
+    for old, new in replace:
+        if old not in source:
+            raise P2PError(f"{path}: expected to find {old!r} (another version of the authors' code?)")
+        source = source.replace(old, new)
+    spec = importlib.util.spec_from_loader(f"_authors_{name}", loader=None, origin=str(path))
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module.__file__ = str(path)
+    exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - the authors' code, by the user's path
     return module
+
+
+def pack(latents):
+    """Spatial (B, C, H, W) latents as FluxPipeline packs them: (B, H/2 * W/2, C * 4)."""
+    b, c, h, w = latents.shape
+    return latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
+
+
+def unpack(packed, h, w):
+    b, _, c4 = packed.shape
+    c = c4 // 4
+    return packed.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
 
 class NoiseQueue:
@@ -139,24 +171,92 @@ def flowedit_sd3_case(checkout, *, steps=8, n_max=6, n_avg=2, source_guidance=3.
     }
 
 
+def flowedit_flux_case(checkout, *, steps=8, n_max=6, n_avg=2, source_guidance=1.5, target_guidance=5.5, seed=0):
+    """As :func:`flowedit_sd3_case` with the authors' ``FlowEditFLUX`` on a tiny Flux dev (guidance
+    embedded), after the size fix named in the module docstring."""
+    from ..engine.flowedit import flow_edit
+    from ..engine.images import load_image
+    from ..engine.sampler import Editor
+    from ..pocket.scenes import make_dataset
+    from .mmdit_geometries import tiny_flux_pipeline
+
+    t0 = time.perf_counter()
+    path = check_flowedit_checkout(checkout) / "FlowEdit_utils.py"
+    authors = _import_authors(path, "flowedit_flux", [FLUX_SIZE_FIX])
+    pipe = tiny_flux_pipeline(seed, guidance_embeds=True).to(dtype=torch.float64)
+    editor = Editor(pipe)
+    images, _, _ = make_dataset(1, seed)
+    pixels = load_image(images[0], (64, 64))
+    x_src = editor.encode_image(pixels)
+    h, w = x_src.shape[-2:]
+    generator = torch.Generator("cpu").manual_seed(seed)
+    draws = [torch.randn(x_src.shape, generator=generator, dtype=torch.float64) for _ in range(n_max * n_avg)]
+    settings = dict(steps=steps, n_max=n_max, n_min=0, n_avg=n_avg)
+    ours = flow_edit(
+        editor,
+        pixels,
+        SOURCE,
+        TARGET,
+        **settings,
+        source_guidance=source_guidance,
+        target_guidance=target_guidance,
+        noise=NoiseQueue(draws),
+        size=64,
+    ).latents
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    with patched_randn_like(NoiseQueue([pack(d) for d in draws])):
+        theirs = authors.FlowEditFLUX(
+            pipe,
+            scheduler,
+            x_src.clone(),
+            SOURCE,
+            TARGET,
+            "",
+            T_steps=steps,
+            n_avg=n_avg,
+            src_guidance_scale=source_guidance,
+            tar_guidance_scale=target_guidance,
+            n_min=0,
+            n_max=n_max,
+        )
+    assert theirs.shape[-2:] == (h, w)
+    return {
+        "difference": float((ours.double() - theirs.double()).abs().max()),
+        "effect": float((ours.double() - x_src.double()).abs().max()),
+        "changes": [
+            *CHANGES,
+            "FlowEditFLUX: the image size 'shape * pipe.vae_scale_factor // 2' read as 'shape * "
+            "pipe.vae_scale_factor' (diffusers' vae_scale_factor is no longer twice the VAE's downsampling)",
+            "FlowEditFLUX: each noise draw handed out packed (tokens x 2x2 patches), ours the same draw spatial",
+        ],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m p2p_widgets.bench.reference_flow", description=__doc__)
     parser.add_argument("--flowedit", required=True, help="a checkout of github.com/fallenshock/FlowEdit")
     args = parser.parse_args(argv)
-    try:
-        row = flowedit_sd3_case(args.flowedit)
-    except P2PError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    verdict = "ok" if row["difference"] <= TOLERANCE else "DIFFERS"
-    print(
-        f"FlowEditSD3 (tiny SD3, float64): max latent difference {row['difference']:.3e} "
-        f"(tolerance {TOLERANCE:g}; the edit moved the latents by {row['effect']:.3e}) {verdict} "
-        f"in {row['seconds']:.1f} s"
-    )
-    for change in row["changes"]:
-        print(f"  changed at run time: {change}")
-    return 0 if verdict == "ok" else 1
+    failed = 0
+    for name, case in (
+        ("FlowEditSD3 (tiny SD3", flowedit_sd3_case),
+        ("FlowEditFLUX (tiny Flux dev", flowedit_flux_case),
+    ):
+        try:
+            row = case(args.flowedit)
+        except P2PError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        verdict = "ok" if row["difference"] <= TOLERANCE else "DIFFERS"
+        failed += verdict != "ok"
+        print(
+            f"{name}, float64): max latent difference {row['difference']:.3e} "
+            f"(tolerance {TOLERANCE:g}; the edit moved the latents by {row['effect']:.3e}) {verdict} "
+            f"in {row['seconds']:.1f} s"
+        )
+        for change in row["changes"]:
+            print(f"  changed at run time: {change}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
