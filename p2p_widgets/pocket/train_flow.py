@@ -11,8 +11,9 @@ Only the T5 encoder and the transformer train; the VAE and the CLIP text encoder
 UNet's, frozen (the VAE latents and CLIP's pooled vectors are computed once for the scene pool).
 Seeded; ``--seconds`` fixes the step count from the measured speed after a warm-up (logged, so
 ``--steps N`` repeats it); ``--resume`` continues from ``DIR/resume``; ``--threads`` sets torch's
-CPU threads (one, so tests can run beside it). Weights are fp16 safetensors (what
-``load_flow_pocket`` reads) plus ``flow.json``.
+CPU threads (one, so tests can run beside it); on CUDA (``--device``, default when available) the
+forward pass runs in bf16 autocast. Weights are fp16 safetensors (what ``load_flow_pocket`` reads)
+plus ``flow.json``.
 """
 
 from __future__ import annotations
@@ -67,20 +68,20 @@ def image_ids(h, w):
     return ids.reshape(h * w, 3)
 
 
-def train(t5, transformer, data, args, log, state=None):
+def train(t5, transformer, data, args, log, device, state=None):
     """The training loop; yields (step, total, ema, opt) at every snapshot and at the end."""
-    mean, std, ids, pooled, empty_ids, empty_pooled, stats = data
+    mean, std, ids, pooled, empty_ids, empty_pooled, stats = (d.to(device) if torch.is_tensor(d) else d for d in data)
     params = list(t5.parameters()) + list(transformer.parameters())
     ema = [p.detach().clone() for p in params]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
-    step, total = 0, args.steps
-    if state is not None:
-        step, total = state["step"], state["total"]
+    step, total = 0, args.steps or 20_000
+    if state is not None:  # the interrupted run's plan, unless --steps asks for another
+        step, total = state["step"], args.steps or state["total"]
         for e, v in zip(ema, state["ema"]):
             e.copy_(v)
         opt.load_state_dict(state["opt"])
-    gen = torch.Generator().manual_seed(args.seed + 2 + step)
-    img_ids, txt_ids = image_ids(8, 8), torch.zeros(flow.TEXT_LENGTH, 3)
+    gen = torch.Generator(device=device).manual_seed(args.seed + 2 + step)
+    img_ids, txt_ids = image_ids(8, 8).to(device), torch.zeros(flow.TEXT_LENGTH, 3, device=device)
     t0, t_save, step0 = time.time(), time.time(), step
     t5.train(), transformer.train()
     while step < total:
@@ -88,28 +89,29 @@ def train(t5, transformer, data, args, log, state=None):
             per_step = (time.time() - t0) / 30
             total = min(total, int(30 + (args.seconds - (time.time() - t0)) / per_step))
             log(f"{per_step * 1000:.0f} ms/step, planned steps {total}")
-        idx = torch.randint(0, len(ids), (args.batch,), generator=gen)
-        z0 = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=gen)
+        idx = torch.randint(0, len(ids), (args.batch,), device=device, generator=gen)
+        z0 = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, device=device, generator=gen)
         z0 = pack((z0 - stats["shift_factor"]) * stats["scaling_factor"])
-        drop = torch.rand(args.batch, generator=gen) < args.caption_dropout
+        drop = torch.rand(args.batch, device=device, generator=gen) < args.caption_dropout
         tok = torch.where(drop[:, None], empty_ids[None], ids[idx])
         vec = torch.where(drop[:, None], empty_pooled[None], pooled[idx])
-        t = torch.sigmoid(torch.randn(args.batch, generator=gen))  # logit-normal(0, 1)
-        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.sigmoid(torch.randn(args.batch, device=device, generator=gen))  # logit-normal(0, 1)
+        noise = torch.randn(z0.shape, device=device, generator=gen)
         xt = (1 - t)[:, None, None] * z0 + t[:, None, None] * noise
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, total, args.lr, 200)
-        text = t5(tok).last_hidden_state
-        pred = transformer(
-            hidden_states=xt,
-            timestep=t,
-            pooled_projections=vec,
-            encoder_hidden_states=text,
-            txt_ids=txt_ids,
-            img_ids=img_ids,
-            return_dict=False,
-        )[0]
-        loss = F.mse_loss(pred, noise - z0)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            text = t5(tok).last_hidden_state
+            pred = transformer(
+                hidden_states=xt,
+                timestep=t,
+                pooled_projections=vec,
+                encoder_hidden_states=text,
+                txt_ids=txt_ids,
+                img_ids=img_ids,
+                return_dict=False,
+            )[0]
+        loss = F.mse_loss(pred.float(), noise - z0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -151,7 +153,8 @@ def parse_args(argv=None):
     p.add_argument("--pool", type=int, default=60_000, help="number of generated training scenes")
     p.add_argument("--workers", type=int, default=2, help="processes generating scenes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default 20000; resumed: the run's plan)")
     p.add_argument("--seconds", type=float, default=0, help="wall-time budget (0: none)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=6e-4)
@@ -168,13 +171,18 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     log = Log(args.out / "train.log")
-    log(f"args {vars(args)} torch {torch.__version__} threads {torch.get_num_threads()}")
-    base, data = prepare(args, log)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    log(f"args {vars(args)} torch {torch.__version__} device {device} threads {torch.get_num_threads()}")
+    base, data = prepare(args, log)  # on the CPU: the pool is encoded once
     t5, transformer = flow.build_components(seed=args.seed)
     state = _load_resume(args.out / "resume", (t5, transformer)) if args.resume else None
-    for step, total, ema, opt in train(t5, transformer, data, args, log, state):
+    t5.to(device), transformer.to(device)
+    if state is not None:
+        state["ema"] = [e.to(device) for e in state["ema"]]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    for step, total, ema, opt in train(t5, transformer, data, args, log, device, state):
         meta = dict(steps=step, planned_steps=total, batch=args.batch, lr=args.lr, pool=args.pool, seed=args.seed)
-        meta.update(samples=step * args.batch, device="cpu", threads=torch.get_num_threads(), torch=torch.__version__)
+        meta.update(samples=step * args.batch, device=name, threads=torch.get_num_threads(), torch=torch.__version__)
         _save(args, t5, transformer, ema, opt, step, total, data[-1], meta, log)
 
 
@@ -189,12 +197,12 @@ def _save(args, t5, transformer, ema, opt, step, total, stats, meta, log):
     copy_ema(modules, live)
     resume = args.out / "resume"
     resume.mkdir(exist_ok=True)
-    save_file({f"live.{i}": p.contiguous() for i, p in enumerate(live)}, str(resume / "live.safetensors"))
-    save_file({f"ema.{i}": p.contiguous() for i, p in enumerate(ema)}, str(resume / "ema.safetensors"))
+    save_file({f"live.{i}": p.cpu().contiguous() for i, p in enumerate(live)}, str(resume / "live.safetensors"))
+    save_file({f"ema.{i}": p.cpu().contiguous() for i, p in enumerate(ema)}, str(resume / "ema.safetensors"))
     tensors = {}
     for i, s in opt.state_dict()["state"].items():
         for k, v in s.items():
-            tensors[f"{i}.{k}"] = v.contiguous() if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"{i}.{k}"] = v.cpu().contiguous() if torch.is_tensor(v) else torch.tensor(v)
     save_file(tensors, str(resume / "optimizer.safetensors"))
     info = {"param_groups": opt.state_dict()["param_groups"], "step": step, "total": total}
     (resume / "state.json").write_text(json.dumps(info))
