@@ -630,6 +630,64 @@ display(explorer, studio)""",
 )
 
 
+NOTEBOOKS["11_joint_attention"] = (
+    3,
+    [
+        md(
+            "# Joint attention: where text meets image in an MM-DiT\n\n"
+            "SD3 and Flux have no cross-attention layer. Text tokens and image tokens are joined into one "
+            "sequence and attend to each other in **one softmax**: an image token's row covers the text keys "
+            "*and* the image keys. The cross-attention of a UNet becomes the image-query x text-key block of "
+            "that softmax (its rows do not sum to 1: image keys take the rest), and the text tokens are "
+            "rewritten in every block.\n\n"
+            "Here on the *pocket flow model*: Flux's layout at pocket size (2 double-stream blocks, where text "
+            "and image keep their own weights, then 4 single-stream blocks, where they share them), trained on "
+            "the same scenes as the pocket UNet, beside it."
+        ),
+        """import torch
+import p2p_widgets as p2p
+from p2p_widgets import plots
+
+torch.set_grad_enabled(False)
+unet = p2p.Editor(p2p.load_pocket())              # the pocket UNet (DDIM)
+flux = p2p.Editor(p2p.load_flow_pocket())         # the pocket flow model (a FluxPipeline, flow matching)
+for site in flux.model.sites():
+    print(site.block, site.kind, "queries", site.queries, "keys", site.keys)""",
+        md(
+            "## The same edit on a UNet and on a joint model\n\n"
+            "Prompt-to-Prompt on joint attention keeps its meaning: inside the word windows the edit's image "
+            "queries read the source's image -> text block through the token map M, inside the self window the "
+            "source's image -> image block; the edit's text queries keep their own (README: P2P on joint attention)."
+        ),
+        """source = "a big red circle left of a small blue square on a gray background"
+target = "a big green circle left of a small blue square on a gray background"
+u = unet.edit(source, target, seed=4, steps=10, guidance=5.0, baseline=True)
+f = flux.edit(source, target, seed=4, steps=10, guidance=4.0, baseline=True,
+              store=p2p.AttentionStore(detail=True))
+plots.images([u.images[0], u.baseline[1], u.images[1], f.images[0], f.baseline[1], f.images[1]],
+             ["UNet: source", "no P2P", "P2P", "flow model: source", "no P2P", "P2P"], columns=3, height=200)""",
+        md(
+            "## Maps per block kind\n\n"
+            "The store keeps each step's image -> text block at the one token grid (8 x 8 here), averaged "
+            "over heads and blocks; with `detail=True` also per block kind. The double-stream blocks read the "
+            "text with their own projections, the single-stream ones with the image's."
+        ),
+        """fp = f.prompts[0]
+plots.token_maps(f.store, fp, words=["circle", "square"], place="double")""",
+        """plots.token_maps(f.store, fp, words=["circle", "square"], place="single")""",
+        md(
+            "## Injecting keys and values instead of maps\n\n"
+            "The editing methods written for these models swap attention *inputs*: `KVInjection` gives the "
+            "edit the source's image keys and values in chosen blocks and steps (Stable Flow's vital layers, "
+            "RF-Solver-Edit's values in the single blocks; `queries_and_keys()` is Shin et al.'s form). Here "
+            "every block for the first half of the run: the layout follows the source, the colour the edit."
+        ),
+        """kv = flux.edit(source, target, rules=[p2p.KVInjection(end_step=5)], seed=4, steps=10, guidance=4.0)
+plots.images([kv.images[0], kv.images[1]], ["source", "K/V injection, steps 0-4"], height=200)""",
+    ],
+)
+
+
 def build(out: Path = OUT) -> list[Path]:
     """Write every notebook into ``out``; returns their paths."""
     out.mkdir(exist_ok=True)
