@@ -188,7 +188,7 @@ def test_an_unknown_grid_parameter_is_named_with_the_known_ones():
     assert [m.parameters()["cross"] for _, _, m in configured] == [0.2, 0.8]
     with_inversion = apply_grid([presets()["pie-p2p"]], {"inversion": ["ddim", None]})
     assert [m.inversion for _, _, m in with_inversion] == ["ddim", None]
-    assert set(INVERSIONS) == {"ddim", "null-text", "negative-prompt"}
+    assert set(INVERSIONS) == {"ddim", "null-text", "negative-prompt", "euler", "rf-solver", "fireflow"}
 
 
 def test_the_pie_preset_fills_prompts_words_and_the_published_settings_from_the_case():

@@ -52,6 +52,20 @@ class FlowEditResult:
         return [self.image]
 
 
+def check_flowedit_settings(settings: dict) -> None:
+    """A P2PError naming the first setting that no model could run (without a model: names, types
+    and ranges that hold for every model)."""
+    unknown = sorted(set(settings) - set(FLOWEDIT_PARAMS))
+    if unknown:
+        raise P2PError(f"unknown FlowEdit setting(s) {', '.join(unknown)}: use {', '.join(FLOWEDIT_PARAMS)}")
+    for name in ("steps", "n_max", "n_min", "n_avg"):
+        if name in settings:
+            check_int(name, settings[name], 1 if name in ("steps", "n_avg") else 0, 1000)
+    for name in ("source_guidance", "target_guidance"):
+        if name in settings and (not is_number(settings[name]) or settings[name] < 0):
+            raise P2PError(f"{name} must be a finite number >= 0, got {settings[name]!r}")
+
+
 def flowedit_params(model, **given) -> dict:
     """The run's FlowEdit settings: the authors' defaults for the model family, overridden by the
     given ones (None: the default), each checked, or a P2PError naming the bad one."""

@@ -18,7 +18,14 @@ it from JSON):
 - ``source_prompt``: ``None`` for the case's caption, or a fixed one (Plug-and-Play inverts and
   runs its source branch under the empty prompt);
 - ``inversion_options``: extra :func:`~p2p_widgets.engine.inversion.invert` settings (null-text's
-  ``inner_steps``, ``lr``, ...).
+  ``inner_steps``, ``lr``, ...);
+- ``direct``: a method that edits the picture itself rather than through ``Editor.edit``
+  (``{"method": "flowedit", ...settings}``: :func:`~p2p_widgets.engine.flowedit.flow_edit`, its
+  settings :data:`~p2p_widgets.engine.flowedit.FLOWEDIT_PARAMS`, unset ones the authors' defaults
+  for the model family); it takes no inversion, template or rule.
+
+Flow models (SD3, Flux) invert with ``"euler"``, ``"rf-solver"`` or ``"fireflow"``; UNets with the
+DDIM ones (a method run on the other family fails its rows, naming the inversions it has).
 
 The case fills in the prompts, the blended words and the image. Every parameter a grid may vary
 is listed by :meth:`Method.parameters`; :meth:`Method.with_params` sets them, validated.
@@ -38,7 +45,8 @@ from typing import Any
 
 from ..errors import P2PError, check_nesting, is_int, is_number
 
-INVERSIONS = ("ddim", "null-text", "negative-prompt")
+INVERSIONS = ("ddim", "null-text", "negative-prompt", "euler", "rf-solver", "fireflow")
+DIRECT_METHODS = ("flowedit",)
 MODEL_DEFAULT = "model"  # steps / guidance: what the model samples well with
 KINDS = ("auto", "replace", "refine")
 MODES = ("fast", "explicit")
@@ -58,7 +66,16 @@ TEMPLATE_DEFAULTS = {  # Editor.edit's defaults, and LocalBlend's
     "compat": None,  # None: not passed to the engine
 }
 OPTIONAL_KEYS = ("compat",)
-METHOD_FIELDS = ("name", "inversion", "template", "rule", "source_prompt", "inversion_options", "description")
+METHOD_FIELDS = (
+    "name",
+    "inversion",
+    "template",
+    "rule",
+    "source_prompt",
+    "inversion_options",
+    "description",
+    "direct",
+)
 SEED = "seed"  # a grid key the sweep takes as its seeds
 MAX_DEPTH = 32  # nesting of a method's or grid's JSON; deeper would only exhaust Python's stack
 MAX_GUIDANCE = 100.0  # classifier-free guidance past this only saturates (SD: 7.5; P2P's largest: 15)
@@ -200,6 +217,7 @@ class Method:
     source_prompt: str | None = None
     inversion_options: dict = field(default_factory=dict)
     description: str = ""
+    direct: dict | None = None  # {"method": "flowedit", ...}: edits the picture without Editor.edit
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
@@ -231,6 +249,28 @@ class Method:
             raise P2PError(f"method {self.name!r}: 'inversion_options' must be an object of plain values")
         if not isinstance(self.description, str):
             raise P2PError(f"method {self.name!r}: 'description' must be a string")
+        self._check_direct()
+
+    def _check_direct(self):
+        direct = self.direct
+        if direct is None:
+            return
+        if not isinstance(direct, dict) or direct.get("method") not in DIRECT_METHODS:
+            raise P2PError(
+                f"method {self.name!r}: 'direct' must be null or an object with 'method' one of "
+                f"{', '.join(map(repr, DIRECT_METHODS))}, got {direct!r}"
+            )
+        if self.inversion is not None or self.rule is not None or self.template:
+            raise P2PError(
+                f"method {self.name!r}: a {direct['method']} method edits the picture itself: "
+                "it takes no inversion, template or rule"
+            )
+        from ..engine.flowedit import check_flowedit_settings
+
+        try:
+            check_flowedit_settings({k: v for k, v in direct.items() if k != "method"})
+        except P2PError as exc:
+            raise P2PError(f"method {self.name!r}: {exc}") from None
 
     def _check_rule(self):
         rule = self.rule
@@ -260,6 +300,10 @@ class Method:
     # -- parameters ----------------------------------------------------------------------------------
     def parameters(self) -> dict:
         """Every parameter a grid may set, with its value in this method (defaults filled in)."""
+        if self.direct is not None:  # unset: the model family's default
+            from ..engine.flowedit import FLOWEDIT_PARAMS
+
+            return {k: self.direct.get(k, MODEL_DEFAULT) for k in FLOWEDIT_PARAMS}
         keys = [k for k in TEMPLATE_DEFAULTS if self.rule is None or k not in P2P_KEYS]
         params = {k: self.template.get(k, TEMPLATE_DEFAULTS[k]) for k in keys}
         params["inversion"] = self.inversion
@@ -278,6 +322,13 @@ class Method:
             raise P2PError(
                 f"unknown parameter {unknown[0]!r} for method {self.name!r}; its parameters are: {', '.join(known)}"
             )
+        if self.direct is not None:
+            direct = dict(self.direct)
+            direct.update({k: v for k, v in values.items() if v != MODEL_DEFAULT})
+            for k, v in values.items():
+                if v == MODEL_DEFAULT:
+                    direct.pop(k, None)
+            return Method(self.name, source_prompt=self.source_prompt, description=self.description, direct=direct)
         template, rule, inversion = dict(self.template), None if self.rule is None else dict(self.rule), self.inversion
         for key, value in values.items():
             if key == "inversion":
@@ -311,6 +362,7 @@ class Method:
             "source_prompt": self.source_prompt,
             "inversion_options": dict(self.inversion_options),
             "description": self.description,
+            **({"direct": dict(self.direct)} if self.direct is not None else {}),
         }
 
     @classmethod
@@ -331,6 +383,7 @@ class Method:
             source_prompt=data.get("source_prompt"),
             inversion_options=data.get("inversion_options", {}),
             description=data.get("description", ""),
+            direct=data.get("direct"),
         )
 
     # -- one case --------------------------------------------------------------------------------------
@@ -368,6 +421,17 @@ class Method:
         elif reweight is not None and words:
             options["reweight"] = {words[1]: reweight}
         return source, target, options
+
+    def run_direct(self, case, editor, seed: int):
+        """``(image, record)`` of a ``direct`` method on ``case``: the edited picture and a JSON-able
+        record of what ran (the prompts and every setting, defaults filled in)."""
+        from ..engine.flowedit import flow_edit
+
+        source, target = self.prompts(case)
+        settings = {k: v for k, v in self.direct.items() if k != "method"}
+        result = flow_edit(editor, case.image_path, source, target, seed=seed, **settings)
+        record = {"method": self.direct["method"], "prompts": [source, target], **result.params}
+        return result.image, record
 
     def _rule_for(self, editor, source: str, target: str):
         from ..engine.rules import rule_from_dict
@@ -435,7 +499,46 @@ def _rule_presets() -> list[Method]:
                 "source branch under the empty prompt",
             )
         )
+    if "KVInjection" in have:
+        # RF-Solver-Edit's and FireFlow's edits: the source's image values in single-stream blocks
+        # 20 to 37 for the first steps (2 of 28: 4 model calls with RF-Solver's two a step, 3 with
+        # FireFlow's one a step plus one); their source values come from the regenerated source
+        # branch here, theirs from the inversion
+        for name, solver, calls in (("rf-solver-edit", "rf-solver", 4), ("fireflow-edit", "fireflow", 3)):
+            found.append(
+                Method(
+                    name,
+                    solver,
+                    {"steps": 28, "guidance": "model"},
+                    {
+                        "rule": "KVInjection",
+                        "double": [],
+                        "single": [str(i) for i in range(20, 38)],
+                        "copy_keys": False,
+                        "end_step": calls,
+                    },
+                    description=f"{solver} inversion + the source's image values in Flux's single blocks "
+                    "20-37 for the first 2 of 28 steps (RF-Solver-Edit's rule)",
+                )
+            )
     return found
+
+
+def _flow_presets() -> list[Method]:
+    return [
+        Method(
+            "flowedit",
+            direct={"method": "flowedit"},
+            description="FlowEdit (no inversion): the authors' settings per family (SD3: 50 steps, n_max 33, "
+            "guidance 3.5 / 13.5; Flux: 28 steps, n_max 24, guidance 1.5 / 5.5)",
+        ),
+        Method(
+            "p2p-joint",
+            "fireflow",
+            {"kind": "auto", "cross": 0.8, "self_attn": 0.4, "steps": "model", "guidance": "model"},
+            description="FireFlow inversion + Prompt-to-Prompt on joint attention (cross 0.8, self 0.4)",
+        ),
+    ]
 
 
 def presets() -> dict[str, Method]:
@@ -445,6 +548,7 @@ def presets() -> dict[str, Method]:
         _pie("pie-p2p-ddim", "ddim", "DDIM inversion"),
         _pie("pie-p2p-negative", "negative-prompt", "Negative-prompt inversion"),
         *_rule_presets(),
+        *_flow_presets(),
     ]
     return {m.name: m for m in found}
 

@@ -123,11 +123,15 @@ class SweepWorker:
         row = base_row(job, case, name, method)
         png = None
         try:
-            inversion, row["inversion_file"] = self._inversion(job.case, case, method)
-            source, target, options = method.edit_arguments(case, self.editor, job.seed, inversion)
-            result = self.editor.edit(source, target, **options)
-            image = result.images[1]
-            row["spec"] = result.spec.replace(model=self.config.model).to_json(indent=None)
+            if method.direct is not None:  # FlowEdit: edits the picture itself, no inversion
+                image, record = method.run_direct(case, self.editor, job.seed)
+                row["spec"] = json.dumps({**record, "model": self.config.model})
+            else:
+                inversion, row["inversion_file"] = self._inversion(job.case, case, method)
+                source, target, options = method.edit_arguments(case, self.editor, job.seed, inversion)
+                result = self.editor.edit(source, target, **options)
+                image = result.images[1]
+                row["spec"] = result.spec.replace(model=self.config.model).to_json(indent=None)
             row.update({k: _float(v) for k, v in dict(self.scorer(case, _at_source_size(image, case))).items()})
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")

@@ -1,0 +1,83 @@
+"""The flow-model methods in the evaluation (issue 27): presets, JSON, parameters, and rows run as
+the sweep's worker runs them on a tiny SD3."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from p2p_widgets.errors import P2PError
+from p2p_widgets.evaluate.methods import Method, get_method, presets
+
+SRC = "a big red circle left of a small blue square on a gray background"
+TGT = "a big green circle left of a small blue square on a gray background"
+
+
+@pytest.fixture(scope="module")
+def sd3():
+    from p2p_widgets.bench.mmdit_geometries import tiny_sd3_pipeline
+    from p2p_widgets.engine.sampler import Editor
+
+    return Editor(tiny_sd3_pipeline(0))
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    from p2p_widgets.pocket.scenes import make_dataset
+
+    images, _, _ = make_dataset(1, 0)
+    path = tmp_path_factory.mktemp("case") / "scene.png"
+    Image.fromarray(images[0]).resize((64, 64), Image.NEAREST).save(path)
+    return SimpleNamespace(source_prompt=SRC, target_prompt=TGT, image_path=str(path), blended_words=[])
+
+
+def test_flow_presets_exist_and_round_trip_through_json():
+    found = presets()
+    for name in ("flowedit", "rf-solver-edit", "fireflow-edit", "p2p-joint"):
+        method = found[name]
+        assert Method.from_dict(method.to_dict()) == method
+        assert get_method(method.to_dict()) == method
+    assert found["flowedit"].direct == {"method": "flowedit"} and found["flowedit"].inversion is None
+    assert found["rf-solver-edit"].inversion == "rf-solver" and found["p2p-joint"].inversion == "fireflow"
+    assert "direct" not in found["pie-p2p"].to_dict()  # methods without it keep their JSON
+
+
+def test_flowedit_parameters_are_declared_once_and_checked():
+    flowedit = presets()["flowedit"]
+    assert flowedit.parameters() == dict.fromkeys(
+        ("steps", "n_max", "n_min", "n_avg", "source_guidance", "target_guidance"), "model"
+    )
+    tuned = flowedit.with_params(n_max=10, target_guidance=7.0)
+    assert tuned.direct == {"method": "flowedit", "n_max": 10, "target_guidance": 7.0}
+    assert tuned.with_params(n_max="model").direct == {"method": "flowedit", "target_guidance": 7.0}
+    with pytest.raises(P2PError, match=r"n_max must be an integer in \[0, 1000\], got -1"):
+        flowedit.with_params(n_max=-1)
+    with pytest.raises(P2PError, match="unknown parameter 'cross' for method 'flowedit'"):
+        flowedit.with_params(cross=0.5)
+    with pytest.raises(P2PError, match="it takes no inversion, template or rule"):
+        Method("x", "fireflow", direct={"method": "flowedit"})
+    with pytest.raises(P2PError, match="'direct' must be null or an object with 'method' one of 'flowedit'"):
+        Method("x", direct={"method": "sdedit"})
+    with pytest.raises(P2PError, match="unknown FlowEdit setting"):
+        Method.from_dict({"name": "x", "direct": {"method": "flowedit", "strength": 1}})
+
+
+def test_a_flowedit_row_runs_as_the_worker_runs_it(sd3, case):
+    method = presets()["flowedit"].with_params(steps=4, n_max=3)
+    image, record = method.run_direct(case, sd3, seed=1)
+    assert image.size == (64, 64)
+    assert record["prompts"] == [SRC, TGT] and record["steps"] == 4 and record["n_max"] == 3
+    assert record["target_guidance"] == 13.5  # SD3's default from the authors' settings
+    again, _ = method.run_direct(case, sd3, seed=1)
+    assert again.tobytes() == image.tobytes()
+
+
+@pytest.mark.parametrize("name", ["p2p-joint", "fireflow-edit"])
+def test_inverting_flow_presets_edit_a_case_on_sd3(sd3, case, name):
+    method = get_method(name).with_params(steps=3, guidance=2.0)
+    inversion = sd3.invert(case.image_path, SRC, method=method.inversion, steps=3, guidance=2.0)
+    source, target, options = method.edit_arguments(case, sd3, 0, inversion)
+    result = sd3.edit(source, target, **options)
+    assert len(result.images) == 2 and result.images[1].size == (64, 64)
