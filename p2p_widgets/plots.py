@@ -182,6 +182,10 @@ _KIND_STYLE = {  # kind -> (legend name, colour, letter); the colours of the tim
     "self": ("self-attention", (46, 125, 50), "S"),
     "cross": ("cross-attention", (25, 118, 210), "C"),
     "feature": ("module output", (239, 108, 0), "F"),
+    # a DiT's sites (the player's strip uses the same colours)
+    "joint": ("joint attention", (106, 27, 154), "J"),
+    "single": ("single-stream attention", (0, 131, 143), "1"),
+    "image-self": ("image self-attention", (130, 119, 23), "I"),
 }
 _IDLE = (224, 224, 224)  # a cell no rule touched
 
@@ -197,16 +201,26 @@ def _cell_positions(cells) -> list[float]:
     return xs
 
 
-def _draw_blocks(fig, cells, xs) -> None:
+def _draw_blocks(fig, cells, xs, dit: bool = False) -> None:
     """A box and a label per block at its depth, the U's path between blocks, and dashed skip
-    connections between the down and up blocks of one resolution."""
+    connections between the down and up blocks of one resolution. A DiT (``dit``): one row, each
+    block labelled by its index, each stream (double, single) named above its first block."""
     spans: dict = {}
     for cell, x in zip(cells, xs):
         lo, hi, depth = spans.get(cell["block"], (x, x, cell["depth"]))
         spans[cell["block"]] = (min(lo, x), max(hi, x), depth)
-    previous = None
+    previous, stream = None, None
     for label, (lo, hi, depth) in spans.items():
         y = -depth
+        if dit:
+            kind, _, index = label.partition(" ")
+            if kind != stream:
+                stream = kind
+                name = {"double": "double-stream blocks", "single": "single-stream blocks"}.get(kind, kind)
+                fig.add_annotation(
+                    x=lo - 0.6, y=y + 0.38, text=as_text(name), showarrow=False, xanchor="left", yanchor="bottom"
+                )
+            label = index or label
         fig.add_shape(
             type="rect",
             x0=lo - 0.6,
@@ -232,7 +246,9 @@ def _draw_blocks(fig, cells, xs) -> None:
 
 def unet_diagram(pipe_or_unet, controlled, step=None, height=None):
     """The UNet's blocks in execution order (down, mid, up, drawn as a U by resolution), one cell per
-    attention layer and per module a rule hooks, coloured by what a rule changed there.
+    attention layer and per module a rule hooks, coloured by what a rule changed there. A DiT (SD3,
+    Flux: ``pipe_or_unet`` its pipeline, Editor or transformer) is drawn as one row of its
+    double-stream then single-stream blocks, one cell per joint / single-stream / image-only site.
 
     ``controlled``: an :class:`~p2p_widgets.engine.sampler.EditResult` (its ``controlled``; the
     modules its rules hook get cells even where they were left alone) or a list of per-step sets
@@ -245,6 +261,7 @@ def unet_diagram(pipe_or_unet, controlled, step=None, height=None):
         check_known,
         control_shares,
         controlled_steps,
+        is_dit,
         model_cells,
         rule_modules,
         step_modules,
@@ -255,18 +272,21 @@ def unet_diagram(pipe_or_unet, controlled, step=None, height=None):
         raise P2PError(f"step must be None or a step of the run in [0, {len(steps) - 1}], got {step!r}")
     cells = model_cells(pipe_or_unet, rule_modules(getattr(controlled, "rules", ())) + step_modules(steps))
     check_known(cells, steps)
+    dit = is_dit(cells)
+    if dit:  # a DiT is drawn flat: double- then single-stream blocks in one row, by index
+        cells = [{**c, "depth": 0} for c in cells]
     if step is None:
         values = control_shares(cells, steps)
     else:
         on = set(cell_indices(cells, steps[step]))
         values = [1.0 if k in on else 0.0 for k in range(len(cells))]
-    fig = _cells_figure(cells, values, step, len(steps))
+    fig = _cells_figure(cells, values, step, len(steps), dit)
     depths = [c["depth"] for c in cells] or [0]
     fig.update_layout(height=height or 200 + 70 * (max(depths) - min(depths)))
     return fig
 
 
-def _cells_figure(cells, values, step, n_steps):
+def _cells_figure(cells, values, step, n_steps, dit=False):
     """The figure of :func:`unet_diagram`: one trace per kind (the legend toggles kinds)."""
     go, _ = _go()
     xs = _cell_positions(cells)
@@ -305,7 +325,7 @@ def _cells_figure(cells, values, step, n_steps):
                 hovertemplate=f"%{{customdata[0]}}<br>{name}: %{{customdata[1]}}<extra></extra>",
             )
         )
-    _draw_blocks(fig, cells, xs)
+    _draw_blocks(fig, cells, xs, dit)
     title = (
         f"what the rule changed at step {step}" if step is not None else f"what the rule changed over {n_steps} steps"
     )

@@ -115,11 +115,12 @@ export function setWeight(links, i, j, w) {
 /**
  * The used block of M: rows = source positions [0, nSrc), columns = target positions [0, nTgt).
  * Mirrors the engine's Mapper.from_links(include_special=True) on that block: BOS feeds BOS and
- * EOS feeds EOS unless a link already feeds that target column.
+ * EOS feeds EOS unless a link already feeds that target column (`bos: false`: the prompts have no
+ * BOS, as T5's on Flux: position 0 is a word).
  * @param {Link[]} links
  * @param {number} nSrc  source tokens including BOS and EOS
  * @param {number} nTgt  target tokens including BOS and EOS
- * @param {{includeSpecial?: boolean}} [opts]
+ * @param {{includeSpecial?: boolean, bos?: boolean}} [opts]
  * @returns {number[][]} nSrc x nTgt
  */
 export function matrixFromLinks(links, nSrc, nTgt, opts = {}) {
@@ -130,7 +131,7 @@ export function matrixFromLinks(links, nSrc, nTgt, opts = {}) {
   }
   if (includeSpecial && nSrc > 0 && nTgt > 0) {
     const fed = (j) => m.some((row) => row[j] !== 0);
-    if (!fed(0)) m[0][0] = 1;
+    if (opts.bos !== false && !fed(0)) m[0][0] = 1;
     const eosT = nTgt - 1;
     if (eosT > 0 && !fed(eosT)) m[nSrc - 1][eosT] = 1;
   }

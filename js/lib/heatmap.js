@@ -123,6 +123,6 @@ export function heatRgba(values, lut = heatLut()) {
 export function tokenLabel(tokens, position) {
   const text = tokens[position] ?? "";
   if (position === 0 && text.startsWith("<|start")) return "⟨start⟩";
-  if (position === tokens.length - 1 && text.startsWith("<|end")) return "⟨end⟩";
+  if (position === tokens.length - 1 && (text.startsWith("<|end") || text === "</s>")) return "⟨end⟩"; // CLIP's, T5's
   return text.replace(/<\/w>$/, "");
 }

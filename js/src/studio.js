@@ -59,7 +59,7 @@ function render({ model, el: host }) {
     showMethod(v), showTabs(v), showInputImage(v), showFieldError(v), showStatus(v)));
   on(["change:section", "change:has_aligner", "change:has_timeline"], showTabs);
   on(["change:reweight", "change:blend_words", "change:windows", "change:input_name"], showResultState);
-  on(["change:input_image", "change:input_name"], () => (showInputImage(v), showMethod(v), showStatus(v)));
+  on(["change:input_image", "change:input_name", "change:image_note"], () => (showInputImage(v), showMethod(v), showStatus(v)));
   on(["change:phase", "change:status", "change:progress", "change:spec_json"], showStatus);
   on(["change:windows", "change:has_timeline"], showSchedule);
   on(["change:target_words", "change:changed_words"], () => (showReweight(v), showBlend(v), showDiff(v)));

@@ -107,6 +107,12 @@ describe("matrix M (used block)", () => {
     expect(plain.flat().every((v) => v === 0)).toBe(true);
   });
 
+  it("feeds only EOS on prompts without BOS (T5's, on Flux: position 0 is a word)", () => {
+    const m = matrixFromLinks([[1, 1, 1]], 3, 3, { bos: false });
+    expect(m[0][0]).toBe(0); // the first word is left unlinked, as the user left it
+    expect(m[2][2]).toBe(1);
+  });
+
   it("ignores links outside the block", () => {
     const m = matrixFromLinks([[9, 1, 1], [1, 9, 1]], 3, 3);
     expect(m[1]).toEqual([0, 0, 0]);

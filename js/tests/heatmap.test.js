@@ -59,5 +59,7 @@ describe("maps", () => {
   it("labels special tokens", () => {
     const tokens = ["<|startoftext|>", "cat</w>", "<|endoftext|>"];
     expect([0, 1, 2].map((p) => tokenLabel(tokens, p))).toEqual(["⟨start⟩", "cat", "⟨end⟩"]);
+    // T5 (Flux): no start token, "</s>" at the end
+    expect([0, 1, 2].map((p) => tokenLabel(["a", "cat", "</s>"], p))).toEqual(["a", "cat", "⟨end⟩"]);
   });
 });

@@ -251,6 +251,43 @@ describe("player view", () => {
     expect(el.querySelector(".p2p-player__unetcells").dataset.compact).toBe("true");
   });
 
+  it("draws a DiT's strip as rows of double- then single-stream blocks, all at one level", async () => {
+    const joint = (i) => ({ name: `transformer_blocks.${i}.attn.processor`, kind: "joint", block: `double ${i}`, depth: i });
+    const single = (i) => ({ name: `single_transformer_blocks.${i}.attn.processor`, kind: "single", block: `single ${i}`, depth: i });
+    const { el, model } = await mount();
+    model.set("unet_cells", [joint(0), joint(1), single(0), single(1), single(2)]);
+    model.set("controlled", [[0, 1, 2, 3, 4], [3]]);
+    stream(model, [0, 1], { nEvals: 2, end: true });
+    await tick();
+    const cells = el.querySelector(".p2p-player__unetcells");
+    expect(cells.dataset.layout).toBe("blocks");
+    const streams = [...cells.querySelectorAll(".p2p-player__stream")];
+    expect(streams.map((s) => s.dataset.stream)).toEqual(["double", "single"]);
+    expect(streams.map((s) => s.querySelector(".p2p-player__streamlabel").textContent)).toEqual([
+      "double-stream blocks",
+      "single-stream blocks",
+    ]);
+    expect([...streams[1].querySelectorAll(".p2p-player__blocklabel")].map((b) => b.textContent)).toEqual(["0", "1", "2"]);
+    const depths = [...cells.querySelectorAll(".p2p-player__block")].map((b) => b.style.getPropertyValue("--p2p-depth"));
+    expect(depths).toEqual(["0", "0", "0", "0", "0"]); // a row, not a U
+    const on = () => [...cells.querySelectorAll(".p2p-player__cell")].map((c) => c.dataset.on === "true");
+    expect(on()).toEqual([false, false, false, true, false]);
+    expect(el.querySelector(".p2p-player__unetsummary").textContent).toBe(
+      "step 2: single-stream attention in 1 of 3 blocks (single 1)"
+    );
+    const legend = [...el.querySelectorAll(".p2p-player__legend > span")].map((s) => s.textContent);
+    expect(legend).toEqual(["J joint attention", "1 single-stream attention"]);
+    root(el).dispatchEvent(new KeyboardEvent("keydown", { key: "Home", bubbles: true }));
+    expect(on()).toEqual([true, true, true, true, true]);
+    // back to a UNet: the U again, with its own legend
+    model.set("unet_cells", [{ name: "up_blocks.0.attentions.0.transformer_blocks.0.attn1.processor", kind: "self", block: "up 0", depth: 1 }]);
+    model.set("controlled", [[0], []]);
+    await tick();
+    expect(cells.dataset.layout).toBe("unet");
+    expect(cells.querySelector(".p2p-player__block").style.getPropertyValue("--p2p-depth")).toBe("1");
+    expect([...el.querySelectorAll(".p2p-player__legend > span")].map((s) => s.textContent)).toEqual(["S self-attention"]);
+  });
+
   it("prompt text is shown as text", async () => {
     const { el, model } = await mount();
     model.receive({ ...header(1, TOKENS), prompts: [{ text: "<img src=x onerror=alert(1)>", tokens: TOKENS[0] }] });

@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { cellTitle, controlledAt, describeStep, groupBlocks, readCells } from "../src/player/unet_strip.js";
+import {
+  blockLabel,
+  cellTitle,
+  controlledAt,
+  describeStep,
+  groupBlocks,
+  groupStreams,
+  kindsOf,
+  readCells,
+  stripLayout,
+} from "../src/player/unet_strip.js";
 
 const cell = (name, kind, block, depth) => ({ name, kind, block, depth });
 const CELLS = [
@@ -42,5 +52,46 @@ describe("UNet strip data (pure)", () => {
     expect(cellTitle(CELLS[4], true)).toBe("up_blocks.0.resnets.1.conv2 (module output): changed by the rule");
     expect(cellTitle(CELLS[0], false)).toMatch(/\(self-attention\): left alone$/);
     expect(cellTitle(CELLS[0], null)).toMatch(/\(self-attention\)$/);
+  });
+
+  // Flux: double-stream (joint) blocks, then single-stream blocks; SD3.5: joint + image-only per block
+  const FLUX = [
+    cell("transformer_blocks.0.attn.processor", "joint", "double 0", 0),
+    cell("transformer_blocks.1.attn.processor", "joint", "double 1", 1),
+    cell("single_transformer_blocks.0.attn.processor", "single", "single 0", 0),
+    cell("single_transformer_blocks.1.attn.processor", "single", "single 1", 1),
+    cell("single_transformer_blocks.2.attn.processor", "single", "single 2", 2),
+  ];
+  const SD35 = [
+    cell("transformer_blocks.0.attn.processor", "joint", "double 0", 0),
+    cell("transformer_blocks.0.attn2.processor", "image-self", "double 0", 0),
+    cell("transformer_blocks.1.attn.processor", "joint", "double 1", 1),
+  ];
+
+  it("lays a DiT out as rows of blocks by stream and index, a UNet as a U", () => {
+    expect(stripLayout(CELLS)).toBe("unet");
+    expect(stripLayout(FLUX)).toBe("blocks");
+    expect(stripLayout(SD35)).toBe("blocks");
+    expect(readCells(FLUX)).toEqual(FLUX); // the joint kinds are cells too
+    const streams = groupStreams(FLUX);
+    expect(streams.map((s) => [s.stream, s.name, s.blocks.map((b) => [b.block, b.cells.map((c) => c.index)])])).toEqual([
+      ["double", "double-stream blocks", [["double 0", [0]], ["double 1", [1]]]],
+      ["single", "single-stream blocks", [["single 0", [2]], ["single 1", [3]], ["single 2", [4]]]],
+    ]);
+    const sd35 = groupStreams(SD35);
+    expect(sd35.map((s) => s.blocks.map((b) => b.cells.map((c) => c.kind)))).toEqual([[["joint", "image-self"], ["joint"]]]);
+    expect(blockLabel("single 12", "blocks")).toBe("12");
+    expect(blockLabel("up 1", "unet")).toBe("up 1");
+    expect(blockLabel("mid", "blocks")).toBe("mid");
+    expect(kindsOf(FLUX)).toEqual(["joint", "single"]);
+    expect(kindsOf(SD35)).toEqual(["joint", "image-self"]);
+    expect(kindsOf(CELLS)).toEqual(["self", "cross", "feature"]);
+  });
+
+  it("says what a DiT step shows in blocks", () => {
+    expect(describeStep(FLUX, new Set([0, 1, 3]), 0)).toBe(
+      "step 1: joint attention in 2 of 2 blocks (double 0, double 1); single-stream attention in 1 of 3 blocks (single 1)"
+    );
+    expect(cellTitle(FLUX[2], true)).toBe("single_transformer_blocks.0.attn.processor (single-stream attention): changed by the rule");
   });
 });

@@ -137,8 +137,10 @@ def _prompts(source, target, tokenizer):
 
 
 def _special_pairs(source: Prompt, target: Prompt):
-    """BOS -> BOS, EOS -> EOS, and padding -> padding with the length offset kept."""
-    yield 0, 0
+    """BOS -> BOS (where the prompts have one: T5's have not), EOS -> EOS, and padding -> padding
+    with the length offset kept."""
+    if source.has_bos and target.has_bos:
+        yield 0, 0
     yield from _tail_pairs(source.eos_position, target.eos_position, source.max_length)
 
 

@@ -62,6 +62,13 @@ class Prompt:
         return len(self.ids)
 
     @property
+    def has_bos(self) -> bool:
+        """Whether position 0 is a BOS token (CLIP's prompts start with one; T5's, Flux's text, do not)."""
+        if self.words:
+            return self.words[0].positions[0] > 0
+        return len(self.ids) > 1  # no words: BOS + EOS, or EOS alone
+
+    @property
     def eos_position(self) -> int:
         return len(self.ids) - 1
 

@@ -1,18 +1,22 @@
-"""The UNet's layers as *cells* in execution order, and which of them a rule controlled per step.
+"""A model's attention sites as *cells* in execution order, and which of them a rule controlled per step.
 
-A cell is one attention layer (its processor name; ``attn1`` is self-attention, ``attn2``
-cross-attention) or one hooked module whose output a rule edits (e.g. Plug-and-Play's
-``up_blocks.1.resnets.1.conv2``)::
+A cell is one attention site of the model (:meth:`ModelBackend.sites`, see
+:mod:`p2p_widgets.engine.sites`) or one hooked module whose output a rule edits (e.g.
+Plug-and-Play's ``up_blocks.1.resnets.1.conv2``, placed where the UNet runs it)::
 
     {"name": "up_blocks.1.attentions.0.transformer_blocks.0.attn1.processor",
-     "kind": "self",                       # "self", "cross" or "feature"
-     "block": "up 1",                      # "down i", "mid" or "up i": the UNet block it sits in
-     "depth": 0}                           # how far down the U the block sits (0 = full resolution)
+     "kind": "self",                       # the site's kind (CELL_KINDS) or "feature"
+     "block": "up 1",                      # the site's block: "down i", "mid", "up i"; "double i", "single i"
+     "depth": 0}                           # UNet: how far down the U (0 = full resolution); DiT: the block index
+
+A UNet's cells draw as a U (down, mid, up by depth); a DiT's (kinds ``joint``, ``single``,
+``image-self``) as a flat row of double-stream then single-stream blocks by index.
 
 What a rule controlled comes from the sampler (``StepEvent.controlled`` while a run streams,
-``EditResult.controlled`` afterwards): per step a set of ``(layer or module name, kind)``. Here it
-becomes plain lists of cell indices (the player's strip) or shares of steps (``plots.unet_diagram``).
-Pure data: no widgets, no plotting, no torch.
+``EditResult.controlled`` afterwards): per step a set of ``(site or module name, kind)``, the kind
+``"cross"`` / ``"self"`` (on a joint site: its image -> text or image -> image part) or
+``"feature"``. Here it becomes plain lists of cell indices (the player's strip) or shares of steps
+(``plots.unet_diagram``). Pure data: no widgets, no plotting, no torch.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from collections.abc import Iterable, Sequence
 
 from ..errors import P2PError
 
-KINDS = ("self", "cross", "feature")
+KINDS = ("self", "cross", "feature")  # what a step's controlled pairs name
+CELL_KINDS = ("self", "cross", "feature", "joint", "single", "image-self")  # what a cell is
+JOINT_KINDS = ("joint", "single", "image-self")  # a DiT's sites: a controlled pair names them with "cross" / "self"
 _PLACES = {"down_blocks": 1, "mid_block": 2, "up_blocks": 3}  # conv_in & co. before (0), conv_out after (4)
 # inside a block, resnet i runs before attention i (diffusers' down, mid and up blocks), resamplers last
 _PARTS = {"resnets": 0, "attentions": 1, "downsamplers": 2, "upsamplers": 2}
@@ -96,10 +102,55 @@ def unet_layout(model) -> tuple[list[str], int | None]:
     return attention_layers(model), (len(down) if down is not None else None)
 
 
+def model_sites(model) -> tuple:
+    """The attention sites of a pipeline, an Editor, a model backend or a denoiser (UNet or DiT)."""
+    from ..engine.sites import sites_of
+
+    backend = getattr(model, "model", model)  # an Editor holds its model's backend
+    if callable(getattr(backend, "sites", None)):
+        return tuple(backend.sites())
+    denoiser = getattr(model, "unet", None) or getattr(model, "transformer", None) or model
+    if not isinstance(getattr(denoiser, "attn_processors", None), dict):
+        raise P2PError(
+            "model must be a pipeline, an Editor or a denoiser (UNet or transformer) with attention "
+            f"processors, got {type(model).__name__}"
+        )
+    try:
+        return sites_of(denoiser)
+    except TypeError as exc:
+        raise P2PError(str(exc)) from None
+
+
+def model_layout(model) -> tuple:
+    """The sites of ``model`` as plain ``(name, kind, block, depth)`` tuples (what :func:`site_cells`
+    needs, kept instead of the model: a widget holding it would keep it alive)."""
+    return tuple((s.name, s.kind, s.block, int(s.depth)) for s in model_sites(model))
+
+
+def is_dit(cells_or_layout) -> bool:
+    """Whether cells (or a layout) are a DiT's: joint-attention kinds, drawn as a flat row of blocks."""
+    return any((c["kind"] if isinstance(c, dict) else c[1]) in JOINT_KINDS for c in cells_or_layout)
+
+
+def site_cells(layout, modules: Iterable[str] = ()) -> list[dict]:
+    """Cells of a model's sites (:func:`model_layout`) and hooked ``modules`` in execution order. On
+    a UNet a module sits where the UNet runs it (between the attention layers of its block); on a
+    DiT the sites keep their order and modules (none of its built-in rules hooks one) come last."""
+    layout = list(layout)
+    modules = [m for m in dict.fromkeys(modules) if m not in {name for name, *_ in layout}]
+    cells = [{"name": n, "kind": k, "block": b, "depth": max(0, int(d))} for n, k, b, d in layout]
+    if is_dit(layout):
+        return cells + [{"name": m, "kind": "feature", "block": _block(m)[1], "depth": 0} for m in modules]
+    # the UNet's number of down (= up) blocks, for the depth of a module's up block: "up i" sits at n - 1 - i
+    ups = [int(b.split()[1]) + d + 1 for _, _, b, d in layout if b.startswith("up ")]
+    n_blocks = max(ups, default=1 + max([d for *_, d in layout], default=0))
+    extra = {c["name"]: c for c in unet_cells([], modules, n_blocks)}
+    return sorted([*cells, *extra.values()], key=lambda c: execution_key(c["name"]))
+
+
 def model_cells(model, modules: Iterable[str] = ()) -> list[dict]:
-    """:func:`unet_cells` of a pipeline / Editor / UNet, plus the hooked ``modules``."""
-    layers, n_blocks = unet_layout(model)
-    return unet_cells(layers, modules, n_blocks)
+    """:func:`site_cells` of a pipeline / Editor / backend / denoiser, plus the hooked ``modules``."""
+    return site_cells(model_layout(model), modules)
 
 
 def rule_modules(rules: Iterable) -> list[str]:
@@ -135,11 +186,22 @@ def step_modules(steps: Iterable[frozenset]) -> list[str]:
     return list(dict.fromkeys(name for step in steps for name, kind in sorted(step) if kind == "feature"))
 
 
+def _known_pairs(cells: Sequence[dict]) -> dict:
+    """(name, kind) of a controlled pair -> the index of the cell it falls on (a joint site's cell
+    takes both its image -> text ("cross") and image -> image ("self") part)."""
+    found = {}
+    for k, c in enumerate(cells):
+        kinds = ("cross", "self") if c["kind"] in JOINT_KINDS else (c["kind"],)
+        for kind in kinds:
+            found.setdefault((c["name"], kind), k)
+    return found
+
+
 def check_known(cells: Sequence[dict], steps: Iterable[frozenset]) -> None:
     """A P2PError if the steps name layers or modules that are not among the cells (a result of
     another model)."""
-    known = {(c["name"], c["kind"]) for c in cells}
-    unknown = sorted({pair for s in steps for pair in s} - known)
+    known = _known_pairs(cells)
+    unknown = sorted({pair for s in steps for pair in s} - set(known))
     if unknown:
         raise P2PError(
             f"controlled names layers this model does not have, e.g. {unknown[:3]}: pass the model it ran on"
@@ -148,11 +210,16 @@ def check_known(cells: Sequence[dict], steps: Iterable[frozenset]) -> None:
 
 def cell_indices(cells: Sequence[dict], step: frozenset) -> list[int]:
     """Indices of the cells a rule controlled in one step."""
-    return [k for k, c in enumerate(cells) if (c["name"], c["kind"]) in step]
+    known = _known_pairs(cells)
+    return sorted({known[pair] for pair in step if pair in known})
 
 
 def control_shares(cells: Sequence[dict], steps: Sequence[frozenset]) -> list[float]:
     """Per cell, the share of the steps in which a rule controlled it (0 for no steps)."""
     if not steps:
         return [0.0] * len(cells)
-    return [sum((c["name"], c["kind"]) in s for s in steps) / len(steps) for c in cells]
+    counts = [0] * len(cells)
+    for s in steps:
+        for k in cell_indices(cells, s):
+            counts[k] += 1
+    return [n / len(steps) for n in counts]

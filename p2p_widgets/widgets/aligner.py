@@ -40,14 +40,14 @@ MAX_WEIGHT = 10.0
 def token_rows(prompt: Prompt) -> list[dict]:
     """The prompt's tokens as plain data for the front end.
 
-    One dict per real token (BOS .. EOS): ``pos`` (token position), ``text`` (the token decoded
-    alone), ``word`` (word index, -1 for BOS/EOS), ``word_text`` and ``special`` ("bos", "eos"
-    or "")."""
+    One dict per real token (BOS .. EOS; T5's prompts, Flux's text, have no BOS): ``pos`` (token
+    position), ``text`` (the token decoded alone), ``word`` (word index, -1 for BOS/EOS),
+    ``word_text`` and ``special`` ("bos", "eos" or "")."""
     word_of = {p: w for w in prompt.words for p in w.positions}
     rows = []
     for pos, text in enumerate(prompt.tokens):
         word = word_of.get(pos)
-        special = "bos" if pos == 0 else "eos" if pos == prompt.eos_position else ""
+        special = "bos" if pos == 0 and prompt.has_bos else "eos" if pos == prompt.eos_position else ""
         rows.append(
             {
                 "pos": pos,
@@ -71,7 +71,8 @@ def _position_map(old: Prompt, new: Prompt) -> dict[int, int]:
     for op, a0, a1, b0, b1 in matcher.get_opcodes():
         if op == "equal":
             mapping.update(zip(range(a0, a1), range(b0, b1)))
-    mapping[0] = 0  # BOS stays BOS, EOS stays EOS whatever the text between them
+    if old.has_bos and new.has_bos:
+        mapping[0] = 0  # BOS stays BOS, EOS stays EOS whatever the text between them
     mapping[old.eos_position] = new.eos_position
     return mapping
 

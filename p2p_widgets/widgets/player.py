@@ -23,11 +23,13 @@ Python holds the view state in traits the front end may write (``step``, ``playi
 ``follow``, ``tokens``, ``resolution``, ``normalize``, ``opacity``, ``fps``); every such write is
 validated here and an invalid one sets ``error`` and is put back.
 
-What the rules controlled: ``unet_cells`` lists the UNet's attention layers and the modules a
+What the rules controlled: ``unet_cells`` lists the model's attention sites (``editor.model.sites()``:
+a UNet's self- and cross-attention layers, a DiT's joint and single-stream blocks) and the modules a
 rule hooks, in execution order, and ``controlled`` per step the indices of the cells a rule
 changed (from ``StepEvent.controlled`` while a run streams, from ``EditResult.controlled`` when
 it ends, or :meth:`AttentionPlayer.show_controlled` for a finished result). The front end draws
-them as a strip of the UNet's blocks under the step slider; both are written by Python only.
+them as a strip under the step slider (a UNet's blocks as a U, a DiT's double- then single-stream
+blocks in a row); both are written by Python only.
 """
 
 from __future__ import annotations
@@ -55,14 +57,14 @@ from ..stream.frames import (
 )
 from ..stream.gif import GifStyle, compose_step, encode_gif
 from ..stream.unet_layers import (
-    KINDS,
+    CELL_KINDS,
     cell_indices,
     check_known,
     controlled_steps,
+    model_layout,
     rule_modules,
+    site_cells,
     step_modules,
-    unet_cells,
-    unet_layout,
 )
 from ._base import P2PWidget, in_range, on_message
 
@@ -73,13 +75,21 @@ _MAX_DEFAULT_TOKENS = 4
 _BACKFILL_CHUNK = 16
 
 
-def default_tokens(token_lists: Sequence[Sequence[str]]) -> list[list[int]]:
+def default_tokens(
+    token_lists: Sequence[Sequence[str]], contents: Sequence[Sequence[int]] | None = None
+) -> list[list[int]]:
     """A first token selection: per prompt, the content tokens the other prompts do not have
-    (the edited words), else its first content tokens; at most four per prompt."""
+    (the edited words), else its first content tokens; at most four per prompt. ``contents``: the
+    positions of each prompt's words (default: all but the first and last token, CLIP's BOS and
+    EOS; T5's prompts have no BOS)."""
+    if contents is None:
+        contents = [list(range(1, max(len(tokens) - 1, 1))) for tokens in token_lists]
     chosen = []
     for b, tokens in enumerate(token_lists):
-        content = list(range(1, max(len(tokens) - 1, 1)))
-        others = {t for k, other in enumerate(token_lists) if k != b for t in other[1:-1]}
+        content = [p for p in contents[b] if p < len(tokens)]
+        others = {
+            token_lists[k][p] for k in range(len(token_lists)) if k != b for p in contents[k] if p < len(token_lists[k])
+        }
         differing = [p for p in content if tokens[p] not in others]
         picked = (differing or content[:2])[:_MAX_DEFAULT_TOKENS]
         chosen.extend([b, p] for p in picked)
@@ -104,7 +114,7 @@ class _Run:
         self.lock = threading.Lock()
         self.controlled: list[frozenset] = []  # per step: (layer or module, kind) a rule changed
         self.modules: list[str] = []  # hooked modules seen so far (cells of the strip)
-        self.cells: list[dict] | None = None  # the strip's cells, from the first step's UNet
+        self.cells: list[dict] | None = None  # the strip's cells, from the first step's model
 
 
 class AttentionPlayer(P2PWidget):
@@ -147,8 +157,9 @@ class AttentionPlayer(P2PWidget):
     fps = traitlets.Float(6.0, help="Playback speed in frames per second.").tag(sync=True)
     # what the rules controlled (written by Python only)
     unet_cells = traitlets.List(
-        help="The UNet's attention layers and hooked modules in execution order: "
-        "[{'name', 'kind': 'self' | 'cross' | 'feature', 'block': 'down 0' | 'mid' | 'up 1' ..., 'depth'}]."
+        help="The model's attention sites and hooked modules in execution order: [{'name', 'kind': 'self' | "
+        "'cross' | 'feature' | 'joint' | 'single' | 'image-self', 'block': 'down 0' | 'mid' | 'up 1' | 'double 3' "
+        "| 'single 7' ..., 'depth'}]."
     ).tag(sync=True)
     controlled = traitlets.List(
         help="Per step, indices into unet_cells of the layers and modules a rule changed (unknown steps are absent)."
@@ -167,7 +178,7 @@ class AttentionPlayer(P2PWidget):
         self._run_counter = 0
         self._clock: Callable[[], float] = time.perf_counter
         self._send_lock = threading.Lock()
-        self._layout: tuple | None = None  # (attention layer names, down blocks) of the last run's UNet
+        self._layout: tuple | None = None  # the sites of the last run's model, as plain tuples (model_layout)
         self._indices: dict = {}  # a step's controlled set -> its cell indices, for the cells shown
         #: totals over the player's life, for benchmarks: frames and bytes sent, seconds spent
         self.stats = {"frames": 0, "bytes": 0, "seconds": 0.0, "live_frames": 0}
@@ -216,11 +227,11 @@ class AttentionPlayer(P2PWidget):
     def _check_unet_cells(self, proposal):
         for k, cell in enumerate(proposal["value"]):
             ok = isinstance(cell, dict) and set(cell) == {"name", "kind", "block", "depth"}
-            ok = ok and isinstance(cell["name"], str) and isinstance(cell["block"], str) and cell["kind"] in KINDS
+            ok = ok and isinstance(cell["name"], str) and isinstance(cell["block"], str) and cell["kind"] in CELL_KINDS
             if not (ok and is_int(cell["depth"]) and cell["depth"] >= 0):
                 raise traitlets.TraitError(
-                    f"unet_cells {k} must be {{'name': str, 'kind': one of {KINDS}, 'block': str, 'depth': int >= 0}}, "
-                    f"got {cell!r}"
+                    f"unet_cells {k} must be {{'name': str, 'kind': one of {CELL_KINDS}, 'block': str, "
+                    f"'depth': int >= 0}}, got {cell!r}"
                 )
         return proposal["value"]
 
@@ -274,17 +285,22 @@ class AttentionPlayer(P2PWidget):
         prompts: Sequence,
         *,
         tokenizer=None,
+        editor=None,
         stop_event: threading.Event | None = None,
         n_evals: int | None = None,
     ) -> Callable:
         """Start streaming a run of ``prompts`` (source first; Prompt objects or strings) and
         return the callback to pass to :meth:`Editor.edit` (``callback=...``).
 
-        ``stop_event``: the run's stop event, so that the step it stops after is sent live."""
+        Strings are tokenized as ``editor`` does (its model's tokens: CLIP's, or T5's on Flux), else
+        with ``tokenizer``, else with the bundled CLIP tokenizer. ``stop_event``: the run's stop
+        event, so that the step it stops after is sent live."""
         from ..engine.prompts import Prompt
 
         objs = []
         for p in prompts:
+            if not isinstance(p, Prompt) and editor is not None:
+                p = editor.prompt(p)
             if not isinstance(p, Prompt):
                 if tokenizer is None:
                     from ..engine.tokenizer import load_tokenizer
@@ -313,7 +329,7 @@ class AttentionPlayer(P2PWidget):
             self.playing = False
             self.controlled = []
             if not same_prompts or not self.tokens:
-                self.tokens = default_tokens(token_lists)
+                self.tokens = default_tokens(token_lists, [[q for w in p.words for q in w.positions] for p in objs])
             self.clear_error()
         self._post(header)
         throttle.start()
@@ -372,9 +388,9 @@ class AttentionPlayer(P2PWidget):
         new = [m for m in step_modules([step]) if m not in run.modules]
         if run.cells is None or new:
             if run.cells is None:
-                self._layout = unet_layout(event.editor)  # the names only: the player keeps no model alive
+                self._layout = model_layout(event.editor)  # plain data only: the player keeps no model alive
             run.modules += new
-            run.cells = unet_cells(self._layout[0], run.modules, self._layout[1])
+            run.cells = site_cells(self._layout, run.modules)
         return run.cells
 
     def _show_control(self, cells: list[dict], steps: Sequence[frozenset]) -> None:
@@ -393,17 +409,19 @@ class AttentionPlayer(P2PWidget):
     def show_controlled(self, controlled, model=None) -> None:
         """Show which layers and modules a rule changed at each step: ``controlled`` is an
         :class:`~p2p_widgets.engine.sampler.EditResult` or a list of per-step sets of
-        ``(layer or module name, kind)``; ``model`` the pipeline, Editor or UNet it ran on (default:
-        the UNet of the player's last run). A streamed run shows this by itself."""
+        ``(layer or module name, kind)``; ``model`` the pipeline, Editor or denoiser it ran on
+        (default: the model of the player's last run). A streamed run shows this by itself."""
         steps = controlled_steps(controlled)
         if model is not None:
-            self._layout = unet_layout(model)
+            self._layout = model_layout(model)
         elif self._layout is None:
-            raise P2PError("model: pass the pipeline, Editor or UNet the run used (this player has streamed no run)")
+            raise P2PError(
+                "model: pass the pipeline, Editor or denoiser the run used (this player has streamed no run)"
+            )
         if self.n_evals and len(steps) > self.n_evals:
             raise P2PError(f"controlled has {len(steps)} steps but the player's run has {self.n_evals} evaluations")
         modules = rule_modules(getattr(controlled, "rules", ())) + step_modules(steps)
-        cells = unet_cells(self._layout[0], modules, self._layout[1])
+        cells = site_cells(self._layout, modules)
         check_known(cells, steps)
         if not self.n_evals:
             self.n_evals = len(steps)
@@ -454,7 +472,7 @@ class AttentionPlayer(P2PWidget):
         run.modules = list(dict.fromkeys(rule_modules(getattr(result, "rules", ())) + run.modules))
         run.modules += [m for m in step_modules(run.controlled) if m not in run.modules]
         try:
-            self._show_control(unet_cells(self._layout[0], run.modules, self._layout[1]), run.controlled)
+            self._show_control(site_cells(self._layout, run.modules), run.controlled)
         except Exception as exc:  # showing control must never lose the run's end
             _log.exception("AttentionPlayer: could not show what the rules controlled")
             self.report_error(f"could not show the controlled layers: {type(exc).__name__}: {exc}")
@@ -523,7 +541,7 @@ class AttentionPlayer(P2PWidget):
         )
 
     def _streamed(self, editor, prompts, callback, stop_event, sample):
-        stream = self.begin(prompts, stop_event=stop_event)
+        stream = self.begin(prompts, editor=editor, stop_event=stop_event)
 
         def both(event):
             stream(event)

@@ -100,7 +100,11 @@ class AlphaTimeline(P2PWidget):
         :meth:`AlphaSchedule.to_dict`, or None for the P2P default (cross 0.8, self 0.4, LocalBlend
         from 0.2).
     tokenizer:
-        The CLIP tokenizer (default: :func:`p2p_widgets.engine.tokenizer.load_tokenizer`).
+        The tokenizer of the model's prompts (default: the bundled CLIP tokenizer,
+        :func:`p2p_widgets.engine.tokenizer.load_tokenizer`; on Flux the model's T5 tokenizer).
+    timesteps:
+        The run's timesteps as the model sets them (instead of reading ``scheduler``'s): what the
+        Studio gives for models whose schedule depends on the image size (SD3, Flux).
     playhead:
         Optional initial playhead (evaluation index) or None.
     """
@@ -120,14 +124,27 @@ class AlphaTimeline(P2PWidget):
         help="Read-only bands of a rule: [{'rule': name, 'what': text, 'start': s, 'end': e}] (set by show_rule)."
     ).tag(sync=True)
 
-    def __init__(self, target: str = "", steps: int = 50, scheduler=None, schedule=None, tokenizer=None, **kwargs: Any):
+    def __init__(
+        self,
+        target: str = "",
+        steps: int = 50,
+        scheduler=None,
+        schedule=None,
+        tokenizer=None,
+        timesteps=None,
+        **kwargs: Any,
+    ):
         if tokenizer is None:
             from ..engine.tokenizer import load_tokenizer
 
             tokenizer = load_tokenizer()
         self._tokenizer = tokenizer
         self._steps = steps
-        timesteps = scheduler_timesteps(scheduler, steps)
+        if timesteps is None:
+            timesteps = scheduler_timesteps(scheduler, steps)
+        elif not isinstance(timesteps, (list, tuple)) or not timesteps:
+            raise P2PError(f"timesteps must be a non-empty list of the run's timesteps, got {timesteps!r}")
+        timesteps = [int(t) for t in timesteps]
         n = len(timesteps)
         if schedule is None:
             schedule = AlphaSchedule.build(n)

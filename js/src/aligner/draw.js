@@ -27,6 +27,8 @@ export function renderLinks(v) {
 
 /** New tokens (or BOS/EOS shown or hidden): the chips and everything on them. */
 export function renderTokens(v) {
+  const first = (v.model.get("source_tokens") || [])[0];
+  v.specialText.textContent = first && first.special !== "bos" ? "show EOS" : "show BOS/EOS";
   renderChips(v);
   renderLinks(v);
 }

@@ -28,9 +28,10 @@ function toolbar(el) {
     ["auto", "replace", "refine"].map((kind) => [kind, kind]));
   const autoButton = button(el, "p2p-aligner__auto", "Auto-align");
   const specialBox = el("input", { class: "p2p-focusable", type: "checkbox" });
-  const specialLabel = el("label", { class: "p2p-aligner__special" }, [specialBox, el("span", { text: "show BOS/EOS" })]);
+  const specialText = el("span", { text: "show BOS/EOS" }); // "show EOS" on T5's prompts (Flux), which have no BOS
+  const specialLabel = el("label", { class: "p2p-aligner__special" }, [specialBox, specialText]);
   const bar = el("div", { class: "p2p-aligner__toolbar" }, [...fields, kindSelect, autoButton, specialLabel]);
-  return { bar, inputs, kindSelect, autoButton, specialBox };
+  return { bar, inputs, kindSelect, autoButton, specialBox, specialText };
 }
 
 /** @param {import("../../lib/dom.js").Builder} el */
@@ -94,6 +95,7 @@ export function layout(el, uid) {
     kindSelect: tools.kindSelect,
     autoButton: tools.autoButton,
     specialBox: tools.specialBox,
+    specialText: tools.specialText,
     stage: st.box,
     scroller: st.scroller,
     notice,

@@ -59,7 +59,9 @@ export function renderHeat(v) {
   v.heat.replaceChildren();
   const src = v.tokens("source");
   const tgt = v.tokens("target");
-  const m = matrixFromLinks(v.links(), src.length, tgt.length);
+  // T5's prompts (Flux) start with a word, not BOS: nothing feeds position 0 by itself there
+  const bos = !!(src[0] && src[0].special === "bos" && tgt[0] && tgt[0].special === "bos");
+  const m = matrixFromLinks(v.links(), src.length, tgt.length, { bos });
   const rowsShown = visibleTokens(src, v.showSpecial());
   const colsShown = visibleTokens(tgt, v.showSpecial());
   let max = 0;

@@ -52,26 +52,17 @@ function options(el) {
 function unetStrip(el) {
   const unetCells = el("div", { class: "p2p-player__unetcells", "aria-hidden": "true" });
   const unetSummary = el("p", { class: "p2p-player__unetsummary" });
-  const legend = el(
-    "div",
-    { class: "p2p-player__legend", "aria-hidden": "true" },
-    [
-      ["self", "S", "self-attention"],
-      ["cross", "C", "cross-attention"],
-      ["feature", "F", "module output"],
-    ].map(([kind, letter, name]) =>
-      el("span", {}, [el("span", { class: `p2p-player__cell p2p-player__cell--${kind}`, text: letter, dataset: { on: "true" } }), ` ${name}`])
-    )
-  );
+  // the kinds the model's cells hold (strip.js fills it: S / C / F on a UNet, J / 1 / I on a DiT)
+  const unetLegend = el("div", { class: "p2p-player__legend", "aria-hidden": "true" });
   const unet = el("div", { class: "p2p-player__unet", role: "group", "aria-label": "what the rule controls", hidden: true }, [
     el("div", { class: "p2p-player__unethead" }, [
       el("span", { class: "p2p-player__unettitle", text: "Rule control (filled: changed at this step)" }),
-      legend,
+      unetLegend,
     ]),
     unetCells,
     unetSummary,
   ]);
-  return { unet, unetCells, unetSummary };
+  return { unet, unetCells, unetSummary, unetLegend };
 }
 
 /** @param {import("../../lib/dom.js").Builder} el */

@@ -1,12 +1,24 @@
-// What the rules controlled, as data for the UNet strip (no DOM): Python sends the UNet's cells
-// (`unet_cells`: attention layers and hooked modules in execution order, with their block and
+// What the rules controlled, as data for the model strip (no DOM): Python sends the model's cells
+// (`unet_cells`: attention sites and hooked modules in execution order, with their block and
 // depth) and per step the indices of the cells a rule changed (`controlled`); this groups the
-// cells into blocks and says in words what one step shows.
+// cells into blocks (a UNet's drawn as a U, a DiT's double- then single-stream blocks in a row)
+// and says in words what one step shows.
 
-/** @typedef {{name: string, kind: "self" | "cross" | "feature", block: string, depth: number}} Cell */
+/** @typedef {{name: string, kind: "self" | "cross" | "feature" | "joint" | "single" | "image-self", block: string, depth: number}} Cell */
 
-export const KIND_NAMES = { self: "self-attention", cross: "cross-attention", feature: "module output" };
-export const KIND_LETTERS = { self: "S", cross: "C", feature: "F" };
+export const KIND_NAMES = {
+  self: "self-attention",
+  cross: "cross-attention",
+  feature: "module output",
+  joint: "joint attention",
+  single: "single-stream attention",
+  "image-self": "image self-attention",
+};
+export const KIND_LETTERS = { self: "S", cross: "C", feature: "F", joint: "J", single: "1", "image-self": "I" };
+/** Kinds of a DiT's sites (MM-DiT joint attention): their cells draw as a row of blocks, not a U. */
+export const DIT_KINDS = ["joint", "single", "image-self"];
+/** The streams of a DiT's blocks, in the order they run, and what the strip calls them. */
+export const STREAM_NAMES = { double: "double-stream blocks", single: "single-stream blocks" };
 
 /**
  * The cells of the model's `unet_cells` (malformed ones dropped; Python validates).
@@ -33,6 +45,52 @@ export function groupBlocks(cells) {
     else blocks.push({ block: cell.block, depth: cell.depth, cells: [{ ...cell, index }] });
   });
   return blocks;
+}
+
+/**
+ * How the cells draw: "blocks" for a DiT (any joint-attention kind), "unet" otherwise.
+ * @param {Cell[]} cells
+ * @returns {"blocks" | "unet"}
+ */
+export function stripLayout(cells) {
+  return cells.some((c) => DIT_KINDS.includes(c.kind)) ? "blocks" : "unet";
+}
+
+/**
+ * A DiT's blocks by stream (the block label's first word: "double 3" -> "double"), each stream's
+ * blocks in execution order: [{stream, name, blocks: groupBlocks(...)}].
+ * @param {Cell[]} cells
+ */
+export function groupStreams(cells) {
+  const streams = [];
+  for (const block of groupBlocks(cells)) {
+    const stream = block.block.split(" ")[0];
+    const last = streams[streams.length - 1];
+    if (last && last.stream === stream) last.blocks.push(block);
+    else streams.push({ stream, name: STREAM_NAMES[stream] || stream, blocks: [block] });
+  }
+  return streams;
+}
+
+/**
+ * What a block's box says: its label in a UNet ("up 1"), its index within its stream in a DiT
+ * (the stream's own label names it).
+ * @param {string} block
+ * @param {"blocks" | "unet"} layout
+ */
+export function blockLabel(block, layout) {
+  const parts = block.split(" ");
+  return layout === "blocks" && parts.length === 2 && parts[0] in STREAM_NAMES ? parts[1] : block;
+}
+
+/**
+ * The kinds the cells hold, in KIND_NAMES order (the strip's legend).
+ * @param {Cell[]} cells
+ * @returns {string[]}
+ */
+export function kindsOf(cells) {
+  const have = new Set(cells.map((c) => c.kind));
+  return Object.keys(KIND_NAMES).filter((k) => have.has(k));
 }
 
 /**
@@ -64,7 +122,7 @@ export function describeStep(cells, on, step) {
     const hit = all.filter(([, i]) => on.has(i));
     if (!hit.length) continue;
     const blocks = [...new Set(hit.map(([c]) => c.block))].join(", ");
-    const noun = kind === "feature" ? "modules" : "layers";
+    const noun = kind === "feature" ? "modules" : DIT_KINDS.includes(kind) ? "blocks" : "layers";
     parts.push(`${KIND_NAMES[kind]} in ${hit.length} of ${all.length} ${noun} (${blocks})`);
   }
   return `${where}: ${parts.join("; ")}`;

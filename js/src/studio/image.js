@@ -12,6 +12,12 @@ function revokePreview(v) {
 /** The loaded image (or none), its name, and the texts that depend on having one. */
 export function showInputImage(v) {
   revokePreview(v);
+  const note = String(v.model.get("image_note") || ""); // this model edits no real images (yet)
+  v.imageNote.textContent = note;
+  v.imageNote.hidden = !note;
+  v.realHint.hidden = !!note;
+  for (const row of v.realRows) row.hidden = !!note;
+  v.realSummary.textContent = note ? "Real image (not on this model)" : "Real image (optional)";
   const png = v.model.get("input_image");
   const bytes = png ? asBytes(png) : new Uint8Array(0);
   const has = bytes.length > 0;
@@ -50,7 +56,7 @@ export function sendImage(v, file) {
 export function attachDrop(v, scope) {
   const box = v.realBox;
   scope.on(box, "dragover", (e) => {
-    if (v.busy()) return;
+    if (v.busy() || v.model.get("image_note")) return;
     e.preventDefault(); // allows the drop
     box.classList.add("p2p-studio__real--over");
   });
@@ -59,7 +65,7 @@ export function attachDrop(v, scope) {
     e.preventDefault();
     box.classList.remove("p2p-studio__real--over");
     const files = e.dataTransfer && e.dataTransfer.files;
-    if (!v.busy() && files && files.length) sendImage(v, files[0]);
+    if (!v.busy() && !v.model.get("image_note") && files && files.length) sendImage(v, files[0]);
   });
   scope.add(() => revokePreview(v));
 }

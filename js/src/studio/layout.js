@@ -158,13 +158,15 @@ function realImage(el) {
   ]);
   const clearImage = button(el, "p2p-studio__clear-image", "Remove image");
   const realSummary = el("summary", { class: "p2p-studio__real-summary", text: "Real image (optional)" });
-  const box = el("details", { class: "p2p-studio__real" }, [
-    realSummary,
-    el("p", { class: "p2p-studio__hint", text: "Drop a picture here or choose a file; the source prompt is its caption." }),
+  const realHint = el("p", { class: "p2p-studio__hint", text: "Drop a picture here or choose a file; the source prompt is its caption." });
+  // where the model cannot invert images (Flux, SD3): Python's `image_note` says so instead of the inputs
+  const imageNote = el("p", { class: "p2p-studio__hint p2p-studio__image-note", hidden: true });
+  const realRows = [
     el("div", { class: "p2p-studio__real-row" }, [imageInput, preview, imageName]),
     el("div", { class: "p2p-studio__real-row" }, [field(el, "Inversion", invertMethod), clearImage]),
-  ]);
-  return { box, imageInput, preview, imageName, invertMethod, clearImage, realSummary };
+  ];
+  const box = el("details", { class: "p2p-studio__real" }, [realSummary, realHint, imageNote, ...realRows]);
+  return { box, imageInput, preview, imageName, invertMethod, clearImage, realSummary, realHint, imageNote, realRows };
 }
 
 function actions(el) {

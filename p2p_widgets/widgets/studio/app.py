@@ -17,6 +17,7 @@ from ...engine.images import pixels_hash
 from ...engine.mapper import Mapper, align
 from ...engine.rules import Combine, EditRule, Refine
 from ...engine.schedule import AlphaSchedule, to_step
+from ...engine.schedulers import DDIM
 from ...engine.spec import EditSpec
 from ...errors import P2PError, WordNotFound
 from ...stream.frames import encode_image
@@ -117,8 +118,19 @@ class Studio(ipywidgets.VBox):
         target = defaults.target if target is None else target
         aligner_cls = _optional("aligner") if aligner else None
         self._timeline_cls = _optional("timeline") if timeline else None
+        model = self.editor.model
+        extra = {}
+        if model.family in ("sd3", "flux"):  # flow matching: the model's own scheduler (the spec's default name)
+            extra["scheduler_choices"] = [[DDIM, f"{_scheduler_words(model.default_scheduler())} (the model's own)"]]
+        if not model.invertible:
+            extra["image_note"] = (
+                f"Real images: not available on {_family_name(model.family)} yet (inversion runs on "
+                "Stable Diffusion UNets); images come from the seed"
+            )
         self.panel = StudioPanel(
             tokenizer=tokenizer,
+            family=model.family,
+            **extra,
             source=source,
             target=target,
             seed=seed,
@@ -174,13 +186,17 @@ class Studio(ipywidgets.VBox):
                 widget.layout.display = None if name == self.panel.section else "none"
 
     def _new_timeline(self, schedule=None):
-        # the timeline's axis is the chosen scheduler's real UNet evaluations, as the sampler counts them
+        # the timeline's axis is the chosen scheduler's real model evaluations, as the sampler counts
+        # them (and sets them: flow models shift their timesteps with the image size)
+        scheduler = self.scheduler()
+        timesteps = self.editor._scheduler(self.panel.steps, scheduler).timesteps
         timeline = self._timeline_cls(
             self.panel.target,
             steps=self.panel.steps,
-            scheduler=self.scheduler() or self.editor.model.default_scheduler(),
+            scheduler=scheduler or self.editor.model.default_scheduler(),
             schedule=schedule,
             tokenizer=self.editor.tokenizer,
+            timesteps=[int(t) for t in timesteps],
         )
         timeline.update_guard = self._frozen
         return timeline
@@ -337,6 +353,9 @@ class Studio(ipywidgets.VBox):
         is its caption. Centre-cropped and resized to the model's size."""
         if self.running:
             raise P2PError("cannot change the image while a run is in progress")
+        if self.panel.image_note:  # no inversion on this model
+            self.panel.report_error(self.panel.image_note)
+            raise P2PError(self.panel.image_note)
         pixels = prepare_image(image, self.editor.default_size, name)
         self._image = pixels
         with self.panel.hold_sync():
@@ -596,6 +615,16 @@ class Studio(ipywidgets.VBox):
 
     def __repr__(self) -> str:
         return f"Studio(source={self.source!r}, target={self.target!r}, status={self.panel.status!r})"
+
+
+def _scheduler_words(scheduler) -> str:
+    """A scheduler's name in words: FlowMatchEulerDiscreteScheduler -> "Flow-matching Euler"."""
+    name = type(scheduler).__name__
+    return "Flow-matching Euler" if name == "FlowMatchEulerDiscreteScheduler" else schedulers.LABELS.get(name, name)
+
+
+def _family_name(family: str) -> str:
+    return {"flux": "Flux", "sd3": "SD3"}.get(family, family)
 
 
 def _editor(pipe, editor):

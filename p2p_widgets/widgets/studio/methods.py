@@ -40,13 +40,36 @@ class ParamValueError(P2PError):
         self.param = param
 
 
-def method_classes() -> dict[str, type]:
+_UNET_HOOKS = ("self_qkv", "self_output", "edit_feature", "feature_modules")  # what joint attention has not
+_JOINT_HOOKS = ("joint_kv",)  # what a UNet has not
+
+
+def _overrides(cls: type, hooks) -> list[str]:
+    return [h for h in hooks if getattr(cls, h, None) is not getattr(EditRule, h)]
+
+
+def model_refusal(cls: type, joint: bool, family: str = "") -> str:
+    """Why rules of ``cls`` cannot run on the model ('' where they can): a rule that edits UNet
+    self-attention's queries, keys and values, its output or a module's features cannot run on a
+    joint-attention model (SD3, Flux), and one that edits joint attention's keys and values
+    (``joint_kv``) not on a UNet. The engine refuses both before a run; the menu hides them."""
+    name = vars(cls).get("label") or getattr(cls, "rule_name", None) or cls.__name__
+    if joint and _overrides(cls, _UNET_HOOKS):
+        model = family.upper() if family == "sd3" else family.capitalize() or "a joint-attention model"
+        return f"{name} edits a UNet's self-attention or features: it does not run on {model}"
+    if not joint and _overrides(cls, _JOINT_HOOKS):
+        return f"{name} edits joint attention (SD3, Flux): it does not run on a UNet"
+    return ""
+
+
+def method_classes(joint: bool | None = None) -> dict[str, type]:
     """Registered rules with declared parameters, by name (the registry is read on each call:
-    a rule registered later is offered from then on)."""
+    a rule registered later is offered from then on). ``joint``: only those that run on a
+    joint-attention model (True) or on a UNet (False); None: all."""
     found = {}
     for name in registered_rules():
         cls = rule_class(name)
-        if issubclass(cls, ParamRule):
+        if issubclass(cls, ParamRule) and (joint is None or not model_refusal(cls, joint)):
             found[name] = cls
     return found
 
@@ -107,9 +130,10 @@ def describe_method(name: str, cls: type) -> dict:
     }
 
 
-def method_menu() -> list[dict]:
-    """Prompt-to-Prompt first, then every registered rule with declared parameters."""
-    return [dict(P2P_ENTRY)] + [describe_method(name, cls) for name, cls in method_classes().items()]
+def method_menu(joint: bool | None = None) -> list[dict]:
+    """Prompt-to-Prompt first, then every registered rule with declared parameters (``joint``: those
+    that run on that kind of model, see :func:`method_classes`)."""
+    return [dict(P2P_ENTRY)] + [describe_method(name, cls) for name, cls in method_classes(joint).items()]
 
 
 def default_values(cls: type | None) -> dict:

@@ -34,6 +34,7 @@ from .methods import (
     method_classes,
     method_menu,
     missing,
+    model_refusal,
     words_of,
 )
 
@@ -168,6 +169,9 @@ class StudioPanel(P2PWidget):
         sync=True
     )
     input_name = traitlets.Unicode("", help="File name of the real image (display).").tag(sync=True)
+    image_note = traitlets.Unicode(
+        "", help="Why real images cannot be edited on this model ('' where they can): shown instead of the file input."
+    ).tag(sync=True)
     phase = traitlets.Unicode("", help="What a run is doing now: 'inverting (<method>)' or 'sampling' (display).").tag(
         sync=True
     )
@@ -179,16 +183,18 @@ class StudioPanel(P2PWidget):
         help="{'source': [...], 'target': [...]}: words that differ between the prompts (offered first)."
     ).tag(sync=True)
 
-    def __init__(self, tokenizer=None, **kwargs: Any):
+    def __init__(self, tokenizer=None, family: str = "sd", **kwargs: Any):
         self._prompts = PromptCache(tokenizer)
         self.studio = None  # the owning Studio, which handles the actions
-        self._classes: dict[str, type] = method_classes()  # the menu's rule classes (refresh_methods)
+        self._family = family  # the model family ("sd", "sdxl", "sd3", "flux"): which methods run on it
+        self._joint = family in ("sd3", "flux")
+        self._classes: dict[str, type] = method_classes(self._joint)  # the menu's rule classes (refresh_methods)
         self._kept_values: dict[str, dict] = {}  # each method's last values, back when it is chosen again
         self._bad_param = ""  # the parameter the last refused method_values named
         self._reported = False  # whether an error was reported during the current front-end update
         kwargs.setdefault("n_evals", kwargs.get("steps", 25))
         kwargs.setdefault("windows", AlphaSchedule.build(kwargs["n_evals"]).to_windows())
-        kwargs.setdefault("methods", method_menu())
+        kwargs.setdefault("methods", method_menu(self._joint))
         super().__init__(**kwargs)
         self._refresh_words()
 
@@ -287,8 +293,8 @@ class StudioPanel(P2PWidget):
 
     def refresh_methods(self) -> None:
         """Read the rule registry again: rules registered since are offered from now on."""
-        self._classes = method_classes()
-        self.methods = method_menu()
+        self._classes = method_classes(self._joint)
+        self.methods = method_menu(self._joint)
 
     def method_class(self, name: str | None = None) -> type | None:
         """The rule class of method ``name`` (default: the chosen one); None for Prompt-to-Prompt."""
@@ -306,6 +312,9 @@ class StudioPanel(P2PWidget):
         if name != P2P and name not in self._classes:
             self.refresh_methods()  # registered since the menu was read?
         if name != P2P and name not in self._classes:
+            refused = method_classes().get(name)
+            if refused is not None:  # registered, but not for this kind of model
+                raise traitlets.TraitError(model_refusal(refused, self._joint, self._family))
             known = ", ".join(m["label"] for m in self.methods)
             raise traitlets.TraitError(f"method {name!r} is not in the menu ({known}); register it with @register_rule")
         return name
@@ -390,6 +399,15 @@ class StudioPanel(P2PWidget):
     def count_evals(self, steps: int, scheduler: str) -> int:
         """UNet evaluations of a run (the Studio gives the model's own count; DDIM: one a step)."""
         return steps if self.studio is None else self.studio.count_evals(steps, scheduler)
+
+    @traitlets.validate("scheduler")
+    def _check_scheduler(self, proposal):
+        names = [name for name, _ in self.scheduler_choices]
+        if names and proposal["value"] not in names:
+            raise traitlets.TraitError(
+                f"scheduler {proposal['value']!r} is not offered for this model (its menu: {', '.join(names)})"
+            )
+        return proposal["value"]
 
     @traitlets.validate("section")
     def _check_section(self, proposal):
