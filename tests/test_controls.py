@@ -168,7 +168,7 @@ def test_style_aligned_is_adain_then_shared_keys():
 def test_pnp_takes_the_source_queries_and_keys_but_keeps_its_values():
     rule = PlugAndPlay()
     name = "up_blocks.2.attentions.1.transformer_blocks.0.attn1.processor"
-    rule._layers = frozenset([name])  # as on_layers sets it for a UNet where this layer is chosen
+    rule._layers = frozenset([name])  # as on_sites sets it for a UNet where this layer is chosen
     c = AttentionController(2, [rule], latent_size=(4, 4))
     c.n_evals, c.step = 10, 4  # attention_until 0.5: steps 0-4
     q, k, v = _qkv(4, seed=2)
@@ -201,10 +201,6 @@ def _sd15_sites():
     return sites_of(unet)
 
 
-def _sd15_layer_names():
-    return [s.name for s in _sd15_sites()]
-
-
 def test_masactrl_layers_on_sd15_are_the_decoder_at_32_and_64():
     sites = _sd15_sites()
     names = [s.name for s in sites]
@@ -225,7 +221,7 @@ def test_masactrl_layers_on_sd15_are_the_decoder_at_32_and_64():
 
 def test_pnp_layers_on_sd15_skip_the_first_decoder_attention():
     rule = PlugAndPlay()
-    rule.on_layers(_sd15_layer_names())
+    rule.on_sites(_sd15_sites())
     modules = sorted({n.split(".transformer_blocks")[0] for n in rule._layers})
     assert modules == [
         "up_blocks.1.attentions.1",

@@ -19,8 +19,6 @@ controls and sweep grids all read them. Layers are counted in the order the UNet
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from ..errors import P2PError
@@ -136,7 +134,6 @@ class MaskedMutualSelfAttention(MutualSelfAttention):
 # Plug-and-Play's injection points on SD-style UNets: the residual branch of the second ResNet of
 # the second decoder block (before the skip connection is added), and decoder self-attention
 PNP_FEATURE = "up_blocks.1.resnets.1.conv2"
-_DECODER_ATTENTION = re.compile(r"^up_blocks\.(\d+)\.attentions\.(\d+)\.")
 
 
 @register_rule
@@ -149,7 +146,7 @@ class PlugAndPlay(ParamRule):
     label = "Plug-and-Play"
     branches = "both"
     follows_inversion = True
-    _layers: frozenset = frozenset()  # set for each run by on_layers
+    _layers: frozenset = frozenset()  # set for each run by on_sites
     params = (
         Param("feature_until", "float", 0.8, "share of the run with the source's ResNet features", low=0.0, high=1.0),
         Param(
@@ -165,8 +162,8 @@ class PlugAndPlay(ParamRule):
     def feature_modules(self):
         return (PNP_FEATURE,)
 
-    def on_layers(self, names):
-        self._layers = _pnp_layers(names)
+    def on_sites(self, sites):
+        self._layers = _pnp_layers(sites)
 
     def edit_feature(self, ctx, name, src, edit):
         return src if ctx.step < int(ctx.n_evals * self.feature_until) else None
@@ -183,15 +180,14 @@ class PlugAndPlay(ParamRule):
         ]
 
 
-def _pnp_layers(names) -> frozenset:
+def _pnp_layers(sites) -> frozenset:
     """Decoder self-attention layers but those of the decoder's first attention module (the lowest
     resolution's first, which the authors leave alone: ``up_blocks.1.attentions.0`` on SD 1.x/2.x,
     ``up_blocks.0.attentions.0`` on SDXL)."""
-    decoder = [(n, m) for n in names if ".attn1." in n and (m := _DECODER_ATTENTION.match(n))]
+    decoder = [s for s in sites if s.place == "up" and s.kind == "self"]
     if not decoder:
         return frozenset()
-    first = min((int(m[1]), int(m[2])) for _, m in decoder)
-    return frozenset(n for n, m in decoder if (int(m[1]), int(m[2])) != first)
+    return frozenset(s.name for s in decoder if s.unit != decoder[0].unit)
 
 
 def adain(x: torch.Tensor, ref: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

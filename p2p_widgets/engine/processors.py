@@ -137,7 +137,7 @@ class AttentionController:
             kind = [s.name for s in sites if s.is_cross == cross]
             self.layer_index.update({name: (i, len(kind)) for i, name in enumerate(kind)})
         for rule in self.rules:
-            rule.on_layers([s.name for s in sites])
+            rule.on_sites(list(sites))
 
     def grid_of(self, n_queries: int) -> tuple[int, int]:
         lh, lw = self.latent_size

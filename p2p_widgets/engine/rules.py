@@ -294,9 +294,10 @@ class EditRule:
         timeline and the player show them."""
         return []
 
-    def on_layers(self, names: list[str]) -> None:
-        """Called once per run with the UNet's attention layer names in execution order (rules that
-        choose layers by their place in the UNet resolve them here)."""
+    def on_sites(self, sites: list) -> None:
+        """Called once per run (on the run's own copy) with the model's attention sites in execution
+        order (:class:`~p2p_widgets.engine.sites.AttentionSite`: kind, place, block, depth, the
+        attention module holding it): rules that choose layers by their place resolve them here."""
 
 
 def default_self_max_resolution(latent_size) -> int:
@@ -623,9 +624,9 @@ class Combine(EditRule):
         for r in self.rules:
             r.prepare(device, dtype)
 
-    def on_layers(self, names):
+    def on_sites(self, sites):
         for r in self.rules:
-            r.on_layers(names)
+            r.on_sites(sites)
 
     def _cross_part(self, ctx):
         found = [(r, w) for r in self.parts(ctx) if (w := r.cross_weights(ctx)) is not None]

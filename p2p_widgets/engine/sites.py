@@ -34,6 +34,7 @@ class AttentionSite:
     depth: int  # UNet level (0 = full resolution) or the DiT block's index
     queries: tuple  # the query segments in order, e.g. ("image",) or ("text", "image")
     keys: tuple  # the key segments in order
+    unit: str = ""  # the module holding it: a UNet block's attention (Transformer2DModel), a DiT block
 
     @property
     def module(self) -> str:
@@ -84,24 +85,27 @@ def _unet_sites(unet):
                         continue
                     cross = getattr(attn, "is_cross_attention", attr == "attn2")
                     kind, keys = ("cross", (TEXT,)) if cross else ("self", (IMAGE,))
-                    yield f"{base}.{attr}.processor", kind, place, label, depth, (IMAGE,), keys
+                    unit = f"{prefix}.attentions.{j}"
+                    yield f"{base}.{attr}.processor", kind, place, label, depth, (IMAGE,), keys, unit
 
 
 def _sd3_sites(transformer):
     for i, block in enumerate(transformer.transformer_blocks):
         joint = (IMAGE, TEXT)
-        yield f"transformer_blocks.{i}.attn.processor", "joint", "double", f"double {i}", i, joint, joint
+        unit = f"transformer_blocks.{i}"
+        yield f"{unit}.attn.processor", "joint", "double", f"double {i}", i, joint, joint, unit
         if getattr(block, "attn2", None) is not None:  # SD3.5's dual attention: image only
-            name = f"transformer_blocks.{i}.attn2.processor"
-            yield name, "image-self", "double", f"double {i}", i, (IMAGE,), (IMAGE,)
+            yield f"{unit}.attn2.processor", "image-self", "double", f"double {i}", i, (IMAGE,), (IMAGE,), unit
 
 
 def _flux_sites(transformer):
     joint = (TEXT, IMAGE)
     for i, _ in enumerate(transformer.transformer_blocks):
-        yield f"transformer_blocks.{i}.attn.processor", "joint", "double", f"double {i}", i, joint, joint
+        unit = f"transformer_blocks.{i}"
+        yield f"{unit}.attn.processor", "joint", "double", f"double {i}", i, joint, joint, unit
     for i, _ in enumerate(transformer.single_transformer_blocks):
-        yield f"single_transformer_blocks.{i}.attn.processor", "single", "single", f"single {i}", i, joint, joint
+        unit = f"single_transformer_blocks.{i}"
+        yield f"{unit}.attn.processor", "single", "single", f"single {i}", i, joint, joint, unit
 
 
 def _check_complete(denoiser, sites) -> None:
