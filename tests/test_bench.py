@@ -45,8 +45,10 @@ def test_engine_bench_times_the_seam_against_the_pipeline_on_flux_and_sd3():
         cmd = [sys.executable, "-m", "p2p_widgets.bench", "engine", "--model", model, "--steps", "2", "--rounds", "2"]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stderr[-2000:]
-        assert float(_lines(out.stdout)["seam_time_ratio"].split()[0]) > 0
-        refused = subprocess.run([*cmd, "--paths", "fast"], capture_output=True, text=True, timeout=120)
+        figures = _lines(out.stdout)
+        for path in ("seam", "fast", "explicit", "kv-injection"):
+            assert float(figures[f"{path}_time_ratio"].split()[0]) > 0, path
+        refused = subprocess.run([*cmd, "--paths", "masactrl"], capture_output=True, text=True, timeout=120)
         assert refused.returncode != 0 and "do not run on" in refused.stderr
 
 

@@ -105,6 +105,10 @@ def _timed_paths(model: str, paths, steps: int, device: str, dtype):
             fns[path] = lambda n: edit("fast", [EditRule()], store=AttentionStore(resolutions=()))(n)
         elif path in ("fast", "explicit"):
             fns[path] = edit(path)
+        elif path == "kv-injection":
+            from ..engine.joint_controls import KVInjection
+
+            fns[path] = edit("fast", [KVInjection()])
         else:
             fns[path] = _method(editor, path, steps, size)
     return fns
@@ -171,15 +175,16 @@ def _method(editor, path: str, steps: int, size: int):
 
 
 EDIT_PATHS = ("fast", "explicit", *METHODS)
-FLOW_PATHS = ("seam",)  # SD3 / Flux geometries: attention rules on joint attention are not there yet
+# SD3 / Flux: the engine's plain sampling, P2P on joint attention (fused, explicit), K/V injection
+FLOW_PATHS = ("seam", "fast", "explicit", "kv-injection")
 FLOW_MODELS = ("tinysd3", "tinyflux", "sd3geom", "fluxgeom", "pocketflow")
 
 
 def _paths(text: str) -> tuple:
     paths = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in paths if p not in (*EDIT_PATHS, *FLOW_PATHS)]
+    unknown = [p for p in paths if p not in {*EDIT_PATHS, *FLOW_PATHS}]
     if unknown or not paths:
-        known = ", ".join((*EDIT_PATHS, *FLOW_PATHS))
+        known = ", ".join(dict.fromkeys((*EDIT_PATHS, *FLOW_PATHS)))
         raise argparse.ArgumentTypeError(f"unknown paths {unknown or [text]}: choose from {known}")
     return paths
 
@@ -193,7 +198,7 @@ def engine(args):
     fp16 = device.startswith("cuda") and not args.fp32
     flow = args.model in FLOW_MODELS
     paths = args.paths or (FLOW_PATHS if flow else EDIT_PATHS)
-    wrong = [p for p in paths if (p in FLOW_PATHS) != flow]
+    wrong = [p for p in paths if p not in (FLOW_PATHS if flow else EDIT_PATHS)]
     if wrong:
         raise SystemExit(
             f"paths {wrong} do not run on {args.model}: use {', '.join(FLOW_PATHS if flow else EDIT_PATHS)}"
@@ -265,7 +270,7 @@ def main(argv=None):
         "--paths",
         type=_paths,
         default=None,
-        help=f"comma-separated, timed beside plain (default: {','.join(EDIT_PATHS)}; SD3 / Flux: seam)",
+        help=f"comma-separated, beside plain (default {','.join(EDIT_PATHS)}; SD3 / Flux {','.join(FLOW_PATHS)})",
     )
     args = p.parse_args(argv)
     engine(args)
