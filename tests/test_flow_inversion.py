@@ -144,3 +144,13 @@ def test_bad_method_names_are_refused_per_family(flux, editor, picture):
         flux.invert(image, caption, method="rk4", steps=2, size=SIDE)
     with pytest.raises(P2PError, match="inner_steps: settings of null-text inversion"):
         flux.invert(image, caption, method="euler", steps=2, size=SIDE, inner_steps=3)
+
+
+def test_the_reconstruction_bench_compares_solvers_at_equal_calls(flux):
+    from p2p_widgets.bench.flow_invert import measure, steps_for, table
+
+    assert [steps_for(m, 8) for m in ("euler", "rf-solver", "fireflow")] == [8, 4, 7]
+    assert steps_for("rf-solver", 3) is None and steps_for("fireflow", 1) is None
+    rows = measure(flux, scenes=2, calls=(8,))
+    assert rows[("fireflow", 8)][2] < rows[("euler", 8)][2] and rows[("rf-solver", 8)][2] < rows[("euler", 8)][2]
+    assert "| rf-solver | 8 | 4 |" in table(rows, 2)
