@@ -81,3 +81,28 @@ def test_inverting_flow_presets_edit_a_case_on_sd3(sd3, case, name):
     source, target, options = method.edit_arguments(case, sd3, 0, inversion)
     result = sd3.edit(source, target, **options)
     assert len(result.images) == 2 and result.images[1].size == (64, 64)
+
+
+def test_rf_inversion_is_a_direct_method_with_its_settings_checked(sd3, case):
+    method = presets()["rf-inversion"]
+    assert Method.from_dict(method.to_dict()) == method and method.source_prompt == ""
+    assert set(method.parameters()) == {
+        "steps", "gamma", "eta", "start", "stop", "decay_eta", "eta_decay_power", "source_guidance", "guidance"
+    }  # fmt: skip
+    with pytest.raises(P2PError, match=r"eta must be a number in \[0, 1\], got 2"):
+        method.with_params(eta=2)
+    with pytest.raises(P2PError, match="start 0.5 is after stop 0.25"):
+        method.with_params(start=0.5)
+    image, record = method.with_params(steps=3).run_direct(case, sd3, seed=0)
+    assert image.size == (64, 64) and record["prompts"] == ["", TGT] and record["eta"] == 1.0
+
+
+def test_rf_inversion_with_full_control_returns_to_the_picture(sd3, case):
+    """eta 1 over the whole edit: every step moves by (y_0 - x) / sigma_i times sigma_i - sigma_i+1,
+    so the last step (to sigma 0) lands on the picture's latents whatever the inversion gave."""
+    from p2p_widgets.engine.rf_inversion import rf_inversion
+
+    result = rf_inversion(sd3, case.image_path, "", TGT, steps=4, eta=1.0, start=0.0, stop=1.0, gamma=0.3)
+    assert float((result.latents - result.source_latents).abs().max()) < 1e-5
+    free = rf_inversion(sd3, case.image_path, "", TGT, steps=4, eta=0.0, gamma=0.3)
+    assert float((free.latents - free.source_latents).abs().max()) > 1e-2

@@ -122,3 +122,16 @@ def test_flux_noise_is_packed_as_the_pipeline_packs_latents():
     x = torch.randn(1, 4, 16, 16)
     assert torch.equal(pack(x), FluxPipeline._pack_latents(x, 1, 4, 16, 16))
     assert torch.equal(unpack(pack(x), 16, 16), x)
+
+
+@pytest.mark.needs_checkout(
+    "P2P_RF_INVERSION",
+    "huggingface/diffusers (the file examples/community/pipeline_flux_rf_inversion.py)",
+    "python -m p2p_widgets.bench.reference_flow --rf-inversion FILE",
+)
+def test_equal_to_the_community_rf_inversion_pipeline():
+    from p2p_widgets.bench import reference_flow
+
+    row = reference_flow.rf_inversion_flux_case(os.environ["P2P_RF_INVERSION"])
+    print(f"RF-Inversion vs ours: max latent difference {row['difference']:.3e}, effect {row['effect']:.3e}")
+    assert row["difference"] <= reference_flow.TOLERANCE < row["effect"]

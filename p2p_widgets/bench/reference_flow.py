@@ -21,7 +21,13 @@ What changes at run time to run it, and only for the duration of its call:
   issues 4 and 6). Their noise there is drawn on the packed (tokens x 2x2 patches) latents: they
   get each draw packed, this project the same draw spatial.
 
-``python -m p2p_widgets.bench.reference_flow --flowedit DIR`` prints both rows.
+- RF-Inversion: diffusers' community ``pipeline_flux_rf_inversion.py`` (Apache-2.0, given by path)
+  runs as an ``RFInversionFluxPipeline`` built from the tiny Flux's components, unchanged except
+  that its instance's ``encode_image`` returns the picture's latents as this project encodes them
+  (the VAE's posterior mean: theirs draws a sample from the posterior with the global generator)
+  and ``randn_like`` hands both sides the same draw ``y_1`` (packed for them).
+
+``python -m p2p_widgets.bench.reference_flow --flowedit DIR --rf-inversion FILE`` prints the rows.
 """
 
 from __future__ import annotations
@@ -233,17 +239,96 @@ def flowedit_flux_case(checkout, *, steps=8, n_max=6, n_avg=2, source_guidance=1
     }
 
 
+def rf_inversion_flux_case(community_file, *, steps=8, seed=0, **settings):
+    """RF-Inversion's community pipeline (``invert`` then the edit) and ours on a tiny Flux dev in
+    float64, same picture, prompts and ``y_1``; the edit's window and controls are set so every
+    term acts (``start`` 0.125 to ``stop`` 0.75 of 8 steps, eta 0.7 decayed, gamma 0.5)."""
+    from ..engine.images import load_image
+    from ..engine.rf_inversion import check_rf_inversion_settings, rf_inversion
+    from ..engine.sampler import Editor
+    from ..pocket.scenes import make_dataset
+    from .mmdit_geometries import tiny_flux_pipeline
+
+    t0 = time.perf_counter()
+    path = Path(community_file).expanduser()
+    if not path.is_file() or "RFInversionFluxPipeline" not in path.read_text():
+        raise P2PError(f"--rf-inversion: {str(community_file)!r} is not diffusers' pipeline_flux_rf_inversion.py")
+    authors = _import_authors(path, "rf_inversion")
+    params = check_rf_inversion_settings(
+        {"steps": steps, "start": 0.125, "stop": 0.75, "eta": 0.7, "decay_eta": True, "guidance": 2.5, **settings}
+    )
+    pipe = tiny_flux_pipeline(seed, guidance_embeds=True).to(dtype=torch.float64)
+    editor = Editor(pipe)
+    images, _, _ = make_dataset(1, seed)
+    pixels = load_image(images[0], (64, 64))
+    x_src = editor.encode_image(pixels)
+    h, w = x_src.shape[-2:]
+    y1 = torch.randn(x_src.shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float64)
+    ours = rf_inversion(editor, pixels, "", TARGET, noise=NoiseQueue([y1]), size=64, **params).latents
+
+    names = ("scheduler", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "transformer")
+    theirs_pipe = authors.RFInversionFluxPipeline(**{name: getattr(pipe, name) for name in names})
+    theirs_pipe.set_progress_bar_config(disable=True)
+    theirs_pipe.encode_image = lambda image, **kwargs: (x_src.clone(), None)  # the posterior mean, as ours
+    side = 64
+    with patched_randn_like(NoiseQueue([pack(y1)])):
+        inverted, image_latents, ids = theirs_pipe.invert(
+            pixels,
+            source_prompt="",
+            source_guidance_scale=params["source_guidance"],
+            num_inversion_steps=steps,
+            gamma=params["gamma"],
+            height=side,
+            width=side,
+            dtype=torch.float64,
+        )
+    edited = theirs_pipe(
+        prompt=TARGET,
+        inverted_latents=inverted,
+        image_latents=image_latents,
+        latent_image_ids=ids,
+        height=side,
+        width=side,
+        eta=params["eta"],
+        decay_eta=params["decay_eta"],
+        eta_decay_power=params["eta_decay_power"],
+        start_timestep=params["start"],
+        stop_timestep=params["stop"],
+        num_inference_steps=steps,
+        guidance_scale=params["guidance"],
+        output_type="latent",
+    ).images
+    theirs = unpack(edited, h, w)
+    return {
+        "difference": float((ours.double() - theirs.double()).abs().max()),
+        "effect": float((ours.double() - x_src.double()).abs().max()),
+        "changes": [
+            "RFInversionFluxPipeline.encode_image (on the instance) returns the picture's posterior-mean latents",
+            "torch.randn_like hands out the pre-drawn y_1 (packed) during their invert()",
+        ],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m p2p_widgets.bench.reference_flow", description=__doc__)
-    parser.add_argument("--flowedit", required=True, help="a checkout of github.com/fallenshock/FlowEdit")
+    parser.add_argument("--flowedit", help="a checkout of github.com/fallenshock/FlowEdit")
+    parser.add_argument("--rf-inversion", help="diffusers' examples/community/pipeline_flux_rf_inversion.py")
     args = parser.parse_args(argv)
+    if not (args.flowedit or args.rf_inversion):
+        parser.error("give --flowedit DIR and/or --rf-inversion FILE")
+    cases = []
+    if args.flowedit:
+        cases += [
+            ("FlowEditSD3 (tiny SD3", flowedit_sd3_case, args.flowedit),
+            ("FlowEditFLUX (tiny Flux dev", flowedit_flux_case, args.flowedit),
+        ]
+    if args.rf_inversion:
+        cases.append(("RF-Inversion community pipeline (tiny Flux dev", rf_inversion_flux_case, args.rf_inversion))
     failed = 0
-    for name, case in (
-        ("FlowEditSD3 (tiny SD3", flowedit_sd3_case),
-        ("FlowEditFLUX (tiny Flux dev", flowedit_flux_case),
-    ):
+    for name, case, where in cases:
         try:
-            row = case(args.flowedit)
+            row = case(where)
         except P2PError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -22,7 +22,10 @@ it from JSON):
 - ``direct``: a method that edits the picture itself rather than through ``Editor.edit``
   (``{"method": "flowedit", ...settings}``: :func:`~p2p_widgets.engine.flowedit.flow_edit`, its
   settings :data:`~p2p_widgets.engine.flowedit.FLOWEDIT_PARAMS`, unset ones the authors' defaults
-  for the model family); it takes no inversion, template or rule.
+  for the model family; ``{"method": "rf-inversion", ...}``:
+  :func:`~p2p_widgets.engine.rf_inversion.rf_inversion`, settings
+  :data:`~p2p_widgets.engine.rf_inversion.RF_INVERSION_PARAMS`); it takes no inversion, template
+  or rule.
 
 Flow models (SD3, Flux) invert with ``"euler"``, ``"rf-solver"`` or ``"fireflow"``; UNets with the
 DDIM ones (a method run on the other family fails its rows, naming the inversions it has).
@@ -46,7 +49,7 @@ from typing import Any
 from ..errors import P2PError, check_nesting, is_int, is_number
 
 INVERSIONS = ("ddim", "null-text", "negative-prompt", "euler", "rf-solver", "fireflow")
-DIRECT_METHODS = ("flowedit",)
+DIRECT_METHODS = ("flowedit", "rf-inversion")
 MODEL_DEFAULT = "model"  # steps / guidance: what the model samples well with
 KINDS = ("auto", "replace", "refine")
 MODES = ("fast", "explicit")
@@ -201,6 +204,17 @@ def _register_builtins() -> None:
         pass
 
 
+def _direct(name: str):
+    """(parameter names, settings check, run function) of the direct method ``name``."""
+    if name == "flowedit":
+        from ..engine.flowedit import FLOWEDIT_PARAMS, check_flowedit_settings, flow_edit
+
+        return FLOWEDIT_PARAMS, check_flowedit_settings, flow_edit
+    from ..engine.rf_inversion import RF_INVERSION_PARAMS, check_rf_inversion_settings, rf_inversion
+
+    return RF_INVERSION_PARAMS, check_rf_inversion_settings, rf_inversion
+
+
 def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
@@ -265,10 +279,8 @@ class Method:
                 f"method {self.name!r}: a {direct['method']} method edits the picture itself: "
                 "it takes no inversion, template or rule"
             )
-        from ..engine.flowedit import check_flowedit_settings
-
         try:
-            check_flowedit_settings({k: v for k, v in direct.items() if k != "method"})
+            _direct(direct["method"])[1]({k: v for k, v in direct.items() if k != "method"})
         except P2PError as exc:
             raise P2PError(f"method {self.name!r}: {exc}") from None
 
@@ -300,10 +312,8 @@ class Method:
     # -- parameters ----------------------------------------------------------------------------------
     def parameters(self) -> dict:
         """Every parameter a grid may set, with its value in this method (defaults filled in)."""
-        if self.direct is not None:  # unset: the model family's default
-            from ..engine.flowedit import FLOWEDIT_PARAMS
-
-            return {k: self.direct.get(k, MODEL_DEFAULT) for k in FLOWEDIT_PARAMS}
+        if self.direct is not None:  # unset: the method's (or the model family's) default
+            return {k: self.direct.get(k, MODEL_DEFAULT) for k in _direct(self.direct["method"])[0]}
         keys = [k for k in TEMPLATE_DEFAULTS if self.rule is None or k not in P2P_KEYS]
         params = {k: self.template.get(k, TEMPLATE_DEFAULTS[k]) for k in keys}
         params["inversion"] = self.inversion
@@ -425,11 +435,9 @@ class Method:
     def run_direct(self, case, editor, seed: int):
         """``(image, record)`` of a ``direct`` method on ``case``: the edited picture and a JSON-able
         record of what ran (the prompts and every setting, defaults filled in)."""
-        from ..engine.flowedit import flow_edit
-
         source, target = self.prompts(case)
         settings = {k: v for k, v in self.direct.items() if k != "method"}
-        result = flow_edit(editor, case.image_path, source, target, seed=seed, **settings)
+        result = _direct(self.direct["method"])[2](editor, case.image_path, source, target, seed=seed, **settings)
         record = {"method": self.direct["method"], "prompts": [source, target], **result.params}
         return result.image, record
 
@@ -531,6 +539,14 @@ def _flow_presets() -> list[Method]:
             direct={"method": "flowedit"},
             description="FlowEdit (no inversion): the authors' settings per family (SD3: 50 steps, n_max 33, "
             "guidance 3.5 / 13.5; Flux: 28 steps, n_max 24, guidance 1.5 / 5.5)",
+        ),
+        Method(
+            "rf-inversion",
+            direct={"method": "rf-inversion"},
+            source_prompt="",  # the community pipeline inverts under the empty prompt
+            description="RF-Inversion as diffusers' community pipeline runs it (Flux): controlled inversion "
+            "(gamma 0.5, empty source prompt), controlled edit (eta 1.0 for the first 25 % of 28 steps, "
+            "guidance 3.5)",
         ),
         Method(
             "p2p-joint",
