@@ -238,3 +238,24 @@ def test_t5_prompts_have_no_bos_and_the_mapper_feeds_only_eos_by_itself(flux):
     assert Prompt.from_text("a cat", load_tokenizer()).has_bos and Prompt.from_text("", load_tokenizer()).has_bos
     mapper = Mapper.from_links(src, tgt, [(1, 1, 1.0)])
     assert mapper.matrix[0, 0] == 0 and mapper.matrix[14, 14] == 1 and mapper.matrix[15, 15] == 1  # EOS, padding
+
+
+def test_studio_on_sd35_streams_kv_injection_over_both_token_segments():
+    """SD3's prompts run over CLIP's 77 positions then T5's (93 here): the player takes them (its
+    frames hold up to 77 + 512 tokens) and the strip holds the joint and image-only sites."""
+    from p2p_widgets.bench.mmdit_geometries import tiny_sd3_pipeline
+    from p2p_widgets.engine.defaults import SD3_DEFAULTS, register_defaults
+    from p2p_widgets.widgets import Studio
+
+    defaults = dataclasses.replace(SD3_DEFAULTS, steps=2, size=64, text_length=16, source=SOURCE, target=TARGET)
+    studio = Studio(register_defaults(tiny_sd3_pipeline(0, sd35=True), defaults), background=False)
+    assert [m["name"] for m in studio.panel.methods] == ["p2p", "KVInjection"]
+    studio.panel.method = "KVInjection"
+    studio.run()
+    player = studio.player
+    assert studio.panel.status == "done" and player.status == "done" and player.error == ""
+    assert len(player.prompts[0]["tokens"]) == 77 + 16
+    assert {c["kind"] for c in player.unet_cells} == {"joint", "image-self"}
+    assert player.controlled[0]  # the joint sites, every step
+    # the edited word in both segments: CLIP's position 3, T5's 77 + 2
+    assert [p for b, p in player.tokens if b == 1] == [3, 79]

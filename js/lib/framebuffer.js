@@ -3,7 +3,7 @@
 import { asBytes } from "./pixels.js";
 
 const MAX_SIDE = 4096;
-const MAX_TOKENS = 77;
+const MAX_TOKENS = 77 + 512; // as frames.py: CLIP's 77, Flux's T5, SD3's CLIP + T5 segments
 const MIMES = new Set(["image/png", "image/webp"]);
 
 function isInt(v) {

@@ -37,7 +37,8 @@ from ..errors import FrameError, is_int
 IMAGE_FORMATS = {"png": "image/png", "webp": "image/webp"}
 MIME_FORMATS = {v: k for k, v in IMAGE_FORMATS.items()}
 MAX_SIDE = 4096
-MAX_TOKENS = 77
+# token positions of a prompt: CLIP's 77; Flux's T5 (up to 512, shown up to EOS); SD3's CLIP 77 + T5 256 (or 512)
+MAX_TOKENS = 77 + 512
 STATUSES = ("idle", "running", "done", "stopped", "error")
 
 

@@ -19,8 +19,9 @@ function tokenChips(v, prompt, b, role, sel) {
   return v.el(
     "div",
     { class: "p2p-player__chips", role: "group", "aria-label": `tokens of the ${role} prompt` },
-    prompt.tokens.map((_, pos) =>
-      v.el("button", {
+    // SD3's segments are padded to their lengths: the padding positions keep their maps but get no chip
+    prompt.tokens.flatMap((token, pos) =>
+      token === "<pad>" ? [] : v.el("button", {
         class: "p2p-btn p2p-player__chip",
         text: tokenLabel(prompt.tokens, pos),
         type: "button",
