@@ -48,13 +48,24 @@ def _overrides(cls: type, hooks) -> list[str]:
     return [h for h in hooks if getattr(cls, h, None) is not getattr(EditRule, h)]
 
 
+def _unet_only(cls: type) -> bool:
+    """The engine's own test (``processors._unet_only``, what it refuses on SD3 / Flux) on the rule
+    with its default values; the hooks the class overrides where it needs values only a user gives."""
+    from ...engine import processors
+
+    try:
+        return bool(processors._unet_only(cls()))
+    except Exception:  # noqa: BLE001  (a required parameter, or the engine's check changed)
+        return bool(_overrides(cls, _UNET_HOOKS))
+
+
 def model_refusal(cls: type, joint: bool, family: str = "") -> str:
     """Why rules of ``cls`` cannot run on the model ('' where they can): a rule that edits UNet
     self-attention's queries, keys and values, its output or a module's features cannot run on a
     joint-attention model (SD3, Flux), and one that edits joint attention's keys and values
     (``joint_kv``) not on a UNet. The engine refuses both before a run; the menu hides them."""
     name = vars(cls).get("label") or getattr(cls, "rule_name", None) or cls.__name__
-    if joint and _overrides(cls, _UNET_HOOKS):
+    if joint and _unet_only(cls):
         model = family.upper() if family == "sd3" else family.capitalize() or "a joint-attention model"
         return f"{name} edits a UNet's self-attention or features: it does not run on {model}"
     if not joint and _overrides(cls, _JOINT_HOOKS):
