@@ -106,3 +106,12 @@ def test_rf_inversion_with_full_control_returns_to_the_picture(sd3, case):
     assert float((result.latents - result.source_latents).abs().max()) < 1e-5
     free = rf_inversion(sd3, case.image_path, "", TGT, steps=4, eta=0.0, gamma=0.3)
     assert float((free.latents - free.source_latents).abs().max()) > 1e-2
+
+
+@pytest.mark.parametrize("name", ["flowedit", "rf-inversion"])
+def test_a_direct_row_reruns_bitwise_from_its_record(sd3, case, name):
+    method = presets()[name].with_params(steps=3)
+    image, record = method.run_direct(case, sd3, seed=2)
+    settings = {k: v for k, v in record.items() if k not in ("prompts", "seed")}
+    again = Method.from_dict({"name": "again", "direct": settings, "source_prompt": record["prompts"][0]})
+    assert again.run_direct(case, sd3, seed=record["seed"])[0].tobytes() == image.tobytes()

@@ -57,6 +57,11 @@ def test_the_same_prompt_leaves_the_picture_and_a_new_one_moves_it(sd3, flux, pi
         assert moved.model_calls == 2 * 3 and moved.image.size == (64, 64)
 
 
+def test_n_max_past_the_steps_runs_every_step(sd3, picture):
+    assert _edit(sd3, picture, n_max=50).model_calls == 2 * 4
+    assert torch.equal(_edit(sd3, picture, n_max=50).latents, _edit(sd3, picture, n_max=4).latents)
+
+
 def test_seeded_runs_repeat_and_n_max_zero_changes_nothing(sd3, picture):
     a, b = _edit(sd3, picture, seed=3), _edit(sd3, picture, seed=3)
     assert torch.equal(a.latents, b.latents)
@@ -87,7 +92,7 @@ def test_bad_settings_are_named(sd3, editor, picture):
     from p2p_widgets.engine.flowedit import flow_edit, flowedit_params
 
     for kwargs, message in (
-        ({"n_max": 5}, r"n_max must be an integer in \[0, 4\]"),
+        ({"n_max": 1001}, r"n_max must be an integer in \[0, 1000\]"),
         ({"n_min": 4}, r"n_min must be an integer in \[0, 3\]"),
         ({"n_avg": 0}, "n_avg must be an integer"),
         ({"target_guidance": -1}, "target_guidance must be a finite number"),
@@ -126,8 +131,8 @@ def test_flux_noise_is_packed_as_the_pipeline_packs_latents():
 
 @pytest.mark.needs_checkout(
     "P2P_RF_INVERSION",
-    "huggingface/diffusers (the file examples/community/pipeline_flux_rf_inversion.py)",
-    "python -m p2p_widgets.bench.reference_flow --rf-inversion FILE",
+    "huggingface/diffusers (a checkout, or its examples/community/pipeline_flux_rf_inversion.py)",
+    "python -m p2p_widgets.bench.reference_flow --rf-inversion DIR",
 )
 def test_equal_to_the_community_rf_inversion_pipeline():
     from p2p_widgets.bench import reference_flow

@@ -251,6 +251,8 @@ def rf_inversion_flux_case(community_file, *, steps=8, seed=0, **settings):
 
     t0 = time.perf_counter()
     path = Path(community_file).expanduser()
+    if path.is_dir():  # a diffusers checkout
+        path = path / "examples" / "community" / "pipeline_flux_rf_inversion.py"
     if not path.is_file() or "RFInversionFluxPipeline" not in path.read_text():
         raise P2PError(f"--rf-inversion: {str(community_file)!r} is not diffusers' pipeline_flux_rf_inversion.py")
     authors = _import_authors(path, "rf_inversion")
@@ -313,7 +315,9 @@ def rf_inversion_flux_case(community_file, *, steps=8, seed=0, **settings):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m p2p_widgets.bench.reference_flow", description=__doc__)
     parser.add_argument("--flowedit", help="a checkout of github.com/fallenshock/FlowEdit")
-    parser.add_argument("--rf-inversion", help="diffusers' examples/community/pipeline_flux_rf_inversion.py")
+    parser.add_argument(
+        "--rf-inversion", help="diffusers' examples/community/pipeline_flux_rf_inversion.py (or a diffusers checkout)"
+    )
     args = parser.parse_args(argv)
     if not (args.flowedit or args.rf_inversion):
         parser.error("give --flowedit DIR and/or --rf-inversion FILE")

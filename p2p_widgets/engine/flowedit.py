@@ -75,7 +75,8 @@ def flowedit_params(model, **given) -> dict:
         raise P2PError(f"unknown FlowEdit setting(s) {', '.join(unknown)}: use {', '.join(FLOWEDIT_PARAMS)}")
     params = {**FLOWEDIT_DEFAULTS[family], **{k: v for k, v in given.items() if v is not None}}
     check_int("steps", params["steps"], 1, model.pipe.scheduler.config.num_train_timesteps)
-    check_int("n_max", params["n_max"], 0, params["steps"])
+    # n_max past the steps runs every step (the authors' loop skips while steps - i > n_max)
+    check_int("n_max", params["n_max"], 0, 1000)
     check_int("n_min", params["n_min"], 0, params["n_max"])
     check_int("n_avg", params["n_avg"], 1, 1000)
     for name in ("source_guidance", "target_guidance"):
