@@ -154,3 +154,25 @@ def test_the_reconstruction_bench_compares_solvers_at_equal_calls(flux):
     rows = measure(flux, scenes=2, calls=(8,))
     assert rows[("fireflow", 8)][2] < rows[("euler", 8)][2] and rows[("rf-solver", 8)][2] < rows[("euler", 8)][2]
     assert "| rf-solver | 8 | 4 |" in table(rows, 2)
+
+
+def test_a_p2p_edit_with_local_blend_and_baseline_runs_from_a_fireflow_inversion_and_stop_ends_one(flux, picture):
+    import threading
+
+    image, caption = picture
+    inv = flux.invert(image, caption, method="fireflow", steps=3, guidance=3.5, size=SIDE)
+    words = caption.split()
+    target = caption.replace(words[2], "blue" if words[2] != "blue" else "red", 1)
+    result = inv.edit(flux, [target], blend=[words[3]], baseline=True)
+    assert len(result.images) == 2 and len(result.baseline) == 2
+    assert len(result.controlled) == 4  # FireFlow: one model call a step plus one
+    steps = []
+    stop = threading.Event()
+
+    def callback(event):
+        steps.append(event.step)
+        stop.set()
+
+    with pytest.raises(P2PError, match="stopped by the stop event during the rf-solver trajectory"):
+        flux.invert(image, caption, method="rf-solver", steps=3, size=SIDE, callback=callback, stop_event=stop)
+    assert steps == [0]

@@ -296,7 +296,10 @@ def _invert_flow(editor, pixels, prompt, method, steps, guidance, opts, report, 
     cond = model.conditioning([editor.prompt(prompt)], size)
     use_cfg = guidance > 1.0 and model.guidance_mode == "cfg"  # as the sampler guides
     uncond = model.conditioning([editor.prompt(prompt)], size, uncond=True) if use_cfg else None
-    trajectory = flow_trajectory(editor, z0, cond, uncond, guidance, method, sigmas, report)
+    try:
+        trajectory = flow_trajectory(editor, z0, cond, uncond, guidance, method, sigmas, report, stop_event)
+    except _Stopped:
+        raise P2PError(f"inversion stopped by the stop event during the {method} trajectory (no result)") from None
     solver = FlowSolverScheduler.for_model(model, method)
     model.set_timesteps(solver, steps, size)
     return Inversion(

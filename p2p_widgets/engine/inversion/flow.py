@@ -108,11 +108,12 @@ def _timestep(sigma: float, device, scale: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def flow_trajectory(editor, z0, cond, uncond, guidance, method, sigmas, callback=None):
+def flow_trajectory(editor, z0, cond, uncond, guidance, method, sigmas, callback=None, stop_event=None):
     """[x at sigma 0 (the picture), ..., x at sigmas[0] (the start noise)]: the flow ODE run from
     ``z0`` up the reversed schedule ``sigmas`` (noisiest first, ending at 0) with ``method``, each
-    velocity guided as the sampler guides it (``uncond`` None: the conditional velocity only)."""
-    from .ddim import InversionStep
+    velocity guided as the sampler guides it (``uncond`` None: the conditional velocity only). A set
+    ``stop_event`` ends it after the current step with ``ddim._Stopped``."""
+    from .ddim import InversionStep, _Stopped
 
     model = editor.model
     path = [float(s) for s in reversed(sigmas)]
@@ -124,6 +125,8 @@ def flow_trajectory(editor, z0, cond, uncond, guidance, method, sigmas, callback
         latents.append(x)
         if callback is not None:
             callback(InversionStep("flow", i, len(path) - 1))
+        if stop_event is not None and stop_event.is_set():
+            raise _Stopped
 
     integrator.on_step = on_step
     controller = SimpleNamespace(block=None)  # predict names the batch layout on it; nothing reads it here
