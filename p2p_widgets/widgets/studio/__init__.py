@@ -34,6 +34,14 @@ cross-attention and the source's self-attention keys alone. A rule that follows 
 inversion under the empty prompt, as its authors read it). ``spec()`` exports the chosen rule and
 ``load_json`` restores the method and its values.
 
+On a joint-attention model (SD3, Flux: ``Studio(flux_pipe)``) the menu holds Prompt-to-Prompt and
+the rules that edit joint attention (K/V injection: Stable Flow, RF-Solver-Edit); rules written for
+a UNet's self-attention or features (MasaCtrl, Plug-and-Play, StyleAligned) are left out and
+refused by name, and K/V injection is left out on a UNet. The aligner and timeline show the T5
+tokens (no BOS), the scheduler is the model's own, the timeline's axis the model's shifted
+timesteps, the player's strip its double- then single-stream blocks; real images are not offered
+where the model cannot invert them (``image_note``).
+
 Runs go to a worker thread by default, so the kernel stays idle and the Stop button (a message
 from the browser) reaches Python mid-run; with ``background=False`` the sampler runs in the
 calling cell, frames still stream, but Stop only arrives after the cell ends. Interrupting the

@@ -81,7 +81,10 @@ class Studio(ipywidgets.VBox):
     Parameters
     ----------
     pipe:
-        A diffusers Stable Diffusion pipeline, or None for the embedded pocket model.
+        A diffusers Stable Diffusion (1.x, 2.x, XL), SD3 or Flux pipeline, or None for the embedded
+        pocket model. On SD3 / Flux the Studio offers the model's own flow scheduler, the methods
+        that run on joint attention (P2P, K/V injection; the UNet-only ones are refused by name),
+        the prompts' T5 tokens, and no real images (the page says so).
     editor:
         An existing :class:`~p2p_widgets.engine.sampler.Editor` instead of ``pipe``.
     source, target, seed, steps, guidance:
