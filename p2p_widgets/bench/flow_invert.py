@@ -4,11 +4,13 @@ model calls, against the VAE alone, on pocket scenes.
 Each scene (32 px, resized to the model's 64 px) is inverted with its caption at guidance 1 and
 regenerated from the inversion with the same prompt (each solver samples back with itself); the
 PSNR of the regenerated picture to the prepared input, and of the VAE's own round trip (the best
-any inversion can do), is averaged over the scenes. Without a trained pocket flow model this runs
-on a tiny random-weight Flux: its numbers show the solvers' mechanics (how close the ODE is
-integrated back), not picture quality.
+any inversion can do), is averaged over the scenes. ``--model pocket`` runs on the pocket flow
+model (``load_flow_pocket``, 32 px, trained weights); ``--model tiny`` on a tiny random-weight
+Flux dev (64 px), whose numbers show the solvers' mechanics (how close the ODE is integrated
+back), not picture quality.
 
-``python -m p2p_widgets.bench.flow_invert --scenes 32 --calls 4 8`` prints a Markdown table.
+``python -m p2p_widgets.bench.flow_invert --model pocket --scenes 32 --calls 4 8`` prints a
+Markdown table.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from ..engine.inversion.flow import FLOW_METHODS
 
-SIDE = 64
+SIDE = 64  # the tiny Flux's pictures
 
 
 def steps_for(method: str, calls: int) -> int | None:
@@ -36,14 +38,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def measure(editor, scenes: int = 32, calls=(4, 8), seed: int = 0) -> dict:
+def measure(editor, scenes: int = 32, calls=(4, 8), seed: int = 0, side: int = SIDE) -> dict:
     """{(method, calls): (mean PSNR to the input, mean PSNR to the VAE's round trip, mean max latent
     error, seconds)}, and ("vae", 0): the VAE's round trip itself."""
     from ..engine.images import load_image
     from ..pocket.scenes import make_dataset
 
     images, captions, _ = make_dataset(scenes, seed)
-    pictures = [load_image(image, (SIDE, SIDE)) for image in images]
+    pictures = [load_image(image, (side, side)) for image in images]
     rows: dict = {}
     t0 = time.perf_counter()
     round_trips = [editor.decode(editor.encode_image(p))[0] for p in pictures]
@@ -55,7 +57,7 @@ def measure(editor, scenes: int = 32, calls=(4, 8), seed: int = 0) -> dict:
                 continue
             t0, values, to_vae, errors = time.perf_counter(), [], [], []
             for picture, caption, round_trip in zip(pictures, captions, round_trips):
-                inv = editor.invert(picture, caption, method=method, steps=steps, guidance=1.0, size=SIDE, cache=False)
+                inv = editor.invert(picture, caption, method=method, steps=steps, guidance=1.0, size=side, cache=False)
                 result = inv.reconstruct(editor)
                 values.append(psnr(np.asarray(result.images[0]), picture))
                 to_vae.append(psnr(np.asarray(result.images[0]), round_trip))
@@ -86,15 +88,22 @@ def table(rows: dict, scenes: int) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m p2p_widgets.bench.flow_invert", description=__doc__)
+    parser.add_argument("--model", choices=("pocket", "tiny"), default="pocket")
     parser.add_argument("--scenes", type=int, default=32)
     parser.add_argument("--calls", type=int, nargs="+", default=[4, 8])
     args = parser.parse_args(argv)
     from ..engine.sampler import Editor
     from .mmdit_geometries import tiny_flux_pipeline
 
-    editor = Editor(tiny_flux_pipeline(0, guidance_embeds=True))
-    print(f"tiny random-weight Flux dev (guidance 1), {SIDE} px, {args.scenes} pocket scenes")
-    print(table(measure(editor, args.scenes, args.calls), args.scenes))
+    if args.model == "pocket":
+        from ..pocket.flow import load_flow_pocket
+
+        editor = Editor(load_flow_pocket())
+        side, what = editor.default_size, "pocket flow model"
+    else:
+        editor, side, what = Editor(tiny_flux_pipeline(0, guidance_embeds=True)), SIDE, "tiny random-weight Flux dev"
+    print(f"{what} (guidance 1), {side} px, {args.scenes} pocket scenes")
+    print(table(measure(editor, args.scenes, args.calls, side=side), args.scenes))
     return 0
 
 
