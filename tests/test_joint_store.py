@@ -280,3 +280,24 @@ def test_stored_maps_equal_attention_map_diffusers(name, mode):
     assert not theirs  # each of their maps met one of ours
     print(f"{name} ({mode}): max |ours - attention-map-diffusers| per double-stream site {worst:.2e}")
     assert worst <= TOL
+
+
+def test_fused_softmax_normaliser_equals_the_chunked_one():
+    """On the CPU the store's normaliser comes from torch's fused attention kernel (with the output
+    of plain attention, or keys as values); it equals the key-chunked log-sum-exp and the explicit one."""
+    from p2p_widgets.engine.joint import KEY_CHUNK, attention_with_lse, chunked_lse, softmax_lse
+
+    g = torch.Generator().manual_seed(0)
+    for n_keys in (80, KEY_CHUNK + 7):
+        q, k, v = (torch.randn(2, 3, n_keys, 16, generator=g) * 2 for _ in range(3))
+        scale = 16**-0.5
+        explicit = torch.logsumexp((q.double() @ k.double().transpose(-1, -2)) * scale, dim=-1)
+        out, lse = attention_with_lse(q, k, v, scale)
+        for name, value in (
+            ("fused", softmax_lse(q, k, scale)),
+            ("chunked", chunked_lse(q, k, scale)),
+            ("with out", lse),
+        ):
+            assert (value.double() - explicit).abs().max() <= 1e-5, name
+        assert torch.allclose(out, torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale), atol=1e-6)
+        assert (chunked_lse(q, k, 2 * scale).double() - explicit).abs().max() > 1e-1  # the scale matters

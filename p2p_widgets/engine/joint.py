@@ -23,15 +23,56 @@ from ..errors import P2PError
 KEY_CHUNK = 1024  # keys per logit block when normalising image rows (bounds memory at 4096-token images)
 
 
-def image_text_maps(q_img, k, text: slice, scale: float) -> torch.Tensor:
-    """``softmax(q_img k^T * scale)[..., text]``: (B, H, n_img, n_text) probabilities of image queries
-    on the text keys, the normaliser taken over every key (image and text), in float32."""
-    q_img, k = q_img.float(), k.float()
+def _cpu_flash(q, k, v, scale):
+    """(output, log-sum-exp per query) from torch's fused CPU attention kernel (the one SDPA runs on
+    the CPU): the softmax normaliser comes with the output, at no extra cost."""
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, scale=scale)[:2]
+
+
+def _fused_lse(q, k) -> bool:
+    return (
+        q.device.type == "cpu"
+        and q.shape[-1] == k.shape[-1]
+        and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu")
+    )
+
+
+def attention_with_lse(q, k, v, scale):
+    """Fused attention and each query's softmax log-sum-exp (float32 or wider): one call on the CPU;
+    elsewhere SDPA and :func:`softmax_lse`."""
+    if _fused_lse(q, k) and v.shape[-1] == q.shape[-1]:
+        return _cpu_flash(q, k, v, scale)
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale), softmax_lse(q, k, scale)
+
+
+def softmax_lse(q, k, scale: float) -> torch.Tensor:
+    """``logsumexp(q k^T * scale)`` over every key, (B, H, n_q): the fused kernel on the CPU (keys as
+    values), else accumulated over key chunks so no (n_q x n_keys) matrix is formed at once."""
+    if _fused_lse(q, k):
+        return _cpu_flash(q, k, k, scale)[1].to(torch.promote_types(q.dtype, torch.float32))
+    return chunked_lse(q, k, scale)
+
+
+def chunked_lse(q, k, scale: float) -> torch.Tensor:
+    """:func:`softmax_lse` accumulated over key chunks (any device; the oracle of the fused one)."""
+    wide = torch.promote_types(q.dtype, torch.float32)
+    q32, k32 = q.to(wide), k.to(wide)
     lse = None
     for start in range(0, k.shape[2], KEY_CHUNK):
-        part = torch.logsumexp((q_img @ k[:, :, start : start + KEY_CHUNK].transpose(-1, -2)) * scale, dim=-1)
+        part = torch.logsumexp((q32 @ k32[:, :, start : start + KEY_CHUNK].transpose(-1, -2)) * scale, dim=-1)
         lse = part if lse is None else torch.logaddexp(lse, part)
-    return torch.exp((q_img @ k[:, :, text].transpose(-1, -2)) * scale - lse[..., None])
+    return lse
+
+
+def image_text_maps(q_img, k, text: slice, scale: float, lse=None) -> torch.Tensor:
+    """``softmax(q_img k^T * scale)[..., text]``: (B, H, n_img, n_text) probabilities of image queries
+    on the text keys, normalised over every key (image and text) by ``lse`` (default: computed),
+    in float32 or wider: only this block is formed."""
+    if lse is None:
+        lse = softmax_lse(q_img, k, scale)
+    wide = lse.dtype
+    logits = (q_img.to(wide) @ k[:, :, text].to(wide).transpose(-1, -2)) * scale
+    return torch.exp(logits - lse[..., None])
 
 
 class JointProcessor:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ..errors import P2PError
 from .joint import (
+    attention_with_lse,
     JointPlan,
     JointProcessor,
     edited_maps,
@@ -236,8 +237,13 @@ class AttentionController:
                 continue
             if bctx.block == "cond":
                 cond_maps, cond_plans = maps, plans
-        out = self._assemble(q, k, v, scale, done)
-        if self.store is not None and self.block != "uncond" and text.stop > text.start and self.store.wants(grid):
+        stores = self.store is not None and self.block != "uncond" and text.stop > text.start and self.store.wants(grid)
+        lse = None
+        if stores and not done and self.mode == "fast":  # plain attention: its normaliser comes with it
+            out, lse = attention_with_lse(q, k, v, scale)
+        else:
+            out = self._assemble(q, k, v, scale, done)
+        if stores:
             if cond_maps is None:
                 rows = slice(n, 2 * n) if self.block == "both" else slice(0, n)
                 qr, kr = (
@@ -245,7 +251,8 @@ class AttentionController:
                     if cond_plans is None
                     else inject_qkv(q[rows], k[rows], v[rows], image, cond_plans)[:2]
                 )
-                own = image_text_maps(qr[:, :, image], kr, text, scale)
+                row_lse = None if lse is None else lse[rows][:, :, image]
+                own = image_text_maps(qr[:, :, image], kr, text, scale, row_lse)
                 cond_maps = own if cond_plans is None else edited_maps(own, cond_plans)
             self.store.add(grid, cond_maps.float().mean(dim=1), place=proc.site.place, heads=cond_maps.float())
         return out
