@@ -3,6 +3,7 @@ the fast path against materialised attention, the maths of each hook against a h
 the layers they choose, restored processors and hooks, bad parameters, and JSON reruns."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -163,6 +164,84 @@ def test_style_aligned_is_adain_then_shared_keys():
         keys = torch.cat([adain(k[e], k[s]), k[s]], 1)
         assert torch.allclose(out[e], _attn(qn, keys, torch.cat([v[e], v[s]], 1), 0.5), atol=1e-5)
         assert torch.allclose(out[s], _attn(q[s], k[s], v[s], 0.5), atol=1e-5)
+
+
+# StyleAligned's settings beyond AdaIN + shared keys (its authors' StyleAlignedArgs): each moves the
+# edit from the default rule by >= 100 x the tolerance, and the fast path equals the explicit one
+STYLE_SETTINGS = {
+    "share_group_norm": {"share_group_norm": True},
+    "shared_score_shift": {"shared_score_shift": math.log(2)},
+    "shared_score_scale": {"shared_score_scale": 0.5},
+    "only_self_level": {"only_self_level": 0.5},
+}
+
+
+@pytest.mark.parametrize("name", sorted(STYLE_SETTINGS))
+def test_style_aligned_setting_fast_matches_explicit(editor, name):
+    rule = StyleAligned(**STYLE_SETTINGS[name])
+    fast = editor.edit(SRC, TGT, rules=[rule], steps=STEPS, mode="fast")
+    explicit = editor.edit(SRC, TGT, rules=[rule], steps=STEPS, mode="explicit")
+    default = editor.edit(SRC, TGT, rules=[StyleAligned()], steps=STEPS)
+    print(f"StyleAligned {name}: effect / tolerance {check_oracle(name, fast, explicit, default):.0f}")
+    assert (fast.latents[0] - default.latents[0]).abs().max() <= 1e-5  # the source row is the source's
+
+
+def test_style_aligned_shift_and_scale_act_on_the_source_keys():
+    rule = StyleAligned(shared_score_shift=0.7, shared_score_scale=0.5)
+    c = AttentionController(2, [rule], latent_size=(4, 4))
+    q, k, v = _qkv(4, seed=3)
+    out = c.attend(_layer(c, "down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor"), q, k, v, 0.5)
+    for s, e in ((0, 1), (2, 3)):
+        logits = adain(q[e], q[s]) @ torch.cat([adain(k[e], k[s]), 0.5 * k[s]], 1).transpose(-1, -2) * 0.5
+        logits[..., 16:] += 0.7  # the source's 16 keys
+        expected = torch.softmax(logits, -1) @ torch.cat([v[e], v[s]], 1)
+        assert torch.allclose(out[e], expected, atol=1e-5)
+        assert torch.allclose(out[s], _attn(q[s], k[s], v[s], 0.5), atol=1e-5)
+
+
+def test_style_aligned_group_norm_statistics_cover_the_source():
+    c = AttentionController(3, [StyleAligned(share_group_norm=True), EditRule()], latent_size=(4, 4))
+    norm = torch.nn.GroupNorm(2, 4)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0), norm.bias.uniform_(-1.0, 1.0)
+    x = (
+        torch.randn(6, 4, 4, 4, generator=torch.Generator().manual_seed(4))
+        * torch.arange(1.0, 7.0)[:, None, None, None]
+    )
+    with torch.no_grad():
+        out = c.edit_from_inputs("down_blocks.0.resnets.0.norm1", norm, x, norm(x))
+    for s, e in ((0, 1), (3, 4)):
+        both = torch.cat([x[e], x[s]], dim=1).reshape(2, -1)  # each group: the edit's and the source's
+        mean, var = both.mean(-1), both.var(-1, unbiased=False)
+        by_hand = (x[e].reshape(2, -1) - mean[:, None]) / (var[:, None] + norm.eps).sqrt()
+        by_hand = by_hand.reshape(4, 4, 4) * norm.weight[:, None, None] + norm.bias[:, None, None]
+        assert torch.allclose(out[e], by_hand, atol=1e-5)
+    for row in (0, 2, 3, 5):  # the sources and the edit under another rule keep their own statistics
+        assert torch.allclose(out[row], norm(x[row : row + 1])[0], atol=1e-6)
+
+
+def test_style_aligned_only_self_level_counts_layers_as_its_authors():
+    # the authors number self-attention in unet.attn_processors order (down, up, mid), not in the
+    # order the UNet runs them, and leave every n // int(level n)-th layer alone
+    def site(name, place):
+        return AttentionSite(name, "self", 0, place, place, 0, ("image",), ("image",))
+
+    sites = [site(f"down{i}", "down") for i in range(6)] + [site("mid", "mid")]
+    sites += [site(f"up{i}", "up") for i in range(9)]  # 16 in execution order
+    rule = StyleAligned(only_self_level=0.3)  # int(4.8) = 4 layers alone: every 4th of 16
+    rule.on_sites(sites)
+    registered = [f"down{i}" for i in range(6)] + [f"up{i}" for i in range(9)] + ["mid"]
+    assert set(registered) - rule._shared == {registered[i] for i in (0, 4, 8, 12)}
+    rule.on_sites(sites)
+    rule.only_self_level = 0.75  # over one half: all but every 4th alone
+    rule.on_sites(sites)
+    assert rule._shared == {registered[i] for i in (0, 4, 8, 12)}
+    rule.only_self_level = 1.0
+    rule.on_sites(sites)
+    assert rule._shared == frozenset()
+    rule.only_self_level = 0.0
+    rule.on_sites(sites)
+    assert rule._shared is None  # every layer
 
 
 def test_pnp_takes_the_source_queries_and_keys_but_keeps_its_values():

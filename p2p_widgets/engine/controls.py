@@ -10,7 +10,9 @@ module's output, from the source row of the same half of classifier-free guidanc
   its decoder self-attention queries and keys replace the edit's early in the run; the source row
   walks the inverted image's own trajectory.
 - :class:`StyleAligned` (Hertz et al. 2024): every edit's self-attention also attends to the
-  source's keys and values, with its queries and keys AdaIN-normalised to the source's statistics.
+  source's keys and values, with its queries and keys AdaIN-normalised to the source's statistics
+  (optionally its GroupNorms' statistics shared with the source's, the source's keys shifted or
+  scaled, some layers left alone).
 
 The parameters are declared once (``params``): the constructor, the edit JSON, the Studio's
 controls and sweep grids all read them. Layers are counted in the order the UNet runs them
@@ -201,30 +203,102 @@ def adain(x: torch.Tensor, ref: torch.Tensor, eps: float = 1e-5) -> torch.Tensor
 @register_rule
 class StyleAligned(ParamRule):
     """StyleAligned: the edit also attends to the source's self-attention keys and values, its
-    queries and keys AdaIN-normalised to the source's (both CFG halves, every self-attention layer)."""
+    queries and keys AdaIN-normalised to the source's (both CFG halves, every self-attention layer
+    but those ``only_self_level`` leaves alone); ``share_group_norm``: the edit's GroupNorm
+    statistics also cover the source's features."""
 
     label = "StyleAligned"
     branches = "both"
+    _shared: frozenset | None = None  # self-attention layers that share (None: all); set by on_sites
     params = (
         Param("adain_queries", "bool", True, "normalise the edit's queries to the source's statistics"),
         Param("adain_keys", "bool", True, "normalise the edit's keys to the source's statistics"),
         Param("adain_values", "bool", False, "normalise the edit's values to the source's statistics"),
         Param("share_attention", "bool", True, "attend to the source's keys and values too"),
+        # the authors' dataclass says True (their SD 1.x and transfer notebooks too); their SDXL
+        # notebook and demo pass False, and False keeps this rule's results from before it existed.
+        # (Their share_layer_norm has no parameter here: a LayerNorm normalises each token alone,
+        # so adding the source's tokens beside the edit's changes nothing.)
+        Param("share_group_norm", "bool", False, "GroupNorm statistics over the edit's and the source's features"),
+        Param(
+            "shared_score_shift",
+            "float",
+            0.0,
+            "added to the logits of the source's keys (the authors' transfer: log 2 = 0.693)",
+        ),
+        Param("shared_score_scale", "float", 1.0, "factor on the source's keys (a softmax temperature for them)"),
+        Param(
+            "only_self_level",
+            "float",
+            0.0,
+            "share of self-attention layers left alone, evenly spaced (in unet.attn_processors order)",
+            low=0.0,
+            high=1.0,
+        ),
     )
 
+    def on_sites(self, sites):
+        self._shared = _style_shared_layers(sites, self.only_self_level)
+
+    def _active(self, ctx) -> bool:
+        return not ctx.is_cross and (self._shared is None or ctx.layer in self._shared)
+
     def self_qkv(self, ctx, src, edit):
-        if ctx.is_cross:
+        if not self._active(ctx):
             return None
         q, k, v = edit
         q = adain(q, src[0]) if self.adain_queries else q
         k = adain(k, src[1]) if self.adain_keys else k
         v = adain(v, src[2]) if self.adain_values else v
         if self.share_attention:
-            k, v = torch.cat([k, src[1]], dim=2), torch.cat([v, src[2]], dim=2)
+            src_k = src[1] if self.shared_score_scale == 1 else src[1] * self.shared_score_scale
+            k, v = torch.cat([k, src_k], dim=2), torch.cat([v, src[2]], dim=2)
         return q, k, v
+
+    def self_output(self, ctx, src, edit, attend, maps):
+        # the logit shift on the source's keys: the (already shared) keys with an additive mask
+        if not self.shared_score_shift or not self.share_attention or not self._active(ctx):
+            return None
+        q, k, v = edit
+        shift = torch.zeros(1, k.shape[2], dtype=q.dtype, device=q.device)
+        shift[:, k.shape[2] - src[1].shape[2] :] = self.shared_score_shift
+        return attend(q, k, v, shift)
+
+    def input_modules(self):
+        return (torch.nn.GroupNorm,) if self.share_group_norm else ()
+
+    def edit_from_inputs(self, ctx, name, module, src, edit):
+        # the edit's features beside the source's along the height: one GroupNorm over both, the
+        # edit's half kept (the statistics of each group cover both images)
+        height = edit.shape[-2]
+        both = torch.cat([edit, src], dim=-2)
+        return torch.nn.functional.group_norm(both, module.num_groups, module.weight, module.bias, module.eps)[
+            ..., :height, :
+        ]
 
     def windows(self, n_evals):
         return [("shared self-attention", 0, n_evals)]
+
+
+def _style_shared_layers(sites, level: float) -> frozenset | None:
+    """The self-attention sites that share under ``only_self_level`` (None: every one). The authors
+    number the layers in ``unet.attn_processors`` order (down, up, then mid on diffusers' UNets)
+    and leave every ``n // round_down(level n)``-th alone (level > 1/2: all but those of 1 - level);
+    a level under one layer leaves none alone (their code divides by zero there)."""
+    if level == 0:
+        return None
+    selfs = [s for s in sites if s.kind == "self"]
+    order = {"down": 0, "up": 1, "mid": 2}
+    selfs = sorted(selfs, key=lambda s: order.get(s.place, 1))  # stable: execution order within a place
+    n = len(selfs)
+    flip = level > 0.5
+    switched = int(((1 - level) if flip else level) * n)
+    alone = {i for i in range(n) if switched and i % (n // switched) == 0}
+    if level == 1:
+        alone = set(range(n))
+    elif flip:
+        alone = set(range(n)) - alone
+    return frozenset(s.name for i, s in enumerate(selfs) if i not in alone)
 
 
 # the joint-attention rules (SD3 / Flux) register with the UNet ones: importing this module makes

@@ -26,16 +26,16 @@ import torch.nn.functional as F
 
 from ..errors import P2PError
 from .joint import (
-    attention_with_lse,
     JointPlan,
     JointProcessor,
+    attention_with_lse,
     edited_maps,
     image_text_maps,
     inject_qkv,
     joint_explicit,
     joint_fast,
 )
-from .rules import EditRule, LayerContext
+from .rules import EditRule, LayerContext, lists_module
 
 
 def feature_place(name: str) -> str:
@@ -126,6 +126,7 @@ class AttentionController:
         self._asks_output = any(_overrides(r, "self_output") for r in rules)
         self._edits_uncond = any(r.branches == "both" for r in rules)
         self.feature_modules = tuple(dict.fromkeys(m for r in rules for m in r.feature_modules()))
+        self.input_modules = tuple(dict.fromkeys(m for r in rules for m in r.input_modules()))
         self.layer_index: dict = {}  # processor name -> (index, n_layers) among layers of its kind
         self.image_tokens = 0  # joint attention: the run's image tokens (Flux's single blocks need it)
         self.controlled: set = set()  # (layer, "cross" | "self" | "feature") touched this step
@@ -421,10 +422,9 @@ class AttentionController:
         return torch.stack(edited)
 
     # -- module outputs (features) -------------------------------------------------------------
-    def edit_features(self, name: str, output: torch.Tensor) -> torch.Tensor:
-        """A hooked module's output with each rule's ``edit_feature`` applied to its edit rows."""
+    def _feature_context(self, name: str, output: torch.Tensor) -> LayerContext:
         grid = tuple(output.shape[-2:])
-        ctx = LayerContext(
+        return LayerContext(
             self.step,
             self.n_evals,
             name,
@@ -435,11 +435,31 @@ class AttentionController:
             self.coarsest,
             kind="feature",
         )
+
+    def edit_features(self, name: str, output: torch.Tensor) -> torch.Tensor:
+        """A hooked module's output with each rule's ``edit_feature`` applied to its edit rows."""
+        ctx = self._feature_context(name, output)
         for bctx, off in self._blocks(ctx):
             for e, rule in enumerate(self.rules, start=off + 1):
                 if (bctx.block == "uncond" and rule.branches != "both") or name not in rule.feature_modules():
                     continue
                 new = rule.edit_feature(bctx, name, output[off : off + 1], output[e : e + 1])
+                if new is not None:
+                    output[e : e + 1] = new
+                    self.controlled.add((name, "feature"))
+        return output
+
+    def edit_from_inputs(self, name: str, module, inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """A hooked module's output with each rule's ``edit_from_inputs`` (the edit row's output
+        from the module's input on the source row and on the edit row) written to its edit rows."""
+        ctx = self._feature_context(name, output)
+        for bctx, off in self._blocks(ctx):
+            for e, rule in enumerate(self.rules, start=off + 1):
+                if (bctx.block == "uncond" and rule.branches != "both") or not lists_module(
+                    rule.input_modules(), name, module
+                ):
+                    continue
+                new = rule.edit_from_inputs(bctx, name, module, inputs[off : off + 1], inputs[e : e + 1])
                 if new is not None:
                     output[e : e + 1] = new
                     self.controlled.add((name, "feature"))
@@ -476,6 +496,12 @@ def installed(model, controller: AttentionController):
             hooks.append(
                 module.register_forward_hook(lambda m, args, out, name=name: controller.edit_features(name, out))
             )
+        for name, module in _input_modules(unet, controller.input_modules):
+            hooks.append(
+                module.register_forward_hook(
+                    lambda m, args, out, name=name: controller.edit_from_inputs(name, m, args[0], out)
+                )
+            )
         yield controller
     finally:
         for hook in hooks:
@@ -502,8 +528,20 @@ def _leaves(rules):
 
 
 def _unet_only(rule) -> bool:
-    hooks = ("self_qkv", "self_output", "edit_feature")
-    return any(_overrides(rule, h) for h in hooks) or bool(rule.feature_modules())
+    hooks = ("self_qkv", "self_output", "edit_feature", "edit_from_inputs")
+    return any(_overrides(rule, h) for h in hooks) or bool(rule.feature_modules()) or bool(rule.input_modules())
+
+
+def _input_modules(unet, entries) -> list:
+    """``(name, module)`` of each module the rules' ``input_modules()`` entries name (a module
+    class: every module of that class, in ``named_modules`` order)."""
+    if not entries:
+        return []
+    found = {name: _module(unet, name) for name in entries if isinstance(name, str)}
+    classes = tuple(e for e in entries if not isinstance(e, str))
+    if classes:
+        found.update((name, m) for name, m in unet.named_modules() if isinstance(m, classes) and name not in found)
+    return list(found.items())
 
 
 def _module(unet, name: str):

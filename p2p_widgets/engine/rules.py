@@ -178,6 +178,11 @@ class EditRule:
       from attention calls (e.g. masked ones) and this step's cross-attention maps;
     - ``feature_modules()`` + ``edit_feature(ctx, name, src, edit)``: outputs of UNet modules by
       name (e.g. a ResNet block's ``conv2``), ``(1, C, h, w)`` each;
+    - ``input_modules()`` + ``edit_from_inputs(ctx, name, module, src, edit)``: a UNet module's
+      output for the edit row computed from the module's inputs on the source row and the edit
+      row (e.g. a GroupNorm whose statistics cover both); entries are module names or a module
+      class (every module of that class); compute with the module's function, not by calling the
+      module (its hook would run again);
     - ``edit_latents(step, n_evals, src, edit)``: the edit's latents after each scheduler step;
     - ``follows_inversion``: the source row walks the inversion's trajectory (needs an inverted image).
 
@@ -284,6 +289,12 @@ class EditRule:
         return ()
 
     def edit_feature(self, ctx: LayerContext, name: str, src: torch.Tensor, edit: torch.Tensor):
+        return None
+
+    def input_modules(self) -> tuple:
+        return ()
+
+    def edit_from_inputs(self, ctx: LayerContext, name: str, module, src: torch.Tensor, edit: torch.Tensor):
         return None
 
     def edit_latents(self, step: int, n_evals: int, src: torch.Tensor, edit: torch.Tensor):
@@ -683,6 +694,18 @@ class Combine(EditRule):
                 changed = out if out is not None else changed
         return changed
 
+    def input_modules(self):
+        return tuple(dict.fromkeys(entry for r in self.rules for entry in r.input_modules()))
+
+    def edit_from_inputs(self, ctx, name, module, src, edit):
+        # each part computes the output from the inputs: the first that answers gives it
+        for r in self.parts(ctx):
+            if lists_module(r.input_modules(), name, module):
+                out = r.edit_from_inputs(ctx, name, module, src, edit)
+                if out is not None:
+                    return out
+        return None
+
     def edit_latents(self, step, n_evals, src, edit):
         changed = None
         for r in self.rules:
@@ -692,3 +715,8 @@ class Combine(EditRule):
 
     def windows(self, n_evals):
         return [w for r in self.rules for w in r.windows(n_evals)]
+
+
+def lists_module(entries, name: str, module) -> bool:
+    """Whether ``input_modules()`` entries (module names or module classes) name this module."""
+    return any(e == name if isinstance(e, str) else isinstance(module, e) for e in entries)
