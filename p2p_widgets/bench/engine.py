@@ -246,7 +246,8 @@ def main(argv=None):
     if argv and argv[0] in ("stream", "invert", "threads", "reference", "sweep"):  # their own argument parsers
         from importlib import import_module
 
-        return import_module(f"p2p_widgets.bench.{argv[0]}").main(argv[1:])
+        style = argv[0] == "reference" and any(a.split("=")[0] == "--style-aligned" for a in argv[1:])
+        return import_module(f"p2p_widgets.bench.{argv[0]}{'_style' if style else ''}").main(argv[1:])
     p = argparse.ArgumentParser(
         prog="python -m p2p_widgets.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -256,7 +257,10 @@ def main(argv=None):
     sub.add_parser(
         "threads", help="an edit with torch's default threads vs the chosen count, idle and with a busy core"
     )
-    sub.add_parser("reference", help="the authors' MasaCtrl, Plug-and-Play and P2P vs ours (checkouts as options)")
+    sub.add_parser(
+        "reference",
+        help="the authors' MasaCtrl, Plug-and-Play, P2P (and with --style-aligned DIR: StyleAligned) vs ours",
+    )
     sub.add_parser("sweep", help="sweep rows per minute with 1 and 2 Ray workers on pocket-bench (local cluster)")
     e = sub.add_parser("engine", help="plain pipeline vs P2P fast and explicit paths, MasaCtrl, PnP, StyleAligned")
     e.add_argument("--model", choices=sorted(SIZES), default="tiny")
