@@ -279,8 +279,11 @@ def test_fuzz_the_json_loader_names_the_problem(editor):
 def test_cli_refuses_zero_steps_and_a_file_as_out_before_any_work(tmp_path, capsys):
     from p2p_widgets import cli
 
-    assert cli.main(["edit", SRC, TGT, "--steps", "0", "--out", str(tmp_path / "a")]) == 2
-    assert "steps must be an integer in [1, 1000], got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse checks --steps before the model loads
+        cli.main(["edit", SRC, TGT, "--steps", "0", "--out", str(tmp_path / "a")])
+    assert refused.value.code == 2
+    assert "expected a number of steps in 1-1000, got '0'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
     target = tmp_path / "file.png"
     target.write_bytes(b"x")
     assert cli.main(["edit", SRC, TGT, "--out", str(target)]) == 2
