@@ -336,11 +336,15 @@ def _number_or_model(text: str):
     return int(value) if value.is_integer() and "." not in text else value
 
 
+# deeper than any grid or metrics argument (a grid value is at most a rule's JSON, 40 levels)
+MAX_ARGUMENT_DEPTH = 64
+
+
 def _json_argument(text: str | None, what: str):
     """JSON text, '@file.json', or None."""
     import json
 
-    from .errors import P2PError
+    from .errors import P2PError, check_nesting
 
     if text is None:
         return None
@@ -350,9 +354,13 @@ def _json_argument(text: str | None, what: str):
             raise P2PError(f"--{what}: file {path} does not exist")
         text = path.read_text()
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise P2PError(f"--{what} is not valid JSON: {exc}") from None
+    except RecursionError:  # json's decoder recurses once per nested array or object
+        raise P2PError(f"--{what} nests deeper than {MAX_ARGUMENT_DEPTH} levels") from None
+    check_nesting(f"--{what}", data, MAX_ARGUMENT_DEPTH)  # parsed, but deep enough to exhaust what reads it
+    return data
 
 
 def _evaluate(args: argparse.Namespace) -> int:

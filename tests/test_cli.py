@@ -275,3 +275,17 @@ def test_the_demo_script_shows_pips_progress_and_passes_its_arguments(tmp_path):
     )
     assert out.returncode == 0 and "checking" in out.stdout
     assert log.read_text().splitlines()[-1] == "p2p-widgets demo --port 8888 --no-browser"
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])  # parsed but too deep for what reads it; past json's recursion
+def test_a_deep_json_argument_is_a_named_error(depth, tmp_path, capsys, monkeypatch):
+    import p2p_widgets.evaluate.sweep
+
+    monkeypatch.setattr(p2p_widgets.evaluate.sweep, "run_sweep", _no_work)
+    grid = '{"cross": ' + "[" * depth + "]" * depth + "}"
+    code = cli.main(["evaluate", str(tmp_path), "--grid", grid, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--grid nests deeper than 64 levels" in err, err
+    (tmp_path / "grid.json").write_text(grid)
+    code = cli.main(["evaluate", str(tmp_path), "--grid", f"@{tmp_path / 'grid.json'}", "--out", str(tmp_path / "o")])
+    assert code == 2 and "--grid nests deeper than 64 levels" in capsys.readouterr().err
