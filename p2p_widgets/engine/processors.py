@@ -1,30 +1,29 @@
-"""Attention processors that store and inject attention, installed on the UNet for one run.
+"""Attention processors installed on a model's attention sites for one run, and the controller
+that plans what each edit does at each site.
 
-One :class:`P2PAttnProcessor` per attention layer forwards to a shared
-:class:`AttentionController`, which knows the current evaluation, the batch layout and the edit
-rules. Two paths compute the same thing:
+One :class:`P2PAttnProcessor` per UNet site (a :class:`~p2p_widgets.engine.joint.JointProcessor`
+per SD3 / Flux site) forwards to a shared :class:`AttentionController`, which knows the current
+evaluation, the batch layout and the edit rules, asks the rules' hooks once per site and step
+(the plan: one ``EditPlan`` per edit) and hands the attention to pure kernels: ``kernels.py``
+(UNet: ``fast`` on modified values, ``explicit`` the oracle) and ``joint.py`` (joint attention).
 
-- ``fast``: fused attention (``scaled_dot_product_attention``) on modified values; no n x n matrix
-  is ever formed. The source and every map it feeds share one call, values concatenated along the
-  feature axis: ``attn(Q_src, K_src, [V_src | P_1 V_1 | ...])``.
-- ``explicit``: materialises the probabilities like the reference and applies each rule to them:
-  the oracle for the fast path, and the path for rules written on explicit maps.
-
-Batch layout per UNet call: ``[uncond x B ; cond x B]`` with classifier-free guidance in one batch,
-or a single block in low-memory mode (``controller.block`` says which). Only the conditional block
-is edited. :func:`installed` swaps processors in and always restores the originals.
+Batch layout per model call: ``[uncond x B ; cond x B]`` with classifier-free guidance in one batch,
+or a single block in low-memory mode or with distilled guidance (``controller.block`` says which).
+Only the conditional block is edited unless a rule edits both. :func:`installed` swaps processors
+in and always restores the originals.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import P2PError
+from . import kernels
 from .joint import (
     JointPlan,
     JointProcessor,
@@ -83,25 +82,6 @@ class P2PAttnProcessor:
         if attn.residual_connection:
             out = out + residual
         return out / attn.rescale_output_factor
-
-
-def _sdpa(q, k, v, scale):
-    return F.scaled_dot_product_attention(q, k, v, scale=scale)
-
-
-def _probs(q, k, scale):
-    return torch.softmax((q @ k.transpose(-1, -2)) * scale, dim=-1)
-
-
-@dataclass(frozen=True)
-class EditPlan:
-    """What one edit does at one layer: cross weights ``(P, q, keeps_own)``, a share ``s`` of the
-    source's self-attention, and/or its own self-attention ``(q, k, v)`` replaced by a hook."""
-
-    cross: tuple | None = None
-    share: float = 0.0
-    qkv: tuple | None = None
-    output: torch.Tensor | None = None  # the row's whole output, from a ``self_output`` hook
 
 
 class AttentionController:
@@ -188,16 +168,16 @@ class AttentionController:
     # -- attention ---------------------------------------------------------------------------
     def attend(self, proc, q, k, v, scale):
         if self.n_prompts == 0:
-            return _sdpa(q, k, v, scale)
+            return kernels.sdpa(q, k, v, scale)
         ctx = self.context(proc, self.grid_of(q.shape[2]))
         n, done, cond_maps, cond_plans = self.n_prompts, {}, None, None
         for bctx, off in self._blocks(ctx):
             plans = self._plan(bctx, q, k, v, off, scale)
             rows = slice(off, off + n)
             if self.mode == "explicit":
-                done[off], maps = self._explicit(bctx, q[rows], k[rows], v[rows], scale, plans)
+                done[off], maps = kernels.explicit(q[rows], k[rows], v[rows], scale, plans, self._edit_cross(bctx))
             elif any(p is not None for p in plans):
-                done[off], maps = self._fast(q[rows], k[rows], v[rows], scale, plans), None
+                done[off], maps = kernels.fast(q[rows], k[rows], v[rows], scale, plans), None
             else:
                 continue  # nothing injected in this half: it joins the plain fused call
             if bctx.block == "cond":
@@ -207,7 +187,7 @@ class AttentionController:
             off = n if self.block == "both" else 0
             if cond_maps is None:
                 plans = cond_plans or [None] * (n - 1)
-                cond_maps = self._edited_maps(q[off : off + n], k[off : off + n], scale, plans)
+                cond_maps = kernels.edited_maps(q[off : off + n], k[off : off + n], scale, plans)
             self.store.add(ctx.resolution, cond_maps.mean(dim=1), place=proc.place, heads=cond_maps)
         return out
 
@@ -218,7 +198,7 @@ class AttentionController:
         token grid."""
         n = self.n_prompts
         if n == 0:
-            return _sdpa(q, k, v, scale)
+            return kernels.sdpa(q, k, v, scale)
         grid = self.grid_of(image.stop - image.start)
         ctx = self.context(proc, grid)
         done, cond_maps, cond_plans = {}, None, None
@@ -283,7 +263,7 @@ class AttentionController:
     def _assemble(self, q, k, v, scale, done: dict):
         """The whole batch: the halves computed with edits (``done``: offset -> rows), the rest in one
         plain call (fused, or materialised on the explicit path)."""
-        plain = _sdpa if self.mode == "fast" else (lambda q, k, v, scale: _probs(q, k, scale) @ v)
+        plain = kernels.sdpa if self.mode == "fast" else (lambda q, k, v, scale: kernels.probs(q, k, scale) @ v)
         if not done:
             return plain(q, k, v, scale)
         n = self.n_prompts
@@ -314,10 +294,10 @@ class AttentionController:
                 if self._asks_output:
                     output = rule.self_output(ctx, src, qkv or edit, self._attention(scale), self._maps(e - off))
             if output is not None:
-                plans.append(EditPlan(output=output))
+                plans.append(kernels.EditPlan(output=output))
                 self.controlled.add((ctx.layer, "self"))
                 continue
-            plan = None if cross is None and share == 0.0 and qkv is None else EditPlan(cross, share, qkv)
+            plan = None if cross is None and share == 0.0 and qkv is None else kernels.EditPlan(cross, share, qkv)
             if plan is not None:
                 self.controlled.add((ctx.layer, "cross" if ctx.is_cross else "self"))
                 if share and qkv is not None and qkv[2].shape[2] != k.shape[2]:
@@ -328,69 +308,16 @@ class AttentionController:
             plans.append(plan)
         return plans
 
-    def _fast(self, q, k, v, scale, plans):
-        """One half of the batch (source row first), fused: the source and every map read through
-        its attention share one call, ``attn(Q_src, K_src, [V_src | P V_e | s V_e ...])``."""
-        out = torch.empty(*q.shape[:3], v.shape[-1], dtype=v.dtype, device=v.device)
-        blocks, own = [v[:1]], []  # value blocks read through the source's attention; the edits' own calls
-        for e, plan in enumerate(plans, start=1):
-            if plan is not None and plan.output is not None:
-                out[e] = plan.output[0]
-                continue
-            qe, ke, ve = (q[e : e + 1], k[e : e + 1], v[e : e + 1]) if plan is None or plan.qkv is None else plan.qkv
-            shared = None
-            if plan is not None and plan.cross is not None:
-                P, qv, keeps_own = plan.cross
-                blocks.append(torch.matmul(P, ve))  # (A_src P) V = A_src (P V)
-                shared, ve = len(blocks) - 1, ve * qv[:, None] if keeps_own else None
-            elif plan is not None and plan.share:
-                blocks.append(ve * plan.share)
-                shared, ve = len(blocks) - 1, ve * (1.0 - plan.share) if plan.share != 1.0 else None
-            own.append((e, (qe, ke, ve), shared, plan is not None and plan.qkv is not None))
-        both = _sdpa(q[:1], k[:1], torch.cat(blocks, dim=-1), scale)
-        d = v.shape[-1]
-        out[0] = both[0, ..., :d]
-        own_out = self._own(q, k, scale, own)
-        for e, _, shared, _ in own:
-            total = 0 if shared is None else both[0, ..., shared * d : (shared + 1) * d]
-            out[e] = total + own_out[e] if e in own_out else total
-        return out
+    def _edit_cross(self, ctx):
+        """Each edit's rule on its materialised cross maps (explicit path), or None on self layers."""
+        if not ctx.is_cross:
+            return None
 
-    @staticmethod
-    def _own(q, k, scale, own) -> dict:
-        """The edits' own attention: one fused call for the rows that keep their queries and keys
-        (a slice when contiguous: list indexing copies q and k), one call per row a hook changed."""
-        plain = [(e, qkv[2]) for e, qkv, _, hooked in own if qkv[2] is not None and not hooked]
-        found = {}
-        if plain:
-            rows = [e for e, _ in plain]
-            index = slice(rows[0], rows[-1] + 1) if rows == list(range(rows[0], rows[-1] + 1)) else rows
-            found.update(zip(rows, _sdpa(q[index], k[index], torch.cat([val for _, val in plain]), scale)))
-        for e, (qe, ke, ve), _, hooked in own:
-            if hooked and ve is not None:
-                found[e] = _sdpa(qe, ke, ve, scale)[0]
-        return found
+        def edit_cross(e, a_src, a_edit):
+            rule = self.rules[e - 1]
+            return rule.edit_cross(ctx, a_src, a_edit) if ctx.block == "cond" or rule.branches == "both" else None
 
-    def _explicit(self, ctx, q, k, v, scale, plans):
-        """One half of the batch with materialised probabilities, as the reference computes them:
-        the oracle for :meth:`_fast` and the path for rules on explicit maps."""
-        a_src = _probs(q[:1], k[:1], scale)[0]
-        outs, maps = [a_src @ v[0]], [a_src]
-        for e, (rule, plan) in enumerate(zip(self.rules, plans), start=1):
-            if plan is not None and plan.output is not None:
-                outs.append(plan.output[0])
-                maps.append(None)
-                continue
-            qe, ke, ve = (q[e : e + 1], k[e : e + 1], v[e : e + 1]) if plan is None or plan.qkv is None else plan.qkv
-            a = _probs(qe, ke, scale)[0]
-            if ctx.is_cross and (ctx.block == "cond" or rule.branches == "both"):
-                a = rule.edit_cross(ctx, a_src, a)
-            elif plan is not None and plan.share:
-                a = plan.share * a_src + (1.0 - plan.share) * a
-            outs.append(a @ ve[0])
-            maps.append(a)
-        cross_maps = torch.stack(maps) if ctx.is_cross else None
-        return torch.stack(outs), cross_maps
+        return edit_cross
 
     def _attention(self, scale):
         """What a ``self_output`` hook attends with: ``attend(q, k, v, mask=None)`` (``mask``: added to
@@ -410,16 +337,6 @@ class AttentionController:
         side = min(self.store.running, key=lambda g: (abs(max(g) - max(self.latent_size) / 4), -max(g)))
         maps = self.store.running[side]
         return maps[0], maps[row]
-
-    def _edited_maps(self, q, k, scale, plans):
-        """Post-edit cross maps of the conditional half (fast path: n x L maps are small)."""
-        maps = _probs(q, k, scale)
-        edited = [maps[0]]
-        for e, plan in enumerate(plans, start=1):
-            edited.append(
-                maps[e] if plan is None or plan.cross is None else maps[0] @ plan.cross[0] + maps[e] * plan.cross[1]
-            )
-        return torch.stack(edited)
 
     # -- module outputs (features) -------------------------------------------------------------
     def _feature_context(self, name: str, output: torch.Tensor) -> LayerContext:
