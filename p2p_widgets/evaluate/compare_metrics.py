@@ -15,7 +15,7 @@ stubbed for this process only:
   does both), and ``models.squeezenet1_1`` returning our SqueezeNet features with the random weights;
 - ``torch.hub.load('facebookresearch/dino:main', 'dino_vitb8')``: DINO's own ``vision_transformer.py``
   from ``--dino-repo`` (a facebookresearch/dino checkout) with our random weights loaded, or our
-  :class:`~p2p_widgets.evaluate.metrics.DinoViT` without one;
+  :class:`~p2p_widgets.evaluate.nets.DinoViT` without one;
 - transformers' ``CLIPModel`` / ``CLIPProcessor.from_pretrained``: our random CLIP, its PIL image
   processor (the one behind the published numbers; with torchvision stubbed, transformers 5 would pick
   it too) and the package's tokenizer. transformers 5 returns an output object from
@@ -52,15 +52,9 @@ from torch.nn import functional as F
 from ..errors import P2PError
 from .cases import EditCase
 from .datasets import IMAGES_DIR, MAPPING_FILE, dataset_root, decode_rle, read_entries, read_pie, write_pie
-from .metrics import (
-    METRIC_NAMES,
-    DinoViT,
-    MetricModels,
-    MetricSettings,
-    _features,
-    randomize_weights,
-    score_batch,
-)
+from .metrics import METRIC_NAMES, MetricModels, MetricSettings, _features, score_batch
+from .nets import DinoViT
+from .weights import randomize_weights
 
 TOLERANCE = 1e-5
 PROMPTS = ("a photo of a red bicycle", "a cat sitting on a wooden bench", "a watercolor painting of a house")

@@ -24,20 +24,22 @@ pocket-bench's target fidelity and mask IoU.
   they lie inside the case's mask).
 
 Values are raw, as the benchmark's CSV holds them (its tables print structure x 1e3, LPIPS x 1e3,
-MSE x 1e4, SSIM x 1e2). Library changes since the benchmark's numbers were published move them;
-:class:`MetricSettings` chooses: ``dino_antialias`` (torchvision 0.17 began antialiasing tensor
-resizes), ``lpips_eps_inside`` (torchmetrics 1.2.1 moved LPIPS's epsilon inside the square root),
-``ssim_clamp_variance`` (1.3.2 began clamping SSIM's local variances at 0), ``ssim_crop`` (1.5
-stopped cropping the SSIM map to its valid part) and ``clip_image_processor`` (transformers 5 with
-torchvision installed prepares CLIP's input with a torchvision image processor instead of the PIL
-one). The default, :meth:`MetricSettings.published`, is the earlier behaviour (torchvision < 0.17,
-torchmetrics <= 1.2.0, the PIL processor); :meth:`MetricSettings.current` is what the benchmark's code
-gives with today's libraries. ``python -m p2p_widgets.evaluate.compare_metrics`` checks both against
-the benchmark's own code.
+MSE x 1e4, SSIM x 1e2: each metric's ``table_scale`` in ``metric_registry.METRICS``). Library
+changes since the benchmark's numbers were published move them; :class:`MetricSettings` chooses:
+``dino_antialias`` (torchvision 0.17 began antialiasing tensor resizes), ``lpips_eps_inside``
+(torchmetrics 1.2.1 moved LPIPS's epsilon inside the square root), ``ssim_clamp_variance`` (1.3.2
+began clamping SSIM's local variances at 0), ``ssim_crop`` (1.5 stopped cropping the SSIM map to its
+valid part) and ``clip_image_processor`` (transformers 5 with torchvision installed prepares CLIP's
+input with a torchvision image processor instead of the PIL one). The default,
+:meth:`MetricSettings.published`, is the earlier behaviour (torchvision < 0.17, torchmetrics <=
+1.2.0, the PIL processor); :meth:`MetricSettings.current` is what the benchmark's code gives with
+today's libraries. ``python -m p2p_widgets.evaluate.compare_metrics`` checks both against the
+benchmark's own code.
 
-The metric networks are built here in plain torch (DINO's ViT, SqueezeNet) or come from
-transformers (CLIP); :meth:`MetricModels.load` takes the real weights, :meth:`MetricModels.random`
-builds them from configs with random weights (tests, comparisons). DINO and LPIPS run batched; CLIP's
+The metric networks are built in plain torch (DINO's ViT, SqueezeNet: ``nets.py``) or come from
+transformers (CLIP), their weights loaded or randomised by ``weights.py``: :meth:`MetricModels.load`
+takes the real weights, :meth:`MetricModels.random` builds them from configs with random weights
+(tests, comparisons). DINO and LPIPS run batched; CLIP's
 image tower runs one image at a time unless ``MetricModels.clip_batch`` says otherwise (the scores then
 equal the benchmark's to the bit on the same device).
 """
@@ -47,7 +49,6 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -56,36 +57,29 @@ from torch.nn import functional as F
 
 from ..errors import P2PError, is_int
 from .cases import EditCase
-
-METRIC_NAMES = (
-    "structure_distance",
-    "psnr_unedit_part",
-    "lpips_unedit_part",
-    "mse_unedit_part",
-    "ssim_unedit_part",
-    "clip_similarity_target_image",
-    "clip_similarity_target_image_edit_part",
+from .metric_registry import ALL_METRIC_NAMES, METRIC_NAMES, POCKET_METRIC_NAMES  # noqa: F401  (imported from here)
+from .nets import DinoViT, LpipsSqueeze
+from .weights import (
+    RANDOM_SIZES,
+    image_processor_kind,
+    load_clip,
+    load_dino,
+    load_lpips,
+    pil_image_processor_class,
+    random_clip,
+    randomize_weights,
+    torchvision_image_processor_class,
+    torchvision_installed,
 )
-POCKET_METRIC_NAMES = ("target_fidelity", "mask_iou")
-ALL_METRIC_NAMES = METRIC_NAMES + POCKET_METRIC_NAMES
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DINO_SIZE, DINO_MAX_SIZE = 224, 480
 SSIM_SIGMA, SSIM_K1, SSIM_K2 = 1.5, 0.01, 0.03
-LPIPS_SHIFT = (-0.030, -0.088, -0.188)
-LPIPS_SCALE = (0.458, 0.448, 0.450)
-LPIPS_TAPS = (1, 4, 7, 9, 10, 11, 12)  # SqueezeNet feature indices whose outputs LPIPS compares
-LPIPS_CHANNELS = (64, 128, 256, 384, 384, 512, 512)
 CHANGE_DISTANCE = 48.0  # RGB distance (0..255) above which a pixel counts as changed (mask IoU)
 
 
 CLIP_IMAGE_PROCESSORS = ("pil", "torchvision")
-
-
-def _torchvision_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torchvision") is not None
 
 
 @dataclass(frozen=True)
@@ -140,237 +134,8 @@ class MetricSettings:
             ssim_crop=False,
             ssim_clamp_variance=True,
             lpips_eps_inside=True,
-            clip_image_processor="torchvision" if _torchvision_installed() else "pil",
+            clip_image_processor="torchvision" if torchvision_installed() else "pil",
         )
-
-
-# ---------------------------------------------------------------- DINO ViT (parameter names as DINO's)
-
-
-class _Attention(nn.Module):
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.scale = (dim // heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.attn_drop = nn.Identity()  # DINO's dropout slot (inactive), where its feature hooks attach
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        # scores scaled after the product and softmaxed in full, as DINO computes them (not SDPA)
-        weights = self.attn_drop(((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1))
-        return self.proj((weights @ v).transpose(1, 2).reshape(b, n, c))
-
-
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class _Block(nn.Module):
-    def __init__(self, dim: int, heads: int, hidden: int, eps: float):
-        super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(dim, eps=eps), _Attention(dim, heads)
-        self.norm2, self.mlp = nn.LayerNorm(dim, eps=eps), _Mlp(dim, hidden)
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class _PatchEmbed(nn.Module):
-    def __init__(self, patch: int, dim: int):
-        super().__init__()
-        self.patch_size = patch
-        self.proj = nn.Conv2d(3, dim, kernel_size=patch, stride=patch)
-
-
-class DinoViT(nn.Module):
-    """DINO's ViT with DINO's parameter names, so its released state dicts load as they are.
-
-    ``dino_vitb8``: ``DinoViT(patch=8, dim=768, depth=12, heads=12)`` (the default).
-    """
-
-    def __init__(self, patch=8, dim=768, depth=12, heads=12, mlp_hidden=None, img_size=224, eps=1e-6):
-        super().__init__()
-        n = (img_size // patch) ** 2
-        self.config = dict(patch=patch, dim=dim, depth=depth, heads=heads, mlp_hidden=mlp_hidden or 4 * dim)
-        self.config.update(img_size=img_size, eps=eps)
-        self.patch_embed = _PatchEmbed(patch, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, dim))
-        self.blocks = nn.ModuleList(_Block(dim, heads, mlp_hidden or 4 * dim, eps) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=eps)
-
-    def _positions(self, tokens: int, rows: int, cols: int):
-        """DINO's position embeddings for a rows x cols grid (its bicubic resampling when it differs)."""
-        n = self.pos_embed.shape[1] - 1
-        if tokens - 1 == n and rows == cols:
-            return self.pos_embed
-        side, dim = int(math.sqrt(n)), self.pos_embed.shape[-1]
-        r0, c0 = rows + 0.1, cols + 0.1  # DINO's offset against a floor off by one in the scale factor
-        grid = self.pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, scale_factor=(r0 / math.sqrt(n), c0 / math.sqrt(n)), mode="bicubic")
-        if grid.shape[-2:] != (rows, cols):
-            raise P2PError(f"DINO position grid {tuple(grid.shape[-2:])} does not fit {rows}x{cols} patches")
-        return torch.cat((self.pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, -1, dim)), dim=1)
-
-    def tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """Patch tokens with CLS first and position embeddings added: (B, 1 + patches, dim)."""
-        patch = self.patch_embed.patch_size
-        x = self.patch_embed.proj(images).flatten(2).transpose(1, 2)
-        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
-        return x + self._positions(x.shape[1], images.shape[-2] // patch, images.shape[-1] // patch)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """DINO's output: the CLS token after every block and the final norm, (B, dim)."""
-        x = self.tokens(images)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)[:, 0]
-
-    def keys(self, images: torch.Tensor, layer: int = -1) -> torch.Tensor:
-        """Keys (B, tokens, dim) of block ``layer`` (heads side by side, CLS first) for (B, 3, H, W)."""
-        x = self.tokens(images)
-        last = layer % len(self.blocks)
-        for block in self.blocks[:last]:
-            x = block(x)
-        block = self.blocks[last]
-        dim = x.shape[-1]
-        return block.attn.qkv(block.norm1(x))[..., dim : 2 * dim]
-
-
-# ---------------------------------------------------------------- LPIPS with SqueezeNet 1.1
-
-
-class _Fire(nn.Module):
-    def __init__(self, cin: int, squeeze: int, e1: int, e3: int):
-        super().__init__()
-        self.squeeze, self.squeeze_activation = nn.Conv2d(cin, squeeze, 1), nn.ReLU()
-        self.expand1x1, self.expand1x1_activation = nn.Conv2d(squeeze, e1, 1), nn.ReLU()
-        self.expand3x3, self.expand3x3_activation = nn.Conv2d(squeeze, e3, 3, padding=1), nn.ReLU()
-
-    def forward(self, x):
-        x = self.squeeze_activation(self.squeeze(x))
-        return torch.cat(
-            [self.expand1x1_activation(self.expand1x1(x)), self.expand3x3_activation(self.expand3x3(x))], 1
-        )
-
-
-def squeezenet1_1_features() -> nn.Sequential:
-    """SqueezeNet 1.1's feature layers, indexed as torchvision's ``squeezenet1_1().features``."""
-
-    def pool():
-        return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
-
-    return nn.Sequential(
-        nn.Conv2d(3, 64, kernel_size=3, stride=2),
-        nn.ReLU(),
-        pool(),
-        _Fire(64, 16, 64, 64),
-        _Fire(128, 16, 64, 64),
-        pool(),
-        _Fire(128, 32, 128, 128),
-        _Fire(256, 32, 128, 128),
-        pool(),
-        _Fire(256, 48, 192, 192),
-        _Fire(384, 48, 192, 192),
-        _Fire(384, 64, 256, 256),
-        _Fire(512, 64, 256, 256),
-    )
-
-
-class _Lin(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        # index 0 is LPIPS's dropout (inactive in evaluation), kept so the weights' key is model.1.weight
-        self.model = nn.Sequential(nn.Identity(), nn.Conv2d(channels, 1, 1, bias=False))
-
-
-class LpipsSqueeze(nn.Module):
-    """LPIPS with the SqueezeNet 1.1 backbone; ``forward(a, b)`` takes (B, 3, H, W) in [-1, 1].
-
-    State dict keys: ``features.<i>...`` as torchvision's ``squeezenet1_1`` and ``lin<k>.model.1.weight``
-    (k = 0..6) as LPIPS's ``squeeze.pth``.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.features = squeezenet1_1_features()
-        for k, channels in enumerate(LPIPS_CHANNELS):
-            self.add_module(f"lin{k}", _Lin(channels))
-        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT)[None, :, None, None], persistent=False)
-        self.register_buffer("scale", torch.tensor(LPIPS_SCALE)[None, :, None, None], persistent=False)
-
-    def _taps(self, x):
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in LPIPS_TAPS:
-                out.append(x)
-        return out
-
-    @staticmethod
-    def _unit(feat, eps_inside: bool):
-        squares = torch.sum(feat**2, dim=1, keepdim=True)
-        if eps_inside:
-            return feat / torch.sqrt(1e-8 + squares)
-        return feat / (torch.sqrt(squares) + 1e-10)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor, eps_inside: bool = False) -> torch.Tensor:
-        """Distances (B,); ``eps_inside``: normalise features by sqrt(1e-8 + |f|^2), else |f| + 1e-10."""
-        taps_a = self._taps((a - self.shift) / self.scale)
-        taps_b = self._taps((b - self.shift) / self.scale)
-        layers = []
-        for k, (fa, fb) in enumerate(zip(taps_a, taps_b)):
-            diff = (self._unit(fa, eps_inside) - self._unit(fb, eps_inside)) ** 2
-            layers.append(getattr(self, f"lin{k}").model(diff).mean([2, 3], keepdim=True))
-        return sum(layers).reshape(-1)
-
-
-# ---------------------------------------------------------------- the models
-
-
-def _pil_image_processor_class():
-    """CLIP's PIL image processor (the one the benchmark's transformers used), in transformers 4 and 5."""
-    try:
-        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-
-        return CLIPImageProcessorPil
-    except ImportError:  # transformers 4: CLIPImageProcessor is the PIL one
-        from transformers import CLIPImageProcessor
-
-        return CLIPImageProcessor
-
-
-def _torchvision_image_processor_class():
-    """CLIP's torchvision-based image processor (transformers 5's ``CLIPImageProcessor`` when
-    torchvision is installed; ``CLIPImageProcessorFast`` in late transformers 4)."""
-    if not _torchvision_installed():
-        raise P2PError(
-            "MetricSettings(clip_image_processor='torchvision') needs torchvision installed "
-            "(the published numbers used 'pil', the default)"
-        )
-    try:
-        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil  # noqa: F401
-    except ImportError:  # transformers 4
-        from transformers import CLIPImageProcessorFast
-
-        return CLIPImageProcessorFast
-    from transformers.models.clip.image_processing_clip import CLIPImageProcessor
-
-    return CLIPImageProcessor
-
-
-def image_processor_kind(processor) -> str:
-    """ "pil" or "torchvision": which of CLIP's image processors ``processor`` is."""
-    return "pil" if isinstance(processor, _pil_image_processor_class()) else "torchvision"
 
 
 @dataclass
@@ -418,7 +183,7 @@ class MetricModels:
         if image_processor_kind(self.clip_image_processor) == kind:
             return self.clip_image_processor
         if kind not in self.processor_cache:
-            cls = _pil_image_processor_class() if kind == "pil" else _torchvision_image_processor_class()
+            cls = pil_image_processor_class() if kind == "pil" else torchvision_image_processor_class()
             self.processor_cache[kind] = cls.from_dict(self.clip_image_processor.to_dict())
         return self.processor_cache[kind]
 
@@ -438,207 +203,9 @@ class MetricModels:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             dino = randomize_weights(DinoViT(**RANDOM_SIZES[size]["dino"]))
-            clip, image_processor, tokenizer = _random_clip(RANDOM_SIZES[size]["clip"])
+            clip, image_processor, tokenizer = random_clip(RANDOM_SIZES[size]["clip"])
             lpips = randomize_weights(LpipsSqueeze(), positive_prefix="lin")
         return cls(dino, clip, image_processor, tokenizer, lpips, settings or MetricSettings())
-
-
-RANDOM_SIZES = {
-    "small": {
-        "dino": dict(patch=8, dim=48, depth=2, heads=3),
-        "clip": dict(vision=(32, 2, 2, 32), text=(32, 2, 2), projection=16),
-    },
-    "full": {
-        "dino": dict(patch=8, dim=768, depth=12, heads=12),
-        "clip": dict(vision=(1024, 24, 16, 14), text=(768, 12, 12), projection=768),
-    },
-}
-
-
-def randomize_weights(module: nn.Module, positive_prefix: str | None = None) -> nn.Module:
-    """Every parameter drawn anew (norm weights near 1), so no part of a network is left at a constant."""
-    for name, p in module.named_parameters():
-        with torch.no_grad():
-            if name.endswith("weight") and p.ndim == 1:  # layer norm scales
-                p.copy_(1 + 0.1 * torch.randn_like(p))
-            elif positive_prefix and name.startswith(positive_prefix):
-                p.copy_(torch.rand_like(p) / p.shape[1])  # LPIPS's weights are non-negative
-            elif p.ndim == 1 or name in ("cls_token", "pos_embed"):
-                p.copy_(torch.randn_like(p) * 0.02)
-            else:
-                p.copy_(torch.randn_like(p) * p[0].numel() ** -0.5)  # fan-in scaling keeps activations O(1)
-    return module
-
-
-def _random_clip(geometry: dict):
-    """A random CLIP whose image and text embeddings share one direction, so scores are positive
-    (a random CLIP's cosines straddle 0 and the benchmark's max(., 0) would hide half of them)."""
-    from transformers import CLIPConfig, CLIPModel
-
-    from ..engine.tokenizer import load_tokenizer
-
-    v_dim, v_layers, v_heads, v_patch = geometry["vision"]
-    t_dim, t_layers, t_heads = geometry["text"]
-    vision = dict(hidden_size=v_dim, intermediate_size=4 * v_dim, num_hidden_layers=v_layers)
-    vision.update(num_attention_heads=v_heads, patch_size=v_patch, image_size=224, hidden_act="quick_gelu")
-    text = dict(hidden_size=t_dim, intermediate_size=4 * t_dim, num_hidden_layers=t_layers, num_attention_heads=t_heads)
-    text.update(vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
-    text.update(hidden_act="quick_gelu")
-    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=geometry["projection"])
-    model = CLIPModel(config).eval()
-    width = geometry["projection"]
-    shared = torch.randn(width)
-    shared /= shared.norm()
-    with torch.no_grad():
-        for norm, proj in (
-            (model.vision_model.post_layernorm, model.visual_projection),
-            (model.text_model.final_layer_norm, model.text_projection),
-        ):
-            # the final norm's output is a part of norm sqrt(d) plus its bias: a bias of 1.5 sqrt(d) along
-            # a unit direction that the projection maps onto `shared` puts (1.5 +- 1) sqrt(d) of it in every
-            # embedding; scaled to the size of the projection's random part (about sqrt(3.25 width)),
-            # cosines come out near 0.5 (scores near 50, where float32 spacing is 4e-6)
-            dim = norm.bias.shape[0]
-            direction = torch.randn(dim)
-            direction /= direction.norm()
-            norm.bias.copy_(1.5 * dim**0.5 * direction)
-            proj.weight.add_(torch.outer(shared, direction) * (3.25 * width) ** 0.5 / (1.5 * dim**0.5))
-    return model, _pil_image_processor_class()(), load_tokenizer()
-
-
-# ---------------------------------------------------------------- loading real weights
-
-
-def _read_safetensors(path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise P2PError(f"weights file not found: {path}")
-    if path.suffix != ".safetensors":
-        raise P2PError(f"weights must be a .safetensors file (no pickles are loaded), got {path}")
-    return load_file(str(path))
-
-
-def _load_into(module: nn.Module, state: dict, what: str) -> nn.Module:
-    need = set(module.state_dict())
-    missing = sorted(need - set(state))
-    if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise P2PError(f"{what} weights lack {len(missing)} keys: {shown}")
-    try:
-        module.load_state_dict({k: state[k] for k in need})
-    except RuntimeError as exc:
-        raise P2PError(f"{what} weights do not fit the network: {exc}") from None
-    return module
-
-
-# DINO's name -> transformers ViT's, before and after transformers 5.2x renamed the layers
-_VIT_BLOCK_NAMES = {
-    "norm1": ("layernorm_before", "layernorm_before"),
-    "norm2": ("layernorm_after", "layernorm_after"),
-    "attn.proj": ("attention.output.dense", "attention.o_proj"),
-    "mlp.fc1": ("intermediate.dense", "mlp.fc1"),
-    "mlp.fc2": ("output.dense", "mlp.fc2"),
-}
-_VIT_QKV_NAMES = (("attention.attention.query", "attention.q_proj"), ("attention.attention.key", "attention.k_proj"))
-_VIT_QKV_NAMES += (("attention.attention.value", "attention.v_proj"),)
-
-
-def _vit_to_dino(state: dict) -> dict:
-    """A transformers ViTModel state dict (e.g. facebook/dino-vitb8) in DINO's names (qkv joined)."""
-    state = {k.removeprefix("vit."): v for k, v in state.items()}
-    new = "layers.0.layernorm_before.weight" in state  # transformers' newer layout
-    out = {
-        "cls_token": state["embeddings.cls_token"],
-        "pos_embed": state["embeddings.position_embeddings"],
-        "patch_embed.proj.weight": state["embeddings.patch_embeddings.projection.weight"],
-        "patch_embed.proj.bias": state["embeddings.patch_embeddings.projection.bias"],
-        "norm.weight": state["layernorm.weight"],
-        "norm.bias": state["layernorm.bias"],
-    }
-    i = 0
-    while f"{'layers' if new else 'encoder.layer'}.{i}.layernorm_before.weight" in state:
-        src = f"layers.{i}." if new else f"encoder.layer.{i}."
-        for kind in ("weight", "bias"):
-            for ours, names in _VIT_BLOCK_NAMES.items():
-                out[f"blocks.{i}.{ours}.{kind}"] = state[f"{src}{names[new]}.{kind}"]
-            parts = [state[f"{src}{names[new]}.{kind}"] for names in _VIT_QKV_NAMES]
-            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat(parts)
-        i += 1
-    return out
-
-
-def dino_from_state_dict(state: dict, heads: int | None = None) -> DinoViT:
-    """A :class:`DinoViT` sized from DINO-named weights (64-dim heads unless ``heads`` is given)."""
-    try:
-        dim = state["cls_token"].shape[-1]
-        patch = state["patch_embed.proj.weight"].shape[-1]
-        depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-        hidden = state["blocks.0.mlp.fc1.weight"].shape[0]
-        side = int(round(math.sqrt(state["pos_embed"].shape[1] - 1)))
-    except KeyError as exc:
-        raise P2PError(f"DINO weights lack the key {exc.args[0]!r} (DINO's ViT names are expected)") from None
-    heads = heads or max(dim // 64, 1)
-    model = DinoViT(patch=patch, dim=dim, depth=depth, heads=heads, mlp_hidden=hidden, img_size=side * patch)
-    return _load_into(model, state, "DINO")
-
-
-def load_dino(source, heads: int | None = None) -> DinoViT:
-    """DINO ViT from a ``.safetensors`` file in DINO's names (the state dict of
-    ``dino_vitbase8_pretrain.pth``: ``cls_token``, ``pos_embed``, ``patch_embed.proj.*``,
-    ``blocks.<i>.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*``, ``norm.*``), or a folder / hub id
-    of a transformers ViTModel (``facebook/dino-vitb8``), whose weights are renamed. Layer norms use
-    DINO's epsilon 1e-6 either way. A :class:`DinoViT` passes through."""
-    if isinstance(source, DinoViT):
-        return source
-    path = Path(str(source))
-    if path.suffix == ".safetensors" or path.is_file():
-        state = _read_safetensors(path)
-        state = _vit_to_dino(state) if any(k.endswith("embeddings.cls_token") for k in state) else state
-        return dino_from_state_dict(state, heads)
-    from transformers import ViTModel
-
-    try:
-        vit = ViTModel.from_pretrained(str(source), add_pooling_layer=False, use_safetensors=True)
-    except OSError as exc:
-        raise P2PError(f"cannot load DINO from {str(source)!r}: {exc}") from None
-    return dino_from_state_dict(_vit_to_dino(vit.state_dict()), heads or vit.config.num_attention_heads)
-
-
-def load_clip(source):
-    """(CLIPModel, PIL image processor, tokenizer) from a folder or hub id in transformers' layout
-    (``openai/clip-vit-large-patch14``: config.json, model.safetensors, preprocessor_config.json,
-    vocab.json, merges.txt); a ``(model, image_processor, tokenizer)`` tuple passes through."""
-    if isinstance(source, tuple):
-        return source
-    from transformers import CLIPModel, CLIPTokenizer
-
-    try:
-        model = CLIPModel.from_pretrained(str(source), use_safetensors=True).eval()
-        tokenizer = CLIPTokenizer.from_pretrained(str(source))
-        image_processor = _pil_image_processor_class().from_pretrained(str(source))
-    except OSError as exc:
-        raise P2PError(f"cannot load CLIP from {str(source)!r}: {exc}") from None
-    return model, image_processor, tokenizer
-
-
-def load_lpips(source) -> LpipsSqueeze:
-    """SqueezeNet LPIPS from one ``.safetensors`` file or a list of them whose keys together hold
-    torchvision's ``squeezenet1_1`` features (``features.<i>.*``; the ``classifier.*`` keys are ignored)
-    and LPIPS's linear layers (``lin<k>.model.1.weight``, k = 0..6, from LPIPS's ``squeeze.pth``).
-    Keys in torchmetrics' layout (``net.slices.<s>.<i>.*``) are accepted too."""
-    if isinstance(source, LpipsSqueeze):
-        return source
-    state = {}
-    for path in source if isinstance(source, (list, tuple)) else [source]:
-        state.update(_read_safetensors(path))
-    renamed = {}
-    for key, value in state.items():
-        if key.startswith("net.slices."):
-            key = "features." + key.split(".", 3)[3]
-        renamed[key] = value
-    return _load_into(LpipsSqueeze(), renamed, "LPIPS")
 
 
 # ---------------------------------------------------------------- the metrics
