@@ -15,7 +15,7 @@ alone, which differs from execution order). Their ``full_attention_share`` (ever
 attends to every row, the reference included) has no counterpart here.
 
 Run-time changes to run their code (their files untouched): the import helpers of
-``bench/reference.py`` (checkout first on ``sys.path`` while importing, its modules removed
+``bench/reference/`` (checkout first on ``sys.path`` while importing, its modules removed
 afterwards); ``einops``, imported at the top of ``sa_handler.py`` and only called for
 ``full_attention_share``, is a stand-in that raises if called when the package is not installed;
 their ``Handler`` gets an object holding our pipeline's UNet copy (``.unet``), the only attribute
@@ -68,7 +68,7 @@ def check_checkout(directory) -> Path:
 def build_model(dtype="float64"):
     """The reference bench's random SD-layout pipeline with ``HEADS`` heads per attention layer."""
     unet = {**reference.REFERENCE_UNET, "attention_head_dim": HEADS}  # SD 1.x's config names heads so
-    with _patched(reference, REFERENCE_UNET=unet):
+    with _patched(reference.inputs, REFERENCE_UNET=unet):  # where build_reference_model reads it
         return reference.build_reference_model(dtype)
 
 
@@ -91,8 +91,8 @@ def load_handler(directory: Path, changes: list):
     """Their ``sa_handler`` module, imported from the checkout."""
     module, rearrange = _einops_stand_in()
     module.rearrange = rearrange
-    stand_ins = reference._stand_ins
-    with _patched(reference, _stand_ins=lambda: {**stand_ins(), "einops": module}):
+    stand_ins = reference.shim._stand_ins
+    with _patched(reference.shim, _stand_ins=lambda: {**stand_ins(), "einops": module}):
         with authors_imports(directory, changes):
             import sa_handler
     return sa_handler
