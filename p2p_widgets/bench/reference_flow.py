@@ -243,6 +243,7 @@ def rf_inversion_flux_case(community_file, *, steps=8, seed=0, **settings):
     """RF-Inversion's community pipeline (``invert`` then the edit) and ours on a tiny Flux dev in
     float64, same picture, prompts and ``y_1``; the edit's window and controls are set so every
     term acts (``start`` 0.125 to ``stop`` 0.75 of 8 steps, eta 0.7 decayed, gamma 0.5)."""
+    # long: one comparison read top to bottom: the shared inputs, their pipeline's two calls, ours
     from ..engine.images import load_image
     from ..engine.rf_inversion import check_rf_inversion_settings, rf_inversion
     from ..engine.sampler import Editor
