@@ -1,3 +1,5 @@
+# long: the rule protocol (EditRule, its hooks, the registry) with P2P's own rules and the two rule
+# builders (ParamRule, Combine) beside it: every hook's default reads next to the rules that override it
 """Edit rules: how an edited prompt's attention is mixed with the source's at each evaluation.
 
 Every built-in rule is *linear*: for one edited prompt, at one cross-attention layer and step,
