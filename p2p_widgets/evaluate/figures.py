@@ -23,24 +23,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import P2PError
-from .sweep import HEAD_COLUMNS, MID_COLUMNS
+from .metric_registry import METRICS, TIMING
+from .sweep_folder import HEAD_COLUMNS, MID_COLUMNS
 
 STRUCTURE = "structure_distance"
 CLIP_WHOLE = "clip_similarity_target_image"
 # the sweep table's identity, file and status columns; everything else but p.<name> is a number to show
 NOT_METRICS = frozenset((*HEAD_COLUMNS, *MID_COLUMNS, "status", "error"))
-LABELS = {
-    STRUCTURE: "structure distance (lower is better)",
-    CLIP_WHOLE: "CLIP score, whole image (higher is better)",
-    "clip_similarity_target_image_edit_part": "CLIP score, edited part (higher is better)",
-    "psnr_unedit_part": "PSNR of the unedited part, dB (higher is better)",
-    "lpips_unedit_part": "LPIPS of the unedited part (lower is better)",
-    "mse_unedit_part": "MSE of the unedited part (lower is better)",
-    "ssim_unedit_part": "SSIM of the unedited part (higher is better)",
-    "target_fidelity": "target fidelity (higher is better)",
-    "mask_iou": "mask IoU (higher is better)",
-    "seconds": "seconds per row",
-}
+LABELS = {**{m.name: m.axis_label for m in METRICS}, TIMING: "seconds per row"}
 
 
 POINT_HOVER = "%{text}<br>x %{x:.4g}<br>y %{y:.4g}<br>%{customdata[1]} seeds<extra>%{fullData.name}</extra>"
