@@ -1,3 +1,5 @@
+# long: one widget, its traits and their validation, streaming a run (throttled live frames, backfill at the
+# end) and reading frames back (replay, token heat, GIF); the pure parts live in stream/ (frames, gif, control)
 """AttentionPlayer: watch the x0 predictions and per-token cross-attention while the sampler runs.
 
 >>> from p2p_widgets import Editor, load_pocket
@@ -44,6 +46,7 @@ import numpy as np
 import traitlets
 
 from ..errors import MessageError, P2PError, RunStopped, is_int
+from ..stream.control import ControlStrip, RunControl, cells_at
 from ..stream.frames import (
     IMAGE_FORMATS,
     STATUSES,
@@ -56,16 +59,7 @@ from ..stream.frames import (
     run_header,
 )
 from ..stream.gif import GifStyle, compose_step, encode_gif
-from ..stream.unet_layers import (
-    CELL_KINDS,
-    cell_indices,
-    check_known,
-    controlled_steps,
-    model_layout,
-    rule_modules,
-    site_cells,
-    step_modules,
-)
+from ..stream.unet_layers import CELL_KINDS
 from ._base import P2PWidget, in_range, on_message
 
 _log = logging.getLogger(__name__)
@@ -112,9 +106,7 @@ class _Run:
         self.broken = False
         self.encode_seconds = 0.0
         self.lock = threading.Lock()
-        self.controlled: list[frozenset] = []  # per step: (layer or module, kind) a rule changed
-        self.modules: list[str] = []  # hooked modules seen so far (cells of the strip)
-        self.cells: list[dict] | None = None  # the strip's cells, from the first step's model
+        self.control = RunControl()  # what the rules controlled, step by step
 
 
 class AttentionPlayer(P2PWidget):
@@ -178,8 +170,7 @@ class AttentionPlayer(P2PWidget):
         self._run_counter = 0
         self._clock: Callable[[], float] = time.perf_counter
         self._send_lock = threading.Lock()
-        self._layout: tuple | None = None  # the sites of the last run's model, as plain tuples (model_layout)
-        self._indices: dict = {}  # a step's controlled set -> its cell indices, for the cells shown
+        self._control = ControlStrip()  # the strip's bookkeeping: the last run's model sites, the indices shown
         #: totals over the player's life, for benchmarks: frames and bytes sent, seconds spent
         self.stats = {"frames": 0, "bytes": 0, "seconds": 0.0, "live_frames": 0}
 
@@ -357,7 +348,7 @@ class AttentionPlayer(P2PWidget):
                 stopping = run.stop_event is not None and run.stop_event.is_set()
                 if run.throttle.due(event.step, event.n_evals, last=stopping):
                     t0 = self._clock()
-                    self._show_control(cells, run.controlled)  # before the frame: the strip has its step
+                    self._show_control(cells, run.control.steps)  # before the frame: the strip has its step
                     frame = encode_frame(
                         run=run.id,
                         step=event.step,
@@ -382,56 +373,29 @@ class AttentionPlayer(P2PWidget):
 
     def _track_control(self, run: _Run, event) -> list[dict]:
         """Record what the rules controlled at this step; the cells, with any module seen first now."""
-        step = frozenset(getattr(event, "controlled", ()) or ())
-        run.controlled += [frozenset()] * (event.step - len(run.controlled))  # steps never missed, but be safe
-        run.controlled[event.step :] = [step]
-        new = [m for m in step_modules([step]) if m not in run.modules]
-        if run.cells is None or new:
-            if run.cells is None:
-                self._layout = model_layout(event.editor)  # plain data only: the player keeps no model alive
-            run.modules += new
-            run.cells = site_cells(self._layout, run.modules)
-        return run.cells
+        return self._control.track(run.control, event)
 
     def _show_control(self, cells: list[dict], steps: Sequence[frozenset]) -> None:
         """Sync ``unet_cells`` and ``controlled`` (indices per step) to the front end."""
         with self.hold_sync():
-            if cells != self.unet_cells:
+            if self._control.new_cells(cells, self.unet_cells):
                 self.controlled = []  # old indices may not fit the new cells
                 self.unet_cells = cells
-                self._indices = {}
-            # most steps repeat a set (a rule's window): each distinct set is looked up once per run
-            for s in steps:
-                if s not in self._indices:
-                    self._indices[s] = cell_indices(cells, s)
-            self.controlled = [list(self._indices[s]) for s in steps]
+            self.controlled = self._control.indices(cells, steps)
 
     def show_controlled(self, controlled, model=None) -> None:
         """Show which layers and modules a rule changed at each step: ``controlled`` is an
         :class:`~p2p_widgets.engine.sampler.EditResult` or a list of per-step sets of
         ``(layer or module name, kind)``; ``model`` the pipeline, Editor or denoiser it ran on
         (default: the model of the player's last run). A streamed run shows this by itself."""
-        steps = controlled_steps(controlled)
-        if model is not None:
-            self._layout = model_layout(model)
-        elif self._layout is None:
-            raise P2PError(
-                "model: pass the pipeline, Editor or denoiser the run used (this player has streamed no run)"
-            )
-        if self.n_evals and len(steps) > self.n_evals:
-            raise P2PError(f"controlled has {len(steps)} steps but the player's run has {self.n_evals} evaluations")
-        modules = rule_modules(getattr(controlled, "rules", ())) + step_modules(steps)
-        cells = site_cells(self._layout, modules)
-        check_known(cells, steps)
+        cells, steps = self._control.of_result(controlled, model, self.n_evals)
         if not self.n_evals:
             self.n_evals = len(steps)
         self._show_control(cells, steps)
 
     def controlled_cells(self, step: int) -> list[dict]:
         """The cells (see ``unet_cells``) a rule changed at ``step``, as the front end shows them."""
-        if not is_int(step) or not 0 <= step < len(self.controlled):
-            raise P2PError(f"step must be a step the player knows, in [0, {len(self.controlled) - 1}], got {step!r}")
-        return [self.unet_cells[k] for k in self.controlled[step]]
+        return cells_at(step, self.controlled, self.unet_cells)
 
     def end(self, result=None, status: str | None = None) -> None:
         """Finish the run: send the steps skipped live (``backfill``) and the end message.
@@ -462,17 +426,12 @@ class AttentionPlayer(P2PWidget):
             self._run = None
 
     def _end_control(self, run: _Run, result) -> None:
-        """The whole run's control, from the result where there is one (the modules its rules hook
-        are cells even at steps that left them alone)."""
-        if run.cells is None:
+        """The whole run's control, from the result where there is one (see ControlStrip.finish)."""
+        if run.control.cells is None:
             return  # no step ran
-        steps = getattr(result, "controlled", None)
-        if steps is not None and (steps or not run.controlled):
-            run.controlled = list(steps)
-        run.modules = list(dict.fromkeys(rule_modules(getattr(result, "rules", ())) + run.modules))
-        run.modules += [m for m in step_modules(run.controlled) if m not in run.modules]
+        self._control.finish(run.control, result)
         try:
-            self._show_control(site_cells(self._layout, run.modules), run.controlled)
+            self._show_control(self._control.cells_of(run.control.modules), run.control.steps)
         except Exception as exc:  # showing control must never lose the run's end
             _log.exception("AttentionPlayer: could not show what the rules controlled")
             self.report_error(f"could not show the controlled layers: {type(exc).__name__}: {exc}")
