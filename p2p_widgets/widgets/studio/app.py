@@ -13,49 +13,22 @@ import traitlets
 from ...engine import schedulers
 from ...engine.defaults import defaults_for_pipe
 from ...engine.export import spec_to_json
-from ...engine.images import pixels_hash
 from ...engine.mapper import Mapper, align
-from ...engine.rules import Combine, EditRule, Refine
-from ...engine.schedule import AlphaSchedule, to_step
+from ...engine.rules import Combine, EditRule
+from ...engine.schedule import AlphaSchedule
 from ...engine.schedulers import DDIM
 from ...engine.spec import EditSpec
 from ...errors import P2PError, WordNotFound
 from ...stream.frames import encode_image
 from ..player import AttentionPlayer
+from . import loading
 from .controller import RunController
 from .image_input import prepare_image
 from .methods import P2P, missing, needs_value
 from .panel import RUN_IN_PROGRESS, StudioPanel
-from .rules import (
-    blend_of,
-    method_not_shown,
-    method_rule,
-    not_shown,
-    p2p_base,
-    p2p_rule,
-    panel_blend_words,
-    split_rule,
-)
+from .rules import blend_of, method_rule, p2p_rule
 
 _log = logging.getLogger(__name__)
-# the panel's settings an edit loads, in an order each is valid in (combine_p2p after the method)
-_LOADED = (
-    "invert_method",
-    "source",
-    "target",
-    "scheduler",
-    "steps",
-    "seed",
-    "guidance",
-    "method",
-    "method_values",
-    "combine_p2p",
-    "kind",
-    "reweight",
-    "blend_words",
-    "blend_threshold",
-    "windows",
-)
 
 
 def _optional(name: str):
@@ -480,128 +453,7 @@ class Studio(ipywidgets.VBox):
     def load_json(self, spec) -> None:
         """Load an exported edit (JSON text, dict or EditSpec) into the controls; Run reruns it exactly.
         Its rule may be P2P's, a registered rule with declared parameters, or Combine(P2P's, that rule)."""
-        if self.running:
-            raise P2PError("cannot load while a run is in progress")
-        spec = _as_spec(spec)
-        p2p, method, blend_words = self._check_loadable(spec)
-        source, target = spec.prompts
-        base = p2p_base(p2p)
-        full = [] if base is None else [[int(i), int(j), float(w)] for i, j, w in base.mapper.links]
-        src, tgt = self.panel.prompt(source), self.panel.prompt(target)  # raise on bad prompts
-        real = sorted([i, j, w] for i, j, w in full if i < src.n_tokens and j < tgt.n_tokens)
-        saved = self._settings()
-        try:
-            self._apply(spec, p2p, method, blend_words)
-        except traitlets.TraitError as exc:  # a control refused a value half-way: put every setting back
-            self._restore(saved)
-            raise P2PError(
-                f"the Studio cannot show this edit: {exc}; rerun it with p2p_widgets.edit_from_spec"
-            ) from None
-        if spec.inversion is None and self._image is not None:
-            self.clear_image()  # the edit starts from its seed
-        if self.aligner is not None and base is not None:
-            self.aligner.links = real
-        if self.timeline is not None:
-            self.timeline.schedule = AlphaSchedule.from_windows(self.panel.n_evals, self.panel.windows)
-        self._pinned = None
-        if base is not None:
-            self._pinned = {
-                "source": source,
-                "target": target,
-                "links": [list(x) for x in self.aligner.links] if self.aligner is not None else None,
-                "full_links": [tuple(x) for x in full],
-            }
-
-    def _check_loadable(self, spec: EditSpec):
-        """The spec's (P2P part, method part, the panel's LocalBlend words), or a P2PError saying
-        what the Studio cannot show."""
-        if len(spec.prompts) != 2:
-            raise P2PError(
-                f"the Studio edits one target; this spec has {len(spec.prompts) - 1} (use p2p_widgets.edit_from_spec)"
-            )
-        if spec.size and list(spec.size) != [self.editor.default_size] * 2:
-            raise P2PError(
-                f"this spec is for {spec.size[0]}x{spec.size[1]} images; the Studio's model makes "
-                f"{self.editor.default_size}x{self.editor.default_size}"
-            )
-        if spec.mode != "fast":
-            raise P2PError("the Studio runs the fast path; use edit_from_spec for mode 'explicit'")
-        if spec.inversion is not None and (
-            self._image is None or pixels_hash(self._image) != spec.inversion.get("image_sha256")
-        ):
-            raise P2PError(
-                "this edit is of a real image: load that image into the Studio first "
-                "(its file button or set_image), then the JSON"
-            )
-        (rule,) = spec.build_rules(self.editor)
-        p2p, method = split_rule(rule)
-        base = p2p_base(p2p)
-        n_evals = self.editor.count_evals(spec.steps, schedulers.of_spec(spec, self.editor.pipe.scheduler.config))
-        if base is not None and base.schedule.n_evals != n_evals:
-            raise P2PError(f"the schedule has {base.schedule.n_evals} evaluations but the spec's run has {n_evals}")
-        blend = spec.build_blend()
-        prompts = [self.panel.prompt(text) for text in spec.prompts] if blend is not None else []
-        blend_words = panel_blend_words(blend, prompts)
-        shown = ", ".join(
-            x for x in (not_shown(spec, p2p, base, blend_words), method_not_shown(self.panel, method)) if x
-        )
-        if shown:
-            raise P2PError(f"the Studio cannot show {shown}; rerun it with p2p_widgets.edit_from_spec")
-        return p2p, method, blend_words
-
-    def _settings(self) -> dict:
-        """What loading an edit changes, to put back where a control refuses a value half-way."""
-        return {
-            "panel": {k: getattr(self.panel, k) for k in _LOADED},
-            "kept_values": {k: dict(v) for k, v in self.panel._kept_values.items()},  # each method's last values
-            "scheduler": self._loaded_scheduler,
-            "links": None if self.aligner is None else [list(x) for x in self.aligner.links],
-            "windows": None if self.timeline is None else self.timeline.windows,
-        }
-
-    def _restore(self, saved: dict) -> None:
-        panel = self.panel
-        with panel.hold_sync():
-            panel.combine_p2p = False  # first, as in _apply: the method's values are checked against it
-            for key in _LOADED:
-                setattr(panel, key, saved["panel"][key])
-        panel._kept_values = saved["kept_values"]
-        self._loaded_scheduler = saved["scheduler"]
-        if saved["links"] is not None:
-            self.aligner.links = saved["links"]
-        if saved["windows"] is not None:
-            self.timeline.windows = saved["windows"]
-
-    def _apply(self, spec: EditSpec, p2p, method, blend_words: list[str]) -> None:
-        panel, base, blend = self.panel, p2p_base(p2p), spec.build_blend()
-        with panel.hold_sync():
-            panel.clear_error()
-            if spec.inversion is not None:  # first: an empty source prompt is allowed with an image only
-                panel.invert_method = spec.inversion["method"]
-            panel.source, panel.target = spec.prompts
-            self._loaded_scheduler = (spec.scheduler, spec.scheduler_config) if spec.scheduler_config else None
-            panel.scheduler = spec.scheduler
-            panel.steps = spec.steps
-            panel.seed, panel.guidance = spec.seed, spec.guidance
-            panel.combine_p2p = False  # first: the values are checked against it
-            panel.method = P2P if method is None else type(method).rule_name
-            panel.method_values = {} if method is None else {k: v for k, v in method.to_dict().items() if k != "rule"}
-            panel.combine_p2p = method is not None and p2p is not None
-            if base is not None:
-                panel.kind = "refine" if isinstance(base, Refine) else "auto"
-                panel.reweight = dict(getattr(p2p, "values", {}))
-            panel.blend_words = blend_words
-            if blend:
-                panel.blend_threshold = blend.threshold
-            panel.windows = self._loaded_windows(base, blend)
-
-    def _loaded_windows(self, base, blend) -> dict:
-        """The windows a loaded edit ran with (the panel's own where it has no P2P part)."""
-        n_evals = self.panel.n_evals
-        windows = base.schedule.to_windows() if base is not None else dict(self.panel.windows)
-        if blend is not None:  # LocalBlend's own start is what the run used (the schedule's is not read)
-            windows["blend_start"] = to_step(blend.start, n_evals, "LocalBlend start")
-        return windows
+        loading.load_json(self, spec)
 
     def save_images(self, folder) -> list[Path]:
         """Write the last run's images as PNG files into ``folder``; returns their paths."""
@@ -642,11 +494,3 @@ def _editor(pipe, editor):
     if not isinstance(editor, Editor):
         raise TypeError(f"editor must be an Editor, got {type(editor).__name__}")
     return editor
-
-
-def _as_spec(spec) -> EditSpec:
-    if isinstance(spec, EditSpec):
-        return spec
-    if isinstance(spec, dict):
-        return EditSpec.from_dict(spec)
-    return EditSpec.from_json(spec)

@@ -319,6 +319,14 @@ class StudioPanel(P2PWidget):
             raise traitlets.TraitError(f"method {name!r} is not in the menu ({known}); register it with @register_rule")
         return name
 
+    def kept_values(self) -> dict[str, dict]:
+        """A copy of each method's last values (what choosing that method again brings back)."""
+        return {k: dict(v) for k, v in self._kept_values.items()}
+
+    def restore_kept_values(self, kept: dict[str, dict]) -> None:
+        """Put back each method's last values, as :meth:`kept_values` returned them."""
+        self._kept_values = kept
+
     @traitlets.observe("method_values")
     def _on_method_values(self, change):
         self._kept_values[self.method] = dict(change["new"])
