@@ -40,16 +40,18 @@ def test_engine_bench_memory_mode_times_only_the_paths_asked_for_beside_plain():
     assert bad.returncode == 2 and "unknown paths ['fastest']" in bad.stderr
 
 
-def test_engine_bench_times_the_seam_against_the_pipeline_on_flux_and_sd3():
-    for model in ("tinyflux", "tinysd3"):
-        cmd = [sys.executable, "-m", "p2p_widgets.bench", "engine", "--model", model, "--steps", "2", "--rounds", "2"]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr[-2000:]
-        figures = _lines(out.stdout)
-        for path in ("seam", "fast", "explicit", "kv-injection"):
-            assert float(figures[f"{path}_time_ratio"].split()[0]) > 0, path
-        refused = subprocess.run([*cmd, "--paths", "masactrl"], capture_output=True, text=True, timeout=120)
-        assert refused.returncode != 0 and "do not run on" in refused.stderr
+def test_engine_bench_times_the_seam_against_the_pipeline_on_flux_and_sd3(capsys):
+    """In process (the command's own entry): every SD3 / Flux path beside the pipeline; UNet-only
+    paths refused by name."""
+    from p2p_widgets.bench.engine import main
+
+    for model, paths in (("tinyflux", "seam,fast,explicit,kv-injection"), ("tinysd3", "seam,fast")):
+        main(["engine", "--model", model, "--steps", "2", "--rounds", "1", "--paths", paths])
+        figures = _lines(capsys.readouterr().out)
+        for path in paths.split(","):
+            assert float(figures[f"{path}_time_ratio"].split()[0]) > 0, (model, path)
+    with pytest.raises(SystemExit, match="do not run on tinyflux"):
+        main(["engine", "--model", "tinyflux", "--steps", "2", "--paths", "masactrl"])
 
 
 def test_sdxl_bench_architecture_is_sdxl_base():
