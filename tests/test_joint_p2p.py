@@ -45,7 +45,7 @@ def test_fast_path_equals_the_explicit_definition(editor, case):
     editor, guidance = editor
     options = dict(CASES[case])
     target = options.pop("target")
-    run = dict(seed=3, steps=8, guidance=guidance, height=64, width=64, cross=1.0, self_attn=1.0, **options)
+    run = dict(seed=3, steps=5, guidance=guidance, height=64, width=64, cross=1.0, self_attn=1.0, **options)
     fast = editor.edit(SRC, target, mode="fast", **run)
     explicit = editor.edit(SRC, target, mode="explicit", **run)
     plain = editor.edit(
@@ -159,7 +159,7 @@ def test_kv_injection_fast_equals_explicit_and_changes_the_edit(editor, case):
     from p2p_widgets.engine.joint_controls import KVInjection
 
     editor, guidance = editor
-    run = dict(seed=3, steps=10, guidance=guidance, height=64, width=64)
+    run = dict(seed=3, steps=6, guidance=guidance, height=64, width=64)
     rule = KVInjection(**KV_CASES[case])
     fast = editor.edit(SRC, OTHER, rules=[rule], mode="fast", **run)
     explicit = editor.edit(SRC, OTHER, rules=[rule], mode="explicit", **run)
