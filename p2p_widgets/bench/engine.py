@@ -3,7 +3,7 @@
 ``engine [--model tiny|tinyxl|sdgeom|sd15|sdxl|pocket] [--steps N]``: see below; ``stream``: the playback
 widget's overhead (bench/stream.py); ``invert``: image inversion methods (bench/invert.py); ``threads``:
 CPU threads under contention (bench/threads.py); ``reference``: the authors' implementations beside
-ours (bench/reference.py); ``sweep``: sweep rows per minute with 1 and 2 workers (bench/sweep.py).
+ours (bench/reference/); ``sweep``: sweep rows per minute with 1 and 2 workers (bench/sweep.py).
 
 ``engine`` times, on one model and the same batch (a source and one edit, guidance in the batch):
 the plain diffusers pipeline, the P2P fast path and the explicit (reference-style) path, and the
