@@ -14,15 +14,8 @@ from p2p_widgets.engine.prompts import Prompt
 from p2p_widgets.engine.rules import ParamRule
 from p2p_widgets.errors import P2PError
 from p2p_widgets.evaluate.cases import EditCase
-from p2p_widgets.evaluate.methods import (
-    INVERSIONS,
-    Method,
-    apply_grid,
-    check_grid,
-    expand_grid,
-    get_method,
-    presets,
-)
+from p2p_widgets.evaluate.grid import apply_grid, check_grid, expand_grid
+from p2p_widgets.evaluate.methods import INVERSIONS, Method, get_method, presets
 
 SOURCE = "a big red circle on a gray background"
 TARGET = "a big blue circle on a gray background"

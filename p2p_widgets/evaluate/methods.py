@@ -39,14 +39,12 @@ is listed by :meth:`Method.parameters`; :meth:`Method.with_params` sets them, va
 
 from __future__ import annotations
 
-import itertools
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import P2PError, check_nesting, is_int, is_number
+from .grid import MAX_DEPTH, SEED, is_json_value, parse_json
 
 INVERSIONS = ("ddim", "null-text", "negative-prompt", "euler", "rf-solver", "fireflow")
 DIRECT_METHODS = ("flowedit", "rf-inversion")
@@ -79,8 +77,6 @@ METHOD_FIELDS = (
     "description",
     "direct",
 )
-SEED = "seed"  # a grid key the sweep takes as its seeds
-MAX_DEPTH = 32  # nesting of a method's or grid's JSON; deeper would only exhaust Python's stack
 MAX_GUIDANCE = 100.0  # classifier-free guidance past this only saturates (SD: 7.5; P2P's largest: 15)
 
 
@@ -180,14 +176,6 @@ def _check_inversion(value):
     return value
 
 
-def _is_json_value(value) -> bool:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 def _declared_params(name: str):
     """The registered rule's declared parameters (a tuple of Param), None for a rule that declares
     none; a P2PError listing the registered rules for an unknown name."""
@@ -259,7 +247,7 @@ class Method:
         self._check_rule()
         if self.source_prompt is not None and not isinstance(self.source_prompt, str):
             raise P2PError(f"method {self.name!r}: 'source_prompt' must be null or a string")
-        if not isinstance(self.inversion_options, dict) or not _is_json_value(self.inversion_options):
+        if not isinstance(self.inversion_options, dict) or not is_json_value(self.inversion_options):
             raise P2PError(f"method {self.name!r}: 'inversion_options' must be an object of plain values")
         if not isinstance(self.description, str):
             raise P2PError(f"method {self.name!r}: 'description' must be a string")
@@ -290,7 +278,7 @@ class Method:
             return
         if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str) or not rule["rule"]:
             raise P2PError(f"method {self.name!r}: 'rule' must be null or an object with a 'rule' name, got {rule!r}")
-        if not _is_json_value(rule):
+        if not is_json_value(rule):
             raise P2PError(f"method {self.name!r}: the rule's parameters must be plain JSON values")
         both = sorted(set(self.template) & set(P2P_KEYS))
         if both:
@@ -346,7 +334,7 @@ class Method:
             elif key in TEMPLATE_DEFAULTS:
                 template[key] = value
             else:
-                if not _is_json_value(value):
+                if not is_json_value(value):
                     raise P2PError(f"rule parameter {key!r} must be a plain JSON value, got {value!r}")
                 rule[key] = value
         return Method(
@@ -583,82 +571,10 @@ def get_method(spec) -> Method:
         return known[spec]
     text = spec.strip()
     if text.startswith("{"):
-        return Method.from_dict(_json(text, "the method"))
+        return Method.from_dict(parse_json(text, "the method"))
     if text.endswith(".json"):
         path = Path(text)
         if not path.is_file():
             raise P2PError(f"method file {path} does not exist")
-        return Method.from_dict(_json(path.read_text(), str(path)))
+        return Method.from_dict(parse_json(path.read_text(), str(path)))
     raise P2PError(f"unknown method {spec!r}: presets are {', '.join(known)} (or give a method JSON object or file)")
-
-
-def _json(text: str, what: str):
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise P2PError(f"{what} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise P2PError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
-    check_nesting(what, data, MAX_DEPTH)
-    return data
-
-
-# -- grids -----------------------------------------------------------------------------------------
-def check_grid(grid) -> dict:
-    """``grid`` as ``{name: [values, ...]}`` (sorted by name), or a P2PError naming what is malformed."""
-    if grid is None:
-        return {}
-    if isinstance(grid, str):
-        grid = _json(grid, "the grid")
-    if not isinstance(grid, dict):
-        raise P2PError(f'a grid is an object {{"name": [values, ...]}}, got {type(grid).__name__}')
-    for name in grid:
-        if not isinstance(name, str) or not name:
-            raise P2PError(f"grid parameter names must be non-empty strings, got {name!r}")
-    checked = {}
-    for name in sorted(grid):
-        values = grid[name]
-        check_nesting(f"grid parameter {name!r}", values, MAX_DEPTH)
-        if not isinstance(values, list) or not values:
-            raise P2PError(f"grid parameter {name!r} needs a non-empty list of values, got {values!r}")
-        for value in values:
-            if not _is_json_value(value) or (isinstance(value, float) and not math.isfinite(value)):
-                raise P2PError(f"grid parameter {name!r}: {value!r} is not a plain JSON value")
-        encoded = [json.dumps(v, sort_keys=True) for v in values]
-        if len(set(encoded)) != len(encoded):
-            raise P2PError(f"grid parameter {name!r} lists a value twice: {values!r}")
-        checked[name] = list(values)
-    return checked
-
-
-def grid_size(grid) -> int:
-    """How many points ``grid`` has (without listing them)."""
-    return math.prod(len(values) for values in check_grid(grid).values())
-
-
-def expand_grid(grid) -> list[dict]:
-    """Every point of ``grid`` (the cartesian product, parameters sorted by name); ``[{}]`` for none."""
-    grid = check_grid(grid)
-    names = list(grid)
-    return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
-
-
-def apply_grid(methods: list[Method], grid) -> list[tuple[Method, dict, Method]]:
-    """``(method, setting, configured method)`` for every method and grid point, each point checked
-    against each method before anything runs (``seed`` is the sweep's, not a method parameter)."""
-    points = expand_grid({k: v for k, v in check_grid(grid).items() if k != SEED})
-    out = []
-    for method in methods:
-        known = method.parameters()
-        for point in points:
-            for name in point:
-                if name not in known:
-                    raise P2PError(
-                        f"unknown grid parameter {name!r} for method {method.name!r}; "
-                        f"its parameters are: {', '.join([*known, SEED])}"
-                    )
-            try:
-                out.append((method, point, method.with_params(**point)))
-            except P2PError as exc:
-                raise P2PError(f"grid point {json.dumps(point, sort_keys=True)}: {exc}") from None
-    return out

@@ -27,7 +27,8 @@ from pathlib import Path
 from ..errors import P2PError, is_int
 from .backends import check_backend, run_jobs
 from .backends.worker import Job, WorkerConfig
-from .methods import INVERSIONS, SEED, Method, apply_grid, check_grid, get_method, grid_size
+from .grid import SEED, apply_grid, check_grid, grid_size
+from .methods import INVERSIONS, Method, get_method
 from .sweep_folder import (  # FORMAT, VERSION, load_sweep, metric_names, write_table: imported from here too
     FORMAT,
     VERSION,
