@@ -3,7 +3,11 @@ worker killed mid-run losing only its row (the rerun completes the table, every 
 unreachable cluster named before anything is written."""
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +118,77 @@ def test_an_unreachable_cluster_is_named_before_anything_is_written(bench, tmp_p
     with pytest.raises(P2PError, match="address"):
         run_sweep(bench, ["pie-p2p-ddim"], None, None, out, backend="ray", address="nowhere")
     assert not out.exists()
+
+
+def _processes():
+    """pid -> (parent pid, start time, title) of the live processes (zombies are gone)."""
+    table = {}
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            title = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] not in ("Z", "X"):
+            table[int(name)] = (int(fields[1]), fields[19], title.strip())
+    return table
+
+
+def _tree(root, table):
+    children = {}
+    for pid, (ppid, *_) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_local_cluster_goes_with_a_killed_driver(tmp_path):
+    """`p2p-widgets evaluate --backend ray` starts a local cluster; its driver killed with SIGKILL
+    once the worker runs, no process of that cluster (GCS, raylet, agents, workers) is left a few
+    seconds later. Before the watchdog the dashboard and runtime-env agents outlived it (46 s seen)."""
+    make_pocket_bench(tmp_path / "bench", n=1, seed=0, types=(6,))
+    command = [sys.executable, "-c", "import sys; from p2p_widgets.cli import main; sys.exit(main())"]
+    args = ["evaluate", str(tmp_path / "bench"), "--method", "pie-p2p-ddim", "--steps", "50"]
+    args += ["--out", str(tmp_path / "out"), "--backend", "ray", "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("RAY_ADDRESS", None)  # a local cluster of its own, never one of the environment's
+    driver = subprocess.Popen([*command, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    known = {}  # pid -> (start time, title): the cluster, as the driver's process tree showed it
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and driver.poll() is None:
+            table = _processes()
+            tree = _tree(driver.pid, table)
+            known.update({pid: table[pid][1:] for pid in tree})
+            if any(table[pid][2].startswith("ray::SweepWorker") for pid in tree):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"no Ray worker ran (driver: {driver.poll()}): {driver.stderr.read().decode()[-2000:]}")
+        assert any(title.startswith("ray::DashboardAgent") for _, title in known.values())  # the usual survivor
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        killed = time.monotonic()
+        while time.monotonic() - killed < 10:
+            table = _processes()
+            left = {pid: title for pid, (start, title) in known.items() if table.get(pid, (0, None))[1] == start}
+            if not left:
+                break
+            time.sleep(0.2)
+        assert not left, f"{time.monotonic() - killed:.0f} s after the driver was killed: {left}"
+    finally:
+        driver.kill()
+        driver.wait()
+        table = _processes()
+        for pid, (start, _) in known.items():  # whatever a failure left: never a reused pid
+            if table.get(pid, (0, None))[1] == start:
+                os.kill(pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

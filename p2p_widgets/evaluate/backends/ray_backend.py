@@ -4,10 +4,11 @@ once per actor), one row in flight per actor.
 Ray is optional (``pip install p2p_widgets[ray]``) and imported only here. ``address`` names an
 existing cluster (``host:port``, ``ray://host:port`` or ``auto``) and is checked before anything
 runs; without it the sweep uses the Ray connection the process already has, or starts a local
-cluster for the sweep and stops it afterwards. An actor asks for ``threads`` CPUs (one by
-default) and, when the cluster has GPUs and the device is not the CPU, one GPU. On a cluster of
-several machines the sweep folder must be on storage every node sees (the inversion cache is
-shared through it; rows and images are written by the driver). An actor that dies loses its row
+cluster for the sweep and stops it afterwards (a watchdog, :mod:`.ray_watchdog`, stops it when the
+driver is killed). An actor asks for ``threads`` CPUs (one by default) and, when the cluster has
+GPUs and the device is not the CPU, one GPU. On a cluster of several machines the sweep folder
+must be on storage every node sees (the inversion cache is shared through it; rows and images are
+written by the driver). An actor that dies loses its row
 and is replaced by a fresh one (at most ``workers`` times per sweep).
 """
 
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 
 from ...errors import P2PError
+from . import ray_watchdog
 from .worker import SweepWorker, WorkerConfig
 
 PROBE_TIMEOUT_S = 5.0
@@ -151,10 +154,13 @@ class RayPool:
         self.in_flight: dict = {}  # object ref -> (actor, job)
         self.actors: list = []
         self.restarts_left = workers
+        self.watchdog = None
 
     def start(self) -> None:
         ray = self.ray
         self.started_cluster = connect(ray, self.address)
+        if self.started_cluster:  # never a cluster given by address or connected before
+            self.watchdog = ray_watchdog.start(cluster_pids(ray))
         self.options = {"num_cpus": self.config.threads or 1, "max_restarts": 0}
         gpus = ray.cluster_resources().get("GPU", 0)
         if (self.config.device or "cuda").startswith("cuda") and gpus > 0:
@@ -224,3 +230,20 @@ class RayPool:
         self.actors = []
         if self.started_cluster:
             self.ray.shutdown()
+        if self.watchdog is not None:  # it stops what the shutdown left (nothing, normally), then exits
+            self.watchdog.stdin.close()
+            try:
+                self.watchdog.wait(timeout=2 * ray_watchdog.GRACE_S + 5)
+            except subprocess.TimeoutExpired:  # it goes on alone
+                pass
+            self.watchdog = None
+
+
+def cluster_pids(ray) -> list[int]:
+    """The pids of the processes this driver started for its local cluster (GCS, raylet, log
+    monitor...); the watchdog follows their children (agents, workers)."""
+    try:
+        node = ray._private.worker._global_node
+        return [process.pid for _, process in node.live_processes()]
+    except Exception:  # another Ray version's internals: no watchdog rather than a failed sweep
+        return []
