@@ -112,3 +112,11 @@ def test_cpu_sampling_threads_are_chosen_once_unless_the_user_chose(env, expecte
     first, after, cpus = map(int, out.stdout.split())
     assert first == (max(1, cpus // 2) if expected == "half" else expected)
     assert after == 1  # the user's later choice is kept: chosen once per process
+
+
+def test_pocket_flow_bench_prints_load_and_sample_times(capsys):
+    from p2p_widgets.bench.engine import main
+
+    main(["pocket_flow", "--repeats", "1", "--steps", "2"])
+    figures = _lines(capsys.readouterr().out)
+    assert float(figures["load_seconds"].split()[0]) > 0 and float(figures["sample_2_steps_seconds"].split()[0]) > 0

@@ -1,9 +1,10 @@
-"""Benchmarks: ``python -m p2p_widgets.bench engine|stream|invert|threads|reference|sweep``.
+"""Benchmarks: ``python -m p2p_widgets.bench engine|stream|invert|threads|reference|sweep|pocket_flow``.
 
-``engine [--model tiny|tinyxl|sdgeom|sd15|sdxl|pocket] [--steps N]``: see below; ``stream``: the playback
-widget's overhead (bench/stream.py); ``invert``: image inversion methods (bench/invert.py); ``threads``:
+``engine [--model tiny|tinyxl|sdgeom|sd15|sdxl|pocket|tinysd3|tinyflux|sd3geom|fluxgeom|pocketflow]
+[--steps N]``: see below; ``stream``: the playback widget's overhead (bench/stream.py); ``invert``: image inversion methods (bench/invert.py); ``threads``:
 CPU threads under contention (bench/threads.py); ``reference``: the authors' implementations beside
-ours (bench/reference/); ``sweep``: sweep rows per minute with 1 and 2 workers (bench/sweep.py).
+ours (bench/reference/); ``sweep``: sweep rows per minute with 1 and 2 workers (bench/sweep.py);
+``pocket_flow``: the pocket flow model's load and sampling times (bench/pocket_flow.py).
 
 ``engine`` times, on one model and the same batch (a source and one edit, guidance in the batch):
 the plain diffusers pipeline, the P2P fast path and the explicit (reference-style) path, and the
@@ -243,7 +244,8 @@ def main(argv=None):
         model, path, steps, device, fp16, repeats = argv[1:7]
         print(json.dumps(run_one(model, path, int(steps), device, fp16 == "1", int(repeats))))
         return
-    if argv and argv[0] in ("stream", "invert", "threads", "reference", "sweep"):  # their own argument parsers
+    own_parsers = ("stream", "invert", "threads", "reference", "sweep", "pocket_flow")
+    if argv and argv[0] in own_parsers:
         from importlib import import_module
 
         style = argv[0] == "reference" and any(a.split("=")[0] == "--style-aligned" for a in argv[1:])
@@ -262,6 +264,7 @@ def main(argv=None):
         help="the authors' MasaCtrl, Plug-and-Play, P2P (and with --style-aligned DIR: StyleAligned) vs ours",
     )
     sub.add_parser("sweep", help="sweep rows per minute with 1 and 2 Ray workers on pocket-bench (local cluster)")
+    sub.add_parser("pocket_flow", help="the pocket flow model's load and 10-step sampling times on one thread")
     e = sub.add_parser("engine", help="plain pipeline vs P2P fast and explicit paths, MasaCtrl, PnP, StyleAligned")
     e.add_argument("--model", choices=sorted(SIZES), default="tiny")
     e.add_argument("--steps", type=int, default=20)
