@@ -1,10 +1,11 @@
 """Benchmarks: ``python -m p2p_widgets.bench engine|stream|invert|threads|reference|sweep|pocket_flow``.
 
 ``engine [--model tiny|tinyxl|sdgeom|sd15|sdxl|pocket|tinysd3|tinyflux|sd3geom|fluxgeom|pocketflow]
-[--steps N]``: see below; ``stream``: the playback widget's overhead (bench/stream.py); ``invert``: image inversion methods (bench/invert.py); ``threads``:
-CPU threads under contention (bench/threads.py); ``reference``: the authors' implementations beside
-ours (bench/reference/); ``sweep``: sweep rows per minute with 1 and 2 workers (bench/sweep.py);
-``pocket_flow``: the pocket flow model's load and sampling times (bench/pocket_flow.py).
+[--steps N]``: see below; ``stream``: the playback widget's overhead (bench/stream.py); ``invert``:
+image inversion methods (bench/invert.py); ``threads``: CPU threads under contention
+(bench/threads.py); ``reference``: the authors' implementations beside ours (bench/reference/);
+``sweep``: sweep rows per minute with 1 and 2 workers (bench/sweep.py); ``pocket_flow``: the pocket
+flow model's load and sampling times (bench/pocket_flow.py).
 
 ``engine`` times, on one model and the same batch (a source and one edit, guidance in the batch):
 the plain diffusers pipeline, the P2P fast path and the explicit (reference-style) path, and the
