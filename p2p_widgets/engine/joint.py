@@ -220,9 +220,11 @@ def _maps_or_share(plan) -> bool:
 def joint_fast(q, k, v, scale, text: slice, image: slice, plans) -> torch.Tensor:
     """One half of the batch (source row first), fused: see the definition above."""
     q, k, v = inject_qkv(q, k, v, image, plans)
+    edits = [(e, plan) for e, plan in enumerate(plans, start=1) if _maps_or_share(plan)]
+    if not edits:  # injected queries, keys or values only: every row is plain attention on them
+        return _sdpa(q, k, v, scale)
     out = torch.empty_like(v)
     d = v.shape[-1]
-    edits = [(e, plan) for e, plan in enumerate(plans, start=1) if _maps_or_share(plan)]
     blocks = [v[:1]] + [_mapped_values(v[e : e + 1], text, image, plan) for e, plan in edits]
     shared = _sdpa(q[:1], k[:1], torch.cat(blocks, dim=-1), scale)
     out[0] = shared[0, ..., :d]
