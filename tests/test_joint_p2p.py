@@ -59,6 +59,7 @@ def test_fast_path_equals_the_explicit_definition(editor, case):
     assert diff <= TOL, diff
     assert effect >= 100 * TOL, f"effect / tolerance = {effect / TOL:.0f}"
     assert (fast.latents[0] - plain.latents[0]).abs().max() <= TOL  # injection never changes the source
+    assert torch.allclose(fast.store.average().float(), explicit.store.average().float(), atol=1e-5)
     if "blend" in options:  # the blend itself moves the edit, not only the swap under it
         swap = editor.edit(SRC, target, mode="fast", **{k: v for k, v in run.items() if k != "blend"})
         assert (fast.latents[1] - swap.latents[1]).abs().max() >= 100 * TOL
@@ -169,6 +170,8 @@ def test_kv_injection_fast_equals_explicit_and_changes_the_edit(editor, case):
     assert diff <= TOL, diff
     assert effect >= 100 * TOL, f"effect / tolerance = {effect / TOL:.0f}"
     assert (fast.latents[0] - plain.latents[0]).abs().max() <= TOL
+    for step in (0, len(fast.store.steps) - 1):  # the stored maps are the same post-injection maps (fp16 steps)
+        assert torch.allclose(fast.store.step_maps(step).float(), explicit.store.step_maps(step).float(), atol=1e-3)
     touched = {layer for step in fast.controlled for layer, _ in step}
     sites = {s.name: s for s in editor.model.sites()}
     chosen = {s.place for s in (sites[n] for n in touched)}

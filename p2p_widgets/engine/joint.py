@@ -172,6 +172,11 @@ class JointPlan:
     share: float = 0.0
     inject: tuple | None = None  # (queries, keys, values): which of the source's image rows replace the edit's
 
+    @property
+    def reads_source_attention(self) -> bool:
+        """Whether the edit reads the source's attention (maps or self share), beyond injected inputs."""
+        return self.cross is not None or self.share != 0.0
+
 
 def _sdpa(q, k, v, scale):
     return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale)
@@ -214,7 +219,7 @@ def inject_qkv(q, k, v, image: slice, plans):
 
 
 def _maps_or_share(plan) -> bool:
-    return plan is not None and (plan.cross is not None or plan.share != 0.0)
+    return plan is not None and plan.reads_source_attention
 
 
 def joint_fast(q, k, v, scale, text: slice, image: slice, plans) -> torch.Tensor:

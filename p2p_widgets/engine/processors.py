@@ -201,7 +201,7 @@ class AttentionController:
             return kernels.sdpa(q, k, v, scale)
         grid = self.grid_of(image.stop - image.start)
         ctx = self.context(proc, grid)
-        done, cond_maps, cond_plans = {}, None, None
+        done, cond_maps, cond_plans, cond_lse = {}, None, None, None
         for bctx, off in self._blocks(ctx):
             plans = self._joint_plans(bctx, v, text)
             rows = slice(off, off + n)
@@ -212,8 +212,12 @@ class AttentionController:
                     return self.rules[e - 1].edit_cross(ctx, a_src, a_edit)
 
                 done[off], maps = joint_explicit(q[rows], k[rows], v[rows], scale, text, image, plans, edit_cross)
-            elif any(p is not None for p in plans):
+            elif any(p is not None and p.reads_source_attention for p in plans):
                 done[off], maps = joint_fast(q[rows], k[rows], v[rows], scale, text, image, plans), None
+            elif any(p is not None for p in plans):  # injected inputs only: one fused call, its normaliser kept
+                injected = inject_qkv(q[rows], k[rows], v[rows], image, plans)
+                (done[off], half_lse), maps = attention_with_lse(*injected, scale), None
+                cond_lse = half_lse if bctx.block == "cond" else cond_lse
             else:
                 continue
             if bctx.block == "cond":
@@ -232,7 +236,8 @@ class AttentionController:
                     if cond_plans is None
                     else inject_qkv(q[rows], k[rows], v[rows], image, cond_plans)[:2]
                 )
-                row_lse = None if lse is None else lse[rows][:, :, image]
+                row_lse = cond_lse if lse is None else lse[rows]
+                row_lse = None if row_lse is None else row_lse[:, :, image]
                 own = image_text_maps(qr[:, :, image], kr, text, scale, row_lse)
                 cond_maps = own if cond_plans is None else edited_maps(own, cond_plans)
             self.store.add(grid, cond_maps.float().mean(dim=1), place=proc.site.place, heads=cond_maps.float())
