@@ -33,7 +33,8 @@ def test_flux_layout_at_pocket_size():
 def test_training_smoke_resume_and_load(tmp_path):
     """A few steps on the CPU write weights load_flow_pocket reads; --resume continues the count."""
     args = ["--out", str(tmp_path), "--pool", "64", "--workers", "1", "--steps", "2", "--batch", "4"]
-    train_main([*args, "--save-every", "0", "--threads", "1"])
+    with torch.no_grad():  # a caller (a notebook, another test) may have switched gradients off
+        train_main([*args, "--save-every", "0", "--threads", "1"])
     info = json.loads((tmp_path / "flow.json").read_text())
     assert info["meta"]["steps"] == 2 and info["vocabulary"] == list(flow.VOCABULARY)
     assert set(info["latents"]) == {"shift_factor", "scaling_factor"}

@@ -19,7 +19,6 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(1)
-    torch.set_grad_enabled(False)
     from ..engine.sampler import Editor
     from ..pocket.flow import load_flow_pocket
 

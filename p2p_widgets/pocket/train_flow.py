@@ -179,6 +179,11 @@ def main(argv=None):
     t5.to(device), transformer.to(device)
     if state is not None:
         state["ema"] = [e.to(device) for e in state["ema"]]
+    with torch.enable_grad():  # training needs gradients whatever the caller switched off
+        _train_and_save(args, t5, transformer, data, log, device, state)
+
+
+def _train_and_save(args, t5, transformer, data, log, device, state):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     for step, total, ema, opt in train(t5, transformer, data, args, log, device, state):
         meta = dict(steps=step, planned_steps=total, batch=args.batch, lr=args.lr, pool=args.pool, seed=args.seed)

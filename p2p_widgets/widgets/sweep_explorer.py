@@ -19,9 +19,10 @@ inversion of a real image.
 
 Python computes the grid (``grid`` trait, from :class:`~p2p_widgets.evaluate.table.SweepTable`) and
 validates every front-end write: ``x``, ``y``, ``metric`` must be columns of the table,
-``filters`` values must be values of their column, the rows a message names must exist. A refused write shows its error in the widget, which keeps
-working. Thumbnails travel as PNG bytes in binary buffers, only for the cells the page shows (the
-front end asks for them as cells scroll into view), downscaled to ``thumb_side`` pixels.
+``filters`` values must be values of their column, the rows a message names must exist. A refused
+write shows its error in the widget, which keeps working. Thumbnails travel as PNG bytes in binary
+buffers, only for the cells the page shows (the front end asks for them as cells scroll into view),
+downscaled to ``thumb_side`` pixels.
 """
 
 from __future__ import annotations
