@@ -122,11 +122,12 @@ def test_equal_to_the_authors_flowedit(family):
 def test_flux_noise_is_packed_as_the_pipeline_packs_latents():
     from diffusers import FluxPipeline
 
-    from p2p_widgets.bench.reference_flow import pack, unpack
+    from p2p_widgets.engine.models.flux import image_ids, pack_latents, unpack_latents
 
-    x = torch.randn(1, 4, 16, 16)
-    assert torch.equal(pack(x), FluxPipeline._pack_latents(x, 1, 4, 16, 16))
-    assert torch.equal(unpack(pack(x), 16, 16), x)
+    x = torch.randn(1, 4, 16, 24)
+    assert torch.equal(pack_latents(x), FluxPipeline._pack_latents(x, 1, 4, 16, 24))
+    assert torch.equal(unpack_latents(pack_latents(x), 16, 24), x)
+    assert torch.equal(image_ids(8, 12), FluxPipeline._prepare_latent_image_ids(1, 8, 12, "cpu", torch.float32))
 
 
 @pytest.mark.needs_checkout(

@@ -56,6 +56,7 @@ def _timed_paths(model: str, paths, steps: int, device: str, dtype):
     """``{path: fn(n_steps)}`` on one loaded model, plain first."""
     import torch
 
+    from ..engine.models.flux import pack_latents
     from ..engine.rules import EditRule
     from ..engine.sampler import Editor
     from ..engine.store import AttentionStore
@@ -71,8 +72,7 @@ def _timed_paths(model: str, paths, steps: int, device: str, dtype):
         latents = noise.expand(2, *shape[1:]).to(device, dtype)
         extra = {}
         if editor.model.family == "flux":  # FluxPipeline takes its latents packed, and its text length
-            b, c, h, w = latents.shape
-            latents = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * 4)
+            latents = pack_latents(latents)
             extra["max_sequence_length"] = editor.model.text_length
         elif editor.model.family == "sd3":
             extra["max_sequence_length"] = editor.model.t5_length

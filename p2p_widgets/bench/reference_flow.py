@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from ..engine.models.flux import pack_latents, unpack_latents
 from ..errors import P2PError
 
 TOLERANCE = 1e-5
@@ -80,18 +81,6 @@ def _import_authors(path: Path, name: str, replace=()):
     module.__file__ = str(path)
     exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - the authors' code, by the user's path
     return module
-
-
-def pack(latents):
-    """Spatial (B, C, H, W) latents as FluxPipeline packs them: (B, H/2 * W/2, C * 4)."""
-    b, c, h, w = latents.shape
-    return latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
-
-
-def unpack(packed, h, w):
-    b, _, c4 = packed.shape
-    c = c4 // 4
-    return packed.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
 
 class NoiseQueue:
@@ -210,7 +199,7 @@ def flowedit_flux_case(checkout, *, steps=8, n_max=6, n_avg=2, source_guidance=1
         size=64,
     ).latents
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
-    with patched_randn_like(NoiseQueue([pack(d) for d in draws])):
+    with patched_randn_like(NoiseQueue([pack_latents(d) for d in draws])):
         theirs = authors.FlowEditFLUX(
             pipe,
             scheduler,
@@ -274,7 +263,7 @@ def rf_inversion_flux_case(community_file, *, steps=8, seed=0, **settings):
     theirs_pipe.set_progress_bar_config(disable=True)
     theirs_pipe.encode_image = lambda image, **kwargs: (x_src.clone(), None)  # the posterior mean, as ours
     side = 64
-    with patched_randn_like(NoiseQueue([pack(y1)])):
+    with patched_randn_like(NoiseQueue([pack_latents(y1)])):
         inverted, image_latents, ids = theirs_pipe.invert(
             pixels,
             source_prompt="",
@@ -301,7 +290,7 @@ def rf_inversion_flux_case(community_file, *, steps=8, seed=0, **settings):
         guidance_scale=params["guidance"],
         output_type="latent",
     ).images
-    theirs = unpack(edited, h, w)
+    theirs = unpack_latents(edited, h, w)
     return {
         "difference": float((ours.double() - theirs.double()).abs().max()),
         "effect": float((ours.double() - x_src.double()).abs().max()),

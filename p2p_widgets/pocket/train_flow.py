@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..engine.models.flux import image_ids, pack_latents
 from . import flow
 from . import model as unet_model
 from .train import Log, copy_ema, cosine_lr, encode_pool, scene_pool
@@ -54,20 +55,6 @@ def latent_stats(mean, std, seed):
     return {"shift_factor": shift, "scaling_factor": float(1.0 / (z - shift).std())}
 
 
-def pack(latents):
-    """(B, 4, 16, 16) -> (B, 64, 16): Flux's 2x2 patches as tokens (FluxPipeline._pack_latents)."""
-    b, c, h, w = latents.shape
-    return latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
-
-
-def image_ids(h, w):
-    """Flux's image position ids of an (h, w) token grid: (h * w, 3) with (0, row, column)."""
-    ids = torch.zeros(h, w, 3)
-    ids[..., 1] = torch.arange(h)[:, None]
-    ids[..., 2] = torch.arange(w)[None, :]
-    return ids.reshape(h * w, 3)
-
-
 def train(t5, transformer, data, args, log, device, state=None):
     """The training loop; yields (step, total, ema, opt) at every snapshot and at the end."""
     mean, std, ids, pooled, empty_ids, empty_pooled, stats = (d.to(device) if torch.is_tensor(d) else d for d in data)
@@ -91,7 +78,7 @@ def train(t5, transformer, data, args, log, device, state=None):
             log(f"{per_step * 1000:.0f} ms/step, planned steps {total}")
         idx = torch.randint(0, len(ids), (args.batch,), device=device, generator=gen)
         z0 = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, device=device, generator=gen)
-        z0 = pack((z0 - stats["shift_factor"]) * stats["scaling_factor"])
+        z0 = pack_latents((z0 - stats["shift_factor"]) * stats["scaling_factor"])
         drop = torch.rand(args.batch, device=device, generator=gen) < args.caption_dropout
         tok = torch.where(drop[:, None], empty_ids[None], ids[idx])
         vec = torch.where(drop[:, None], empty_pooled[None], pooled[idx])

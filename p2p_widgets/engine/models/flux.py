@@ -17,6 +17,26 @@ import torch
 from .flow import FlowBackend
 
 
+def pack_latents(latents: torch.Tensor) -> torch.Tensor:
+    """Spatial (B, C, h, w) latents as FluxPipeline packs them: 2x2 patches as tokens, (B, h/2 * w/2, 4C)."""
+    b, c, h, w = latents.shape
+    return latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
+
+
+def unpack_latents(packed: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """:func:`pack_latents` undone: (B, h/2 * w/2, 4C) tokens back to spatial (B, C, h, w) latents."""
+    b, _, c4 = packed.shape
+    return packed.view(b, h // 2, w // 2, c4 // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c4 // 4, h, w)
+
+
+def image_ids(h: int, w: int, device=None, dtype=None) -> torch.Tensor:
+    """Flux's position ids of an (h, w) grid of image tokens: (h * w, 3) rows of (0, row, column)."""
+    ids = torch.zeros(h, w, 3, device=device, dtype=dtype)
+    ids[..., 1] = torch.arange(h, device=device)[:, None]
+    ids[..., 2] = torch.arange(w, device=device)[None, :]
+    return ids.reshape(h * w, 3)
+
+
 class FluxBackend(FlowBackend):
     family = "flux"
 
@@ -52,25 +72,21 @@ class FluxBackend(FlowBackend):
         return hidden, pooled
 
     def _velocity(self, latents, t, cond, guidance):
-        b, c, h, w = latents.shape
-        packed = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
-        ids = torch.zeros(h // 2, w // 2, 3, device=self.device, dtype=latents.dtype)
-        ids[..., 1] += torch.arange(h // 2, device=self.device)[:, None]
-        ids[..., 2] += torch.arange(w // 2, device=self.device)[None, :]
+        b, _, h, w = latents.shape
         embedded = None
         if self.guidance_mode == "distilled":
             embedded = torch.full([b], float(guidance), device=self.device, dtype=torch.float32)
         out = self.transformer(
-            hidden_states=packed,
+            hidden_states=pack_latents(latents),
             timestep=t.expand(b).to(latents.dtype) / 1000,
             guidance=embedded,
             pooled_projections=cond.pooled,
             encoder_hidden_states=cond.hidden,
             txt_ids=torch.zeros(cond.hidden.shape[1], 3, device=self.device, dtype=latents.dtype),
-            img_ids=ids.reshape(-1, 3),
+            img_ids=image_ids(h // 2, w // 2, self.device, latents.dtype),
             return_dict=False,
         )[0]
-        return out.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+        return unpack_latents(out, h, w)
 
     def predict(self, controller, latents, t, cond, uncond, guidance, low_memory=False):
         if self.guidance_mode == "distilled":  # the guidance is an input: one conditional pass
