@@ -1,6 +1,8 @@
 """The flow-model methods beside their authors' code (issue 27): FlowEdit's ``FlowEditSD3``
 (github.com/fallenshock/FlowEdit, MIT) and ours on a tiny random-weight SD3 in float64, the same
-pocket picture, prompts and noise; the maximum latent difference of the edits.
+pocket picture, prompts and noise; the maximum latent difference of the edits. The same for
+FlowEdit's Flux path, RF-Inversion, and RF-Solver's and FireFlow's inversion and sampling on a tiny
+Flux dev.
 
 The authors' code is imported from a checkout given by path and is never part of this repository.
 What changes at run time to run it, and only for the duration of its call:
@@ -27,7 +29,26 @@ What changes at run time to run it, and only for the duration of its call:
   (the VAE's posterior mean: theirs draws a sample from the posterior with the global generator)
   and ``randn_like`` hands both sides the same draw ``y_1`` (packed for them).
 
-``python -m p2p_widgets.bench.reference_flow --flowedit DIR --rf-inversion FILE`` prints the rows.
+- RF-Solver and FireFlow: RF-Solver-Edit's ``denoise`` (github.com/wangjiangshan0725/RF-Solver-Edit,
+  Apache-2.0) and FireFlow's ``denoise_fireflow`` (github.com/HolmesShuan/FireFlow-Fast-Inversion-
+  of-Rectified-Flow-for-Image-Semantic-Editing, Apache-2.0), both on black-forest-labs' ``flux``
+  package as their repositories carry it, given by path. Their ``flux.model.Flux`` is built from
+  the tiny diffusers transformer's config and takes its weights under BFL's names
+  (:func:`bfl_flux_state_dict`, written here from the two models' module layouts); their
+  ``prepare`` gets this project's text states. Their functions walk the sigmas ours walks (their
+  ``get_schedule`` is the same shifted schedule, computed in float32), with feature sharing off
+  (``info["inject_step"]`` 0). Their ``flux`` modules are imported for the call only and leave
+  ``sys.modules`` after; where einops is not installed a stub module stands in for it
+  (``rearrange`` / ``repeat`` of the patterns they use, as reshapes).
+
+  Their edit with feature sharing is not one of this project's rules, so it is not compared: their
+  single-stream blocks take the value of every token, text included, from the inversion's pass
+  (stored by the step's interval: a sampling step's first call reads the value the inversion
+  computed at the step's other end), while ``KVInjection`` (preset ``rf-solver-edit``) copies the
+  image tokens' values of the source branch sampled beside the edit, at the same call.
+
+``python -m p2p_widgets.bench.reference_flow --flowedit DIR --rf-inversion FILE --rf-solver DIR
+--fireflow DIR`` prints the rows.
 """
 
 from __future__ import annotations
@@ -302,15 +323,298 @@ def rf_inversion_flux_case(community_file, *, steps=8, seed=0, **settings):
     }
 
 
+# -- RF-Solver and FireFlow: the authors' code on black-forest-labs' own Flux model ------------------
+
+# (option, repository, folders that may hold their ``flux`` package, their solver's function)
+FLUX_SOLVER_CODE = {
+    "rf-solver": ("--rf-solver", "wangjiangshan0725/RF-Solver-Edit", ("FLUX_Image_Edit/src", "src", "."), "denoise"),
+    "fireflow": (
+        "--fireflow",
+        "HolmesShuan/FireFlow-Fast-Inversion-of-Rectified-Flow-for-Image-Semantic-Editing",
+        ("src", "."),
+        "denoise_fireflow",
+    ),
+}
+
+
+def check_flux_solver_checkout(directory, method: str) -> Path:
+    """The folder of ``directory`` (a checkout of the method's repository) that holds their ``flux``
+    package with the solver's denoise function."""
+    option, repository, folders, function = FLUX_SOLVER_CODE[method]
+    root = Path(directory).expanduser()
+    for folder in folders:
+        sampling = root / folder / "flux" / "sampling.py"
+        if sampling.is_file() and f"def {function}(" in sampling.read_text():
+            return (root / folder).resolve()
+    raise P2PError(
+        f"{option}: {str(directory)!r} is not a checkout of {repository} "
+        f"(no flux/sampling.py with {function}() under {', '.join(folders)})"
+    )
+
+
+def _einops_stub():
+    """``einops.rearrange`` / ``repeat`` for exactly the patterns their ``flux`` package uses, written
+    as reshapes (when einops is not installed); any other pattern is refused."""
+    import types
+
+    def rearrange(x, pattern, **n):
+        if pattern == "b c (h ph) (w pw) -> b (h w) (c ph pw)" and n == {"ph": 2, "pw": 2}:
+            return pack_latents(x)
+        if pattern == "b (h w) (c ph pw) -> b c (h ph) (w pw)" and (n["ph"], n["pw"]) == (2, 2):
+            return unpack_latents(x, 2 * n["h"], 2 * n["w"])
+        if pattern == "B L (K H D) -> K B H L D":
+            b, length, _ = x.shape
+            return x.reshape(b, length, n["K"], n["H"], -1).permute(2, 0, 3, 1, 4)
+        if pattern == "B H L D -> B L (H D)":
+            b, h, length, d = x.shape
+            return x.permute(0, 2, 1, 3).reshape(b, length, h * d)
+        if pattern == "b n d (i j) -> b n d i j":
+            return x.reshape(*x.shape[:-1], n["i"], n["j"])
+        raise NotImplementedError(f"einops stub: rearrange {pattern!r}")
+
+    def repeat(x, pattern, **n):
+        if pattern == "h w c -> b (h w) c":
+            return x.reshape(1, -1, x.shape[-1]).repeat(n["b"], 1, 1)
+        if pattern == "1 ... -> bs ..." and x.shape[0] == 1:
+            return x.repeat(n["bs"], *([1] * (x.ndim - 1)))
+        raise NotImplementedError(f"einops stub: repeat {pattern!r}")
+
+    module = types.ModuleType("einops")
+    module.rearrange, module.repeat = rearrange, repeat
+    return module
+
+
+@contextlib.contextmanager
+def authors_flux(src: Path):
+    """Their ``flux`` package imported from ``src``: ``(flux.model, flux.sampling, changes)``. The
+    ``flux`` modules (and a stub ``einops`` when none is installed) leave ``sys.modules`` after, so
+    the two repositories' packages of one name never mix."""
+    import importlib
+
+    def theirs(name):
+        return name == "flux" or name.startswith("flux.")
+
+    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if theirs(name)}
+    changes, stub = [], importlib.util.find_spec("einops") is None
+    if stub:
+        sys.modules["einops"] = _einops_stub()
+        changes.append("einops (not installed) is a stub module: rearrange / repeat of their patterns as reshapes")
+    sys.path.insert(0, str(src))
+    try:
+        yield importlib.import_module("flux.model"), importlib.import_module("flux.sampling"), changes
+    finally:
+        sys.path.remove(str(src))
+        for name in [n for n in sys.modules if theirs(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+        if stub:
+            del sys.modules["einops"]
+
+
+def bfl_flux_params(config) -> dict:
+    """black-forest-labs' ``FluxParams`` of a diffusers ``FluxTransformer2DModel`` config."""
+    heads = config.num_attention_heads
+    return dict(
+        in_channels=config.in_channels,
+        vec_in_dim=config.pooled_projection_dim,
+        context_in_dim=config.joint_attention_dim,
+        hidden_size=heads * config.attention_head_dim,
+        mlp_ratio=4.0,  # diffusers' Flux blocks: feed-forward width 4 x
+        num_heads=heads,
+        depth=config.num_layers,
+        depth_single_blocks=config.num_single_layers,
+        axes_dim=list(config.axes_dims_rope),
+        theta=10000,  # diffusers' FluxPosEmbed
+        qkv_bias=True,
+        guidance_embed=bool(config.guidance_embeds),
+    )
+
+
+def bfl_flux_state_dict(transformer) -> dict:
+    """A diffusers ``FluxTransformer2DModel``'s weights under black-forest-labs' names (their
+    ``flux.model.Flux``): the q, k, v projections fused into one ``qkv`` (the single blocks' with the
+    MLP's input too), the final modulation's halves swapped (diffusers: scale, shift; BFL: shift,
+    scale). Every diffusers weight is used once, or this raises."""
+    # long: one table of names, block by block, read beside the BFL model's modules
+    sd = dict(transformer.state_dict())
+    out = {}
+
+    def put(bfl, *names, swap=False):
+        for part in ("weight", "bias"):
+            keys = [f"{name}.{part}" for name in names]
+            if part == "bias" and keys[0] not in sd:
+                continue
+            value = torch.cat([sd.pop(k) for k in keys])
+            if swap:
+                value = torch.cat(value.chunk(2)[::-1])
+            out[f"{bfl}.{part}"] = value
+
+    def norm(bfl, name):
+        out[f"{bfl}.scale"] = sd.pop(f"{name}.weight")
+
+    put("img_in", "x_embedder")
+    put("txt_in", "context_embedder")
+    embedders = (("time_in", "timestep_embedder"), ("vector_in", "text_embedder"), ("guidance_in", "guidance_embedder"))
+    for bfl, name in embedders:
+        if f"time_text_embed.{name}.linear_1.weight" in sd:
+            put(f"{bfl}.in_layer", f"time_text_embed.{name}.linear_1")
+            put(f"{bfl}.out_layer", f"time_text_embed.{name}.linear_2")
+    for i in range(transformer.config.num_layers):
+        b, d = f"double_blocks.{i}", f"transformer_blocks.{i}"
+        put(f"{b}.img_mod.lin", f"{d}.norm1.linear")
+        put(f"{b}.txt_mod.lin", f"{d}.norm1_context.linear")
+        put(f"{b}.img_attn.qkv", f"{d}.attn.to_q", f"{d}.attn.to_k", f"{d}.attn.to_v")
+        put(f"{b}.txt_attn.qkv", f"{d}.attn.add_q_proj", f"{d}.attn.add_k_proj", f"{d}.attn.add_v_proj")
+        norm(f"{b}.img_attn.norm.query_norm", f"{d}.attn.norm_q")
+        norm(f"{b}.img_attn.norm.key_norm", f"{d}.attn.norm_k")
+        norm(f"{b}.txt_attn.norm.query_norm", f"{d}.attn.norm_added_q")
+        norm(f"{b}.txt_attn.norm.key_norm", f"{d}.attn.norm_added_k")
+        put(f"{b}.img_attn.proj", f"{d}.attn.to_out.0")
+        put(f"{b}.txt_attn.proj", f"{d}.attn.to_add_out")
+        put(f"{b}.img_mlp.0", f"{d}.ff.net.0.proj")
+        put(f"{b}.img_mlp.2", f"{d}.ff.net.2")
+        put(f"{b}.txt_mlp.0", f"{d}.ff_context.net.0.proj")
+        put(f"{b}.txt_mlp.2", f"{d}.ff_context.net.2")
+    for i in range(transformer.config.num_single_layers):
+        b, s = f"single_blocks.{i}", f"single_transformer_blocks.{i}"
+        put(f"{b}.modulation.lin", f"{s}.norm.linear")
+        put(f"{b}.linear1", f"{s}.attn.to_q", f"{s}.attn.to_k", f"{s}.attn.to_v", f"{s}.proj_mlp")
+        norm(f"{b}.norm.query_norm", f"{s}.attn.norm_q")
+        norm(f"{b}.norm.key_norm", f"{s}.attn.norm_k")
+        put(f"{b}.linear2", f"{s}.proj_out")
+    put("final_layer.linear", "proj_out")
+    put("final_layer.adaLN_modulation.1", "norm_out.linear", swap=True)
+    if sd:
+        raise P2PError(f"diffusers Flux weights with no BFL name: {sorted(sd)[:5]}")
+    return out
+
+
+def _no_injection_info() -> dict:
+    """The ``info`` their edit.py builds, with feature sharing off (``inject`` 0 steps)."""
+    return {
+        "feature_path": None,
+        "feature": {},
+        "inject_step": 0,
+        "start_layer_index": 20,
+        "end_layer_index": 37,
+        "reuse_v": 1,
+        "editing_strategy": "replace_v",
+        "qkv_ratio": [1.0, 1.0, 1.0],
+    }
+
+
+def _one_call_gap(editor, model, inp, text, x, sigma, guidance) -> float:
+    """Their model's velocity and ours at one point: the weight mapping alone, before any solver."""
+    from types import SimpleNamespace
+
+    def full(value):
+        return torch.full((x.shape[0],), value, dtype=torch.float64)
+
+    info = {**_no_injection_info(), "inject": False}
+    call = dict(img=inp["img"], img_ids=inp["img_ids"], txt=inp["txt"], txt_ids=inp["txt_ids"], y=inp["vec"])
+    theirs, _ = model(**call, timesteps=full(sigma), guidance=full(guidance), info=info)
+    cond = editor.model.conditioning([editor.prompt(text)])
+    t = torch.tensor(sigma * editor.pipe.scheduler.config.num_train_timesteps, dtype=torch.float32)
+    ours = editor.model.predict(SimpleNamespace(block=None), x, t, cond, None, guidance)
+    return float((unpack_latents(theirs, *x.shape[-2:]) - ours).abs().max())
+
+
+def flux_solver_case(checkout, method, *, steps=8, guidance=2.0, seed=0):
+    """The authors' inversion and sampling (``method``: ``"rf-solver"``, RF-Solver-Edit's
+    ``denoise``; ``"fireflow"``, FireFlow's ``denoise_fireflow``) and ours on a tiny Flux dev in
+    float64, as their edit.py runs them with feature sharing off: invert the picture's latents under
+    the source prompt at guidance 1, sample back under the source prompt (the reconstruction) and
+    under the target prompt (the edit) at ``guidance``, on our timesteps. Ours:
+    ``editor.invert(..., method=method)`` then ``editor.edit(..., inversion=inv)`` with no rule
+    (rows: source, target). ``parts``: the max latent differences of those three and of one
+    velocity (the weight mapping alone); ``difference``: their maximum; ``effect``: how far the
+    edit moved the picture's latents; ``euler``: how far Euler's inversion lands from the solver's
+    (the size of a solver's own effect)."""
+    # long: one comparison read top to bottom: our side, their model and inputs, their three calls
+    from ..engine.images import load_image
+    from ..engine.rules import EditRule
+    from ..engine.sampler import Editor
+    from ..pocket.scenes import make_dataset
+    from .mmdit_geometries import tiny_flux_pipeline
+
+    t0 = time.perf_counter()
+    src = check_flux_solver_checkout(checkout, method)
+    function = FLUX_SOLVER_CODE[method][3]
+    pipe = tiny_flux_pipeline(seed, guidance_embeds=True).to(dtype=torch.float64)
+    editor = Editor(pipe)
+    images, _, _ = make_dataset(1, seed)
+    pixels = load_image(images[0], (64, 64))
+    x_src = editor.encode_image(pixels).double()
+    h, w = x_src.shape[-2:]
+
+    inv = editor.invert(pixels, SOURCE, method=method, steps=steps, guidance=1.0, size=64, cache=False)
+    euler = editor.invert(pixels, SOURCE, method="euler", steps=steps, guidance=1.0, size=64, cache=False)
+    ours = editor.edit(SOURCE, TARGET, inversion=inv, steps=steps, guidance=guidance, rules=[EditRule()]).latents
+    sigmas = [float(s) for s in inv.sigmas]  # 1 ... 0, the model's shifted schedule
+
+    with authors_flux(src) as (model_module, sampling, changes):
+        model = model_module.Flux(model_module.FluxParams(**bfl_flux_params(pipe.transformer.config)))
+        model.load_state_dict(bfl_flux_state_dict(pipe.transformer))
+        model = model.to(torch.float64).eval()
+        denoise = getattr(sampling, function)
+
+        def inputs(text, img):
+            cond = editor.model.conditioning([editor.prompt(text)])  # the same text states both sides
+            return sampling.prepare(lambda p: cond.hidden, lambda p: cond.pooled, img, text)
+
+        inp = inputs(SOURCE, x_src)
+        schedule = sampling.get_schedule(steps, inp["img"].shape[1], shift=True)
+        with torch.no_grad():
+            call_gap = _one_call_gap(editor, model, inp, SOURCE, x_src, sigmas[len(sigmas) // 2], guidance)
+            noise, info = denoise(model, **inp, timesteps=sigmas, inverse=True, info=_no_injection_info(), guidance=1.0)
+            back = {}
+            for name, text in (("reconstruction", SOURCE), ("edit", TARGET)):
+                inp = {**inputs(text, x_src), "img": noise}
+                back[name], _ = denoise(model, **inp, timesteps=sigmas, inverse=False, info=info, guidance=guidance)
+    theirs_noise = unpack_latents(noise, h, w)[0]
+    parts = {
+        "one model call (velocity)": call_gap,
+        "inversion": float((inv.latents[-1].double() - theirs_noise).abs().max()),
+        "reconstruction": float((ours[0].double() - unpack_latents(back["reconstruction"], h, w)[0]).abs().max()),
+        "edit": float((ours[1].double() - unpack_latents(back["edit"], h, w)[0]).abs().max()),
+    }
+    return {
+        "difference": max(parts.values()),
+        "parts": parts,
+        "effect": float((ours[1].double() - x_src[0]).abs().max()),
+        "euler": float((euler.latents[-1].double() - inv.latents[-1].double()).abs().max()),
+        "schedule_gap": max(abs(a - b) for a, b in zip(schedule, sigmas)),
+        "changes": [
+            *changes,
+            f"their {function}() walks our sigmas (their get_schedule's differ by at most "
+            f"{max(abs(a - b) for a, b in zip(schedule, sigmas)):.1e}: float32 rounding of the same shift)",
+            "their flux.model.Flux holds the tiny diffusers transformer's weights (bfl_flux_state_dict), "
+            "float64, on the CPU; their text encoders are ours (prepare() gets our T5 states and CLIP vector)",
+            "feature sharing off (info['inject_step'] 0), as ours runs with no rule; the picture's latents "
+            "are ours (their edit.py encodes with BFL's autoencoder in bfloat16)",
+        ],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def main(argv=None) -> int:
+    # long: the options, then one printed block per case
+    import functools
+
     parser = argparse.ArgumentParser(prog="python -m p2p_widgets.bench.reference_flow", description=__doc__)
     parser.add_argument("--flowedit", help="a checkout of github.com/fallenshock/FlowEdit")
     parser.add_argument(
         "--rf-inversion", help="diffusers' examples/community/pipeline_flux_rf_inversion.py (or a diffusers checkout)"
     )
+    parser.add_argument("--rf-solver", help="a checkout of github.com/wangjiangshan0725/RF-Solver-Edit")
+    parser.add_argument(
+        "--fireflow",
+        help="a checkout of github.com/HolmesShuan/FireFlow-Fast-Inversion-of-Rectified-Flow-for-Image-Semantic-Editing"
+        " (its src/ holds their flux package)",
+    )
     args = parser.parse_args(argv)
-    if not (args.flowedit or args.rf_inversion):
-        parser.error("give --flowedit DIR and/or --rf-inversion FILE")
+    if not (args.flowedit or args.rf_inversion or args.rf_solver or args.fireflow):
+        parser.error("give --flowedit DIR, --rf-inversion FILE, --rf-solver DIR and/or --fireflow DIR")
     cases = []
     if args.flowedit:
         cases += [
@@ -319,6 +623,10 @@ def main(argv=None) -> int:
         ]
     if args.rf_inversion:
         cases.append(("RF-Inversion community pipeline (tiny Flux dev", rf_inversion_flux_case, args.rf_inversion))
+    for method, where, name in (("rf-solver", args.rf_solver, "RF-Solver"), ("fireflow", args.fireflow, "FireFlow")):
+        if where:
+            case = functools.partial(flux_solver_case, method=method)
+            cases.append((f"{name} inversion + sampling, BFL Flux model (tiny Flux dev", case, where))
     failed = 0
     for name, case, where in cases:
         try:
@@ -333,6 +641,10 @@ def main(argv=None) -> int:
             f"(tolerance {TOLERANCE:g}; the edit moved the latents by {row['effect']:.3e}) {verdict} "
             f"in {row['seconds']:.1f} s"
         )
+        for part, value in row.get("parts", {}).items():
+            print(f"  {part}: max latent difference {value:.3e}")
+        if "euler" in row:
+            print(f"  (Euler's inversion lands {row['euler']:.3e} from this solver's: the size of a solver's effect)")
         for change in row["changes"]:
             print(f"  changed at run time: {change}")
     return 1 if failed else 0
