@@ -166,7 +166,7 @@ def test_studio_on_flux_starts_from_the_model_defaults_and_shows_t5_tokens(studi
     assert studio.aligner.links == [[i, i, 1.0] for i in range(15)]  # a word swap: red -> green in place
     expected = [int(t) for t in flux._scheduler(4, None).timesteps]
     assert studio.timeline.timesteps == expected and expected[0] == 1000
-    assert "Flow-matching Euler" not in p.image_note and "not available on Flux" in p.image_note
+    assert p.image_note == "" and p.invert_method == "fireflow"  # real images: the flow solvers invert them
 
 
 def test_studio_flux_family_defaults_without_registered_ones():
@@ -199,7 +199,7 @@ def test_studio_on_flux_runs_a_word_swap_and_kv_injection_and_reruns_its_json(st
     assert np.array_equal(again.images[1], kv.images[1])
 
 
-def test_studio_on_flux_refuses_unet_methods_and_real_images_by_name(studio):
+def test_studio_on_flux_refuses_unet_methods_and_unet_inversions_by_name(studio):
     import traitlets
 
     p = studio.panel
@@ -208,8 +208,8 @@ def test_studio_on_flux_refuses_unet_methods_and_real_images_by_name(studio):
             p.method = name
     p.set_state({"method": "MutualSelfAttention"})  # from the page: shown beside the menu
     assert "does not run on Flux" in p.error and p.method == "p2p"
-    with pytest.raises(P2PError, match="not available on Flux"):
-        studio.set_image(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(traitlets.TraitError, match="'null-text' inverts UNet models"):
+        p.invert_method = "null-text"
     with pytest.raises(traitlets.TraitError, match="not offered for this model"):
         p.scheduler = "EulerDiscreteScheduler"
 

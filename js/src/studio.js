@@ -53,7 +53,8 @@ function render({ model, el: host }) {
   attachTabs(v, scope);
   const on = (events, fn) => scope.onModel(model, events, () => fn(v));
   on(["change:source", "change:target", "change:seed", "change:guidance", "change:kind", "change:baseline",
-    "change:invert_method", "change:blend_threshold", "change:model_name"], () => (showValues(v), showResultState(v)));
+    "change:invert_method", "change:invert_choices", "change:blend_threshold", "change:model_name"], () => (
+    showValues(v), showResultState(v)));
   on(["change:steps", "change:scheduler", "change:n_evals", "change:scheduler_choices"], () => (showValues(v), showSchedule(v), showResultState(v)));
   on(["change:method", "change:methods", "change:method_values", "change:combine_p2p"], () => (
     showMethod(v), showTabs(v), showInputImage(v), showFieldError(v), showStatus(v)));

@@ -222,7 +222,10 @@ describe("studio panel", () => {
   });
 
   it("sends a chosen or dropped image as bytes and shows the loaded one", async () => {
-    const { el, model } = await mount({ invert_method: "null-text", input_image: new Uint8Array(0), input_name: "" });
+    const unet = [["null-text", "null-text (best, slow)"], ["negative-prompt", "negative prompt (fast)"], ["ddim", "DDIM (plain)"]];
+    const { el, model } = await mount({
+      invert_method: "null-text", invert_choices: unet, input_image: new Uint8Array(0), input_name: "",
+    });
     expect(q(el, ".p2p-studio__input-preview").hidden).toBe(true);
     expect(q(el, ".p2p-studio__clear-image").hidden).toBe(true);
     const input = q(el, ".p2p-studio__image-file");
@@ -251,6 +254,21 @@ describe("studio panel", () => {
     expect(model.get("invert_method")).toBe("negative-prompt");
     q(el, ".p2p-studio__clear-image").click();
     expect(model.sent.at(-1).content).toEqual({ type: "clear_image" });
+  });
+
+  it("offers the inversions Python lists for the model, as text", async () => {
+    const flow = [["fireflow", "FireFlow <b>best</b>"], ["rf-solver", "RF-Solver"], ["euler", "Euler (plain)"]];
+    const { el, model } = await mount({ invert_method: "fireflow", invert_choices: flow });
+    const menu = q(el, ".p2p-studio__invert");
+    expect([...menu.options].map((o) => [o.value, o.textContent])).toEqual(flow);
+    expect(menu.value).toBe("fireflow");
+    expect(menu.querySelector("b")).toBeNull(); // labels are text, never markup
+    change(menu, "rf-solver");
+    expect(model.get("invert_method")).toBe("rf-solver");
+    model.set("invert_choices", flow.slice(2)); // another model's menu: rebuilt
+    model.set("invert_method", "euler");
+    expect([...menu.options].map((o) => o.value)).toEqual(["euler"]);
+    expect(menu.value).toBe("euler");
   });
 
   it("shows the inversion phase while running and locks the image controls", async () => {

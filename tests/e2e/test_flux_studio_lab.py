@@ -1,7 +1,7 @@
 """Layer 4: the Studio on a tiny Flux pipeline in a real JupyterLab (issue 26).
 
 The aligner and timeline show the prompts' T5 tokens (no BOS; EOS hidden as CLIP's is), the method
-menu offers K/V injection and none of the UNet-only methods, real images are said to be unavailable,
+menu offers K/V injection and none of the UNet-only methods, the inversion menu the flow solvers,
 a P2P word swap and a K/V-injection edit run from the page, and the player's strip shows Flux's
 double- and single-stream blocks as the playhead is scrubbed over the steps."""
 
@@ -76,8 +76,14 @@ def test_studio_on_tiny_flux_aligns_t5_tokens_runs_p2p_and_kv_injection_and_scru
     labels = texts(page, ".p2p-studio__method option")
     assert labels == ["Prompt-to-Prompt", "K/V injection (Stable Flow, RF-Solver-Edit)"], labels
     assert texts(page, ".p2p-studio__scheduler option") == ["Flow-matching Euler (the model's own)"]
-    note = page.locator(f"{OUT} .p2p-studio__image-note")
-    assert "not available on Flux" in note.text_content()
+    # real images: the flow solvers invert them (FireFlow first), the note saying otherwise is hidden
+    assert page.locator(f"{OUT} .p2p-studio__image-note").is_hidden()
+    assert texts(page, ".p2p-studio__invert option") == [
+        "FireFlow (best, one call a step)",
+        "RF-Solver (second order, two calls a step)",
+        "Euler (plain)",
+    ]
+    assert page.locator(f"{OUT} .p2p-studio__invert").input_value() == "fireflow"
 
     # the aligner shows the T5 tokens: the first word first (no BOS chip), EOS hidden until asked
     page.locator(f"{OUT} .p2p-studio__tab[data-section='alignment']").click()

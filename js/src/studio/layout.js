@@ -151,15 +151,12 @@ function realImage(el) {
   const imageInput = input(el, "file", "p2p-studio__image-file", { accept: "image/*", "aria-label": "image to edit" });
   const preview = el("img", { class: "p2p-studio__input-preview", alt: "the image to edit" });
   const imageName = el("span", { class: "p2p-studio__input-name" });
-  const invertMethod = selectOf(el, { class: "p2p-studio__invert", "aria-label": "inversion method" }, [
-    ["null-text", "null-text (best, slow)"],
-    ["negative-prompt", "negative prompt (fast)"],
-    ["ddim", "DDIM (plain)"],
-  ]);
+  // the model's inversions come from Python (invert_choices: DDIM's on a UNet, the flow solvers on SD3 / Flux)
+  const invertMethod = selectOf(el, { class: "p2p-studio__invert", "aria-label": "inversion method" }, []);
   const clearImage = button(el, "p2p-studio__clear-image", "Remove image");
   const realSummary = el("summary", { class: "p2p-studio__real-summary", text: "Real image (optional)" });
   const realHint = el("p", { class: "p2p-studio__hint", text: "Drop a picture here or choose a file; the source prompt is its caption." });
-  // where the model cannot invert images (Flux, SD3): Python's `image_note` says so instead of the inputs
+  // where the model cannot invert images: Python's `image_note` says so instead of the inputs
   const imageNote = el("p", { class: "p2p-studio__hint p2p-studio__image-note", hidden: true });
   const realRows = [
     el("div", { class: "p2p-studio__real-row" }, [imageInput, preview, imageName]),

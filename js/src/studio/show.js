@@ -33,24 +33,26 @@ export function showValues(v) {
   show(v.seed, "seed", String(m.get("seed") ?? 0));
   show(v.steps, "steps", String(m.get("steps") ?? 1));
   show(v.guidance, "guidance", String(m.get("guidance") ?? 0));
-  showSchedulerChoices(v);
+  showChoices(v, v.scheduler, "scheduler_choices");
   v.scheduler.value = m.get("scheduler") || "DDIMScheduler";
   v.kind.value = m.get("kind") || "auto";
   v.baseline.checked = m.get("baseline") === true;
-  v.invertMethod.value = m.get("invert_method") || "null-text";
+  showChoices(v, v.invertMethod, "invert_choices");
+  v.invertMethod.value = m.get("invert_method") || "";
   v.threshold.value = String(m.get("blend_threshold") ?? 0.3);
   v.thresholdOut.textContent = Number(v.threshold.value).toFixed(2);
   showMethod(v);
   showTabs(v);
 }
 
-/** The scheduler menu's options, as Python lists them ([[name, label], ...]); rebuilt only when they change. */
-function showSchedulerChoices(v) {
-  const choices = v.model.get("scheduler_choices") || [];
+/** A menu's options as Python lists them in trait `trait` ([[name, label], ...]: the model's
+ * schedulers, its inversions); rebuilt only when they change. */
+function showChoices(v, select, trait) {
+  const choices = v.model.get(trait) || [];
   const key = JSON.stringify(choices);
-  if (v.scheduler.dataset.choices === key) return;
-  v.scheduler.replaceChildren(...choices.map(([value, text]) => v.el("option", { value, text })));
-  v.scheduler.dataset.choices = key;
+  if (select.dataset.choices === key) return;
+  select.replaceChildren(...choices.map(([value, text]) => v.el("option", { value, text })));
+  select.dataset.choices = key;
 }
 
 /** The changed words under the prompts (removed ones struck, added ones marked), as text; a

@@ -29,7 +29,11 @@ from the picture to noise on the model's own sigmas (see :mod:`.flow`): ``"euler
 ``"rf-solver"`` (second order, two model calls a step) and ``"fireflow"`` (midpoint reusing the
 last velocity, one call a step). The guidance is the edit's (a model input on Flux dev, true CFG
 above 1 otherwise); there are no per-step embeddings, and an edit from the inversion samples
-back with the same solver.
+back with the same solver (:func:`solver_scheduler`).
+
+Which methods a model takes: :func:`methods_of` ``(model.inversion_family)``, best first (the
+Studio's menu), :data:`FAMILY_DEFAULTS` and :data:`LABELS`; :func:`method_problem` says why one
+does not run on a model.
 
 Images (PIL, numpy or a file path) are converted to RGB, cropped and resized to the model's size
 (see :func:`load_image`). Results are cached in memory per model (LRU of ``CACHE_SIZE`` entries)
@@ -52,20 +56,38 @@ from ...errors import P2PError, check_int, check_run_callbacks, is_int, is_numbe
 from .. import schedulers
 from ..images import load_image, pixels_hash
 from .ddim import NULL_TEXT_DEFAULTS, InversionStep, _Stopped, ddim_scheduler, ddim_trajectory, null_text_optimisation
-from .flow import FLOW_METHODS, FlowSolverScheduler, flow_trajectory
-from .record import FAMILY_METHODS, METHODS, Inversion, check_inversion
+from .flow import FLOW_METHODS, flow_trajectory
+from .record import (
+    EMPTY_PROMPT_METHODS,
+    FAMILY_DEFAULTS,
+    FAMILY_METHODS,
+    LABELS,
+    METHODS,
+    Inversion,
+    check_inversion,
+    method_problem,
+    methods_of,
+    solver_scheduler,
+)
 
 CACHE_SIZE = 8  # inversions kept per model
 
 __all__ = [
     "CACHE_SIZE",
+    "EMPTY_PROMPT_METHODS",
+    "FAMILY_DEFAULTS",
+    "FAMILY_METHODS",
     "FLOW_METHODS",
+    "LABELS",
     "METHODS",
     "Inversion",
     "InversionStep",
     "check_inversion",
     "clear_cache",
     "invert",
+    "method_problem",
+    "methods_of",
+    "solver_scheduler",
 ]
 
 
@@ -178,22 +200,15 @@ def invert(
 def _check_options(editor, prompt, method, steps, guidance, overrides) -> tuple[float, dict]:
     """Validate :func:`invert`'s arguments; returns the guidance and the null-text settings."""
     family = editor.model.inversion_family
-    if family not in FAMILY_METHODS:
-        raise P2PError(f"{editor.model.family} models cannot be inverted (a UNet, SD3 or Flux model can)")
-    methods = FAMILY_METHODS[family]
-    if method not in methods:
-        other = next((f for f, ms in FAMILY_METHODS.items() if method in ms and f != family), None)
-        why = f" ({method!r} inverts {'flow (SD3, Flux)' if other == 'flow' else 'UNet'} models)" if other else ""
-        raise P2PError(
-            f"method must be one of {', '.join(repr(m) for m in methods)} on a {editor.model.family} model, "
-            f"got {method!r}{why}"
-        )
+    problem = method_problem(method, editor.model.family, family)
+    if problem:
+        raise P2PError(problem)
     if family == "flow" and any(v is not None for v in overrides.values()):
         given = ", ".join(k for k, v in overrides.items() if v is not None)
         raise P2PError(f"{given}: settings of null-text inversion; a flow inversion takes none")
     if not isinstance(prompt, str):
         raise P2PError(f"the prompt must be a string describing the image, got {type(prompt).__name__}")
-    if not prompt.strip() and method not in ("ddim", *FLOW_METHODS):
+    if not prompt.strip() and method not in EMPTY_PROMPT_METHODS:
         # DDIM inversion under the empty prompt is what Plug-and-Play reads; the optimised ones need
         # the caption the edit changes
         raise P2PError(f"the prompt is empty: {method} inversion needs a caption of the image (edits change its words)")
@@ -300,7 +315,7 @@ def _invert_flow(editor, pixels, prompt, method, steps, guidance, opts, report, 
         trajectory = flow_trajectory(editor, z0, cond, uncond, guidance, method, sigmas, report, stop_event)
     except _Stopped:
         raise P2PError(f"inversion stopped by the stop event during the {method} trajectory (no result)") from None
-    solver = FlowSolverScheduler.for_model(model, method)
+    solver = solver_scheduler(model, method)
     model.set_timesteps(solver, steps, size)
     return Inversion(
         method=method,

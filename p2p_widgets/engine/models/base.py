@@ -57,6 +57,14 @@ class ModelBackend:
         if self.device.type == "cpu":
             choose_cpu_threads()  # torch's one-per-core default collapses when a core is busy
 
+    @property
+    def inversion_methods(self) -> tuple[str, ...]:
+        """The methods ``engine.inversion.invert`` takes on this model, best first (() where it
+        inverts no images): ``engine.inversion.methods_of(self.inversion_family)``."""
+        from ..inversion.record import methods_of
+
+        return methods_of(self.inversion_family)
+
     # -- sizes ---------------------------------------------------------------------------------------
     @property
     def device(self):

@@ -39,8 +39,12 @@ the rules that edit joint attention (K/V injection: Stable Flow, RF-Solver-Edit)
 a UNet's self-attention or features (MasaCtrl, Plug-and-Play, StyleAligned) are left out and
 refused by name, and K/V injection is left out on a UNet. The aligner and timeline show the T5
 tokens (no BOS), the scheduler is the model's own, the timeline's axis the model's shifted
-timesteps, the player's strip its double- then single-stream blocks; real images are not offered
-where the model cannot invert them (``image_note``).
+timesteps, the player's strip its double- then single-stream blocks. The inversion menu
+(``invert_choices``) holds the inversions the model takes, from ``engine.inversion.methods_of``:
+null-text (the default), negative-prompt and DDIM on a UNet; FireFlow (the default), RF-Solver and
+Euler on SD3 / Flux, where an edit of a real image samples back with its inversion's solver (the
+timeline counts that solver's model calls). A method of the other family is refused by name; real
+images are not offered where the model inverts none (``image_note``).
 
 Runs go to a worker thread by default, so the kernel stays idle and the Stop button (a message
 from the browser) reaches Python mid-run; with ``background=False`` the sampler runs in the

@@ -13,6 +13,8 @@ import traitlets
 from ...engine import schedulers
 from ...engine.defaults import defaults_for_pipe
 from ...engine.export import spec_to_json
+from ...engine.inversion.record import EMPTY_PROMPT_METHODS, solver_scheduler
+from ...engine.inversion.record import LABELS as INVERT_LABELS
 from ...engine.mapper import Mapper, align
 from ...engine.rules import Combine, EditRule
 from ...engine.schedule import AlphaSchedule
@@ -57,7 +59,8 @@ class Studio(ipywidgets.VBox):
         A diffusers Stable Diffusion (1.x, 2.x, XL), SD3 or Flux pipeline, or None for the embedded
         pocket model. On SD3 / Flux the Studio offers the model's own flow scheduler, the methods
         that run on joint attention (P2P, K/V injection; the UNet-only ones are refused by name),
-        the prompts' T5 tokens, and no real images (the page says so).
+        the prompts' T5 tokens, and real images inverted by the flow solvers (FireFlow, RF-Solver,
+        Euler: the inversion menu lists what the model takes).
     editor:
         An existing :class:`~p2p_widgets.engine.sampler.Editor` instead of ``pipe``.
     source, target, seed, steps, guidance:
@@ -87,6 +90,7 @@ class Studio(ipywidgets.VBox):
     ):
         self.editor = _editor(pipe, editor)
         self._loaded_scheduler: tuple | None = None  # (name, config) of a loaded edit's scheduler
+        self._image: np.ndarray | None = None  # the real image to edit, prepared at the model's size
         self.background = bool(background)
         defaults = defaults_for_pipe(self.editor.pipe)
         tokenizer = self.editor.tokenizer
@@ -98,14 +102,15 @@ class Studio(ipywidgets.VBox):
         extra = {}
         if model.family in ("sd3", "flux"):  # flow matching: the model's own scheduler (the spec's default name)
             extra["scheduler_choices"] = [[DDIM, f"{_scheduler_words(model.default_scheduler())} (the model's own)"]]
-        if not model.invertible:
+        if not model.inversion_methods:
             extra["image_note"] = (
-                f"Real images: not available on {_family_name(model.family)} yet (inversion runs on "
-                "Stable Diffusion UNets); images come from the seed"
+                f"Real images: not available on {_family_name(model.family)} (it cannot invert them); "
+                "images come from the seed"
             )
         self.panel = StudioPanel(
             tokenizer=tokenizer,
             family=model.family,
+            inversion_family=model.inversion_family if model.inversion_methods else None,
             **extra,
             source=source,
             target=target,
@@ -125,14 +130,13 @@ class Studio(ipywidgets.VBox):
         self.player = AttentionPlayer()
         self.runs = RunController(self)
         self._pinned: dict | None = None
-        self._image: np.ndarray | None = None  # the real image to edit, prepared at the model's size
         super().__init__(children=self._children(), **kwargs)
         self.add_class("p2p-studio-box")  # the frame around the panel and its sections (studio.css)
         self.panel.observe(self._on_prompts, names=["source", "target"])
         if self.aligner is not None:  # the aligner edits the prompts too: keep the panel in step
             self.aligner.observe(self._on_aligner_prompts, names=["source", "target"])
         self.panel.observe(self._on_kind, names=["kind"])
-        self.panel.observe(self._on_sampling, names=["n_evals", "scheduler"])
+        self.panel.observe(self._on_sampling, names=["n_evals", "scheduler", "invert_method", "input_image"])
         self.panel.observe(self._on_section, names=["section"])
         self.panel.observe(self._on_method, names=["method", "method_values", "combine_p2p"])
         self._show_section()
@@ -164,7 +168,7 @@ class Studio(ipywidgets.VBox):
     def _new_timeline(self, schedule=None):
         # the timeline's axis is the chosen scheduler's real model evaluations, as the sampler counts
         # them (and sets them: flow models shift their timesteps with the image size)
-        scheduler = self.scheduler()
+        scheduler = self.run_scheduler()
         timesteps = self.editor._scheduler(self.panel.steps, scheduler).timesteps
         timeline = self._timeline_cls(
             self.panel.target,
@@ -208,6 +212,9 @@ class Studio(ipywidgets.VBox):
         if self.timeline is None:
             return
         old = self.timeline
+        timesteps = self.editor._scheduler(self.panel.steps, self.run_scheduler()).timesteps
+        if [int(t) for t in timesteps] == old.timesteps:  # the same axis (e.g. an image loaded on a UNet)
+            return
         self.timeline = self._new_timeline(old.schedule.rescaled(self.panel.n_evals))
         self.children = self._children()
         self._show_section()
@@ -236,9 +243,20 @@ class Studio(ipywidgets.VBox):
             return schedulers.build(*loaded, self.editor.pipe.scheduler.config)
         return None if name == schedulers.DDIM else schedulers.build(name, None, self.editor.pipe.scheduler.config)
 
+    def run_scheduler(self, name: str | None = None):
+        """The scheduler a run samples with: :meth:`scheduler`, except for a real image on a flow
+        model (SD3, Flux), which is sampled back with the solver of its inversion (the panel's
+        ``invert_method``: RF-Solver calls the model twice a step, FireFlow once a step plus once)."""
+        if self._image is not None:
+            solver = solver_scheduler(self.editor.model, self.panel.invert_method)
+            if solver is not None:
+                return solver
+        return self.scheduler(name)
+
     def count_evals(self, steps: int, name: str) -> int:
-        """UNet evaluations of a run of ``steps`` with scheduler ``name`` (Heun: 2 * steps - 1)."""
-        return self.editor.count_evals(steps, self.scheduler(name))
+        """Model evaluations of a run of ``steps`` with scheduler ``name`` (Heun: 2 * steps - 1; a
+        real image on a flow model: its inversion solver's calls)."""
+        return self.editor.count_evals(steps, self.run_scheduler(name))
 
     # -- settings -> engine --------------------------------------------------------------------------
 
@@ -402,8 +420,10 @@ class Studio(ipywidgets.VBox):
             problem = ("method", f"{entry['label']} follows the inversion of a real image: load an image to edit first")
         elif self._image is not None and p.scheduler != schedulers.DDIM:
             problem = ("scheduler", "a real image is edited from its DDIM inversion: choose the DDIM scheduler")
-        elif self._image is not None and not p.source.strip() and p.invert_method != "ddim":
-            problem = ("invert_method", "an image read under the empty source prompt is inverted with DDIM only")
+        elif self._image is not None and not p.source.strip() and p.invert_method not in EMPTY_PROMPT_METHODS:
+            allowed = [m for m, _ in p.invert_choices if m in EMPTY_PROMPT_METHODS]
+            words = "DDIM" if allowed == ["ddim"] else " or ".join(INVERT_LABELS.get(m, m) for m in allowed)
+            problem = ("invert_method", f"an image read under the empty source prompt is inverted with {words} only")
         if problem is not None:
             p.report_error(problem[1], field=problem[0])
             raise P2PError(problem[1])

@@ -8,6 +8,7 @@ import traitlets
 
 from ...engine import schedulers
 from ...engine.images import pixels_hash
+from ...engine.inversion.record import method_problem, solver_scheduler
 from ...engine.rules import Refine
 from ...engine.schedule import AlphaSchedule, to_step
 from ...engine.spec import EditSpec
@@ -90,10 +91,17 @@ def check_loadable(studio, spec: EditSpec):
             "this edit is of a real image: load that image into the Studio first "
             "(its file button or set_image), then the JSON"
         )
+    model = studio.editor.model
+    problem = spec.inversion and method_problem(spec.inversion.get("method"), model.family, model.inversion_family)
+    if problem:  # e.g. a UNet's DDIM inversion on a flow model
+        raise P2PError(f"this edit's inversion cannot run here: {problem}")
     (rule,) = spec.build_rules(studio.editor)
     p2p, method = split_rule(rule)
     base = p2p_base(p2p)
-    n_evals = studio.editor.count_evals(spec.steps, schedulers.of_spec(spec, studio.editor.pipe.scheduler.config))
+    scheduler = schedulers.of_spec(spec, studio.editor.pipe.scheduler.config)
+    if spec.inversion is not None and scheduler is None:  # a flow inversion samples back with its own solver
+        scheduler = solver_scheduler(studio.editor.model, spec.inversion["method"])
+    n_evals = studio.editor.count_evals(spec.steps, scheduler)
     if base is not None and base.schedule.n_evals != n_evals:
         raise P2PError(f"the schedule has {base.schedule.n_evals} evaluations but the spec's run has {n_evals}")
     blend = spec.build_blend()

@@ -18,7 +18,8 @@ from typing import Any
 
 import traitlets
 
-from ...engine.inversion import METHODS as INVERT_METHODS
+from ...engine.inversion.record import FAMILY_DEFAULTS, method_problem, methods_of
+from ...engine.inversion.record import LABELS as INVERT_LABELS
 from ...engine.schedule import AlphaSchedule
 from ...engine.schedulers import DDIM, LABELS, SCHEDULERS
 from ...engine.spec import FORMAT
@@ -130,8 +131,11 @@ class StudioPanel(P2PWidget):
     blend_words = traitlets.List(traitlets.Unicode(), help="LocalBlend words (empty: no LocalBlend).").tag(sync=True)
     blend_threshold = traitlets.Float(0.3, help="LocalBlend mask threshold in (0, 1).").tag(sync=True)
     baseline = traitlets.Bool(False, help="Also render the same seed without P2P.").tag(sync=True)
-    invert_method = traitlets.Enum(
-        INVERT_METHODS, default_value="null-text", help="How a real image is inverted before editing."
+    invert_method = traitlets.Unicode(
+        "null-text", help="How a real image is inverted before editing: one of invert_choices (the model's)."
+    ).tag(sync=True)
+    invert_choices = traitlets.List(
+        help="[[method, label], ...]: the inversions the model takes, best first (engine.inversion.methods_of)."
     ).tag(sync=True)
     scheduler = traitlets.Enum(SCHEDULERS, default_value=DDIM, help="The diffusers scheduler runs sample with.").tag(
         sync=True
@@ -183,10 +187,14 @@ class StudioPanel(P2PWidget):
         help="{'source': [...], 'target': [...]}: words that differ between the prompts (offered first)."
     ).tag(sync=True)
 
-    def __init__(self, tokenizer=None, family: str = "sd", **kwargs: Any):
+    def __init__(self, tokenizer=None, family: str = "sd", inversion_family: str | None = "ddim", **kwargs: Any):
         self._prompts = PromptCache(tokenizer)
         self.studio = None  # the owning Studio, which handles the actions
         self._family = family  # the model family ("sd", "sdxl", "sd3", "flux"): which methods run on it
+        # the model's inversions ("ddim": UNets, "flow": SD3 / Flux, None: none): the inversion menu
+        self._inversion_family = inversion_family
+        kwargs.setdefault("invert_choices", [[m, INVERT_LABELS.get(m, m)] for m in methods_of(inversion_family)])
+        kwargs.setdefault("invert_method", FAMILY_DEFAULTS.get(inversion_family, ""))
         self._joint = family in ("sd3", "flux")
         self._classes: dict[str, type] = method_classes(self._joint)  # the menu's rule classes (refresh_methods)
         self._kept_values: dict[str, dict] = {}  # each method's last values, back when it is chosen again
@@ -395,8 +403,8 @@ class StudioPanel(P2PWidget):
             field = f"method_values.{self._bad_param}"
         super().report_error(message, field)
 
-    @traitlets.observe("steps", "scheduler")
-    def _on_sampling(self, change):
+    @traitlets.observe("steps", "scheduler", "invert_method", "input_image")
+    def _on_sampling(self, change):  # on a flow model a real image is sampled with its inversion's solver
         old, new = self.n_evals, self.count_evals(self.steps, self.scheduler)
         if old != new:
             schedule = AlphaSchedule.from_windows(old, self.windows)
@@ -416,6 +424,16 @@ class StudioPanel(P2PWidget):
                 f"scheduler {proposal['value']!r} is not offered for this model (its menu: {', '.join(names)})"
             )
         return proposal["value"]
+
+    @traitlets.validate("invert_method")
+    def _check_invert_method(self, proposal):
+        method = proposal["value"]
+        if self._inversion_family is None and method == "":  # this model inverts no images
+            return method
+        problem = method_problem(method, self._family, self._inversion_family)
+        if problem:
+            raise traitlets.TraitError(f"inversion {problem}")
+        return method
 
     @traitlets.validate("section")
     def _check_section(self, proposal):
