@@ -1,0 +1,111 @@
+"""The pocket-bench table's flow-model rows (issue 27): ``report pocket --model pocket-flow`` runs
+FlowEdit, RF-Inversion, RF-Solver-Edit, FireFlow-Edit and P2P on joint attention after FireFlow on
+the pocket flow model end to end (a few cases, few steps) and prints the model and the settings."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from p2p_widgets.evaluate.methods import Method
+from p2p_widgets.evaluate.report import COLUMNS, flow_methods, main, pocket_methods, settings_of
+from p2p_widgets.evaluate.sweep import load_sweep
+from p2p_widgets.models import defaults_for
+
+NAMES = ["FlowEdit", "RF-Inversion", "RF-Solver-Edit", "FireFlow-Edit", "P2P joint (fireflow)"]
+
+
+@pytest.fixture(scope="module")
+def flow_editor():
+    from p2p_widgets.engine.sampler import Editor
+    from p2p_widgets.models import load_pipeline
+
+    return Editor(load_pipeline("pocket-flow"))
+
+
+def test_flow_methods_are_set_for_the_pocket_flow_model(flow_editor):
+    methods = flow_methods()
+    assert [m.name for m in methods] == NAMES
+    assert all(Method.from_dict(m.to_dict()) == m for m in methods)  # valid as data (the sweep records them)
+    by_name = {m.name: m for m in methods}
+    assert by_name["FlowEdit"].direct == {
+        "method": "flowedit",
+        "steps": 20,
+        "n_max": 17,  # 24 of Flux's 28 steps, in proportion
+        "source_guidance": 1.5,
+        "target_guidance": 5.5,
+    }
+    assert by_name["RF-Inversion"].direct == {"method": "rf-inversion", "steps": 20}
+    assert {m.inversion for m in methods if m.direct is None} == {"rf-solver", "fireflow"}
+    for m in methods[2:]:
+        assert m.template["steps"] == 20 and m.template["guidance"] == 2.0
+    # the K/V injection names blocks the model has (the presets' Flux blocks 20-37 would inject nothing)
+    singles = len(flow_editor.pipe.transformer.single_transformer_blocks)
+    for name in ("RF-Solver-Edit", "FireFlow-Edit"):
+        blocks = [int(b) for b in by_name[name].rule["single"]]
+        assert blocks and max(blocks) < singles and blocks == list(range(min(blocks), singles))
+    assert flow_methods(steps=6, guidance=3.0)[0].direct["n_max"] == 5
+    # the settings line resolves "model" to the model's own
+    line = settings_of(pocket_methods()[0].with_params(steps=10, guidance="model"), defaults_for("pocket"))
+    assert line == "ddim inversion, steps 10, guidance 5, P2P auto, cross 0.8, self 0.4"
+    assert "single 2,3" in settings_of(by_name["RF-Solver-Edit"], defaults_for("pocket-flow"))
+
+
+def test_the_injection_reaches_the_pocket_flow_model(flow_editor, tmp_path):
+    """Values copied in the chosen single blocks change the edit (an injection on blocks the model
+    lacks changes nothing); every block for every step keeps the source."""
+    from p2p_widgets.evaluate.pocket_bench import make_pocket_bench
+
+    case = make_pocket_bench(tmp_path, n=1, seed=0, types=(6,))[0]
+    method = flow_methods(steps=6)[3]  # FireFlow-Edit
+    inversion = flow_editor.invert(case.image_path, case.source_prompt, method="fireflow", steps=6, guidance=2.0)
+
+    def edit(**rule):
+        m = method.with_params(**rule)
+        source, target, options = m.edit_arguments(case, flow_editor, 0, inversion)
+        return np.asarray(flow_editor.edit(source, target, **options).images[1], dtype=np.float64)
+
+    plain, injected = edit(single=[]), edit()
+    assert np.abs(injected - plain).max() > 0
+    assert np.array_equal(edit(single=["20", "37"]), plain)  # Flux's blocks: none here
+    kept = edit(single=["all"], end_step=None)
+    source = np.asarray(case.image(), dtype=np.float64)
+    assert np.abs(kept - source).mean() < np.abs(plain - source).mean()
+
+
+def test_report_runs_the_flow_rows_end_to_end(tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["pocket", "--model", "pocket-flow", "--out", str(out), "--n", "2", "--steps", "4", "--workers", "1"]
+    assert main([*argv, "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    head, *lines = text.splitlines()
+    assert head.startswith("pocket-bench: 2 cases, model pocket-flow, 4 steps, guidance 2 (inverting methods)")
+    rows = load_sweep(out / "sweep-pocket-flow")
+    assert len(rows) == 2 * len(NAMES) and {r["method"] for r in rows} == set(NAMES)
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows if r["status"] != "ok"]
+    for r in rows:
+        for key, *_ in COLUMNS:
+            assert math.isfinite(float(r[key])), (r["method"], key, r[key])
+        spec = json.loads(r["spec"])
+        assert spec["steps"] == 4
+    assert {json.loads(r["spec"])["model"] for r in rows} == {"pocket-flow"}
+    # the methods differ: on each case no two methods give the same picture
+    for case in {r["case_id"] for r in rows}:
+        images = [Image.open(out / "sweep-pocket-flow" / r["image"]).tobytes() for r in rows if r["case_id"] == case]
+        assert len(set(images)) == len(NAMES)
+    # the table: a row per method with its 2 rows and numbers, then each method's settings
+    table = [line for line in lines if line.startswith("| ")]
+    for name in NAMES:
+        (line,) = [t for t in table if t.startswith(f"| {name} |")]
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[1] == "2" and all(c != "-" for c in cells[2:])
+    assert "- FlowEdit: flowedit, steps 4, n_max 3, source_guidance 1.5, target_guidance 5.5" in lines
+    assert "- P2P joint (fireflow): fireflow inversion, steps 4, guidance 2, P2P auto, cross 0.8, self 0.4" in lines
+    # rerun: resumed, nothing computed again, the same table
+    assert main([*argv, "--no-progress"]) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert "this run: 0 rows" in again[0] and again[1:] == lines
