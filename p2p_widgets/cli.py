@@ -179,6 +179,7 @@ def _edit_input_problem(args: argparse.Namespace, out: Path) -> str | None:
 
 
 BUILT_IN_MODELS = ("pocket", "pocket-flow")
+MODEL_HELP = "'pocket' (default) or 'pocket-flow' (both offline), or a checkpoint folder / hub id"
 
 
 def _model_problem(model: str) -> str | None:
@@ -469,7 +470,7 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=("null-text", "negative-prompt", "ddim"),
         help="how --image is inverted (default: %(default)s)",
     )
-    edit.add_argument("--model", default="pocket", help="'pocket' (default, offline) or an SD checkpoint folder/id")
+    edit.add_argument("--model", default="pocket", help=MODEL_HELP)
     edit.add_argument("--out", default="p2p-out", help="output folder (default: %(default)s)")
     edit.set_defaults(func=_edit)
 
@@ -510,7 +511,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--backend", choices=("local", "ray"), default="local")
     sweep.add_argument("--workers", type=int, default=1, help="worker processes or Ray actors (default: 1)")
     sweep.add_argument("--address", metavar="ADDR", help="a running Ray cluster (host:port, ray://host:port, auto)")
-    sweep.add_argument("--model", default="pocket", help="'pocket' (default, offline) or an SD checkpoint folder/id")
+    sweep.add_argument("--model", default="pocket", help=MODEL_HELP)
     sweep.add_argument(
         "--metrics",
         default="none",

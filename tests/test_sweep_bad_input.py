@@ -394,3 +394,12 @@ def test_ctrl_c_on_the_command_line_prints_one_line_and_keeps_the_rows(bench, tm
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert f"stopped; {kept} row" in err and "rerun to resume" in err, err
     assert process.returncode != 0 and 0 < kept < 8
+
+
+@pytest.mark.parametrize("model", [123, "", "weights.ckpt"])
+def test_a_bad_model_is_named_with_every_built_in_model(bench, tmp_path, model):
+    """The message lists the embedded models the sweep accepts: "pocket-flow" was accepted but not named."""
+    with pytest.raises(P2PError, match="'pocket' or 'pocket-flow'") as caught:
+        run_sweep(bench, [GENERATED], None, [0], tmp_path / "sweep", model=model, progress=False)
+    assert repr(model) in str(caught.value)
+    assert not (tmp_path / "sweep").exists()

@@ -297,6 +297,9 @@ def _check_device(device, local: bool) -> None:
         raise P2PError(f"device {device!r}: MPS is not available on this machine")
 
 
+EMBEDDED_MODELS = ("pocket", "pocket-flow")  # the models load_pipeline builds offline, by name
+
+
 def _check_run_options(backend, workers, address, metrics, model, device=None, threads=None) -> None:
     check_backend(backend, workers, address)
     if threads is not None and (not is_int(threads) or threads < 1):
@@ -310,10 +313,11 @@ def _check_run_options(backend, workers, address, metrics, model, device=None, t
         if address is not None:
             probe_address(address)  # before any row is written
     _check_metrics(metrics)
+    embedded = " or ".join(map(repr, EMBEDDED_MODELS))
     if not isinstance(model, str) or not model:
-        raise P2PError(f"model must be 'pocket' or a diffusers folder / hub id, got {model!r}")
-    if model != "pocket" and not Path(model).is_dir() and Path(model).suffix:
-        raise P2PError(f"model {model!r} is neither 'pocket' nor a diffusers folder")
+        raise P2PError(f"model must be {embedded} or a diffusers folder / hub id, got {model!r}")
+    if model not in EMBEDDED_MODELS and not Path(model).is_dir() and Path(model).suffix:
+        raise P2PError(f"model {model!r} is neither {embedded} nor a diffusers folder")
 
 
 def run_sweep(
@@ -344,7 +348,7 @@ def run_sweep(
     - ``grid``: ``{parameter: [values]}`` (or its JSON text); ``seed`` there replaces ``seeds``;
     - ``seeds``: the seeds of every (case, method, setting); default ``[0]``;
     - ``out``: the sweep folder;
-    - ``model``: ``"pocket"`` or a diffusers folder / hub id;
+    - ``model``: ``"pocket"``, ``"pocket-flow"`` or a diffusers folder / hub id;
     - ``backend``: ``"local"`` (``workers > 1``: spawned processes) or ``"ray"`` (``address``: a
       running cluster's; default: the current connection or a local cluster);
     - ``metrics``: ``None`` (no scores), ``"random"`` (random-weight metric models: plumbing tests),
