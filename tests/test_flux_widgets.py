@@ -162,7 +162,7 @@ def test_studio_on_flux_starts_from_the_model_defaults_and_shows_t5_tokens(studi
     assert p.methods[1]["label"] == "K/V injection (Stable Flow, RF-Solver-Edit)"
     rows = studio.aligner.source_tokens
     assert [r["special"] for r in rows] == [""] * 14 + ["eos"]  # no BOS on T5's prompts
-    assert rows[0] == {"pos": 0, "text": "a", "word": 0, "word_text": "a", "special": ""}
+    assert rows[0] == {"pos": 0, "text": "a", "word": 0, "word_text": "a", "special": "", "segment": ""}
     assert studio.aligner.links == [[i, i, 1.0] for i in range(15)]  # a word swap: red -> green in place
     expected = [int(t) for t in flux._scheduler(4, None).timesteps]
     assert studio.timeline.timesteps == expected and expected[0] == 1000

@@ -346,3 +346,96 @@ describe("aligner view: toolbar and lifecycle", () => {
     expect(el.children).toHaveLength(0);
   });
 });
+
+// an SD3 prompt as Python's token_rows() sends it: CLIP's tokens from 0 (BOS .. EOS), T5's from 77
+// (no BOS), each row naming its segment
+function sd3Rows(words) {
+  const clip = rows(words).map((t) => ({ ...t, segment: "CLIP" }));
+  const t5 = rows(words)
+    .slice(1)
+    .map((t, k) => ({ ...t, pos: 77 + k, text: t.special === "eos" ? "</s>" : t.text, segment: "T5" }));
+  return [...clip, ...t5];
+}
+
+describe("aligner view: token segments (SD3)", () => {
+  const SD3 = {
+    source: "a red cat",
+    target: "a blue cat",
+    source_tokens: sd3Rows(["a", "red", "cat"]), // CLIP: BOS a red cat EOS = 0..4; T5: a red cat </s> = 77..80
+    target_tokens: sd3Rows(["a", "blue", "cat"]),
+    links: [[0, 0, 1], [1, 1, 1], [2, 2, 1], [3, 3, 1], [4, 4, 1], [77, 77, 1], [78, 78, 1], [79, 79, 1], [80, 80, 1]],
+  };
+  const rowOf = (el, side, segment) => el.querySelector(`.p2p-aligner__row[data-side="${side}"][data-segment="${segment}"]`);
+  const texts = (row) => [...row.querySelectorAll(".p2p-aligner__chip")].map((c) => c.textContent);
+
+  it("shows a labelled pair of rows per segment, each holding its own tokens", async () => {
+    const { el } = await mount(SD3);
+    const pairs = [...el.querySelectorAll(".p2p-aligner__pair")];
+    expect(pairs.map((p) => p.dataset.segment)).toEqual(["CLIP", "T5"]);
+    expect(texts(rowOf(el, "source", "CLIP"))).toEqual(["a", "red", "cat"]);
+    expect(texts(rowOf(el, "target", "T5"))).toEqual(["a", "blue", "cat"]);
+    expect(rowOf(el, "source", "T5").querySelector(".p2p-aligner__rowlabel").textContent).toBe("sourceT5");
+    expect(rowOf(el, "source", "T5").getAttribute("aria-label")).toBe("source tokens, T5");
+    expect(chip(el, "source", 78).getAttribute("aria-label")).toBe('source token red (T5), position 78, linked');
+    expect(el.querySelector(".p2p-aligner__segmenthelp").hidden).toBe(false);
+    expect(el.querySelector(".p2p-aligner__segmenthelp").textContent).toMatch(/CLIP and T5 tokens, a pair of rows each/);
+    // one heat map per segment, its cells at the positions over the whole prompt
+    const heats = [...el.querySelectorAll(".p2p-aligner__heat")];
+    expect(heats.map((h) => h.querySelector("caption").textContent)).toEqual([
+      "M, CLIP tokens: source tokens (rows) feed target tokens (columns)",
+      "M, T5 tokens: source tokens (rows) feed target tokens (columns)",
+    ]);
+    expect(heats[1].querySelector('td[data-i="78"][data-j="78"]').textContent).toBe("1");
+    expect(heats[0].querySelectorAll("td")).toHaveLength(3 * 3);
+  });
+
+  it("links within a segment and refuses a link across segments, saying why", async () => {
+    const { el, model } = await mount({ ...SD3, links: [] });
+    chip(el, "source", 2).click(); // CLIP "red"
+    chip(el, "target", 78).click(); // T5 "blue": another segment
+    expect(model.saves).toBe(0);
+    expect(live(el)).toMatch(/"red" \(CLIP\) links to target tokens of CLIP only/);
+    expect(chip(el, "source", 2).getAttribute("aria-pressed")).toBe("true"); // still picked
+    chip(el, "target", 2).click(); // CLIP "blue"
+    expect(model.get("links")).toEqual([[2, 2, 1]]);
+    chip(el, "target", 78).click(); // T5 blue, then T5 red
+    chip(el, "source", 78).click();
+    expect(model.get("links")).toEqual([[2, 2, 1], [78, 78, 1]]);
+    expect(live(el)).toMatch(/linked "red" \(T5\) to "blue" \(T5\)/);
+    const items = [...el.querySelectorAll(".p2p-aligner__item")].map((r) => r.textContent);
+    expect(items[1]).toMatch(/^red \(T5\)→blue \(T5\)/);
+  });
+
+  it("a drop on another segment's chip links nothing", async () => {
+    const { el, model } = await mount({ ...SD3, links: [] });
+    pointer(chip(el, "source", 78), "pointerdown", 10, 10);
+    pointer(chip(el, "source", 78), "pointermove", 40, 60);
+    pointer(chip(el, "target", 2), "pointermove", 40, 60);
+    pointer(chip(el, "target", 2), "pointerup", 40, 60);
+    expect(model.saves).toBe(0);
+    expect(live(el)).toMatch(/not linked: "red" \(T5\) and "blue" \(CLIP\) are in different token segments/);
+  });
+
+  it("Down and Up walk the rows top to bottom: CLIP source, CLIP target, T5 source, T5 target", async () => {
+    const { el } = await mount(SD3);
+    chip(el, "source", 1).focus();
+    key(chip(el, "source", 1), "ArrowDown");
+    expect(document.activeElement.dataset).toMatchObject({ side: "target", segment: "CLIP" });
+    key(document.activeElement, "ArrowDown");
+    expect(document.activeElement.dataset).toMatchObject({ side: "source", segment: "T5", pos: "77" });
+    key(document.activeElement, "ArrowRight");
+    expect(document.activeElement.dataset.pos).toBe("78");
+    key(document.activeElement, "ArrowUp");
+    expect(document.activeElement.dataset).toMatchObject({ side: "target", segment: "CLIP" });
+    // one tab stop per row
+    expect([...el.querySelectorAll('.p2p-aligner__chip[tabindex="0"]')]).toHaveLength(4);
+  });
+
+  it("a prompt of one segment keeps one unlabelled pair and no segment help", async () => {
+    const { el } = await mount();
+    expect([...el.querySelectorAll(".p2p-aligner__pair")].map((p) => p.dataset.segment)).toEqual([""]);
+    expect(el.querySelector(".p2p-aligner__rowsegment")).toBeNull();
+    expect(el.querySelector(".p2p-aligner__segmenthelp").hidden).toBe(true);
+    expect(el.querySelectorAll(".p2p-aligner__heat")).toHaveLength(1);
+  });
+});

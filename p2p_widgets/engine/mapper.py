@@ -60,7 +60,7 @@ class Mapper:
             matrix[i, j] += w
         fed = matrix.abs().sum(0) > 0
         if include_special:
-            for i, j in _special_pairs(source, target):
+            for i, j in special_pairs(source, target):
                 if not fed[j]:
                     matrix[i, j] = 1.0
         return cls(source, target, matrix, _fed(matrix), "links")
@@ -136,6 +136,16 @@ def _prompts(source, target, tokenizer):
     return as_prompt(source, tokenizer), as_prompt(target, tokenizer)
 
 
+def special_pairs(source: Prompt, target: Prompt):
+    """The pairs a mapper made from links feeds by itself: :func:`_special_pairs`, in every segment
+    of a prompt over several (SD3's CLIP and T5: :func:`~p2p_widgets.engine.segments.special_pairs`)."""
+    if source.segments or target.segments:
+        from .segments import special_pairs as segment_pairs
+
+        return segment_pairs(source, target)
+    return _special_pairs(source, target)
+
+
 def _special_pairs(source: Prompt, target: Prompt):
     """BOS -> BOS (where the prompts have one: T5's have not), EOS -> EOS, and padding -> padding
     with the length offset kept."""
@@ -159,6 +169,10 @@ def align(source, target, tokenizer=None, kind: str = "auto", compat: str = "pro
         raise P2PError(f"kind must be 'auto', 'replace' or 'refine', got {kind!r}")
     check_compat(compat)
     source, target = _prompts(source, target, tokenizer)
+    if source.segments or target.segments:  # SD3: each segment aligned with its own tokens
+        from .segments import align_joined
+
+        return align_joined(source, target, kind, compat)
     ops = _word_opcodes(source, target)
     if kind == "auto":
         kind = "replace" if all(op in ("equal", "replace") for op, *_ in ops) else "refine"

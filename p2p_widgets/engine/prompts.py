@@ -32,6 +32,7 @@ class Prompt:
     max_length: int = 77
     # a prompt over several token segments (engine/segments.py): (offset, Prompt or None) each
     segments: tuple = ()
+    segment_names: tuple = ()  # what each segment is, for display (SD3: "CLIP", "T5")
 
     @classmethod
     def from_text(cls, text: str, tokenizer) -> Prompt:
@@ -72,6 +73,28 @@ class Prompt:
     def eos_position(self) -> int:
         return len(self.ids) - 1
 
+    @property
+    def parts(self) -> tuple:
+        """``(offset, name, Prompt)`` of each run of tokens: the segments that hold tokens (SD3:
+        CLIP's at 0, T5's after CLIP's 77 positions; not a padding-only one), or the prompt itself
+        at 0, named ''. A position belongs to one part; mappers align each part with its own."""
+        if not self.segments:
+            return ((0, "", self),)
+        names = self.segment_names or ("",) * len(self.segments)
+        return tuple((o, name, p) for (o, p), name in zip(self.segments, names) if p is not None)
+
+    @property
+    def token_positions(self) -> tuple[int, ...]:
+        """The positions holding a token of the text (BOS and EOS included), not padding."""
+        return tuple(o + k for o, _, part in self.parts for k in range(part.n_tokens))
+
+    def part_of(self, position: int):
+        """The ``(offset, name, Prompt)`` of :attr:`parts` holding token ``position``, or None (padding)."""
+        for offset, name, part in self.parts:
+            if offset <= position < offset + part.n_tokens:
+                return offset, name, part
+        return None
+
     def find(self, word: str | int) -> list[Word]:
         """Every occurrence of ``word`` (text) or the word at position ``word`` (int)."""
         if isinstance(word, bool) or not isinstance(word, (str, int)):
@@ -103,6 +126,21 @@ class Prompt:
 
 def _normalise(text: str) -> str:
     return text.strip(string.punctuation).lower()
+
+
+def prompt_maker(source=None):
+    """``text -> Prompt`` as a model reads its text: ``source`` is an Editor or a model backend (its
+    ``prompt``: SD3's runs over CLIP's then T5's token segments), a tokenizer (one segment,
+    :meth:`Prompt.from_text`), or None (the bundled CLIP tokenizer). The widgets make their prompts
+    with it, so that they show and align the tokens the model attends to."""
+    if source is None:
+        from .tokenizer import load_tokenizer
+
+        source = load_tokenizer()
+    prompt = getattr(source, "prompt", None)
+    if callable(prompt):
+        return prompt
+    return lambda text: Prompt.from_text(text, source)
 
 
 def as_prompt(prompt, tokenizer) -> Prompt:

@@ -14,13 +14,15 @@ import dataclasses
 
 import torch
 
-from .mapper import Mapper, align
+from ..errors import P2PError
+from .mapper import Mapper, _special_pairs, align
 from .prompts import Prompt, Word
 
 
-def joined(segments: list[Prompt | None], lengths: list[int], pad: str = "<pad>") -> Prompt:
+def joined(segments: list[Prompt | None], lengths: list[int], pad: str = "<pad>", names=()) -> Prompt:
     """One prompt over ``segments`` of ``lengths`` positions (None: a segment of padding only,
-    e.g. SD3's zeros where the pipeline has no T5); the parts are kept in ``segments``."""
+    e.g. SD3's zeros where the pipeline has no T5); the parts are kept in ``segments``, what each
+    is in ``segment_names`` (``names``: SD3's "CLIP", "T5"; the widgets label their rows so)."""
     ids, tokens, offsets, offset = [], [], [], 0
     for part, length in zip(segments, lengths):
         offsets.append(offset)
@@ -37,12 +39,13 @@ def joined(segments: list[Prompt | None], lengths: list[int], pad: str = "<pad>"
         )
         words.append(Word(word.text, k, positions))
     parts = tuple((o, p) for o, p in zip(offsets, segments))
-    return Prompt(first.text, tuple(ids), tuple(tokens), tuple(words), offset, parts)
+    return Prompt(first.text, tuple(ids), tuple(tokens), tuple(words), offset, parts, tuple(names))
 
 
 def align_joined(source: Prompt, target: Prompt, kind: str = "auto", compat: str = "project") -> Mapper:
     """Each segment aligned with its own tokens (the first segment decides ``kind`` for all), joined
     block-diagonally; a padding-only segment maps to itself."""
+    check_segments(source, target)
     length = source.max_length
     matrix, aligned = torch.zeros(length, length), torch.ones(length)
     bounds = [o for o, _ in source.segments] + [length]
@@ -59,3 +62,25 @@ def align_joined(source: Prompt, target: Prompt, kind: str = "auto", compat: str
     return dataclasses.replace(
         Mapper(source, target, matrix, aligned, kind), kind=kind if kind in ("replace", "refine") else "links"
     )
+
+
+def check_segments(source: Prompt, target: Prompt) -> None:
+    """A P2PError unless the two prompts run over the same segments (the same model's prompts)."""
+    layout = [([o for o, _ in p.segments], p.max_length) for p in (source, target)]
+    if layout[0] != layout[1]:
+        raise P2PError(
+            f"the source and target prompts run over different token segments ({layout[0]} vs {layout[1]}): "
+            "make both with the same model's prompt()"
+        )
+
+
+def special_pairs(source: Prompt, target: Prompt):
+    """The (source, target) positions a mapper made from links feeds by itself, segment by segment:
+    each segment's BOS, EOS and padding as one prompt's (a padding-only segment to itself)."""
+    check_segments(source, target)
+    bounds = [o for o, _ in source.segments] + [source.max_length]
+    for n, ((offset, src), (_, tgt)) in enumerate(zip(source.segments, target.segments)):
+        if src is None or tgt is None:
+            yield from ((p, p) for p in range(offset, bounds[n + 1]))
+        else:
+            yield from ((offset + i, offset + j) for i, j in _special_pairs(src, tgt))

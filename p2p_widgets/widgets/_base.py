@@ -241,19 +241,25 @@ class PromptCache:
     tokenizing again each time would cost a tokenizer call per keystroke."""
 
     def __init__(self, tokenizer=None, size: int = 32):
+        from ..engine.prompts import prompt_maker
+
         if tokenizer is None:
             from ..engine.tokenizer import load_tokenizer
 
             tokenizer = load_tokenizer()
+        # a tokenizer, or the model (an Editor or its backend) whose prompts may span token segments
         self.tokenizer, self.size = tokenizer, size
+        self._make = prompt_maker(tokenizer)
         self._prompts: dict = {}
 
     def __call__(self, text: str):
-        from ..engine.prompts import Prompt
+        if not isinstance(text, str):  # a model's prompt() would hand a Prompt back unchecked
+            from ..errors import P2PError
 
+            raise P2PError(f"a prompt must be a string, got {type(text).__name__}")
         prompt = self._prompts.get(text)
         if prompt is None:
-            prompt = Prompt.from_text(text, self.tokenizer)  # raises a P2PError naming the problem
+            prompt = self._make(text)  # raises a P2PError naming the problem
             if len(self._prompts) >= self.size:
                 self._prompts.pop(next(iter(self._prompts)))
             self._prompts[text] = prompt

@@ -16,6 +16,13 @@ Links are ``[source position, target position, weight]`` over the real tokens of
 EOS -> EOS and padding -> padding wherever no link feeds those target positions
 (:meth:`p2p_widgets.engine.mapper.Mapper.from_links`). Target tokens that no link feeds are new tokens:
 they keep their own attention.
+
+Given a model (``tokenizer=editor`` or its backend, as the Studio does) the aligner shows the
+tokens that model attends to. An SD3 prompt runs over two token segments, CLIP's 77 positions then
+T5's (:mod:`p2p_widgets.engine.segments`); each segment gets its own labelled pair of rows
+(``segment`` in the token rows: "CLIP", "T5"), positions count over both, and a link stays within
+one segment: the mapper aligns each segment with its own tokens, so a link from a CLIP token to a
+T5 one is refused.
 """
 
 from __future__ import annotations
@@ -40,24 +47,34 @@ MAX_WEIGHT = 10.0
 def token_rows(prompt: Prompt) -> list[dict]:
     """The prompt's tokens as plain data for the front end.
 
-    One dict per real token (BOS .. EOS; T5's prompts, Flux's text, have no BOS): ``pos`` (token
-    position), ``text`` (the token decoded alone), ``word`` (word index, -1 for BOS/EOS),
-    ``word_text`` and ``special`` ("bos", "eos" or "")."""
+    One dict per real token (BOS .. EOS; T5's prompts, Flux's text, have no BOS) of each token
+    segment in turn (SD3: CLIP's, then T5's; padding left out): ``pos`` (token position over the
+    whole prompt), ``text`` (the token decoded alone), ``word`` (word index, -1 for BOS/EOS),
+    ``word_text``, ``special`` ("bos", "eos" or "") and ``segment`` (the segment's name, "" for a
+    prompt of one segment)."""
     word_of = {p: w for w in prompt.words for p in w.positions}
     rows = []
-    for pos, text in enumerate(prompt.tokens):
-        word = word_of.get(pos)
-        special = "bos" if pos == 0 and prompt.has_bos else "eos" if pos == prompt.eos_position else ""
-        rows.append(
-            {
-                "pos": pos,
-                "text": text,
-                "word": word.index if word is not None and not special else -1,
-                "word_text": word.text if word is not None and not special else "",
-                "special": special,
-            }
-        )
+    for offset, name, part in prompt.parts:
+        for local, text in enumerate(part.tokens):
+            pos = offset + local
+            word = word_of.get(pos)
+            special = "bos" if local == 0 and part.has_bos else "eos" if local == part.eos_position else ""
+            rows.append(
+                {
+                    "pos": pos,
+                    "text": text,
+                    "word": word.index if word is not None and not special else -1,
+                    "word_text": word.text if word is not None and not special else "",
+                    "special": special,
+                    "segment": name,
+                }
+            )
     return rows
+
+
+def _token_range(prompt: Prompt) -> str:
+    """The positions a link may use, in words: "0..7", or per segment "CLIP 0..7, T5 77..83"."""
+    return ", ".join(f"{name} {o}..{o + p.n_tokens - 1}".strip() for o, name, p in prompt.parts)
 
 
 def _same_links(a: list, b: list, tol: float = 1e-6) -> bool:
@@ -65,15 +82,21 @@ def _same_links(a: list, b: list, tol: float = 1e-6) -> bool:
 
 
 def _position_map(old: Prompt, new: Prompt) -> dict[int, int]:
-    """Old token position -> new position for tokens that survive an edit of the prompt text."""
-    matcher = difflib.SequenceMatcher(a=old.ids, b=new.ids, autojunk=False)
+    """Old token position -> new position for tokens that survive an edit of the prompt text
+    (segment by segment: a token stays in its segment)."""
     mapping = {}
-    for op, a0, a1, b0, b1 in matcher.get_opcodes():
-        if op == "equal":
-            mapping.update(zip(range(a0, a1), range(b0, b1)))
-    if old.has_bos and new.has_bos:
-        mapping[0] = 0  # BOS stays BOS, EOS stays EOS whatever the text between them
-    mapping[old.eos_position] = new.eos_position
+    new_parts = {name: (offset, part) for offset, name, part in new.parts}
+    for a_off, name, a in old.parts:
+        if name not in new_parts:
+            continue
+        b_off, b = new_parts[name]
+        matcher = difflib.SequenceMatcher(a=a.ids, b=b.ids, autojunk=False)
+        for op, a0, a1, b0, b1 in matcher.get_opcodes():
+            if op == "equal":
+                mapping.update(zip(range(a_off + a0, a_off + a1), range(b_off + b0, b_off + b1)))
+        if a.has_bos and b.has_bos:
+            mapping[a_off] = b_off  # BOS stays BOS, EOS stays EOS whatever the text between them
+        mapping[a_off + a.eos_position] = b_off + b.eos_position
     return mapping
 
 
@@ -85,7 +108,8 @@ class TokenAligner(P2PWidget):
     source, target:
         The prompts (text). Editable later from Python or in the widget.
     tokenizer:
-        The CLIP tokenizer (default: :func:`p2p_widgets.engine.tokenizer.load_tokenizer`).
+        The CLIP tokenizer (default: :func:`p2p_widgets.engine.tokenizer.load_tokenizer`), another
+        tokenizer, or the model whose tokens to show: an Editor or its backend (SD3: both segments).
     kind:
         How :meth:`auto_align` fills the links: ``"auto"``, ``"replace"`` or ``"refine"``. The
         links start as ``auto_align(kind)`` unless ``links`` is given.
@@ -178,19 +202,29 @@ class TokenAligner(P2PWidget):
     def _validated_links(self, value) -> list:
         if not isinstance(value, (list, tuple)):
             raise traitlets.TraitError(f"links must be a list of [source, target, weight], got {type(value).__name__}")
-        n_src, n_tgt = self.source_prompt.n_tokens, self.target_prompt.n_tokens
+        src, tgt = self.source_prompt, self.target_prompt
         out, seen = [], set()
         for k, link in enumerate(value):
             if not isinstance(link, (list, tuple)) or len(link) != 3:
                 raise traitlets.TraitError(f"link {k} must be [source, target, weight], got {link!r}")
             i, j, w = link
-            for name, v, n, prompt in (("source", i, n_src, self.source), ("target", j, n_tgt, self.target)):
+            parts = []
+            for name, v, prompt in (("source", i, src), ("target", j, tgt)):
                 if not is_int(v):
                     raise traitlets.TraitError(f"link {k}: {name} position must be an integer, got {v!r}")
-                if not 0 <= v < n:
+                part = prompt.part_of(int(v))
+                if part is None:
                     raise traitlets.TraitError(
-                        f"link {k}: {name} position {v} is out of range: {prompt!r} has tokens 0..{n - 1}"
+                        f"link {k}: {name} position {v} is out of range: {prompt.text!r} has tokens "
+                        f"{_token_range(prompt)}"
                     )
+                parts.append(part)
+            if parts[0][0] != parts[1][0]:
+                a, b = (name or f"segment-at-{offset}" for offset, name, _ in parts)
+                raise traitlets.TraitError(
+                    f"link {k}: source {i} is a {a} token but target {j} a {b} one: a link stays within one "
+                    f"segment (the mapper aligns each segment's tokens with its own)"
+                )
             if isinstance(w, bool) or not isinstance(w, (int, float)):
                 raise traitlets.TraitError(f"link {k}: weight must be a number, got {w!r}")
             w = float(w)
@@ -233,8 +267,9 @@ class TokenAligner(P2PWidget):
         if kind not in KINDS:
             raise P2PError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         src, tgt = self.source_prompt, self.target_prompt
-        mapper = align(src, tgt, self._tokenizer, kind)
-        links = [[i, j, w] for i, j, w in mapper.links if i < src.n_tokens and j < tgt.n_tokens]
+        mapper = align(src, tgt, self._tokenizer, kind)  # segment by segment where the prompts have several
+        real_src, real_tgt = set(src.token_positions), set(tgt.token_positions)
+        links = [[i, j, w] for i, j, w in mapper.links if i in real_src and j in real_tgt]
         self.links = links
         self._auto_links = [list(x) for x in self.links]
 

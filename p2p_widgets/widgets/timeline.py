@@ -27,7 +27,7 @@ from typing import Any
 import traitlets
 
 from ..engine.models.unet import ddim_scheduler
-from ..engine.prompts import Prompt
+from ..engine.prompts import Prompt, prompt_maker
 from ..engine.rules import Combine, EditRule
 from ..engine.schedule import AlphaSchedule
 from ..errors import MessageError, P2PError, is_int
@@ -101,7 +101,8 @@ class AlphaTimeline(P2PWidget):
         from 0.2).
     tokenizer:
         The tokenizer of the model's prompts (default: the bundled CLIP tokenizer,
-        :func:`p2p_widgets.engine.tokenizer.load_tokenizer`; on Flux the model's T5 tokenizer).
+        :func:`p2p_widgets.engine.tokenizer.load_tokenizer`; on Flux the model's T5 tokenizer), or
+        the model itself (an Editor or its backend: its ``prompt``).
     timesteps:
         The run's timesteps as the model sets them (instead of reading ``scheduler``'s): what the
         Studio gives for models whose schedule depends on the image size (SD3, Flux).
@@ -134,11 +135,8 @@ class AlphaTimeline(P2PWidget):
         timesteps=None,
         **kwargs: Any,
     ):
-        if tokenizer is None:
-            from ..engine.tokenizer import load_tokenizer
-
-            tokenizer = load_tokenizer()
         self._tokenizer = tokenizer
+        self._make_prompt = prompt_maker(tokenizer)
         self._steps = steps
         if timesteps is None:
             timesteps = scheduler_timesteps(scheduler, steps)
@@ -170,7 +168,7 @@ class AlphaTimeline(P2PWidget):
     # -- target prompt ---------------------------------------------------------------------------
 
     def _target_prompt(self, text: str | None = None) -> Prompt:
-        return Prompt.from_text(self.target if text is None else text, self._tokenizer)
+        return self._make_prompt(self.target if text is None else text)
 
     @staticmethod
     def _word_list(prompt: Prompt) -> list[str]:

@@ -1,23 +1,25 @@
-// The two rows of token chips: drawing them (grouped by word, roving tabindex), their link state
-// (pressed, linked, new, accessible names), focus moves, and pick-then-place.
+// The rows of token chips, a source and a target row per token segment: drawing them (grouped by
+// word, roving tabindex per row), their link state (pressed, linked, new, accessible names), focus
+// moves, and pick-then-place (within one segment).
 import { chipLabel, formatWeight, groupWords, visibleTokens } from "../../lib/alignment.js";
-import { SIDES } from "./layout.js";
-import { other } from "./view.js";
+import { SIDES, segmentPair } from "./layout.js";
+import { other, rowKey } from "./view.js";
 
 /** @typedef {import("./view.js").AlignerView} AlignerView */
 
 function chipNode(v, side, t) {
+  const segment = t.segment || "";
   const chip = v.el("button", {
     class: "p2p-aligner__chip p2p-focusable",
     text: chipLabel(t),
     type: "button",
-    dataset: { side, pos: t.pos },
+    dataset: { side, pos: t.pos, segment },
   });
   if (t.special) {
     chip.classList.add("p2p-aligner__chip--special");
     chip.title = t.text;
   }
-  chip.tabIndex = t.pos === v.active[side] ? 0 : -1;
+  chip.tabIndex = t.pos === v.active[rowKey(side, segment)] ? 0 : -1;
   chip.setAttribute("aria-describedby", v.help.id);
   return chip;
 }
@@ -36,16 +38,39 @@ function wordNode(v, side, group) {
   return wrap;
 }
 
-function renderRow(v, side) {
-  const box = v.chipBoxes[side];
+function renderRow(v, side, segment) {
+  const box = v.rows.boxes[rowKey(side, segment)];
   box.replaceChildren();
-  const shown = visibleTokens(v.tokens(side), v.showSpecial());
-  if (!shown.some((t) => t.pos === v.active[side])) v.active[side] = shown.length ? shown[0].pos : null;
+  const key = rowKey(side, segment);
+  const shown = visibleTokens(v.tokens(side, segment), v.showSpecial());
+  if (!shown.some((t) => t.pos === v.active[key])) v.active[key] = shown.length ? shown[0].pos : null;
   for (const group of groupWords(shown)) box.append(wordNode(v, side, group));
   if (!shown.length) box.append(v.el("span", { class: "p2p-aligner__none", text: "(no tokens)" }));
 }
 
-/** Redraw both rows of chips; a focused chip keeps the focus, a pick of a hidden chip is dropped. */
+/** A pair of rows per token segment (rebuilt only when the segments change). */
+function ensureRows(v) {
+  const segments = v.segments();
+  if (JSON.stringify(segments) === JSON.stringify(v.rows.segments)) return;
+  for (const pair of v.stage.querySelectorAll(".p2p-aligner__pair")) pair.remove();
+  const boxes = {};
+  for (const segment of segments) {
+    const { pair, chipBoxes } = segmentPair(v.el, segment);
+    for (const side of SIDES) boxes[rowKey(side, segment)] = chipBoxes[side];
+    v.stage.append(pair);
+  }
+  v.rows = { segments, boxes };
+  v.stage.dataset.segments = String(segments.length);
+  const named = segments.filter(Boolean);
+  v.segmentHelp.hidden = named.length < 2;
+  v.segmentHelp.textContent =
+    named.length < 2
+      ? ""
+      : `This model reads the prompt as ${named.join(" and ")} tokens, a pair of rows each: link tokens within ` +
+        "one pair (the mapper aligns each segment with its own tokens).";
+}
+
+/** Redraw every row of chips; a focused chip keeps the focus, a pick of a hidden chip is dropped. */
 export function renderChips(v) {
   const active = v.doc.activeElement;
   const focused = active && v.root.contains(active) ? active : null;
@@ -53,7 +78,8 @@ export function renderChips(v) {
     focused && focused.classList.contains("p2p-aligner__chip")
       ? { side: focused.dataset.side, pos: Number(focused.dataset.pos) }
       : null;
-  for (const side of SIDES) renderRow(v, side);
+  ensureRows(v);
+  for (const segment of v.rows.segments) for (const side of SIDES) renderRow(v, side, segment);
   if (v.picked && !v.chipOf(v.picked.side, v.picked.pos)) v.picked = null;
   if (refocus) {
     const chip = v.chipOf(refocus.side, refocus.pos);
@@ -94,7 +120,8 @@ export function renderLinkState(v) {
       } else {
         state = targetState(v, chip, t, fedBy.get(pos) || []);
       }
-      chip.setAttribute("aria-label", `${side} token ${t ? chipLabel(t) : pos}, position ${pos}, ${state}`);
+      const where = t && t.segment ? ` (${t.segment})` : "";
+      chip.setAttribute("aria-label", `${side} token ${t ? chipLabel(t) : pos}${where}, position ${pos}, ${state}`);
     }
   }
 }
@@ -103,14 +130,23 @@ export function renderLinkState(v) {
 export function focusChip(v, side, pos) {
   const chip = v.chipOf(side, pos);
   if (!chip) return;
-  for (const c of v.visibleChips(side)) c.tabIndex = -1;
+  const segment = chip.dataset.segment || "";
+  for (const c of v.visibleChips(side, segment)) c.tabIndex = -1;
   chip.tabIndex = 0;
-  v.active[side] = pos;
+  v.active[rowKey(side, segment)] = pos;
   chip.focus();
 }
 
 /** Click, Enter or Space on a chip: pick it, cancel the pick, or place the picked chip here. */
 export function activate(v, side, pos) {
+  if (v.picked && v.picked.side !== side && v.segmentOf(v.picked.side, v.picked.pos) !== v.segmentOf(side, pos)) {
+    // another segment's chip: the pick stays, to be placed on a chip of its own pair of rows
+    v.announcer.announce(
+      `${v.nameOf(v.picked.side, v.picked.pos)} links to ${other(v.picked.side)} tokens of ` +
+        `${v.segmentOf(v.picked.side, v.picked.pos)} only; choose one in its pair of rows, or Escape to cancel`
+    );
+    return;
+  }
   if (v.picked && v.picked.side !== side) {
     const from = v.picked;
     v.picked = null;

@@ -1,5 +1,5 @@
-// Pointer drag from a chip onto a chip of the other row links them; a ghost line follows the
-// pointer. A press that moves less than DRAG_THRESHOLD_PX is a click (the click handler picks).
+// Pointer drag from a chip onto a chip of the other row (of its token segment) links them; a ghost
+// line follows the pointer. A press that moves less than DRAG_THRESHOLD_PX is a click (the click handler picks).
 import { center } from "./lines.js";
 import { renderLinkState } from "./chips.js";
 
@@ -76,7 +76,8 @@ function drawGhost(v, ev) {
 function markDropTarget(v, ev) {
   const drag = v.drag;
   const over = dropChipAt(v, ev);
-  const valid = over && over.dataset.side !== drag.side ? over : null;
+  // a chip of the other row of the same token segment (SD3: CLIP's tokens link to CLIP's only)
+  const valid = over && over.dataset.side !== drag.side && over.dataset.segment === drag.chip.dataset.segment ? over : null;
   if (valid === drag.over) return;
   if (drag.over) drag.over.classList.remove("p2p-aligner__chip--drop");
   if (valid) valid.classList.add("p2p-aligner__chip--drop");
@@ -112,7 +113,7 @@ function onPointerUp(v, ev) {
   }, 0);
   if (over && over.dataset.side !== state.side) {
     v.picked = null;
-    v.link(state.side, state.pos, Number(over.dataset.pos));
+    v.link(state.side, state.pos, Number(over.dataset.pos)); // refused (and said) across segments
   } else {
     v.announcer.announce("dropped outside the other row: nothing linked");
   }

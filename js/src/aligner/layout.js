@@ -1,5 +1,6 @@
-// The aligner's fixed parts: toolbar (prompts, auto-align, BOS/EOS), help, the stage with the two
-// chip rows and the SVG layer of links, the links list and the heat map of M.
+// The aligner's fixed parts: toolbar (prompts, auto-align, BOS/EOS), help, the stage with the SVG
+// layer of links (and a pair of chip rows per token segment, built as the tokens come), the links
+// list and the heat maps of M.
 import { button, selectOf } from "../../lib/dom.js";
 
 export const SIDES = ["source", "target"];
@@ -34,23 +35,39 @@ function toolbar(el) {
   return { bar, inputs, kindSelect, autoButton, specialBox, specialText };
 }
 
-/** @param {import("../../lib/dom.js").Builder} el */
-function stage(el) {
+/**
+ * One token segment's pair of rows: its source tokens above its target tokens, the links between
+ * them drawn in the band between the two. A prompt of one segment (SD, Flux) has one pair; SD3's
+ * has one for CLIP's tokens and one for T5's, each row labelled with its segment.
+ * @param {import("../../lib/dom.js").Builder} el
+ * @param {string} segment  the segment's name ("" for a prompt of one segment)
+ */
+export function segmentPair(el, segment) {
   const chipBoxes = {};
   const rows = SIDES.map((side) => {
     chipBoxes[side] = el("div", { class: "p2p-aligner__chips" });
-    return el("div", { class: "p2p-aligner__row", dataset: { side }, role: "group", "aria-label": `${side} tokens` }, [
-      el("span", { class: "p2p-aligner__rowlabel", text: side }),
+    const label = el("span", { class: "p2p-aligner__rowlabel" }, [el.text(side)]);
+    if (segment) label.append(el("span", { class: "p2p-aligner__rowsegment", text: segment }));
+    const name = segment ? `${side} tokens, ${segment}` : `${side} tokens`;
+    return el("div", { class: "p2p-aligner__row", dataset: { side, segment }, role: "group", "aria-label": name }, [
+      label,
       chipBoxes[side],
     ]);
   });
+  const pair = el("div", { class: "p2p-aligner__pair", dataset: { segment } }, rows);
+  return { pair, chipBoxes };
+}
+
+/** @param {import("../../lib/dom.js").Builder} el */
+function stage(el) {
   const linkLayer = el.svg("g");
   const ghost = el.svg("line", { class: "p2p-aligner__ghost", visibility: "hidden" });
   const svg = el.svg("svg", { class: "p2p-aligner__links", "aria-hidden": "true" }, [linkLayer, ghost]);
-  const box = el("div", { class: "p2p-aligner__stage" }, [rows[0], svg, rows[1]]);
+  // the pairs of rows (one per token segment) come in after the links layer: chips.js builds them
+  const box = el("div", { class: "p2p-aligner__stage" }, [svg]);
   // the rows never wrap (see lines.js): a long prompt scrolls the stage sideways
   const scroller = el("div", { class: "p2p-aligner__scroller" }, [box]);
-  return { scroller, box, chipBoxes, svg, linkLayer, ghost };
+  return { scroller, box, svg, linkLayer, ghost };
 }
 
 /** @param {import("../../lib/dom.js").Builder} el */
@@ -61,12 +78,13 @@ function panels(el) {
     listBody,
   ]);
   const listEmpty = el("p", { class: "p2p-aligner__empty", text: "No links: every target token keeps its own attention." });
-  const heat = el("table", { class: "p2p-aligner__heat" });
+  // one heat map of M per token segment (M is block-diagonal over them), built by panels.js
+  const heatBox = el("div", { class: "p2p-aligner__heatbox" });
   const box = el("div", { class: "p2p-aligner__panels" }, [
     el("div", { class: "p2p-aligner__listbox" }, [list, listEmpty]),
-    el("div", { class: "p2p-aligner__heatbox" }, [heat]),
+    heatBox,
   ]);
-  return { box, list, listBody, listEmpty, heat };
+  return { box, list, listBody, listEmpty, heatBox };
 }
 
 /**
@@ -76,6 +94,8 @@ function panels(el) {
 export function layout(el, uid) {
   const tools = toolbar(el);
   const help = el("p", { class: "p2p-aligner__help", text: HELP, id: `${uid}-help` });
+  // shown where the prompts run over several token segments (SD3: CLIP's, then T5's)
+  const segmentHelp = el("p", { class: "p2p-aligner__help p2p-aligner__segmenthelp", hidden: true });
   const st = stage(el);
   const pn = panels(el);
   // says what a new link did to its source's other links (their weights shared out)
@@ -84,6 +104,7 @@ export function layout(el, uid) {
   const root = el("div", { class: "p2p-aligner p2p-root", "data-lm-suppress-shortcuts": "true" }, [
     tools.bar,
     help,
+    segmentHelp,
     st.scroller,
     notice,
     pn.box,
@@ -91,6 +112,7 @@ export function layout(el, uid) {
   return {
     root,
     help,
+    segmentHelp,
     inputs: tools.inputs,
     kindSelect: tools.kindSelect,
     autoButton: tools.autoButton,
@@ -99,13 +121,12 @@ export function layout(el, uid) {
     stage: st.box,
     scroller: st.scroller,
     notice,
-    chipBoxes: st.chipBoxes,
     svg: st.svg,
     linkLayer: st.linkLayer,
     ghost: st.ghost,
     list: pn.list,
     listBody: pn.listBody,
     listEmpty: pn.listEmpty,
-    heat: pn.heat,
+    heatBox: pn.heatBox,
   };
 }

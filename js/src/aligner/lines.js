@@ -3,7 +3,9 @@
 //
 // Why links never cross chips: each row of chips stays on one line (the rows do not wrap; a
 // long prompt scrolls the stage sideways, see aligner.css), so every source chip lies above the
-// band between the two rows and every target chip below it. A link is drawn as three pieces:
+// band between the two rows and every target chip below it. A prompt over several token segments
+// (SD3: CLIP's, then T5's) has a pair of rows per segment, one under the other; a link joins
+// tokens of one segment, so it stays in its own pair's band. A link is drawn as three pieces:
 // straight down from its source chip to the top of the band, across the band, and straight down
 // to its target chip. The vertical pieces stay inside their own chip's column (no other chip of a
 // one-line row shares it) and the diagonal stays inside the band, where no chip is, so no link
@@ -13,6 +15,7 @@
 // A link whose weight is not 1 carries its weight as a label on the band (text via textContent),
 // so that a split weight (a source feeding several targets) is visible where the link is.
 import { formatWeight } from "../../lib/alignment.js";
+import { rowKey } from "./view.js";
 
 /** @typedef {import("./view.js").AlignerView} AlignerView */
 
@@ -21,12 +24,16 @@ export function center(rect, base, edge) {
   return [rect.left + rect.width / 2 - base.left, (edge === "bottom" ? rect.bottom : rect.top) - base.top];
 }
 
-/** The band between the rows (stage coordinates): below every source chip, above every target chip. */
-function band(v, base) {
-  const bottoms = v.visibleChips("source").map((c) => c.getBoundingClientRect().bottom);
-  const tops = v.visibleChips("target").map((c) => c.getBoundingClientRect().top);
-  const src = v.chipBoxes.source.getBoundingClientRect();
-  const tgt = v.chipBoxes.target.getBoundingClientRect();
+/** The band between a segment's two rows (stage coordinates): below every source chip of the
+ * segment, above every target chip of it. Each segment's links stay in its own band. */
+function band(v, base, segment) {
+  const bottoms = v.visibleChips("source", segment).map((c) => c.getBoundingClientRect().bottom);
+  const tops = v.visibleChips("target", segment).map((c) => c.getBoundingClientRect().top);
+  const srcBox = v.rows.boxes[rowKey("source", segment)];
+  const tgtBox = v.rows.boxes[rowKey("target", segment)];
+  if (!srcBox || !tgtBox) return null;
+  const src = srcBox.getBoundingClientRect();
+  const tgt = tgtBox.getBoundingClientRect();
   const top = Math.max(src.bottom, ...bottoms) - base.top;
   const bottom = Math.min(tgt.top, ...tops) - base.top;
   return { top, bottom: Math.max(top, bottom) };
@@ -65,7 +72,7 @@ function weightLabel(v, pts, i, j, w) {
 function linkShapes(v, base, b, i, j, w) {
   const a = v.chipOf("source", i);
   const c = v.chipOf("target", j);
-  if (!a || !c) return [];
+  if (!a || !c || !b || a.dataset.segment !== c.dataset.segment) return [];
   const [x1, y1] = center(a.getBoundingClientRect(), base, "bottom");
   const [x2, y2] = center(c.getBoundingClientRect(), base, "top");
   const pts = linkPoints(x1, y1, x2, y2, b);
@@ -89,10 +96,10 @@ export function layoutLinks(v) {
   const base = v.stage.getBoundingClientRect();
   v.svg.setAttribute("width", String(Math.max(0, base.width)));
   v.svg.setAttribute("height", String(Math.max(0, base.height)));
-  const b = band(v, base);
+  const bands = new Map(v.rows.segments.map((segment) => [segment, band(v, base, segment)]));
   const labels = [];
   for (const [i, j, w] of v.links()) {
-    const shapes = linkShapes(v, base, b, i, j, w);
+    const shapes = linkShapes(v, base, bands.get(v.segmentOf("source", i)), i, j, w);
     if (shapes.length === 3) labels.push(shapes.pop());
     v.linkLayer.append(...shapes);
   }

@@ -1,12 +1,16 @@
 // The panels under the stage: the links list (editable weights, remove buttons) and the heat map
-// of M on the shown rows and columns.
+// of M on the shown rows and columns (one per token segment).
 import { chipLabel, formatWeight, heatColor, matrixFromLinks, visibleTokens } from "../../lib/alignment.js";
 
 /** @typedef {import("./view.js").AlignerView} AlignerView */
 
 function linkRow(v, i, j, w) {
   const pair = `${v.nameOf("source", i)} to ${v.nameOf("target", j)}`;
-  const label = (side, pos) => `${chipLabel(v.tokenAt(side, pos) || { text: String(pos) })}`;
+  const label = (side, pos) => {
+    const t = v.tokenAt(side, pos);
+    if (!t) return String(pos);
+    return t.segment ? `${chipLabel(t)} (${t.segment})` : chipLabel(t); // SD3: the same word in CLIP and T5
+  };
   const weight = v.el("input", {
     class: "p2p-aligner__weight p2p-focusable",
     type: "number",
@@ -54,14 +58,17 @@ function heatCell(v, s, t, w, max) {
   return td;
 }
 
-/** M (BOS/EOS fed automatically, as the engine does) on the shown tokens. */
-export function renderHeat(v) {
-  v.heat.replaceChildren();
-  const src = v.tokens("source");
-  const tgt = v.tokens("target");
-  // T5's prompts (Flux) start with a word, not BOS: nothing feeds position 0 by itself there
+/** One segment's block of M (BOS/EOS fed automatically, as the engine does) on its shown tokens. */
+function heatTable(v, segment) {
+  const src = v.tokens("source", segment);
+  const tgt = v.tokens("target", segment);
+  // a segment's positions start at its first token (BOS, or T5's first word): local indices from there
+  const s0 = src.length ? src[0].pos : 0;
+  const t0 = tgt.length ? tgt[0].pos : 0;
+  // T5's prompts (Flux, SD3's second segment) start with a word, not BOS: nothing feeds it by itself
   const bos = !!(src[0] && src[0].special === "bos" && tgt[0] && tgt[0].special === "bos");
-  const m = matrixFromLinks(v.links(), src.length, tgt.length, { bos });
+  const local = v.links().map(([i, j, w]) => [i - s0, j - t0, w]);
+  const m = matrixFromLinks(local, src.length, tgt.length, { bos });
   const rowsShown = visibleTokens(src, v.showSpecial());
   const colsShown = visibleTokens(tgt, v.showSpecial());
   let max = 0;
@@ -73,12 +80,18 @@ export function renderHeat(v) {
   const body = rowsShown.map((s) =>
     v.el("tr", {}, [
       v.el("th", { class: "p2p-aligner__rowhead", text: chipLabel(s), scope: "row" }),
-      ...colsShown.map((t) => heatCell(v, s, t, m[s.pos] ? m[s.pos][t.pos] || 0 : 0, max)),
+      ...colsShown.map((t) => heatCell(v, s, t, m[s.pos - s0] ? m[s.pos - s0][t.pos - t0] || 0 : 0, max)),
     ])
   );
-  v.heat.append(
-    v.el("caption", { text: "M: source tokens (rows) feed target tokens (columns)" }),
+  const what = segment ? `M, ${segment} tokens` : "M";
+  return v.el("table", { class: "p2p-aligner__heat", dataset: { segment } }, [
+    v.el("caption", { text: `${what}: source tokens (rows) feed target tokens (columns)` }),
     v.el("thead", {}, [head]),
-    v.el("tbody", {}, body)
-  );
+    v.el("tbody", {}, body),
+  ]);
+}
+
+/** M on the shown tokens: one table per token segment (M is block-diagonal over them). */
+export function renderHeat(v) {
+  v.heatBox.replaceChildren(...v.segments().map((segment) => heatTable(v, segment)));
 }

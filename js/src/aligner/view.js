@@ -1,5 +1,7 @@
-// The state one aligner view works on (picked chip, drag, roving focus) and its model access:
-// reading tokens and links, and the two edits, link and unlink (one `links` write each).
+// The state one aligner view works on (picked chip, drag, roving focus, the rows of each token
+// segment) and its model access: reading tokens and links, and the two edits, link and unlink
+// (one `links` write each). Positions count over the whole prompt, so a chip is found by side and
+// position alone; a link joins tokens of one segment (Python refuses any other).
 import { addLink, chipLabel, formatWeight, removeLink, sortLinks } from "../../lib/alignment.js";
 
 /** @typedef {"source" | "target"} Side */
@@ -24,22 +26,44 @@ export function createView(model, el, ui, announcer) {
     drag: null,
     /** true right after a drag, so that its trailing click picks nothing */
     suppressClick: false,
-    /** roving tabindex position per row */
-    active: { source: null, target: null },
+    /** roving tabindex position per row (rowKey(side, segment) -> position) */
+    active: {},
+    /** the pairs of rows on the stage: {segments: [name, ...], boxes: {rowKey: chip box}} */
+    rows: { segments: [], boxes: {} },
     /** the shared-weight notice: {i, links of source i when it was shown, text}, or null */
     shared: null,
 
-    /** @param {Side} side */
-    tokens: (side) => model.get(`${side}_tokens`) || [],
+    /** The tokens of a row (of one token segment, or of all). @param {Side} side @param {string} [segment] */
+    tokens: (side, segment) => {
+      const all = model.get(`${side}_tokens`) || [];
+      return segment === undefined ? all : all.filter((t) => (t.segment || "") === segment);
+    },
+    /** The token segments in order (SD3: "CLIP", "T5"; [""] for a prompt of one segment). */
+    segments() {
+      const names = [];
+      for (const side of ["source", "target"]) {
+        for (const t of v.tokens(side)) if (!names.includes(t.segment || "")) names.push(t.segment || "");
+      }
+      return names.length ? names : [""];
+    },
+    segmentOf: (side, pos) => {
+      const t = v.tokenAt(side, pos);
+      return t ? t.segment || "" : "";
+    },
     links: () => sortLinks(model.get("links") || []),
     showSpecial: () => !!model.get("show_special"),
     tokenAt: (side, pos) => v.tokens(side).find((t) => t.pos === pos),
     nameOf(side, pos) {
       const t = v.tokenAt(side, pos);
-      return t ? `"${chipLabel(t)}"` : `token ${pos}`;
+      if (!t) return `token ${pos}`;
+      return t.segment ? `"${chipLabel(t)}" (${t.segment})` : `"${chipLabel(t)}"`;
     },
-    chipOf: (side, pos) => v.chipBoxes[side].querySelector(`.p2p-aligner__chip[data-pos="${pos}"]`),
-    visibleChips: (side) => Array.from(v.chipBoxes[side].querySelectorAll(".p2p-aligner__chip")),
+    chipOf: (side, pos) => v.stage.querySelector(`.p2p-aligner__chip[data-side="${side}"][data-pos="${pos}"]`),
+    /** The shown chips of a row (of one segment, or of every segment in order). */
+    visibleChips(side, segment) {
+      const box = segment === undefined ? v.stage : v.rows.boxes[rowKey(side, segment)];
+      return box ? Array.from(box.querySelectorAll(`.p2p-aligner__chip[data-side="${side}"]`)) : [];
+    },
     chipVisible(side, pos) {
       const t = v.tokenAt(side, pos);
       return !!t && (v.showSpecial() || !t.special);
@@ -53,6 +77,14 @@ export function createView(model, el, ui, announcer) {
     /** Link the chip (side, pos) to position otherPos of the other row. */
     link(side, pos, otherPos) {
       const [i, j] = side === "source" ? [pos, otherPos] : [otherPos, pos];
+      if (v.segmentOf("source", i) !== v.segmentOf("target", j)) {
+        // Python refuses it too: the mapper aligns each segment (SD3's CLIP, T5) with its own tokens
+        announcer.announce(
+          `not linked: ${v.nameOf("source", i)} and ${v.nameOf("target", j)} are in different token segments; ` +
+            "link tokens of one pair of rows"
+        );
+        return;
+      }
       const before = v.links();
       const result = addLink(before, i, j);
       if (!result.added) {
@@ -110,3 +142,6 @@ export function renderNotice(v) {
 
 /** @param {Side} side */
 export const other = (side) => (side === "source" ? "target" : "source");
+
+/** The key of one row: a side of one token segment. @param {Side} side @param {string} segment */
+export const rowKey = (side, segment) => `${side}|${segment}`;

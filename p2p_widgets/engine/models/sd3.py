@@ -42,7 +42,7 @@ class SD3Backend(FlowBackend):
         t5 = None
         if self.pipe.tokenizer_3 is not None:
             t5 = Prompt.from_text(text, self.t5_tokenizer)
-        return joined([clip, t5], [int(self.tokenizer.model_max_length), self.t5_length])
+        return joined([clip, t5], [int(self.tokenizer.model_max_length), self.t5_length], names=("CLIP", "T5"))
 
     @functools.cached_property
     def t5_tokenizer(self):

@@ -37,9 +37,11 @@ inversion under the empty prompt, as its authors read it). ``spec()`` exports th
 On a joint-attention model (SD3, Flux: ``Studio(flux_pipe)``) the menu holds Prompt-to-Prompt and
 the rules that edit joint attention (K/V injection: Stable Flow, RF-Solver-Edit); rules written for
 a UNet's self-attention or features (MasaCtrl, Plug-and-Play, StyleAligned) are left out and
-refused by name, and K/V injection is left out on a UNet. The aligner and timeline show the T5
-tokens (no BOS), the scheduler is the model's own, the timeline's axis the model's shifted
-timesteps, the player's strip its double- then single-stream blocks. The inversion menu
+refused by name, and K/V injection is left out on a UNet. The aligner and timeline show the
+tokens the model attends to (its ``prompt``): Flux's T5 tokens (no BOS); on SD3 CLIP's and T5's,
+a labelled pair of aligner rows each (links stay within a segment); the scheduler is the model's
+own, the timeline's axis the model's shifted timesteps, the player's strip its double- then
+single-stream blocks. The inversion menu
 (``invert_choices``) holds the inversions the model takes, from ``engine.inversion.methods_of``:
 null-text (the default), negative-prompt and DDIM on a UNet; FireFlow (the default), RF-Solver and
 Euler on SD3 / Flux, where an edit of a real image samples back with its inversion's solver (the

@@ -93,7 +93,9 @@ class Studio(ipywidgets.VBox):
         self._image: np.ndarray | None = None  # the real image to edit, prepared at the model's size
         self.background = bool(background)
         defaults = defaults_for_pipe(self.editor.pipe)
-        tokenizer = self.editor.tokenizer
+        # the widgets make their prompts as the model does (not from its tokenizer alone): SD3's
+        # run over CLIP's then T5's token segments, which the aligner shows as a pair of rows each
+        tokenizer = self.editor.model
         source = defaults.source if source is None else source
         target = defaults.target if target is None else target
         aligner_cls = _optional("aligner") if aligner else None
@@ -175,7 +177,7 @@ class Studio(ipywidgets.VBox):
             steps=self.panel.steps,
             scheduler=scheduler or self.editor.model.default_scheduler(),
             schedule=schedule,
-            tokenizer=self.editor.tokenizer,
+            tokenizer=self.editor.model,
             timesteps=[int(t) for t in timesteps],
         )
         timeline.update_guard = self._frozen
@@ -290,7 +292,7 @@ class Studio(ipywidgets.VBox):
             return Mapper.from_links(src, tgt, pinned["full_links"], include_special=False)
         if self.aligner is not None:
             return Mapper.from_links(src, tgt, [tuple(x) for x in self.aligner.links], include_special=True)
-        return align(src, tgt, self.editor.tokenizer, self.panel.kind)
+        return align(src, tgt, kind=self.panel.kind)  # per token segment on SD3
 
     def schedule(self) -> AlphaSchedule:
         """The alpha schedule of the current settings (the timeline's, or the panel's windows)."""

@@ -47,7 +47,8 @@ def load_json(studio, spec) -> None:
     base = p2p_base(p2p)
     full = [] if base is None else [[int(i), int(j), float(w)] for i, j, w in base.mapper.links]
     src, tgt = studio.panel.prompt(source), studio.panel.prompt(target)  # raise on bad prompts
-    real = sorted([i, j, w] for i, j, w in full if i < src.n_tokens and j < tgt.n_tokens)
+    real_src, real_tgt = set(src.token_positions), set(tgt.token_positions)  # not padding (SD3: in each segment)
+    real = sorted([i, j, w] for i, j, w in full if i in real_src and j in real_tgt)
     saved = settings(studio)
     try:
         apply(studio, spec, p2p, method, blend_words)
