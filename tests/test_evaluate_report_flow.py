@@ -43,21 +43,28 @@ def test_flow_methods_are_set_for_the_pocket_flow_model(flow_editor):
     assert {m.inversion for m in methods if m.direct is None} == {"rf-solver", "fireflow"}
     for m in methods[2:]:
         assert m.template["steps"] == 20 and m.template["guidance"] == 2.0
-    # the K/V injection names blocks the model has (the presets' Flux blocks 20-37 would inject nothing)
+    # the K/V injection keeps the presets' Flux.1 blocks 20-37 of 38, which the run places on the
+    # model's later single blocks (before, the report named 2-3 itself: the blocks alone injected nothing)
+    from p2p_widgets.engine.joint_controls import KVInjection
+
     singles = len(flow_editor.pipe.transformer.single_transformer_blocks)
     for name in ("RF-Solver-Edit", "FireFlow-Edit"):
-        blocks = [int(b) for b in by_name[name].rule["single"]]
-        assert blocks and max(blocks) < singles and blocks == list(range(min(blocks), singles))
+        rule = by_name[name].rule
+        assert rule["single"] == [str(i) for i in range(20, 38)] and rule["single_of"] == 38
+        placed = KVInjection(**{k: v for k, v in rule.items() if k != "rule"}).blocks_on("single", singles)
+        assert placed == {singles - 2, singles - 1} == {2, 3}
+        assert "single blocks 2, 3 (Flux.1's 20-37 of 38)" in by_name[name].description
     assert flow_methods(steps=6, guidance=3.0)[0].direct["n_max"] == 5
     # the settings line resolves "model" to the model's own
     line = settings_of(pocket_methods()[0].with_params(steps=10, guidance="model"), defaults_for("pocket"))
     assert line == "ddim inversion, steps 10, guidance 5, P2P auto, cross 0.8, self 0.4"
-    assert "single 2,3" in settings_of(by_name["RF-Solver-Edit"], defaults_for("pocket-flow"))
+    assert "single 20-37, single_of 38" in settings_of(by_name["RF-Solver-Edit"], defaults_for("pocket-flow"))
 
 
 def test_the_injection_reaches_the_pocket_flow_model(flow_editor, tmp_path):
-    """Values copied in the chosen single blocks change the edit (an injection on blocks the model
-    lacks changes nothing); every block for every step keeps the source."""
+    """Values copied in the chosen single blocks change the edit (blocks the model lacks are refused
+    by name); every block for every step keeps the source."""
+    from p2p_widgets.errors import P2PError
     from p2p_widgets.evaluate.pocket_bench import make_pocket_bench
 
     case = make_pocket_bench(tmp_path, n=1, seed=0, types=(6,))[0]
@@ -71,7 +78,9 @@ def test_the_injection_reaches_the_pocket_flow_model(flow_editor, tmp_path):
 
     plain, injected = edit(single=[]), edit()
     assert np.abs(injected - plain).max() > 0
-    assert np.array_equal(edit(single=["20", "37"]), plain)  # Flux's blocks: none here
+    with pytest.raises(P2PError, match=r"single block\(s\) 20, 37 do not exist on this model"):
+        edit(single=["20", "37"], single_of=None)  # Flux's blocks as this model's own: refused, not a no-op
+    assert np.array_equal(edit(single=["2", "3"], single_of=None), injected)  # where the preset placed them
     kept = edit(single=["all"], end_step=None)
     source = np.asarray(case.image(), dtype=np.float64)
     assert np.abs(kept - source).mean() < np.abs(plain - source).mean()

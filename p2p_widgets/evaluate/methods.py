@@ -497,9 +497,10 @@ def _rule_presets() -> list[Method]:
         )
     if "KVInjection" in have:
         # RF-Solver-Edit's and FireFlow's edits: the source's image values in single-stream blocks
-        # 20 to 37 for the first steps (2 of 28: 4 model calls with RF-Solver's two a step, 3 with
-        # FireFlow's one a step plus one); their source values come from the regenerated source
-        # branch here, theirs from the inversion
+        # 20 to 37 of Flux.1's 38 (single_of: at the same depth on a model with other blocks, e.g.
+        # 2-3 of the pocket flow model's 4) for the first steps (2 of 28: 4 model calls with
+        # RF-Solver's two a step, 3 with FireFlow's one a step plus one); their source values come
+        # from the regenerated source branch here, theirs from the inversion
         for name, solver, calls in (("rf-solver-edit", "rf-solver", 4), ("fireflow-edit", "fireflow", 3)):
             found.append(
                 Method(
@@ -510,11 +511,13 @@ def _rule_presets() -> list[Method]:
                         "rule": "KVInjection",
                         "double": [],
                         "single": [str(i) for i in range(20, 38)],
+                        "single_of": 38,
                         "copy_keys": False,
                         "end_step": calls,
                     },
-                    description=f"{solver} inversion + the source's image values in Flux's single blocks "
-                    "20-37 for the first 2 of 28 steps (RF-Solver-Edit's rule)",
+                    description=f"{solver} inversion + the source's image values in Flux.1's single blocks "
+                    "20-37 of 38 (the same depth on other Flux-layout models) for the first 2 of 28 steps "
+                    "(RF-Solver-Edit's rule)",
                 )
             )
     return found

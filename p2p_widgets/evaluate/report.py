@@ -13,8 +13,9 @@ Markdown table of the means per method:
   model's 20 steps. The inverting methods at guidance 2: RF-Solver-Edit and FireFlow edit Flux dev
   at 2 against its 3.5 (inverting at 1; this engine inverts and edits at one guidance), and on this
   model RF-Solver and FireFlow reconstruct at 2 as at 1 (29.4 dB, the VAE's ceiling) but lose 2.4-2.7 dB
-  at its sampling guidance 4 (7 cases). RF-Solver-Edit's and FireFlow-Edit's value injection in the model's
-  later single-stream blocks (2 and 3 of 4, as Flux's 20-37 of 38) for the first 2 steps. FlowEdit
+  at its sampling guidance 4 (7 cases). RF-Solver-Edit's and FireFlow-Edit's value injection as their
+  presets give it, in Flux.1's single blocks 20-37 of 38, which the run places at the same depth here
+  (single blocks 2 and 3 of 4), for the first 2 steps. FlowEdit
   with the authors' Flux settings, n_max in proportion (17 of 20 as 24 of 28); RF-Inversion with
   diffusers' community pipeline's, unguided as that pipeline runs a model without a guidance embedding.
 
@@ -67,7 +68,6 @@ def pocket_methods() -> list:
 
 
 FLOW_GUIDANCE = 2.0  # the inverting methods' on the pocket flow model (see the module docstring)
-FLUX_SINGLE_BLOCKS, RF_SOLVER_FIRST_SINGLE = 38, 20  # RF-Solver-Edit injects in Flux's single blocks 20-37
 
 
 def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> list:
@@ -77,18 +77,24 @@ def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> l
 
     from ..engine.defaults import POCKET_FLOW_DEFAULTS
     from ..engine.flowedit import FLOWEDIT_DEFAULTS
+    from ..engine.joint_controls import KVInjection
     from ..pocket.flow import TRANSFORMER_CONFIG
     from .methods import get_method
 
     steps = POCKET_FLOW_DEFAULTS.steps if steps is None else int(steps)
     flux = FLOWEDIT_DEFAULTS["flux"]
-    singles = TRANSFORMER_CONFIG["num_single_layers"]
-    later = [str(i) for i in range(round(singles * RF_SOLVER_FIRST_SINGLE / FLUX_SINGLE_BLOCKS), singles)]
 
     def preset(name, label, description, **params):
         return replace(get_method(name).with_params(**params), name=label, description=description)
 
-    injection = "the source's image values in single blocks {} for the first 2 steps".format(", ".join(later))
+    # the presets' blocks are Flux.1's single 20-37 of 38 (single_of): the run places them on this model's
+    rule = get_method("rf-solver-edit").rule
+    placed = KVInjection(**{k: v for k, v in rule.items() if k != "rule"}).blocks_on(
+        "single", TRANSFORMER_CONFIG["num_single_layers"]
+    )
+    injection = "the source's image values in single blocks {} (Flux.1's 20-37 of 38) for the first 2 steps".format(
+        ", ".join(map(str, sorted(placed)))
+    )
     return [
         preset(
             "flowedit",
@@ -111,7 +117,6 @@ def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> l
             f"RF-Solver inversion + {injection}",
             steps=steps,
             guidance=guidance,
-            single=later,
         ),
         preset(
             "fireflow-edit",
@@ -119,7 +124,6 @@ def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> l
             f"FireFlow inversion + {injection}",
             steps=steps,
             guidance=guidance,
-            single=later,
         ),
         preset(
             "p2p-joint",
@@ -136,7 +140,7 @@ def settings_of(method, defaults) -> str:
 
     def text(v):
         if isinstance(v, (list, tuple)):
-            return ",".join(map(str, v)) or "none"
+            return _runs(v) or "none"
         return f"{v:g}" if isinstance(v, float) else str(v)
 
     if method.direct is not None:
@@ -154,6 +158,20 @@ def settings_of(method, defaults) -> str:
     if method.source_prompt is not None:
         parts.append(f"source prompt {method.source_prompt!r}")
     return ", ".join(parts)
+
+
+def _runs(values) -> str:
+    """A list as text, consecutive integers as a range: ["20", ..., "37"] -> "20-37"."""
+    words = [str(v) for v in values]
+    if len(words) < 3 or not all(w.isdigit() for w in words):
+        return ",".join(words)
+    numbers, parts, first = [int(w) for w in words], [], 0
+    for k in range(1, len(numbers) + 1):
+        if k == len(numbers) or numbers[k] != numbers[k - 1] + 1:
+            run = numbers[first:k]
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(map(str, run)))
+            first = k
+    return ",".join(parts)
 
 
 def model_free_scores(case, edited) -> dict:
