@@ -157,10 +157,11 @@ class JointProcessor:
 #   A'_e[img, img] = s A_s[img, img] + (1 - s) A_e[img, img]   (s: the self-attention window)
 # over the one joint softmax of each row, as P2P does on a UNet's cross and self layers; text
 # queries keep the edit's own attention (the text stream is the edit's); nothing is renormalised
-# (a row sums to 1 at s = 1 and g = 1 with M a permutation, nearly so elsewhere). Being linear in
-# the values, the fast path is two fused calls: attn(Q_s, K_s, [V_s | P V_e ...]) with
-# P V_e = [P V_e,txt ; s V_e,img], and attn(Q_e, K_e, [q V_e | V_e]) whose first half serves the
-# edit's image rows and second half its text rows.
+# (a row sums to 1 at s = 1 and g = 1 with M a permutation, nearly so elsewhere).
+# The fast path never forms the joint matrix: one fused call gives every row's own output and
+# softmax normaliser, from which the image -> text blocks (small: text keys only) are formed; being
+# linear in the values, an edit's image rows are its own output corrected by those blocks, plus
+# (while s is on) one fused call of the source's image queries on the edit's image values.
 
 
 @dataclass(frozen=True)
@@ -178,30 +179,8 @@ class JointPlan:
         return self.cross is not None or self.share != 0.0
 
 
-def _sdpa(q, k, v, scale):
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale)
-
-
 def _probs(q, k, scale):
     return torch.softmax((q @ k.transpose(-1, -2)) * scale, dim=-1)
-
-
-def _own_values(v, text, image, plan):
-    """The edit's own value weights: q on the text keys, 1 - s on the image keys."""
-    own = v.clone()
-    if plan.cross is not None:
-        own[:, :, text] = v[:, :, text] * plan.cross[1][:, None]
-    own[:, :, image] = v[:, :, image] * (1.0 - plan.share)
-    return own
-
-
-def _mapped_values(v, text, image, plan):
-    """``P V_e`` over the joint keys: the mapped text values, s times the image values."""
-    mapped = torch.zeros_like(v)
-    if plan.cross is not None:
-        mapped[:, :, text] = torch.matmul(plan.cross[0], v[:, :, text])
-    mapped[:, :, image] = v[:, :, image] * plan.share
-    return mapped
 
 
 def inject_qkv(q, k, v, image: slice, plans):
@@ -222,30 +201,34 @@ def _maps_or_share(plan) -> bool:
     return plan is not None and plan.reads_source_attention
 
 
-def joint_fast(q, k, v, scale, text: slice, image: slice, plans) -> torch.Tensor:
-    """One half of the batch (source row first), fused: see the definition above."""
+def joint_fast(q, k, v, scale, text: slice, image: slice, plans):
+    """One half of the batch (source row first), fused: ``(outputs, post-edit image -> text maps)``.
+    With ``A_s``, ``A_e`` the source's and the edit's image -> text blocks and ``o_e`` the edit's own
+    output on its image rows, the definition's image rows are
+    ``(1 - s) o_e + A_e ((s - 1 + q) V_txt) + A_s (P V_txt) + s attn(Q_s[img], K_s, [0; V_img])``."""
     q, k, v = inject_qkv(q, k, v, image, plans)
-    edits = [(e, plan) for e, plan in enumerate(plans, start=1) if _maps_or_share(plan)]
-    if not edits:  # injected queries, keys or values only: every row is plain attention on them
-        return _sdpa(q, k, v, scale)
-    out = torch.empty_like(v)
-    d = v.shape[-1]
-    blocks = [v[:1]] + [_mapped_values(v[e : e + 1], text, image, plan) for e, plan in edits]
-    shared = _sdpa(q[:1], k[:1], torch.cat(blocks, dim=-1), scale)
-    out[0] = shared[0, ..., :d]
-    for slot, (e, plan) in enumerate(edits, start=1):
-        both = _sdpa(
-            q[e : e + 1],
-            k[e : e + 1],
-            torch.cat([_own_values(v[e : e + 1], text, image, plan), v[e : e + 1]], -1),
-            scale,
-        )
-        out[e, :, image] = shared[0, :, image, slot * d : (slot + 1) * d] + both[0, :, image, :d]
-        out[e, :, text] = both[0, :, text, d:]
+    out, lse = attention_with_lse(q, k, v, scale)
+    wide = torch.promote_types(q.dtype, torch.float32)
+    maps = image_text_maps(q[:, :, image], k, text, scale, lse[:, :, image].to(wide))
+    edited = maps.clone()
     for e, plan in enumerate(plans, start=1):
         if not _maps_or_share(plan):
-            out[e] = _sdpa(q[e : e + 1], k[e : e + 1], v[e : e + 1], scale)[0]
-    return out
+            continue
+        v_txt, s, own = v[e, :, text].to(wide), plan.share, maps[e]
+        rows = out[e, :, image].to(wide)
+        if plan.cross is None:  # the text keys keep the edit's own attention: q = 1
+            rows = (1.0 - s) * rows + s * (own @ v_txt)
+        else:
+            P, keep = (w.to(wide) for w in plan.cross)
+            edited[e] = maps[0] @ P + own * keep
+            rows = (1.0 - s) * rows + own @ ((s - 1.0 + keep)[:, None] * v_txt) + maps[0] @ (P @ v_txt)
+        if s:
+            image_values = torch.zeros_like(v[e : e + 1])
+            image_values[:, :, image] = v[e : e + 1, :, image]
+            shared = torch.nn.functional.scaled_dot_product_attention(q[:1, :, image], k[:1], image_values, scale=scale)
+            rows = rows + s * shared[0].to(wide)
+        out[e, :, image] = rows.to(out.dtype)
+    return out, edited
 
 
 def joint_explicit(q, k, v, scale, text: slice, image: slice, plans, edit_cross):
@@ -265,15 +248,3 @@ def joint_explicit(q, k, v, scale, text: slice, image: slice, plans, edit_cross)
         outs.append(a @ v[e])
         maps.append(a[:, image, text])
     return torch.stack(outs), torch.stack(maps)
-
-
-def edited_maps(maps, plans) -> torch.Tensor:
-    """Post-edit image -> text maps (B, heads, n_img, n_text) of one half from its own maps (fast path)."""
-    edited = [maps[0]]
-    for e, plan in enumerate(plans, start=1):
-        if plan is None or plan.cross is None:
-            edited.append(maps[e])
-        else:
-            P, q = (w.to(maps) for w in plan.cross)
-            edited.append(maps[0] @ P + maps[e] * q)
-    return torch.stack(edited)

@@ -28,9 +28,7 @@ from .joint import (
     JointPlan,
     JointProcessor,
     attention_with_lse,
-    edited_maps,
     image_text_maps,
-    inject_qkv,
     joint_explicit,
     joint_fast,
 )
@@ -201,9 +199,11 @@ class AttentionController:
             return kernels.sdpa(q, k, v, scale)
         grid = self.grid_of(image.stop - image.start)
         ctx = self.context(proc, grid)
-        done, cond_maps, cond_plans, cond_lse = {}, None, None, None
+        done, cond_maps = {}, None
         for bctx, off in self._blocks(ctx):
             plans = self._joint_plans(bctx, v, text)
+            if all(p is None for p in plans):
+                continue
             rows = slice(off, off + n)
             if self.mode == "explicit":
                 cross_ctx = replace(bctx, is_cross=True)
@@ -212,16 +212,10 @@ class AttentionController:
                     return self.rules[e - 1].edit_cross(ctx, a_src, a_edit)
 
                 done[off], maps = joint_explicit(q[rows], k[rows], v[rows], scale, text, image, plans, edit_cross)
-            elif any(p is not None and p.reads_source_attention for p in plans):
-                done[off], maps = joint_fast(q[rows], k[rows], v[rows], scale, text, image, plans), None
-            elif any(p is not None for p in plans):  # injected inputs only: one fused call, its normaliser kept
-                injected = inject_qkv(q[rows], k[rows], v[rows], image, plans)
-                (done[off], half_lse), maps = attention_with_lse(*injected, scale), None
-                cond_lse = half_lse if bctx.block == "cond" else cond_lse
             else:
-                continue
+                done[off], maps = joint_fast(q[rows], k[rows], v[rows], scale, text, image, plans)
             if bctx.block == "cond":
-                cond_maps, cond_plans = maps, plans
+                cond_maps = maps
         stores = self.store is not None and self.block != "uncond" and text.stop > text.start and self.store.wants(grid)
         lse = None
         if stores and not done and self.mode == "fast":  # plain attention: its normaliser comes with it
@@ -229,17 +223,10 @@ class AttentionController:
         else:
             out = self._assemble(q, k, v, scale, done)
         if stores:
-            if cond_maps is None:
+            if cond_maps is None:  # the conditional half kept its own attention
                 rows = slice(n, 2 * n) if self.block == "both" else slice(0, n)
-                qr, kr = (
-                    (q[rows], k[rows])
-                    if cond_plans is None
-                    else inject_qkv(q[rows], k[rows], v[rows], image, cond_plans)[:2]
-                )
-                row_lse = cond_lse if lse is None else lse[rows]
-                row_lse = None if row_lse is None else row_lse[:, :, image]
-                own = image_text_maps(qr[:, :, image], kr, text, scale, row_lse)
-                cond_maps = own if cond_plans is None else edited_maps(own, cond_plans)
+                row_lse = None if lse is None else lse[rows][:, :, image]
+                cond_maps = image_text_maps(q[rows][:, :, image], k[rows], text, scale, row_lse)
             self.store.add(grid, cond_maps.float().mean(dim=1), place=proc.site.place, heads=cond_maps.float())
         return out
 
