@@ -73,17 +73,18 @@ class FluxBackend(FlowBackend):
 
     def _velocity(self, latents, t, cond, guidance):
         b, _, h, w = latents.shape
+        device = latents.device  # not self.device: diffusers' walks every module to find it, per call
         embedded = None
         if self.guidance_mode == "distilled":
-            embedded = torch.full([b], float(guidance), device=self.device, dtype=torch.float32)
+            embedded = torch.full([b], float(guidance), device=device, dtype=torch.float32)
         out = self.transformer(
             hidden_states=pack_latents(latents),
             timestep=t.expand(b).to(latents.dtype) / 1000,
             guidance=embedded,
             pooled_projections=cond.pooled,
             encoder_hidden_states=cond.hidden,
-            txt_ids=torch.zeros(cond.hidden.shape[1], 3, device=self.device, dtype=latents.dtype),
-            img_ids=image_ids(h // 2, w // 2, self.device, latents.dtype),
+            txt_ids=torch.zeros(cond.hidden.shape[1], 3, device=device, dtype=latents.dtype),
+            img_ids=image_ids(h // 2, w // 2, device, latents.dtype),
             return_dict=False,
         )[0]
         return unpack_latents(out, h, w)
