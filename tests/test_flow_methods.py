@@ -119,3 +119,45 @@ def test_a_direct_row_reruns_bitwise_from_its_record(sd3, case, name):
     settings = {k: v for k, v in record.items() if k not in ("prompts", "seed")}
     again = Method.from_dict({"name": "again", "direct": settings, "source_prompt": record["prompts"][0]})
     assert again.run_direct(case, sd3, seed=record["seed"])[0].tobytes() == image.tobytes()
+
+
+def test_a_sweeps_steps_keep_flowedits_share_of_skipped_steps(sd3, case, tmp_path):
+    """steps=N without n_max: FlowEdit's n_max is the authors' share of N (SD3: 33 of 50), not their
+    33, which at 4 steps ran every step; an n_max the method sets stays."""
+    from p2p_widgets.engine.flowedit import FLOWEDIT_DEFAULTS, default_n_max
+    from p2p_widgets.evaluate.pocket_bench import make_pocket_bench
+    from p2p_widgets.evaluate.sweep import plan_sweep
+
+    assert default_n_max("sd3", 50) == 33 and default_n_max("flux", 28) == 24  # the authors' own
+    assert [default_n_max("flux", n) for n in (1, 4, 7, 20)] == [1, 3, 6, 17]
+    assert default_n_max("sd3", 25) == 17  # 16.5 rounds half up
+    for family, settings in FLOWEDIT_DEFAULTS.items():
+        assert default_n_max(family, settings["steps"]) == settings["n_max"]
+    data = tmp_path / "bench"
+    make_pocket_bench(data, n=1, seed=0, types=(6,))
+    fixed = presets()["flowedit"].with_params(n_max=2)
+    fixed = Method("fixed", direct=fixed.direct)
+    plan = plan_sweep(data, ["flowedit", fixed], steps=4)
+    scaled, kept = plan.methods
+    _, record = scaled.run_direct(case, sd3, seed=0)
+    assert record["steps"] == 4 and record["n_max"] == 3  # round(4 * 33 / 50)
+    assert kept.run_direct(case, sd3, seed=0)[1]["n_max"] == 2
+
+
+def test_a_sweeps_guidance_is_flowedits_target_guidance(tmp_path):
+    """guidance=G over every method: the edit's guidance, so FlowEdit's target guidance (its source
+    guidance stays the authors'); before, "unknown parameter 'guidance'" failed the whole sweep."""
+    from p2p_widgets.evaluate.pocket_bench import make_pocket_bench
+    from p2p_widgets.evaluate.sweep import plan_sweep
+
+    data = tmp_path / "bench"
+    make_pocket_bench(data, n=1, seed=0, types=(6,))
+    plan = plan_sweep(data, ["flowedit", "rf-inversion", "p2p-joint"], steps=4, guidance=7.0)
+    flowedit, rf_inversion, joint = plan.methods
+    assert flowedit.direct == {"method": "flowedit", "steps": 4, "target_guidance": 7.0}
+    assert rf_inversion.direct == {"method": "rf-inversion", "steps": 4, "guidance": 7.0}
+    assert joint.template["guidance"] == 7.0
+    model = plan_sweep(data, [Method("f", direct={"method": "flowedit", "target_guidance": 9.0})], guidance="model")
+    assert model.methods[0].direct == {"method": "flowedit"}  # "model": the authors' default for the family
+    with pytest.raises(P2PError, match="unknown parameter 'guidance' for method 'flowedit'"):
+        presets()["flowedit"].with_params(guidance=7.0)  # a grid names the method's own parameters

@@ -7,7 +7,8 @@ prompt's velocity. At a step of sigma ``s`` a fresh noise ``n`` puts the picture
 level, ``z_src = (1 - s) x + s n``; the edit's current offset from the picture carries it over to
 the target side, ``z_tar = z_edit + z_src - x``; and ``z_edit`` moves by ``(s_next - s)`` times
 ``v(z_tar, target) - v(z_src, source)``, averaged over ``n_avg`` noises. Only the last ``n_max``
-of the ``steps`` run (the earliest, noisiest ones are skipped: how far the edit may stray), and
+of the ``steps`` run (the earliest, noisiest ones are skipped: how far the edit may stray; unset,
+the authors' share of the steps, 24 of 28 on Flux and 33 of 50 on SD3, see :func:`default_n_max`), and
 the final ``n_min`` are plain sampling of the target from ``z_edit`` noised to that level (their
 ``n_min = 0`` default samples nothing). Each velocity is guided as the sampler guides (true CFG
 against the empty prompt above guidance 1, or Flux dev's embedded guidance), with its own
@@ -52,6 +53,14 @@ class FlowEditResult:
         return [self.image]
 
 
+def default_n_max(family: str, steps: int) -> int:
+    """FlowEdit's ``n_max`` for a run of ``steps`` that sets none: the authors' share of their steps
+    (``family`` "flux": 24 of 28, "sd3": 33 of 50), rounded half up, so a run of fewer steps still
+    skips its noisiest ones (their 24 at 10 steps would run every step); their own steps give theirs."""
+    defaults = FLOWEDIT_DEFAULTS[family]
+    return max(1, (2 * steps * defaults["n_max"] + defaults["steps"]) // (2 * defaults["steps"]))
+
+
 def check_flowedit_settings(settings: dict) -> None:
     """A P2PError naming the first setting that no model could run (without a model: names, types
     and ranges that hold for every model)."""
@@ -68,13 +77,16 @@ def check_flowedit_settings(settings: dict) -> None:
 
 def flowedit_params(model, **given) -> dict:
     """The run's FlowEdit settings: the authors' defaults for the model family, overridden by the
-    given ones (None: the default), each checked, or a P2PError naming the bad one."""
+    given ones (None: the default; an unset ``n_max`` is the authors' share of the run's steps,
+    :func:`default_n_max`), each checked, or a P2PError naming the bad one."""
     family = "flux" if model.family == "flux" else "sd3"
     unknown = sorted(set(given) - set(FLOWEDIT_PARAMS))
     if unknown:
         raise P2PError(f"unknown FlowEdit setting(s) {', '.join(unknown)}: use {', '.join(FLOWEDIT_PARAMS)}")
     params = {**FLOWEDIT_DEFAULTS[family], **{k: v for k, v in given.items() if v is not None}}
     check_int("steps", params["steps"], 1, model.pipe.scheduler.config.num_train_timesteps)
+    if given.get("n_max") is None:
+        params["n_max"] = default_n_max(family, params["steps"])
     # n_max past the steps runs every step (the authors' loop skips while steps - i > n_max)
     check_int("n_max", params["n_max"], 0, 1000)
     check_int("n_min", params["n_min"], 0, params["n_max"])

@@ -311,6 +311,17 @@ class Method:
             params.update({k: v for k, v in self.rule.items() if k != "rule"})
         return params
 
+    def with_run_settings(self, steps=None, guidance=None) -> Method:
+        """A copy with a sweep's ``steps`` / ``guidance`` overrides (None: not overridden; ``"model"``:
+        the default). Both mean the edit's: a FlowEdit method takes ``guidance`` as its target
+        guidance (its source guidance stays as set, by default the authors'), RF-Inversion as its
+        edit's guidance; a FlowEdit run of other steps keeps the authors' share of skipped steps
+        unless the method sets ``n_max`` (:func:`~p2p_widgets.engine.flowedit.default_n_max`)."""
+        values = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
+        if self.direct is not None and self.direct["method"] == "flowedit" and "guidance" in values:
+            values["target_guidance"] = values.pop("guidance")
+        return self.with_params(**values)
+
     def with_params(self, **values) -> Method:
         """A copy with parameters set (see :meth:`parameters`); an unknown one is a P2PError naming
         it and listing the known ones."""
@@ -529,7 +540,8 @@ def _flow_presets() -> list[Method]:
             "flowedit",
             direct={"method": "flowedit"},
             description="FlowEdit (no inversion): the authors' settings per family (SD3: 50 steps, n_max 33, "
-            "guidance 3.5 / 13.5; Flux: 28 steps, n_max 24, guidance 1.5 / 5.5)",
+            "guidance 3.5 / 13.5; Flux: 28 steps, n_max 24, guidance 1.5 / 5.5; other steps: n_max in "
+            "proportion)",
         ),
         Method(
             "rf-inversion",

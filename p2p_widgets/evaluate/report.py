@@ -76,7 +76,7 @@ def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> l
     from dataclasses import replace
 
     from ..engine.defaults import POCKET_FLOW_DEFAULTS
-    from ..engine.flowedit import FLOWEDIT_DEFAULTS
+    from ..engine.flowedit import FLOWEDIT_DEFAULTS, default_n_max
     from ..engine.joint_controls import KVInjection
     from ..pocket.flow import TRANSFORMER_CONFIG
     from .methods import get_method
@@ -101,7 +101,7 @@ def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> l
             "FlowEdit",
             "no inversion; the authors' Flux settings, n_max in proportion (24 of 28)",
             steps=steps,
-            n_max=max(1, round(steps * flux["n_max"] / flux["steps"])),
+            n_max=default_n_max("flux", steps),  # what the run would take unset; written to show in the table
             source_guidance=flux["source_guidance"],
             target_guidance=flux["target_guidance"],
         ),

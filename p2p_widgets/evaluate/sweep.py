@@ -160,8 +160,7 @@ def plan_sweep(
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise P2PError(f"two methods share a name: {names} (rows are keyed by method name)")
-    overrides = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
-    methods = [m.with_params(**overrides) for m in methods]
+    methods = [m.with_run_settings(steps, guidance) for m in methods]
     dataset, cases = load_cases(data, types)
     _check_rows(len(cases) * grid_size(grid) * len(methods) * len(seeds), limit)  # before listing them
     configured = [(m.name, c, point) for m, point, c in apply_grid(methods, grid)]
@@ -355,7 +354,11 @@ def run_sweep(
       ``{"dino": ..., "clip": ..., "lpips": ...}`` (paths or hub ids for ``MetricModels.load``),
       a ``MetricModels``, or a function ``(case, edited PIL image) -> {name: value}``;
     - ``steps``, ``guidance``: override every method's (a number, or ``"model"`` for the model's
-      own defaults, e.g. pocket-bench with the pocket model);
+      own defaults, e.g. pocket-bench with the pocket model); on the methods without an inversion
+      both mean the edit's, "model" their authors' defaults: FlowEdit's ``guidance`` is its target
+      guidance (its source guidance stays as the method sets it) and its ``n_max`` stays the
+      authors' share of the steps unless the method sets one (24 of 28 on Flux: 9 at 10 steps);
+      RF-Inversion's ``guidance`` is its edit's (:meth:`Method.with_run_settings`);
     - ``threads``: torch CPU threads per worker (default: 1 for processes and Ray actors, the
       process's own choice in process);
     - ``retry_errors``: also rerun rows whose edit failed before; ``progress``: a progress bar;
