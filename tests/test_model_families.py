@@ -163,3 +163,18 @@ def test_backend_for_refuses_other_pipelines_by_name():
         backend_for(NotAPipeline())
     with pytest.raises(P2PError, match="has no unet"):
         backend_for(object())
+
+
+@pytest.mark.parametrize("build", [tiny_pipeline, tiny_flux_pipeline, tiny_sd3_pipeline], ids=["sd", "flux", "sd3"])
+def test_backend_device_and_dtype_follow_the_denoiser(build):
+    """The backend reads its first parameter, not diffusers' module walk: the same answers, and
+    they follow the pipeline when it is moved after the Editor was made."""
+    editor = Editor(build(seed=0))
+    model = editor.model
+    assert (
+        (model.device, model.dtype)
+        == (model.denoiser.device, model.denoiser.dtype)
+        == (torch.device("cpu"), torch.float32)
+    )
+    editor.pipe.to(torch.float64)
+    assert model.dtype == model.denoiser.dtype == torch.float64

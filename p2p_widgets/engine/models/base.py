@@ -66,13 +66,18 @@ class ModelBackend:
         return methods_of(self.inversion_family)
 
     # -- sizes ---------------------------------------------------------------------------------------
+    # The denoiser's first floating parameter: diffusers' own ``device`` / ``dtype`` walk every module
+    # looking for offloading hooks (6 ms a call on a 12-block DiT; the package supports no offloading)
     @property
     def device(self):
-        return self.denoiser.device
+        return self._first_parameter().device
 
     @property
     def dtype(self):
-        return self.denoiser.dtype
+        return self._first_parameter().dtype
+
+    def _first_parameter(self):
+        return next(p for p in self.denoiser.parameters() if p.is_floating_point())
 
     @property
     def default_size(self) -> int:
