@@ -161,3 +161,35 @@ def test_a_sweeps_guidance_is_flowedits_target_guidance(tmp_path):
     assert model.methods[0].direct == {"method": "flowedit"}  # "model": the authors' default for the family
     with pytest.raises(P2PError, match="unknown parameter 'guidance' for method 'flowedit'"):
         presets()["flowedit"].with_params(guidance=7.0)  # a grid names the method's own parameters
+
+
+def test_rf_inversion_guides_a_model_without_a_guidance_embedding(sd3, case):
+    """SD3 (like the pocket flow model and Flux without a guidance embedding) has no guidance input:
+    the edit's guidance is true classifier-free guidance against the empty prompt, as FlowEdit and
+    the sampler guide there (diffusers' community pipeline, Flux dev only, would drop it: before, 3.5
+    gave the unguided picture). Guidance <= 1 stays unguided."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from p2p_widgets.engine.images import load_image
+    from p2p_widgets.engine.rf_inversion import rf_inversion
+
+    noise = torch.randn(sd3.model.latent_shape((64, 64)), generator=torch.Generator().manual_seed(0))
+    run = dict(steps=1, gamma=0.0, eta=0.0, noise=lambda like: noise.to(like))
+    guided = rf_inversion(sd3, case.image_path, "", TGT, guidance=3.5, **run)
+    plain = rf_inversion(sd3, case.image_path, "", TGT, guidance=1.0, **run)
+    assert not torch.equal(guided.latents, plain.latents)
+    assert torch.equal(rf_inversion(sd3, case.image_path, "", TGT, guidance=0.5, **run).latents, plain.latents)
+    # one step, no control: the picture's latents moved by the source's velocity, then back by the
+    # target's guided one, v_u + 3.5 (v_c - v_u)
+    model, controller, size = sd3.model, SimpleNamespace(block=None), (64, 64)
+    sched = model.default_scheduler()
+    model.set_timesteps(sched, 1, size)
+    step = float(sched.sigmas[0] - sched.sigmas[1])
+    y0 = sd3.encode_image(load_image(case.image_path, size)).to(sd3.device, sd3.dtype)
+    source = model.conditioning([sd3.prompt("")], size)
+    y = y0 + step * model.predict(controller, y0, torch.tensor(0.0, dtype=torch.float64), source, None, 0.0)
+    cond, uncond = model.conditioning([sd3.prompt(TGT)], size), model.conditioning([sd3.prompt(TGT)], size, True)
+    want = y - step * model.predict(controller, y, sched.timesteps[0], cond, uncond, 3.5)
+    assert torch.allclose(guided.latents, want, atol=1e-5)

@@ -12,8 +12,15 @@ Edit (their Algorithm 2): from the inverted latents the target prompt is sampled
 sigmas with the velocity pulled back towards the picture, ``v_hat = v + eta_i ((y_0 - X) / (1 - t)
 - v)`` with ``t = 1 - timestep / 1000``, ``eta_i = eta`` on the steps from ``start * steps`` to
 ``stop * steps`` (decayed by ``(1 - i / steps) ** eta_decay_power`` with ``decay_eta``) and 0
-elsewhere. A transformer with a guidance embedding reads ``guidance``; one without takes no
-classifier-free guidance (as the community pipeline).
+elsewhere.
+
+Guidance: a transformer with a guidance embedding (Flux dev, the only model the community pipeline
+runs) reads ``guidance`` / ``source_guidance`` as that input. A model without one (SD3, Flux
+schnell-style transformers, the pocket flow model) is guided as the sampler and FlowEdit guide it:
+true classifier-free guidance against the empty prompt above 1, no guidance at or below 1. (The
+community pipeline would pass no guidance there at all, so the preset's 3.5 would silently mean
+none; ``guidance=1`` gives that unguided run.) ``model_calls`` counts velocities, a guided one
+(its two rows in one batch) once, as FlowEdit counts them.
 """
 
 from __future__ import annotations
@@ -111,25 +118,31 @@ def _run(editor, pixels, source_prompt, target_prompt, params, draw):
     controller = SimpleNamespace(block=None)
     y0 = editor.encode_image(pixels).to(editor.device, editor.dtype)
 
-    def velocity(latents, t, cond, guidance):
-        return model.predict(controller, latents, t, cond, None, guidance)
+    def branch(text, guidance):
+        """The prompt's conditioning, and the empty prompt's where the model takes true CFG."""
+        prompt = [editor.prompt(text)]
+        cfg = guidance > 1.0 and model.guidance_mode == "cfg"
+        return model.conditioning(prompt, size), model.conditioning(prompt, size, uncond=True) if cfg else None
+
+    def velocity(latents, t, conds, guidance):
+        return model.predict(controller, latents, t, conds[0], conds[1], guidance)
 
     # controlled forward ODE towards the draw y_1
-    cond = model.conditioning([editor.prompt(source_prompt)], size)
+    conds = branch(source_prompt, params["source_guidance"])
     y1 = draw(y0)
     y = y0
     for i in range(steps):
         t = i / (steps + 1)
-        u = velocity(y, torch.tensor(t * scale, dtype=torch.float64, device=y.device), cond, params["source_guidance"])
+        u = velocity(y, torch.tensor(t * scale, dtype=torch.float64, device=y.device), conds, params["source_guidance"])
         u_hat = u + params["gamma"] * ((y1 - y) / (1 - t) - u)
         y = y + u_hat * (sigmas[i] - sigmas[i + 1])
     # controlled reverse ODE back towards the picture, under the target prompt
-    cond = model.conditioning([editor.prompt(target_prompt)], size)
+    conds = branch(target_prompt, params["guidance"])
     start, stop = int(params["start"] * steps), min(int(params["stop"] * steps), steps)
     x = y
     for i, timestep in enumerate(sched.timesteps):
         t = 1 - timestep / scale  # as the pipeline: a float32 tensor like its timesteps
-        v = -velocity(x, timestep, cond, params["guidance"])
+        v = -velocity(x, timestep, conds, params["guidance"])
         eta = params["eta"] if start <= i < stop else 0.0
         if params["decay_eta"]:
             eta = eta * (1 - i / steps) ** params["eta_decay_power"]

@@ -549,7 +549,7 @@ def _flow_presets() -> list[Method]:
             source_prompt="",  # the community pipeline inverts under the empty prompt
             description="RF-Inversion as diffusers' community pipeline runs it (Flux): controlled inversion "
             "(gamma 0.5, empty source prompt), controlled edit (eta 1.0 for the first 25 % of 28 steps, "
-            "guidance 3.5)",
+            "guidance 3.5: Flux dev's embedded guidance, true CFG on a model without a guidance embedding)",
         ),
         Method(
             "p2p-joint",

@@ -17,7 +17,8 @@ Markdown table of the means per method:
   presets give it, in Flux.1's single blocks 20-37 of 38, which the run places at the same depth here
   (single blocks 2 and 3 of 4), for the first 2 steps. FlowEdit
   with the authors' Flux settings, n_max in proportion (17 of 20 as 24 of 28); RF-Inversion with
-  diffusers' community pipeline's, unguided as that pipeline runs a model without a guidance embedding.
+  diffusers' community pipeline's, its edit guidance 3.5 as true CFG (the model has no guidance
+  embedding; that pipeline, Flux dev only, would drop it).
 
 The scores need no network weights, so the table is the same on every machine: the unedited
 region's PSNR, MSE and SSIM computed as PIE-Bench computes them (both images times 1 - mask), the
@@ -108,7 +109,8 @@ def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> l
         preset(
             "rf-inversion",
             "RF-Inversion",
-            "diffusers' community pipeline's settings; a model without a guidance embedding runs it unguided",
+            "diffusers' community pipeline's settings, its guidance 3.5 as true CFG (the model has no guidance "
+            "embedding)",
             steps=steps,
         ),
         preset(
