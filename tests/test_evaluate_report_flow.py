@@ -101,6 +101,8 @@ def test_report_runs_the_flow_rows_end_to_end(tmp_path, capsys):
             assert math.isfinite(float(r[key])), (r["method"], key, r[key])
         spec = json.loads(r["spec"])
         assert spec["steps"] == 4
+        if r["method"] not in ("FlowEdit", "RF-Inversion"):  # the run record names the solver that sampled
+            assert spec["scheduler"] == "FlowSolverScheduler" and spec["inversion"]["family"] == "flow"
     assert {json.loads(r["spec"])["model"] for r in rows} == {"pocket-flow"}
     # the methods differ: on each case no two methods give the same picture
     for case in {r["case_id"] for r in rows}:

@@ -132,7 +132,7 @@ def test_flux_inverts_a_real_image_with_the_chosen_solver_and_reruns_its_json(fl
     assert len(result.controlled) == 2 * STEPS  # every model call of the solver
     spec = json.loads(p.spec_json)
     assert spec["start"] == "latents" and spec["inversion"]["method"] == "rf-solver"
-    assert spec["inversion"]["family"] == "flow" and spec.get("scheduler", "DDIMScheduler") == "DDIMScheduler"
+    assert spec["inversion"]["family"] == "flow" and spec["scheduler"] == "FlowSolverScheduler"  # what sampled
     text = studio.to_json()
 
     p.invert_method = "euler"

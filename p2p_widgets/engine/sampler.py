@@ -347,6 +347,7 @@ class Editor:
         _check_run_options(callback, stop_event, store, on_wait)
         rules = [rule.for_run() for rule in rules]  # the run binds its own copies: the caller's rules stay shareable
         sched = self._scheduler(spec.steps, scheduler, spec.size)
+        spec = _record_scheduler(spec, sched)
         n_evals = len(sched.timesteps)
         for k, rule in enumerate(rules):
             try:
@@ -539,6 +540,22 @@ def _describe(rule: EditRule) -> dict:
         return rule.to_dict()
     except P2PError:
         return {"rule": type(rule).__name__, "unregistered": True}
+
+
+def _record_scheduler(spec, sched):
+    """``spec`` naming the scheduler that samples it where it asked for the model's own (DDIM with no
+    config) and that is not DDIM (flow-matching Euler, a flow inversion's solver); a spec recorded on
+    a model whose own differs is refused by name."""
+    if spec.scheduler != schedulers.DDIM or spec.scheduler_config is not None:
+        return spec
+    ran = type(sched).__name__
+    recorded = spec.sampled_with or schedulers.DDIM
+    if spec.sampled_with is not None and recorded != ran:
+        raise P2PError(
+            f"this edit sampled with {recorded}, the model's own where it ran; this model samples with {ran}: "
+            "rerun it on a model of its family (or, for a flow inversion's solver, with that inversion)"
+        )
+    return spec.replace(sampled_with=None if ran == schedulers.DDIM else ran)
 
 
 def _edit_latents(rules, step, n_evals, latents):

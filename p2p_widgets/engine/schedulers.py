@@ -29,6 +29,10 @@ LABELS = {
 }
 SCHEDULERS = tuple(LABELS)
 DDIM = "DDIMScheduler"
+# what a flow model samples with when an edit names no scheduler, as its record names it: the
+# model's own flow-matching scheduler, or the solver of the flow inversion it edits (never built by
+# name: a rerun samples with the model's own again)
+MODEL_OWN = ("FlowMatchEulerDiscreteScheduler", "FlowSolverScheduler")
 
 
 def draws_noise(scheduler) -> bool:

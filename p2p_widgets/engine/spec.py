@@ -25,7 +25,7 @@ from ..errors import P2PError, check_int, check_nesting, is_int, is_number
 from . import controls  # noqa: F401  (registers the built-in methods beyond P2P, so JSON naming them loads)
 from .blend import LocalBlend
 from .rules import EditRule, rule_class, rule_from_dict
-from .schedulers import DDIM, SCHEDULERS
+from .schedulers import DDIM, MODEL_OWN, SCHEDULERS
 from .schedulers import build as build_scheduler
 
 FORMAT = "p2p_widgets.edit"
@@ -68,9 +68,14 @@ class EditSpec:
     blend: dict | None = None
     start: str = "seed"  # "seed", or "latents" given to the run (an inversion's when ``inversion`` is set)
     inversion: dict | None = None  # the inversion's describe(), for edits of real images
-    scheduler: str = DDIM  # the diffusers scheduler class the run sampled with
+    scheduler: str = DDIM  # the diffusers scheduler class the edit samples with
     scheduler_config: dict | None = None  # its config; None: built from the pipeline's scheduler config
     model: str | None = None  # which model the edit is for, as the user named it (the CLI's --model)
+    # DDIMScheduler without a config is "the model's own": DDIM on a UNet, flow-matching Euler on SD3 /
+    # Flux, a flow inversion's solver. A run records here the one that sampled where that is not DDIM
+    # (a name of schedulers.MODEL_OWN), and the JSON's "scheduler" names it: the record says what ran.
+    # None when the edit names a scheduler, or before it runs.
+    sampled_with: str | None = None
 
     def __post_init__(self):
         prompts = self.prompts
@@ -114,6 +119,13 @@ class EditSpec:
             raise P2PError(f"scheduler_config must be null or an object, got {self.scheduler_config!r}")
         if self.scheduler_config is not None:
             _check_scheduler_config(self.scheduler, self.scheduler_config)
+        if self.scheduler != DDIM or self.scheduler_config is not None:
+            object.__setattr__(self, "sampled_with", None)  # it describes the model's own scheduler only
+        if self.sampled_with is not None and self.sampled_with not in MODEL_OWN:
+            raise P2PError(
+                f"sampled_with must be null or one of {', '.join(MODEL_OWN)} (a flow model's own scheduler), "
+                f"got {self.sampled_with!r}"
+            )
         if self.model is not None and not isinstance(self.model, str):
             raise P2PError(f"model must be null or a model name, got {self.model!r}")
         if self.inversion is not None and not isinstance(self.inversion, dict):
@@ -198,7 +210,7 @@ class EditSpec:
             "mode": self.mode,
             "rules": [_plain(r) for r in self.rules],
             "blend": _plain(self.blend),
-            "scheduler": self.scheduler,
+            "scheduler": self.sampled_with or self.scheduler,  # what ran, where the run recorded it
         }
         if self.inversion is not None:
             data["inversion"] = _plain(self.inversion)
@@ -244,6 +256,14 @@ class EditSpec:
         for name in ("prompts", "seed", "steps", "guidance"):
             if name not in data:
                 raise P2PError(f"the edit spec has no {name!r}")
+        scheduler, sampled_with = data.get("scheduler", DDIM), None
+        if scheduler in MODEL_OWN:  # a flow model's own, as its run recorded it: the model's own again
+            if data.get("scheduler_config") is not None:
+                raise P2PError(
+                    f"{scheduler} is recorded as the model's own scheduler where the edit named none: "
+                    "it takes no scheduler_config"
+                )
+            scheduler, sampled_with = DDIM, data["scheduler"]
         return cls(
             prompts=data["prompts"],
             rules=rules,
@@ -255,9 +275,10 @@ class EditSpec:
             blend=data.get("blend"),
             start=start,
             inversion=data.get("inversion"),
-            scheduler=_check_scheduler(data.get("scheduler", DDIM)),
+            scheduler=_check_scheduler(scheduler),
             scheduler_config=data.get("scheduler_config"),
             model=data.get("model"),
+            sampled_with=sampled_with,
         )
 
     @classmethod
@@ -282,7 +303,10 @@ class EditSpec:
 
 def _check_scheduler(name):
     if name not in SCHEDULERS:
-        raise P2PError(f"scheduler must be one of {', '.join(SCHEDULERS)} to be saved and rerun, got {name!r}")
+        raise P2PError(
+            f"scheduler must be one of {', '.join(SCHEDULERS)} to be saved and rerun, got {name!r} "
+            f"(a flow model's record may also name its own: {', '.join(MODEL_OWN)})"
+        )
     return name
 
 
