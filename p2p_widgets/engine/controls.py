@@ -195,9 +195,10 @@ def _pnp_layers(sites) -> frozenset:
 def adain(x: torch.Tensor, ref: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """``x`` normalised over tokens (per head and channel) to ``ref``'s mean and deviation (unbiased
     variance plus ``eps``, as StyleAligned's authors compute it)."""
-    mean, std = x.mean(dim=-2, keepdim=True), (x.var(dim=-2, keepdim=True) + eps).sqrt()
-    ref_mean, ref_std = ref.mean(dim=-2, keepdim=True), (ref.var(dim=-2, keepdim=True) + eps).sqrt()
-    return (x - mean) / std * ref_std + ref_mean
+    var, mean = torch.var_mean(x, dim=-2, keepdim=True)  # one pass over the tokens for both
+    ref_var, ref_mean = torch.var_mean(ref, dim=-2, keepdim=True)
+    gain = ((ref_var + eps) / (var + eps)).sqrt()  # per head and channel: two full-size ops, not four
+    return x * gain + (ref_mean - mean * gain)
 
 
 @register_rule
