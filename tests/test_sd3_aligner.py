@@ -57,8 +57,7 @@ def test_an_sd3_prompt_names_its_parts_and_their_token_positions(sd3):
 
 
 def test_the_mapper_from_links_feeds_each_segments_specials_and_align_works_per_segment(sd3):
-    from p2p_widgets.engine.mapper import Mapper, align
-    from p2p_widgets.engine.segments import align_joined
+    from p2p_widgets.engine.mapper import Mapper, align, align_joined
 
     src, tgt = sd3.prompt(SOURCE), sd3.prompt(TARGET)
     joined = align_joined(src, tgt)

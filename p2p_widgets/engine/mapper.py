@@ -138,11 +138,9 @@ def _prompts(source, target, tokenizer):
 
 def special_pairs(source: Prompt, target: Prompt):
     """The pairs a mapper made from links feeds by itself: :func:`_special_pairs`, in every segment
-    of a prompt over several (SD3's CLIP and T5: :func:`~p2p_widgets.engine.segments.special_pairs`)."""
+    of a prompt over several (SD3's CLIP and T5: :func:`_segment_special_pairs`)."""
     if source.segments or target.segments:
-        from .segments import special_pairs as segment_pairs
-
-        return segment_pairs(source, target)
+        return _segment_special_pairs(source, target)
     return _special_pairs(source, target)
 
 
@@ -170,8 +168,6 @@ def align(source, target, tokenizer=None, kind: str = "auto", compat: str = "pro
     check_compat(compat)
     source, target = _prompts(source, target, tokenizer)
     if source.segments or target.segments:  # SD3: each segment aligned with its own tokens
-        from .segments import align_joined
-
         return align_joined(source, target, kind, compat)
     ops = _word_opcodes(source, target)
     if kind == "auto":
@@ -293,3 +289,48 @@ def _refine_mapper(source: Prompt, target: Prompt, compat: str = "project") -> M
     for i, j in _tail_pairs(start, target.eos_position + 1, length):
         matrix[i, j] = 1.0
     return Mapper(source, target, matrix, aligned, "refine")
+
+
+# -- prompts over several token segments (engine/segments.py joins them) ------------------------------
+def align_joined(source: Prompt, target: Prompt, kind: str = "auto", compat: str = "project") -> Mapper:
+    """Each segment aligned with its own tokens (the first segment decides ``kind`` for all), joined
+    block-diagonally; a padding-only segment maps to itself."""
+    check_segments(source, target)
+    length = source.max_length
+    matrix, aligned = torch.zeros(length, length), torch.ones(length)
+    bounds = [o for o, _ in source.segments] + [length]
+    for n, ((offset, src), (_, tgt)) in enumerate(zip(source.segments, target.segments)):
+        end = bounds[n + 1]
+        if src is None:
+            matrix[offset:end, offset:end] = torch.eye(end - offset)
+            continue
+        part = align(src, tgt, kind=kind, compat=compat)
+        kind = part.kind
+        size = src.max_length
+        matrix[offset : offset + size, offset : offset + size] = part.matrix
+        aligned[offset : offset + size] = part.aligned
+    return dataclasses.replace(
+        Mapper(source, target, matrix, aligned, kind), kind=kind if kind in ("replace", "refine") else "links"
+    )
+
+
+def check_segments(source: Prompt, target: Prompt) -> None:
+    """A P2PError unless the two prompts run over the same segments (the same model's prompts)."""
+    layout = [([o for o, _ in p.segments], p.max_length) for p in (source, target)]
+    if layout[0] != layout[1]:
+        raise P2PError(
+            f"the source and target prompts run over different token segments ({layout[0]} vs {layout[1]}): "
+            "make both with the same model's prompt()"
+        )
+
+
+def _segment_special_pairs(source: Prompt, target: Prompt):
+    """The (source, target) positions a mapper made from links feeds by itself, segment by segment:
+    each segment's BOS, EOS and padding as one prompt's (a padding-only segment to itself)."""
+    check_segments(source, target)
+    bounds = [o for o, _ in source.segments] + [source.max_length]
+    for n, ((offset, src), (_, tgt)) in enumerate(zip(source.segments, target.segments)):
+        if src is None or tgt is None:
+            yield from ((p, p) for p in range(offset, bounds[n + 1]))
+        else:
+            yield from ((offset + i, offset + j) for i, j in _special_pairs(src, tgt))

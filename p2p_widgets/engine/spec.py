@@ -78,6 +78,25 @@ class EditSpec:
     sampled_with: str | None = None
 
     def __post_init__(self):
+        self._check_prompts_and_rules()
+        self._check_run_settings()
+        self._check_scheduler()
+        if self.model is not None and not isinstance(self.model, str):
+            raise P2PError(f"model must be null or a model name, got {self.model!r}")
+        if self.inversion is not None and not isinstance(self.inversion, dict):
+            raise P2PError("'inversion' must be null or the inversion's description (an object)")
+        normal = dict(
+            prompts=tuple(self.prompts),
+            rules=tuple(self.rules),
+            seed=int(self.seed),
+            steps=int(self.steps),
+            guidance=float(self.guidance),
+            size=None if self.size is None else tuple(map(int, self.size)),
+        )
+        for name, value in normal.items():
+            object.__setattr__(self, name, value)
+
+    def _check_prompts_and_rules(self):
         prompts = self.prompts
         if (
             isinstance(prompts, str)
@@ -96,6 +115,8 @@ class EditSpec:
         for k, rule in enumerate(rules):
             if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str):
                 raise P2PError(f"rule {k} must be an object with a 'rule' name")
+
+    def _check_run_settings(self):
         if not is_int(self.seed) or not 0 <= self.seed < 2**63:
             raise P2PError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
         check_int("steps", self.steps, 1, 1000)
@@ -113,6 +134,8 @@ class EditSpec:
             raise P2PError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
         if self.blend is not None:
             LocalBlend.from_dict(self.blend)  # validates; the spec keeps the plain data
+
+    def _check_scheduler(self):
         if not isinstance(self.scheduler, str):
             raise P2PError(f"scheduler must be a scheduler class name, got {self.scheduler!r}")
         if self.scheduler_config is not None and not isinstance(self.scheduler_config, dict):
@@ -126,20 +149,6 @@ class EditSpec:
                 f"sampled_with must be null or one of {', '.join(MODEL_OWN)} (a flow model's own scheduler), "
                 f"got {self.sampled_with!r}"
             )
-        if self.model is not None and not isinstance(self.model, str):
-            raise P2PError(f"model must be null or a model name, got {self.model!r}")
-        if self.inversion is not None and not isinstance(self.inversion, dict):
-            raise P2PError("'inversion' must be null or the inversion's description (an object)")
-        normal = dict(
-            prompts=tuple(prompts),
-            rules=tuple(rules),
-            seed=int(self.seed),
-            steps=int(self.steps),
-            guidance=float(self.guidance),
-            size=None if self.size is None else tuple(map(int, self.size)),
-        )
-        for name, value in normal.items():
-            object.__setattr__(self, name, value)
 
     # -- views ---------------------------------------------------------------------------------------
     @property

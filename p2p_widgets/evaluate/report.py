@@ -78,8 +78,6 @@ def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> l
 
     from ..engine.defaults import POCKET_FLOW_DEFAULTS
     from ..engine.flowedit import FLOWEDIT_DEFAULTS, default_n_max
-    from ..engine.joint_controls import KVInjection
-    from ..pocket.flow import TRANSFORMER_CONFIG
     from .methods import get_method
 
     steps = POCKET_FLOW_DEFAULTS.steps if steps is None else int(steps)
@@ -88,14 +86,7 @@ def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> l
     def preset(name, label, description, **params):
         return replace(get_method(name).with_params(**params), name=label, description=description)
 
-    # the presets' blocks are Flux.1's single 20-37 of 38 (single_of): the run places them on this model's
-    rule = get_method("rf-solver-edit").rule
-    placed = KVInjection(**{k: v for k, v in rule.items() if k != "rule"}).blocks_on(
-        "single", TRANSFORMER_CONFIG["num_single_layers"]
-    )
-    injection = "the source's image values in single blocks {} (Flux.1's 20-37 of 38) for the first 2 steps".format(
-        ", ".join(map(str, sorted(placed)))
-    )
+    injection = _injection_words()
     return [
         preset(
             "flowedit",
@@ -135,6 +126,21 @@ def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> l
             guidance=guidance,
         ),
     ]
+
+
+def _injection_words() -> str:
+    """What the RF-Solver-Edit / FireFlow-Edit presets inject on the pocket flow model: their blocks are
+    Flux.1's single 20-37 of 38 (single_of), which a run places at the same depth on this model's."""
+    from ..engine.joint_controls import KVInjection
+    from ..pocket.flow import TRANSFORMER_CONFIG
+    from .methods import get_method
+
+    rule = get_method("rf-solver-edit").rule
+    placed = KVInjection(**{k: v for k, v in rule.items() if k != "rule"}).blocks_on(
+        "single", TRANSFORMER_CONFIG["num_single_layers"]
+    )
+    blocks = ", ".join(map(str, sorted(placed)))
+    return f"the source's image values in single blocks {blocks} (Flux.1's 20-37 of 38) for the first 2 steps"
 
 
 def settings_of(method, defaults) -> str:

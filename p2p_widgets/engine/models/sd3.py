@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import functools
 
+from ..mapper import align_joined
 from ..prompts import Prompt
-from ..segments import align_joined, joined
+from ..segments import joined
 from .flow import FlowBackend
 
 
