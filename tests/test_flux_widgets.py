@@ -172,9 +172,9 @@ def test_studio_on_flux_starts_from_the_model_defaults_and_shows_t5_tokens(studi
 def test_studio_flux_family_defaults_without_registered_ones():
     """An unregistered Flux dev pipeline gets the family's 28 steps at guidance 3.5."""
     from p2p_widgets.bench.mmdit_geometries import tiny_flux_pipeline
-    from p2p_widgets.engine.defaults import defaults_for_pipe
+    from p2p_widgets.engine.models import backend_for
 
-    found = defaults_for_pipe(tiny_flux_pipeline(0))
+    found = backend_for(tiny_flux_pipeline(0)).defaults
     assert (found.steps, found.guidance) == (28, 3.5)
 
 

@@ -3,7 +3,6 @@ the pocket model's; any other pipeline gets Stable Diffusion's)."""
 
 from __future__ import annotations
 
-import dataclasses
 import weakref
 from dataclasses import dataclass
 
@@ -53,16 +52,7 @@ def register_defaults(pipe, defaults: SamplingDefaults):
     return pipe
 
 
-def defaults_for_pipe(pipe) -> SamplingDefaults:
-    """The registered defaults of ``pipe``, else its family's (SD, SD3, Flux dev or schnell), named
-    after its class."""
-    found = _PIPE_DEFAULTS.get(pipe)
-    if found is not None:
-        return found
-    transformer = type(getattr(pipe, "transformer", None)).__name__
-    family = SD_DEFAULTS
-    if transformer == "SD3Transformer2DModel":
-        family = SD3_DEFAULTS
-    elif transformer == "FluxTransformer2DModel":
-        family = FLUX_DEV_DEFAULTS if pipe.transformer.config.guidance_embeds else FLUX_SCHNELL_DEFAULTS
-    return dataclasses.replace(family, name=type(pipe).__name__)
+def registered_defaults(pipe) -> SamplingDefaults | None:
+    """The defaults registered for ``pipe``, if any (a model backend falls back on its family's:
+    ``ModelBackend.defaults``)."""
+    return _PIPE_DEFAULTS.get(pipe)

@@ -405,10 +405,9 @@ class Method:
         """``(source, target, options)`` for ``editor.edit(source, target, **options)`` on ``case``
         (``inversion``: the case image's, for a method that inverts)."""
         from ..engine.blend import LocalBlend
-        from ..engine.defaults import defaults_for_pipe
 
         source, target = self.prompts(case)
-        steps, guidance = self.resolved(defaults_for_pipe(editor.pipe))
+        steps, guidance = self.resolved(editor.model.defaults)
         params = self.parameters()
         options = dict(steps=steps, guidance=guidance, mode=params["mode"], seed=seed)  # recorded with an inversion
         if inversion is not None:

@@ -14,6 +14,7 @@ import copy
 
 import torch
 
+from ..defaults import FLUX_DEV_DEFAULTS, FLUX_SCHNELL_DEFAULTS, SamplingDefaults
 from .flow import FlowBackend
 
 
@@ -39,6 +40,9 @@ def image_ids(h: int, w: int, device=None, dtype=None) -> torch.Tensor:
 
 class FluxBackend(FlowBackend):
     family = "flux"
+
+    def family_defaults(self) -> SamplingDefaults:
+        return FLUX_DEV_DEFAULTS if self.denoiser.config.guidance_embeds else FLUX_SCHNELL_DEFAULTS
 
     def __init__(self, pipe, device=None):
         super().__init__(pipe, device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 
+from ..defaults import SD3_DEFAULTS, SamplingDefaults
 from ..mapper import align_joined
 from ..prompts import Prompt
 from ..segments import joined
@@ -19,6 +20,10 @@ from .flow import FlowBackend
 
 class SD3Backend(FlowBackend):
     family = "sd3"
+
+    def family_defaults(self) -> SamplingDefaults:
+        return SD3_DEFAULTS
+
     default_max_shift = 1.16  # StableDiffusion3Pipeline's fallback
 
     @property

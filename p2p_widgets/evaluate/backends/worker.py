@@ -147,9 +147,8 @@ class SweepWorker:
     def _inversion(self, index, case, method):
         if method.inversion is None:
             return None, ""
-        from ...engine.defaults import defaults_for_pipe
 
-        steps, guidance = method.resolved(defaults_for_pipe(self.editor.pipe))
+        steps, guidance = method.resolved(self.editor.model.defaults)
         prompt = method.prompts(case)[0]
         if index not in self._image_hashes:
             self._image_hashes[index] = file_hash(case.image_path)

@@ -11,7 +11,6 @@ import numpy as np
 import traitlets
 
 from ...engine import schedulers
-from ...engine.defaults import defaults_for_pipe
 from ...engine.export import spec_to_json
 from ...engine.inversion.record import EMPTY_PROMPT_METHODS, solver_scheduler
 from ...engine.inversion.record import LABELS as INVERT_LABELS
@@ -92,7 +91,7 @@ class Studio(ipywidgets.VBox):
         self._loaded_scheduler: tuple | None = None  # (name, config) of a loaded edit's scheduler
         self._image: np.ndarray | None = None  # the real image to edit, prepared at the model's size
         self.background = bool(background)
-        defaults = defaults_for_pipe(self.editor.pipe)
+        defaults = self.editor.model.defaults
         # the widgets make their prompts as the model does (not from its tokenizer alone): SD3's
         # run over CLIP's then T5's token segments, which the aligner shows as a pair of rows each
         tokenizer = self.editor.model
