@@ -53,6 +53,8 @@ def test_engine_bench_times_the_seam_against_the_pipeline_on_flux_and_sd3(capsys
             assert float(figures[f"{path}_time_ratio"].split()[0]) > 0, (model, path)
     with pytest.raises(SystemExit, match="do not run on tinyflux"):
         main(["engine", "--model", "tinyflux", "--steps", "2", "--paths", "masactrl"])
+    main(["engine", "--model", "tinyflux", "--size", "96", "--steps", "1", "--rounds", "1", "--paths", "fast"])
+    assert "model: tinyflux (96 px)" in capsys.readouterr().out
 
 
 def test_sdxl_bench_architecture_is_sdxl_base():

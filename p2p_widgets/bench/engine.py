@@ -52,7 +52,7 @@ def _memory_peak(device):
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
 
 
-def _timed_paths(model: str, paths, steps: int, device: str, dtype):
+def _timed_paths(model: str, paths, steps: int, device: str, dtype, size: int | None = None):
     """``{path: fn(n_steps)}`` on one loaded model, plain first."""
     import torch
 
@@ -62,7 +62,7 @@ def _timed_paths(model: str, paths, steps: int, device: str, dtype):
     from ..engine.store import AttentionStore
 
     pipe = build_model(model, device, dtype)
-    size = SIZES[model]
+    size = size or SIZES[model]
     editor = Editor(pipe)
     shape = editor.model.latent_shape((size, size))
     noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(0))
@@ -152,10 +152,10 @@ def _dtype(fp16: bool):
     return torch.float16 if fp16 else torch.float32
 
 
-def interleaved(model: str, paths, steps: int, device: str, fp16: bool, rounds: int) -> dict:
+def interleaved(model: str, paths, steps: int, device: str, fp16: bool, rounds: int, size=None) -> dict:
     """Every path (plain first) once per round, the order rotating each round; per path its seconds per
     round and its ratio to plain in the same round."""
-    fns = _timed_paths(model, paths, steps, device, _dtype(fp16))
+    fns = _timed_paths(model, paths, steps, device, _dtype(fp16), size)
     names = list(fns)
     for fn in fns.values():
         fn(2)  # warm-up: kernels, allocator, lazy imports
@@ -217,15 +217,17 @@ def engine(args):
             f"paths {wrong} do not run on {args.model}: use {', '.join(FLOW_PATHS if flow else EDIT_PATHS)}"
         )
     print(
-        f"model: {args.model} ({SIZES[args.model]} px), steps: {args.steps}, device: {device}"
+        f"model: {args.model} ({args.size or SIZES[args.model]} px), steps: {args.steps}, device: {device}"
         + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "")
         + f", dtype: {'fp16' if fp16 else 'fp32'}, torch threads: {torch.get_num_threads()}"
     )
     print("batch: source + 1 edit, guidance in one batch where the model takes it")
     if args.memory:
+        if args.size:
+            raise SystemExit("--size is for the interleaved timing; --memory runs each model at its own size")
         return _memory(args, paths, device, fp16)
     print(f"interleaved: {args.rounds} rounds, the order rotating each round; medians")
-    result = interleaved(args.model, paths, args.steps, device, fp16, args.rounds)
+    result = interleaved(args.model, paths, args.steps, device, fp16, args.rounds, args.size)
     for name, times in result["seconds"].items():
         print(f"{name}_seconds: {statistics.median(times):.3f}")
     for key, label in (("ratios", "time_ratio"), ("cpu_ratios", "cpu_time_ratio")):
@@ -283,6 +285,7 @@ def main(argv=None):
     e = sub.add_parser("engine", help="plain pipeline vs P2P fast and explicit paths, MasaCtrl, PnP, StyleAligned")
     e.add_argument("--model", choices=sorted(SIZES), default="tiny")
     e.add_argument("--steps", type=int, default=20)
+    e.add_argument("--size", type=int, default=None, help="image side in pixels (default: the model's own)")
     e.add_argument("--device", default=None)
     e.add_argument("--fp32", action="store_true", help="fp32 on CUDA (default fp16 there)")
     e.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians over them)")
