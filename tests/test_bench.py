@@ -123,3 +123,13 @@ def test_pocket_flow_bench_prints_load_and_sample_times(capsys):
     main(["pocket_flow", "--repeats", "1", "--steps", "2"])
     figures = _lines(capsys.readouterr().out)
     assert float(figures["load_seconds"].split()[0]) > 0 and float(figures["sample_2_steps_seconds"].split()[0]) > 0
+
+
+def test_engine_bench_times_every_method_at_the_size_asked_for():
+    """--size reaches every timed path: Plug-and-Play's inversions were made at the model's own size,
+    so its edits ran at 256 px while the others ran at 384 (0.29x plain)."""
+    from p2p_widgets.bench.engine import _timed_paths
+
+    fns = _timed_paths("tiny", ["fast", "masactrl", "pnp", "style-aligned"], 2, "cpu", torch.float32, size=96)
+    for name in ("fast", "masactrl", "pnp", "style-aligned"):
+        assert fns[name](2).images[0].size == (96, 96), name

@@ -183,7 +183,7 @@ def _method(editor, path: str, steps: int, size: int):
         rule = MutualSelfAttention() if path == "masactrl" else StyleAligned()
         return lambda n: editor.edit(SOURCE, TARGET, rules=[rule], steps=n, seed=0, height=size, width=size)
     image = editor.edit(SOURCE, [], steps=steps, seed=0, height=size, width=size).images[0]
-    inversions = {n: editor.invert(image, "", method="ddim", steps=n) for n in (2, steps)}
+    inversions = {n: editor.invert(image, "", method="ddim", steps=n, size=(size, size)) for n in (2, steps)}
     return lambda n: editor.edit("", TARGET, rules=[PlugAndPlay()], steps=n, inversion=inversions[n])
 
 
