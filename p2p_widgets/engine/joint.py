@@ -71,8 +71,11 @@ def image_text_maps(q_img, k, text: slice, scale: float, lse=None) -> torch.Tens
     if lse is None:
         lse = softmax_lse(q_img, k, scale)
     wide = lse.dtype
-    logits = (q_img.to(wide) @ k[:, :, text].to(wide).transpose(-1, -2)) * scale
-    return torch.exp(logits - lse[..., None])
+    *batch, n_img, dim = q_img.shape
+    keys = k[:, :, text].to(wide).flatten(0, 1).transpose(-1, -2)
+    # scale * q k^T - lse in one batched product, exponentiated in place (a few ops: they are per site)
+    logits = torch.baddbmm(-lse.reshape(-1, n_img, 1), q_img.to(wide).flatten(0, 1), keys, alpha=scale)
+    return logits.exp_().view(*batch, n_img, keys.shape[-1])
 
 
 class JointProcessor:
@@ -210,7 +213,7 @@ def joint_fast(q, k, v, scale, text: slice, image: slice, plans):
     out, lse = attention_with_lse(q, k, v, scale)
     wide = torch.promote_types(q.dtype, torch.float32)
     maps = image_text_maps(q[:, :, image], k, text, scale, lse[:, :, image].to(wide))
-    edited = maps.clone()
+    edited = maps.clone() if any(p is not None and p.cross is not None for p in plans) else maps
     for e, plan in enumerate(plans, start=1):
         if not _maps_or_share(plan):
             continue
