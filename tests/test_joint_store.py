@@ -2,7 +2,7 @@
 softmax (rows normalised over every key, image and text), of the conditional half, head-averaged and
 averaged over the joint sites of one token grid, per step.
 
-Checked three ways: ``image_text_maps`` against an explicit softmax on random queries and keys (also
+Checked three ways: ``block_maps`` against an explicit softmax on random queries and keys (also
 past one key chunk); each site of a run (SD3 joint, SD3.5 joint and its image-only attn2, Flux double
 and single stream) against an explicit softmax of the queries and keys that site attended with; and
 the maps attention-map-diffusers (MIT, 1.0.0) records while the diffusers pipeline runs.
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from p2p_widgets.bench.mmdit_geometries import tiny_flux_pipeline, tiny_sd3_pipeline
-from p2p_widgets.engine.joint import KEY_CHUNK, image_text_maps
+from p2p_widgets.engine.joint import KEY_CHUNK, block_maps
 from p2p_widgets.engine.processors import AttentionController
 from p2p_widgets.engine.sampler import Editor
 from p2p_widgets.engine.sites import sites_of
@@ -41,7 +41,7 @@ def _explicit(q, k, image: slice, text: slice) -> torch.Tensor:
 
 @pytest.mark.parametrize("n_keys", [77, KEY_CHUNK, KEY_CHUNK + 1, 2 * KEY_CHUNK + 500])
 @pytest.mark.parametrize("text_first", [False, True], ids=["sd3-order", "flux-order"])
-def test_image_text_maps_is_the_joint_softmax_block(n_keys, text_first):
+def test_block_maps_is_the_joint_softmax_block(n_keys, text_first):
     gen = torch.Generator().manual_seed(n_keys)
     b, h, d, n_text = 2, 3, 16, 29
     n_img = n_keys - n_text
@@ -52,17 +52,17 @@ def test_image_text_maps_is_the_joint_softmax_block(n_keys, text_first):
     q_img = q[:, :, image][:, :, :48]  # a few image queries are enough; every key stays
     scale = d**-0.5
 
-    ours = image_text_maps(q_img, k, text, scale)
+    ours = block_maps(q_img, k, text, scale)
     want = _explicit(q_img, k, slice(None), text)
     diff = (ours.double() - want).abs().max().item()
-    print(f"image_text_maps, {n_keys} keys ({'text first' if text_first else 'text last'}): max |diff| {diff:.2e}")
+    print(f"block_maps, {n_keys} keys ({'text first' if text_first else 'text last'}): max |diff| {diff:.2e}")
     assert ours.dtype == torch.float32 and ours.shape == (b, h, 48, n_text)
     assert diff <= TOL
 
     # normalised over all keys: the text block's rows fall short of 1, the image block takes the rest
     rows = ours.double().sum(-1)
     assert (1 - rows).mean() > 0.1, rows.mean()
-    rest = image_text_maps(q_img, k, image, scale).double().sum(-1)
+    rest = block_maps(q_img, k, image, scale).double().sum(-1)
     assert (rows + rest - 1).abs().max() <= 1e-5  # float32 terms summed over up to 2.5k keys
     # and a text-only softmax (what a per-block normaliser would give) is far from it
     text_only = torch.softmax((q_img.double() @ k[:, :, text].double().transpose(-1, -2)) * scale, -1)
@@ -301,3 +301,75 @@ def test_fused_softmax_normaliser_equals_the_chunked_one():
             assert (value.double() - explicit).abs().max() <= 1e-5, name
         assert torch.allclose(out, torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale), atol=1e-6)
         assert (chunked_lse(q, k, 2 * scale).double() - explicit).abs().max() > 1e-1  # the scale matters
+
+
+# -- 4. text -> image maps on request ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_text_to_image_maps_are_the_text_queries_softmax_on_the_image_keys(name):
+    """``AttentionStore(text_to_image=True)``: each token's map is the mean over sites and steps of its
+    query's joint-softmax probabilities on the image keys (normalised over every key)."""
+    build, guidance, _ = CASES[name]
+    pipe, spy = build(), _Spy()
+    original = AttentionController.attend_joint
+    store = AttentionStore(text_to_image=True, step_dtype=torch.float32)
+
+    def attend_joint(ctrl, proc, q, k, v, scale, text, image):
+        spy.calls.append(dict(site=proc.site, q=q.detach().clone(), k=k.detach().clone()))
+        return original(ctrl, proc, q, k, v, scale, text, image)
+
+    AttentionController.attend_joint = attend_joint
+    try:
+        result = Editor(pipe).sample(
+            PROMPT, seed=SEED, steps=STEPS, height=SIZE, width=SIZE, guidance=guidance, store=store
+        )
+    finally:
+        AttentionController.attend_joint = original
+    want, wrong, n = 0.0, 0.0, 0
+    for call in spy.calls:
+        if not call["site"].reads_text:
+            continue
+        image, text, n_img = _layout(pipe, call["site"], call["q"].shape[2])
+        q, k = call["q"][-1:].double(), call["k"][-1:].double()
+        probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+        want = want + probs[0, :, text, image].mean(0)  # (L, n_img)
+        image_only = torch.softmax(q[:, :, text] @ k[:, :, image].transpose(-1, -2) / math.sqrt(q.shape[-1]), -1)
+        wrong, n = wrong + image_only[0].mean(0), n + 1
+    side = math.isqrt(n_img)
+    length = want.shape[0]
+    got = result.store.text_image_maps(0, range(length)).double()
+    diff = (got - (want / n).reshape(length, side, side)).abs().max().item()
+    margin = (got - (wrong / n).reshape(length, side, side)).abs().max().item()
+    print(f"{name}: text -> image maps vs explicit {diff:.2e}; vs an image-keys-only softmax {margin:.2e}")
+    assert diff <= TOL and margin >= 100 * TOL
+
+
+def test_text_to_image_maps_follow_injected_keys_and_are_named_where_missing():
+    """An edit whose image keys are the source's (K/V injection): its text rows read the injected
+    keys on the fast and the explicit path alike; a UNet run or a plain store says why it has none."""
+    from p2p_widgets.bench.geometries import tiny_pipeline
+    from p2p_widgets.engine.joint_controls import KVInjection
+    from p2p_widgets.engine.rules import EditRule
+    from p2p_widgets.errors import P2PError
+
+    editor = Editor(tiny_flux_pipeline(seed=4))
+    other = "a small yellow star above a big white triangle on a checkered black background"
+    run = dict(seed=SEED, steps=STEPS, height=SIZE, width=SIZE, guidance=3.5)
+    maps = {}
+    for mode in ("fast", "explicit"):
+        store = AttentionStore(text_to_image=True)
+        editor.edit(PROMPT, other, rules=[KVInjection()], mode=mode, store=store, **run)
+        maps[mode] = store.text_image_maps(1, range(4))
+    own = AttentionStore(text_to_image=True)
+    editor.edit(PROMPT, other, rules=[EditRule()], store=own, **run)
+    assert (maps["fast"] - maps["explicit"]).abs().max() <= TOL
+    assert (maps["fast"] - own.text_image_maps(1, range(4))).abs().max() >= 100 * TOL
+    plain = AttentionStore()
+    editor.sample(PROMPT, store=plain, **run)
+    with pytest.raises(P2PError, match="text_to_image=True"):
+        plain.text_image_maps(0, [0])
+    unet = AttentionStore(text_to_image=True)
+    Editor(tiny_pipeline(seed=0)).sample(PROMPT, steps=2, store=unet)
+    with pytest.raises(P2PError, match="joint attention"):
+        unet.text_image_maps(0, [1])

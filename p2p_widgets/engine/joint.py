@@ -7,9 +7,10 @@ queries and keys) compute, with the attention itself handed to the controller in
 single-stream blocks join [text; image] before attention and never say where the text ends: the
 controller knows the run's number of image tokens.
 
-``image_text_maps`` gives the image-query x text-key block of the joint softmax (the
-cross-attention analogue; its rows do not sum to 1, image keys take the rest) without forming
-the joint matrix: the softmax normaliser is accumulated over key chunks.
+``block_maps`` gives one block of the joint softmax, e.g. the image-query x text-key block (the
+cross-attention analogue; its rows do not sum to 1, image keys take the rest), without forming
+the joint matrix: the softmax normaliser comes from the fused call, or is accumulated over key
+chunks.
 """
 
 from __future__ import annotations
@@ -64,18 +65,19 @@ def chunked_lse(q, k, scale: float) -> torch.Tensor:
     return lse
 
 
-def image_text_maps(q_img, k, text: slice, scale: float, lse=None) -> torch.Tensor:
-    """``softmax(q_img k^T * scale)[..., text]``: (B, H, n_img, n_text) probabilities of image queries
-    on the text keys, normalised over every key (image and text) by ``lse`` (default: computed),
-    in float32 or wider: only this block is formed."""
+def block_maps(q_rows, k, keys: slice, scale: float, lse=None) -> torch.Tensor:
+    """``softmax(q_rows k^T * scale)[..., keys]``: (B, H, n_rows, n_keys) probabilities of these
+    queries on the keys at ``keys``, normalised over every key by ``lse`` (default: computed), in
+    float32 or wider: only this block is formed. Image queries on the text keys are the store's maps
+    (the cross-attention analogue); text queries on the image keys are kept on request."""
     if lse is None:
-        lse = softmax_lse(q_img, k, scale)
+        lse = softmax_lse(q_rows, k, scale)
     wide = lse.dtype
-    *batch, n_img, dim = q_img.shape
-    keys = k[:, :, text].to(wide).flatten(0, 1).transpose(-1, -2)
+    *batch, n_rows, dim = q_rows.shape
+    block = k[:, :, keys].to(wide).flatten(0, 1).transpose(-1, -2)
     # scale * q k^T - lse in one batched product, exponentiated in place (a few ops: they are per site)
-    logits = torch.baddbmm(-lse.reshape(-1, n_img, 1), q_img.to(wide).flatten(0, 1), keys, alpha=scale)
-    return logits.exp_().view(*batch, n_img, keys.shape[-1])
+    logits = torch.baddbmm(-lse.reshape(-1, n_rows, 1), q_rows.to(wide).flatten(0, 1), block, alpha=scale)
+    return logits.exp_().view(*batch, n_rows, block.shape[-1])
 
 
 class JointProcessor:
@@ -212,7 +214,7 @@ def joint_fast(q, k, v, scale, text: slice, image: slice, plans):
     q, k, v = inject_qkv(q, k, v, image, plans)
     out, lse = attention_with_lse(q, k, v, scale)
     wide = torch.promote_types(q.dtype, torch.float32)
-    maps = image_text_maps(q[:, :, image], k, text, scale, lse[:, :, image].to(wide))
+    maps = block_maps(q[:, :, image], k, text, scale, lse[:, :, image].to(wide))
     edited = maps.clone() if any(p is not None and p.cross is not None for p in plans) else maps
     for e, plan in enumerate(plans, start=1):
         if not _maps_or_share(plan):

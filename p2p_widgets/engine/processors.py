@@ -28,7 +28,8 @@ from .joint import (
     JointPlan,
     JointProcessor,
     attention_with_lse,
-    image_text_maps,
+    block_maps,
+    inject_qkv,
     joint_explicit,
     joint_fast,
 )
@@ -199,7 +200,7 @@ class AttentionController:
             return kernels.sdpa(q, k, v, scale)
         grid = self.grid_of(image.stop - image.start)
         ctx = self.context(proc, grid)
-        done, cond_maps = {}, None
+        done, cond_maps, cond_plans = {}, None, None
         for bctx, off in self._blocks(ctx):
             plans = self._joint_plans(bctx, v, text)
             if all(p is None for p in plans):
@@ -215,7 +216,7 @@ class AttentionController:
             else:
                 done[off], maps = joint_fast(q[rows], k[rows], v[rows], scale, text, image, plans)
             if bctx.block == "cond":
-                cond_maps = maps
+                cond_maps, cond_plans = maps, plans
         stores = self.store is not None and self.block != "uncond" and text.stop > text.start and self.store.wants(grid)
         lse = None
         if stores and not done and self.mode == "fast":  # plain attention: its normaliser comes with it
@@ -223,12 +224,23 @@ class AttentionController:
         else:
             out = self._assemble(q, k, v, scale, done)
         if stores:
+            rows = slice(n, 2 * n) if self.block == "both" else slice(0, n)
             if cond_maps is None:  # the conditional half kept its own attention
-                rows = slice(n, 2 * n) if self.block == "both" else slice(0, n)
                 row_lse = None if lse is None else lse[rows][:, :, image]
-                cond_maps = image_text_maps(q[rows][:, :, image], k[rows], text, scale, row_lse)
+                cond_maps = block_maps(q[rows][:, :, image], k[rows], text, scale, row_lse)
             self.store.add(grid, cond_maps.float().mean(dim=1), place=proc.site.place, heads=cond_maps.float())
+            if self.store.text_to_image:
+                self._store_text_image(grid, q[rows], k[rows], v[rows], scale, text, image, cond_plans, lse, rows)
         return out
+
+    def _store_text_image(self, grid, q, k, v, scale, text, image, plans, lse, rows):
+        """The conditional half's text queries on the image keys (after any injected image keys:
+        the edit's text rows attend to them), for ``AttentionStore(text_to_image=True)``."""
+        if plans is not None:
+            q, k, _ = inject_qkv(q, k, v, image, plans)
+        row_lse = None if lse is None or plans is not None else lse[rows][:, :, text]
+        maps = block_maps(q[:, :, text], k, image, scale, row_lse)
+        self.store.add_text_image(grid, maps.float().mean(dim=1))
 
     def _joint_plans(self, ctx, v, text: slice) -> list:
         """One :class:`JointPlan` (or None: the edit keeps its own attention) per edit of this half."""

@@ -38,10 +38,15 @@ class AttentionStore:
         keep_steps: bool = True,
         step_dtype=torch.float16,
         detail: bool = False,
+        text_to_image: bool = False,
     ):
         """``resolutions``: grid sides to store (e.g. ``[16, 8]``); default every side <= ``max_side``.
-        ``detail``: also keep per-head sums per UNet part ("down", "mid", "up") and grid."""
-        self.detail = bool(detail)
+        ``detail``: also keep per-head sums per UNet part ("down", "mid", "up") and grid.
+        ``text_to_image``: on joint attention (SD3, Flux) also keep the text queries' maps over the
+        image keys (where each word reads from), summed over sites and steps: :meth:`text_image_maps`."""
+        self.detail, self.text_to_image = bool(detail), bool(text_to_image)
+        self.text_image_sums: dict = {}  # grid -> (B, h, w, L) summed over sites and steps
+        self.text_image_counts: dict = {}
         self.detail_sums: dict = {}  # (place, grid) -> (B, heads, h, w, L) summed over layers and steps
         self.detail_counts: dict = {}
         self.resolutions = None if resolutions is None else {int(r) for r in resolutions}
@@ -65,7 +70,7 @@ class AttentionStore:
     @property
     def empty(self) -> bool:
         """Whether no run has added maps yet (a run needs an empty store: see the sampler)."""
-        return not (self.n_steps or self._layer_sum or self.detail_sums)
+        return not (self.n_steps or self._layer_sum or self.detail_sums or self.text_image_sums)
 
     def wants(self, grid: tuple[int, int]) -> bool:
         side = max(grid)
@@ -92,6 +97,28 @@ class AttentionStore:
     def running(self) -> dict:
         """This step's maps so far: grid (h, w) -> (B, h, w, L), the mean of the layers stored yet."""
         return {g: (s / self._layer_count[g]).reshape(s.shape[0], *g, s.shape[-1]) for g, s in self._layer_sum.items()}
+
+    def add_text_image(self, grid: tuple[int, int], maps: torch.Tensor):
+        """One joint site's head-averaged text -> image maps, (B, L, h*w)."""
+        maps = maps.transpose(1, 2).reshape(maps.shape[0], grid[0], grid[1], maps.shape[1]).float()
+        sums = self.text_image_sums
+        sums[grid] = sums[grid] + maps if grid in sums else maps.clone()
+        self.text_image_counts[grid] = self.text_image_counts.get(grid, 0) + 1
+
+    def text_image_maps(self, prompt_index: int, positions, side: int | None = None) -> torch.Tensor:
+        """(len(positions), h, w): how much each token at ``positions`` of prompt ``prompt_index``
+        attends to each image position (its query's probabilities on the image keys, which with the
+        text keys' share sum to 1), the mean over joint sites and steps. Needs
+        ``AttentionStore(text_to_image=True)`` and a run on SD3 or Flux."""
+        if not self.text_to_image:
+            raise P2PError("text -> image maps are kept only by AttentionStore(text_to_image=True)")
+        if not self.text_image_sums:
+            raise P2PError("no text -> image maps stored: they exist on joint attention (SD3, Flux) only")
+        g = self.grid(side)
+        maps = self.text_image_sums[g] / self.text_image_counts[g]
+        if not 0 <= prompt_index < maps.shape[0]:
+            raise P2PError(f"prompt index {prompt_index} is out of range: {maps.shape[0]} prompts stored")
+        return maps[prompt_index][..., list(positions)].permute(2, 0, 1).cpu()
 
     def end_step(self) -> dict:
         """Close the current evaluation: average its layers, update the running sums."""
