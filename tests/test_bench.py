@@ -57,6 +57,24 @@ def test_engine_bench_times_the_seam_against_the_pipeline_on_flux_and_sd3(capsys
     assert "model: tinyflux (96 px)" in capsys.readouterr().out
 
 
+def test_engine_bench_dtype_choice(capsys):
+    """``--dtype`` picks the weights' precision (bf16 for Flux); by default fp32 on the CPU, and on CUDA
+    fp16 for UNets, bf16 for SD3 / Flux; ``--fp32`` still means fp32 and cannot be given with ``--dtype``."""
+    from p2p_widgets.bench.engine import _default_dtype, main
+
+    main(["engine", "--model", "tinyflux", "--dtype", "bf16", "--steps", "1", "--rounds", "1", "--paths", "seam"])
+    out = capsys.readouterr().out
+    assert "dtype: bf16" in out and float(_lines(out)["seam_time_ratio"].split()[0]) > 0
+    main(["engine", "--model", "tiny", "--fp32", "--steps", "1", "--rounds", "1", "--paths", "fast"])
+    assert "dtype: fp32" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["engine", "--model", "tiny", "--fp32", "--dtype", "fp16"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    models = ("sd15", "sdxl", "flux", "sd35", "fluxgeom")
+    assert {_default_dtype(m, "cpu") for m in models} == {"fp32"}
+    assert [_default_dtype(m, "cuda") for m in models] == ["fp16", "fp16", "bf16", "bf16", "bf16"]
+
+
 def test_sdxl_bench_architecture_is_sdxl_base():
     """The GPU benchmark's random-weight SDXL has SDXL base's parameter counts (built on the meta device)."""
     from p2p_widgets.bench.geometries import SD15_TEXT, SDXL_TEXT2, SDXL_UNET, SDXL_VAE, xl_pipeline
@@ -68,6 +86,78 @@ def test_sdxl_bench_architecture_is_sdxl_base():
     assert count == {"unet": 2_567_463_684, "text_encoder_2": 694_659_840}
     editor = Editor(pipe)
     assert editor.model.embedding_width == 2048 and editor.model.attention_sides(128) == [32, 64]
+
+
+def test_full_size_flow_bench_architectures_are_the_released_ones():
+    """The GPU benchmark's random-weight ``flux`` / ``sd3`` / ``sd35`` have the transformers of Flux.1-dev
+    (11.90 B parameters), SD3-medium (2.03 B) and SD3.5-large (8.06 B), built on the meta device in bf16,
+    and text encoders giving the widths the transformers read."""
+    from collections import Counter
+
+    from p2p_widgets.bench.catalog import SIZES
+    from p2p_widgets.bench.mmdit_geometries import flux_pipeline, sd3_pipeline, sd35_pipeline
+    from p2p_widgets.engine.sampler import Editor
+    from p2p_widgets.engine.sites import sites_of
+
+    builders = {"flux": flux_pipeline, "sd3": sd3_pipeline, "sd35": sd35_pipeline}
+    pipes = {name: build(device="meta", dtype=torch.bfloat16) for name, build in builders.items()}
+    count = {name: sum(p.numel() for p in pipe.transformer.parameters()) for name, pipe in pipes.items()}
+    assert count == {"flux": 11_901_408_320, "sd3": 2_028_328_000, "sd35": 8_056_627_520}
+    assert all(
+        p.is_meta and p.dtype == torch.bfloat16 for pipe in pipes.values() for p in pipe.transformer.parameters()
+    )
+    assert torch.get_default_dtype() == torch.float32  # the builders' dtype is theirs only
+    assert {name: SIZES[name] for name in builders} == dict.fromkeys(builders, 1024)
+
+    flux = pipes["flux"]
+    t = flux.transformer.config
+    assert Counter((s.place, s.kind) for s in sites_of(flux.transformer)) == {
+        ("double", "joint"): 19,
+        ("single", "single"): 38,
+    }
+    assert (t.num_attention_heads, t.attention_head_dim, t.in_channels, t.guidance_embeds) == (24, 128, 64, True)
+    assert tuple(t.axes_dims_rope) == (16, 56, 56)
+    assert flux.text_encoder_2.config.d_model == t.joint_attention_dim == 4096
+    assert flux.text_encoder.config.hidden_size == t.pooled_projection_dim == 768  # CLIP-L's pooled vector
+    vae = flux.vae.config
+    assert (vae.latent_channels, vae.shift_factor, vae.scaling_factor) == (16, 0.1159, 0.3611)
+    model = Editor(flux).model
+    assert model.text_length == 512 and model.latent_shape((1024, 1024)) == (1, 16, 128, 128)
+
+    for name, blocks in (("sd3", 24), ("sd35", 38)):
+        pipe = pipes[name]
+        t = pipe.transformer.config
+        widths = pipe.text_encoder.config.projection_dim + pipe.text_encoder_2.config.projection_dim
+        assert widths == t.pooled_projection_dim == 2048  # CLIP-L's and CLIP-G's pooled, joined
+        assert pipe.text_encoder_3.config.d_model == t.joint_attention_dim == 4096
+        assert Counter(s.kind for s in sites_of(pipe.transformer)) == {"joint": blocks}
+        assert Editor(pipe).model.t5_length == 256
+
+
+def test_full_size_builders_make_seeded_weights_on_the_device_in_the_dtype(monkeypatch):
+    """The full-size Flux builder's path at fluxgeom's widths on the CPU: every weight made in bf16, the
+    same for a seed, torch's default dtype restored after, and the pipeline edits."""
+    import numpy as np
+
+    from p2p_widgets.bench import mmdit_geometries as m
+    from p2p_widgets.bench.geometries import TINY_TEXT
+    from p2p_widgets.engine.sampler import Editor
+
+    for name, value in (
+        ("FLUX_DEV", m.FLUXGEOM),
+        ("FULL_VAE", m.GEOM_VAE),
+        ("T5_WIDTH", 128),
+        ("FULL_CLIP_L", TINY_TEXT),
+    ):
+        monkeypatch.setattr(m, name, value)
+    first, second = (m.flux_pipeline(device="cpu", dtype=torch.bfloat16) for _ in range(2))
+    assert torch.get_default_dtype() == torch.float32
+    for part in ("transformer", "vae", "text_encoder", "text_encoder_2"):
+        a, b = getattr(first, part).state_dict(), getattr(second, part).state_dict()
+        assert {t.dtype for t in a.values() if t.is_floating_point()} == {torch.bfloat16}, part
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+    images = Editor(first).edit("a red circle", "a red star", steps=1, seed=0, height=64, width=64).images
+    assert np.isfinite(np.asarray(images[1], dtype=float)).all()
 
 
 def test_inversion_timing_mode_on_an_architecture():

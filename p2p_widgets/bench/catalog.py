@@ -1,6 +1,7 @@
 """Every model geometry the benchmarks know, by name: :data:`SIZES` (its image side) and
 :func:`build_model` (UNet ones from ``geometries``, MM-DiT ones from ``mmdit_geometries``, the
-pocket models from their weights)."""
+pocket models from their weights). ``flux``, ``sd3`` and ``sd35`` are Flux.1-dev's, SD3-medium's
+and SD3.5-large's transformers at full size (random weights, built on the device in the dtype)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ SIZES = {
     "sd3geom": 256,
     "fluxgeom": 256,
     "pocketflow": 32,
+    "flux": 1024,
+    "sd3": 1024,
+    "sd35": 1024,
 }
 
 
@@ -47,7 +51,10 @@ def build_model(name: str, device: str, dtype):
         "sd3geom": mmdit.sd3geom_pipeline,
         "fluxgeom": mmdit.fluxgeom_pipeline,
     }
-    if name in mmdit_builders:
+    full_size = {"flux": mmdit.flux_pipeline, "sd3": mmdit.sd3_pipeline, "sd35": mmdit.sd35_pipeline}
+    if name in full_size:
+        pipe = full_size[name](device=device, dtype=dtype)
+    elif name in mmdit_builders:
         with torch.device(device):
             pipe = mmdit_builders[name]()
     elif name == "pocketflow":

@@ -1,11 +1,11 @@
 """Benchmarks: ``python -m p2p_widgets.bench engine|stream|invert|threads|reference|sweep|pocket_flow``.
 
-``engine [--model tiny|tinyxl|sdgeom|sd15|sdxl|pocket|tinysd3|tinyflux|sd3geom|fluxgeom|pocketflow]
-[--steps N]``: see below; ``stream``: the playback widget's overhead (bench/stream.py); ``invert``:
-image inversion methods (bench/invert.py); ``threads``: CPU threads under contention
-(bench/threads.py); ``reference``: the authors' implementations beside ours (bench/reference/);
-``sweep``: sweep rows per minute with 1 and 2 workers (bench/sweep.py); ``pocket_flow``: the pocket
-flow model's load and sampling times (bench/pocket_flow.py).
+``engine [--model tiny|tinyxl|sdgeom|sd15|sdxl|pocket|tinysd3|tinyflux|sd3geom|fluxgeom|pocketflow|flux|sd3|sd35]
+[--steps N] [--dtype fp16|bf16|fp32]``: see below; ``stream``: the playback widget's overhead
+(bench/stream.py); ``invert``: image inversion methods (bench/invert.py); ``threads``: CPU threads
+under contention (bench/threads.py); ``reference``: the authors' implementations beside ours
+(bench/reference/); ``sweep``: sweep rows per minute with 1 and 2 workers (bench/sweep.py);
+``pocket_flow``: the pocket flow model's load and sampling times (bench/pocket_flow.py).
 
 ``engine`` times, on one model and the same batch (a source and one edit, guidance in the batch):
 the plain diffusers pipeline, the P2P fast path and the explicit (reference-style) path, and the
@@ -15,7 +15,8 @@ batch through its model seam (``seam``). All paths run interleaved in one proces
 rotating each round (single runs in separate processes on a shared CPU move by 20 %); it prints
 each path's median seconds and the median, lowest and highest of its per-round ratios to plain.
 ``--memory`` instead runs each path in its own subprocess for its peak memory (on CUDA the peak
-allocated by torch above the loaded model, on CPU the peak resident set above it).
+allocated by torch above the loaded model, on CPU the peak resident set above it). ``--dtype``: by
+default fp32 on the CPU, and on CUDA fp16 for UNets, bf16 for SD3 / Flux (they overflow in fp16).
 """
 
 from __future__ import annotations
@@ -116,11 +117,11 @@ def _timed_paths(model: str, paths, steps: int, device: str, dtype, size: int | 
     return fns
 
 
-def run_one(model: str, path: str, steps: int, device: str, fp16: bool, repeats: int) -> dict:
+def run_one(model: str, path: str, steps: int, device: str, dtype: str, repeats: int) -> dict:
     """Time one path in this process (called in a subprocess by ``engine --memory``)."""
     import torch
 
-    fn = _timed_paths(model, [path] if path != "plain" else [], steps, device, _dtype(fp16))[path]
+    fn = _timed_paths(model, [path] if path != "plain" else [], steps, device, _dtype(dtype))[path]
     fn(2)  # warm-up: kernels, allocator, lazy imports
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -146,16 +147,26 @@ def _clocked(fn, steps, device) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def _dtype(fp16: bool):
+DTYPES = ("fp16", "bf16", "fp32")
+
+
+def _dtype(name: str):
     import torch
 
-    return torch.float16 if fp16 else torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
 
-def interleaved(model: str, paths, steps: int, device: str, fp16: bool, rounds: int, size=None) -> dict:
+def _default_dtype(model: str, device: str) -> str:
+    """fp32 on the CPU; on CUDA fp16 for UNets, bf16 for SD3 / Flux (as their model cards load them)."""
+    if not device.startswith("cuda"):
+        return "fp32"
+    return "bf16" if model in FLOW_MODELS else "fp16"
+
+
+def interleaved(model: str, paths, steps: int, device: str, dtype: str, rounds: int, size=None) -> dict:
     """Every path (plain first) once per round, the order rotating each round; per path its seconds per
     round and its ratio to plain in the same round."""
-    fns = _timed_paths(model, paths, steps, device, _dtype(fp16), size)
+    fns = _timed_paths(model, paths, steps, device, _dtype(dtype), size)
     names = list(fns)
     for fn in fns.values():
         fn(2)  # warm-up: kernels, allocator, lazy imports
@@ -190,7 +201,7 @@ def _method(editor, path: str, steps: int, size: int):
 EDIT_PATHS = ("fast", "explicit", *METHODS)
 # SD3 / Flux: the engine's plain sampling, P2P on joint attention (fused, explicit), K/V injection
 FLOW_PATHS = ("seam", "fast", "explicit", "kv-injection")
-FLOW_MODELS = ("tinysd3", "tinyflux", "sd3geom", "fluxgeom", "pocketflow")
+FLOW_MODELS = ("tinysd3", "tinyflux", "sd3geom", "fluxgeom", "pocketflow", "flux", "sd3", "sd35")
 
 
 def _paths(text: str) -> tuple:
@@ -208,7 +219,7 @@ def engine(args):
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    fp16 = device.startswith("cuda") and not args.fp32
+    dtype = "fp32" if args.fp32 else args.dtype or _default_dtype(args.model, device)
     flow = args.model in FLOW_MODELS
     paths = args.paths or (FLOW_PATHS if flow else EDIT_PATHS)
     wrong = [p for p in paths if p not in (FLOW_PATHS if flow else EDIT_PATHS)]
@@ -219,15 +230,15 @@ def engine(args):
     print(
         f"model: {args.model} ({args.size or SIZES[args.model]} px), steps: {args.steps}, device: {device}"
         + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "")
-        + f", dtype: {'fp16' if fp16 else 'fp32'}, torch threads: {torch.get_num_threads()}"
+        + f", dtype: {dtype}, torch threads: {torch.get_num_threads()}"
     )
     print("batch: source + 1 edit, guidance in one batch where the model takes it")
     if args.memory:
         if args.size:
             raise SystemExit("--size is for the interleaved timing; --memory runs each model at its own size")
-        return _memory(args, paths, device, fp16)
+        return _memory(args, paths, device, dtype)
     print(f"interleaved: {args.rounds} rounds, the order rotating each round; medians")
-    result = interleaved(args.model, paths, args.steps, device, fp16, args.rounds, args.size)
+    result = interleaved(args.model, paths, args.steps, device, dtype, args.rounds, args.size)
     for name, times in result["seconds"].items():
         print(f"{name}_seconds: {statistics.median(times):.3f}")
     for key, label in (("ratios", "time_ratio"), ("cpu_ratios", "cpu_time_ratio")):
@@ -237,12 +248,12 @@ def engine(args):
             print(f"{name}_{label}: {statistics.median(ratios):.3f} (rounds: {min(ratios):.3f} to {max(ratios):.3f})")
 
 
-def _memory(args, paths, device, fp16):
+def _memory(args, paths, device, dtype):
     """Each path in its own subprocess: peak memory above the loaded model (and its best time)."""
     results = {}
     for path in ("plain", *paths):
         cmd = [sys.executable, "-m", "p2p_widgets.bench", "_one", args.model, path, str(args.steps), device]
-        out = subprocess.run([*cmd, "1" if fp16 else "0", str(args.repeats)], capture_output=True, text=True)
+        out = subprocess.run([*cmd, dtype, str(args.repeats)], capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{path}: failed\n{out.stderr[-2000:]}")
             continue
@@ -258,8 +269,8 @@ def _memory(args, paths, device, fp16):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_one":
-        model, path, steps, device, fp16, repeats = argv[1:7]
-        print(json.dumps(run_one(model, path, int(steps), device, fp16 == "1", int(repeats))))
+        model, path, steps, device, dtype, repeats = argv[1:7]
+        print(json.dumps(run_one(model, path, int(steps), device, dtype, int(repeats))))
         return
     own_parsers = ("stream", "invert", "threads", "reference", "sweep", "pocket_flow")
     if argv and argv[0] in own_parsers:
@@ -287,7 +298,11 @@ def main(argv=None):
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--size", type=int, default=None, help="image side in pixels (default: the model's own)")
     e.add_argument("--device", default=None)
-    e.add_argument("--fp32", action="store_true", help="fp32 on CUDA (default fp16 there)")
+    precision = e.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--dtype", choices=DTYPES, default=None, help="default: fp32 on CPU; on CUDA fp16 (UNets), bf16 (SD3 / Flux)"
+    )
+    precision.add_argument("--fp32", action="store_true", help="the same as --dtype fp32")
     e.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians over them)")
     e.add_argument("--memory", action="store_true", help="each path in a subprocess, for its peak memory")
     e.add_argument("--repeats", type=int, default=2, help="with --memory: runs per path (the best is kept)")
