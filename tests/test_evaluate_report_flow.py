@@ -1,6 +1,7 @@
 """The pocket-bench table's flow-model rows (issue 27): ``report pocket --model pocket-flow`` runs
-FlowEdit, RF-Inversion, RF-Solver-Edit, FireFlow-Edit and P2P on joint attention after FireFlow on
-the pocket flow model end to end (a few cases, few steps) and prints the model and the settings."""
+FlowEdit, RF-Inversion, RF-Solver-Edit, FireFlow-Edit and P2P on joint attention (map and query / key
+forms) after FireFlow on the pocket flow model end to end (a few cases, few steps) and prints the model
+and the settings."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ from p2p_widgets.evaluate.report import COLUMNS, flow_methods, main, pocket_meth
 from p2p_widgets.evaluate.sweep import load_sweep
 from p2p_widgets.models import defaults_for
 
-NAMES = ["FlowEdit", "RF-Inversion", "RF-Solver-Edit", "FireFlow-Edit", "P2P joint (fireflow)"]
+NAMES = [
+    "FlowEdit",
+    "RF-Inversion",
+    "RF-Solver-Edit",
+    "FireFlow-Edit",
+    "P2P joint (fireflow)",
+    "Q/K injection (fireflow)",
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +63,9 @@ def test_flow_methods_are_set_for_the_pocket_flow_model(flow_editor):
         assert placed == {singles - 2, singles - 1} == {2, 3}
         assert "single blocks 2, 3 (Flux.1's 20-37 of 38)" in by_name[name].description
     assert flow_methods(steps=6, guidance=3.0)[0].direct["n_max"] == 5
+    # P2P's query / key form: the source's image queries and keys everywhere for P2P's self window
+    qk = by_name["Q/K injection (fireflow)"].rule
+    assert (qk["copy_queries"], qk["copy_keys"], qk["copy_values"], qk["end_step"]) == (True, True, False, 9)
     # the settings line resolves "model" to the model's own
     line = settings_of(pocket_methods()[0].with_params(steps=10, guidance="model"), defaults_for("pocket"))
     assert line == "ddim inversion, steps 10, guidance 5, P2P auto, cross 0.8, self 0.4"

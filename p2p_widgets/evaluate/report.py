@@ -72,8 +72,9 @@ FLOW_GUIDANCE = 2.0  # the inverting methods' on the pocket flow model (see the 
 
 
 def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> list:
-    """FlowEdit, RF-Inversion, RF-Solver-Edit, FireFlow-Edit and P2P on joint attention after
-    FireFlow inversion, set for the pocket flow model (``steps``: default the model's 20)."""
+    """FlowEdit, RF-Inversion, RF-Solver-Edit, FireFlow-Edit, and P2P on joint attention in its map
+    form and its query / key form after FireFlow inversion, set for the pocket flow model (``steps``:
+    default the model's 20)."""
     from dataclasses import replace
 
     from ..engine.defaults import POCKET_FLOW_DEFAULTS
@@ -125,7 +126,26 @@ def flow_methods(steps: int | None = None, guidance: float = FLOW_GUIDANCE) -> l
             steps=steps,
             guidance=guidance,
         ),
+        _queries_and_keys(steps, guidance),
     ]
+
+
+def _queries_and_keys(steps: int, guidance: float):
+    """P2P's other form on joint attention (Shin et al.; no code released): the source's image queries
+    and keys in every block for P2P's self window (the first 40 % of the steps; FireFlow makes one
+    model call a step plus one), after the same FireFlow inversion as the P2P row."""
+    from .methods import Method
+
+    calls = round(0.4 * steps) + 1
+    rule = {"rule": "KVInjection", "copy_queries": True, "copy_keys": True, "copy_values": False, "end_step": calls}
+    return Method(
+        "Q/K injection (fireflow)",
+        "fireflow",
+        {"steps": steps, "guidance": guidance},
+        rule,
+        description=f"FireFlow inversion + the source's image queries and keys in every block for the first "
+        f"{calls} model calls (Shin et al.'s form of P2P on MM-DiTs)",
+    )
 
 
 def _injection_words() -> str:
