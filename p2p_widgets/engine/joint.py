@@ -208,9 +208,10 @@ def _maps_or_share(plan) -> bool:
 
 def joint_fast(q, k, v, scale, text: slice, image: slice, plans):
     """One half of the batch (source row first), fused: ``(outputs, post-edit image -> text maps)``.
-    With ``A_s``, ``A_e`` the source's and the edit's image -> text blocks and ``o_e`` the edit's own
-    output on its image rows, the definition's image rows are
-    ``(1 - s) o_e + A_e ((s - 1 + q) V_txt) + A_s (P V_txt) + s attn(Q_s[img], K_s, [0; V_img])``."""
+    With ``A_s``, ``A_e`` the source's and the edit's image -> text blocks, ``E = A_s P + A_e q`` the
+    edit's post-edit block (the store's map) and ``o_e`` the edit's own output on its image rows
+    (``o_e = A_e V_txt + A_e[img, img] V_img``), the definition's image rows are
+    ``(1 - s) o_e + (E - (1 - s) A_e) V_txt + s attn(Q_s[img], K_s, [0; V_img])``."""
     q, k, v = inject_qkv(q, k, v, image, plans)
     out, lse = attention_with_lse(q, k, v, scale)
     wide = torch.promote_types(q.dtype, torch.float32)
@@ -219,19 +220,18 @@ def joint_fast(q, k, v, scale, text: slice, image: slice, plans):
     for e, plan in enumerate(plans, start=1):
         if not _maps_or_share(plan):
             continue
-        v_txt, s, own = v[e, :, text].to(wide), plan.share, maps[e]
-        rows = out[e, :, image].to(wide)
-        if plan.cross is None:  # the text keys keep the edit's own attention: q = 1
-            rows = (1.0 - s) * rows + s * (own @ v_txt)
-        else:
+        s, own = plan.share, maps[e]
+        if plan.cross is not None:
             P, keep = (w.to(wide) for w in plan.cross)
-            edited[e] = maps[0] @ P + own * keep
-            rows = (1.0 - s) * rows + own @ ((s - 1.0 + keep)[:, None] * v_txt) + maps[0] @ (P @ v_txt)
+            edited[e] = torch.baddbmm(own * keep, maps[0], P.expand(own.shape[0], *P.shape))
+        # the text block's change, and the edit's own image block scaled by 1 - s, on the edit's values
+        change = edited[e] - own if s == 0 else edited[e] - (1.0 - s) * own
+        rows = torch.baddbmm(out[e, :, image].to(wide), change, v[e, :, text].to(wide), beta=1.0 - s)
         if s:
             image_values = torch.zeros_like(v[e : e + 1])
             image_values[:, :, image] = v[e : e + 1, :, image]
             shared = torch.nn.functional.scaled_dot_product_attention(q[:1, :, image], k[:1], image_values, scale=scale)
-            rows = rows + s * shared[0].to(wide)
+            rows.add_(shared[0].to(wide), alpha=s)
         out[e, :, image] = rows.to(out.dtype)
     return out, edited
 
