@@ -191,15 +191,17 @@ def _probs(q, k, scale):
 def inject_qkv(q, k, v, image: slice, plans):
     """``q``, ``k`` and ``v`` of one half with each edit's image queries / keys / values replaced by
     the source's where its plan injects them (copies: the caller's tensors are untouched)."""
-    if not any(p is not None and p.inject for p in plans):
-        return q, k, v
-    q, k, v = q.clone(), k.clone(), v.clone()
+    injected = [False, False, False]
+    for plan in plans:
+        if plan is not None and plan.inject:
+            injected = [a or b for a, b in zip(injected, plan.inject)]
+    tensors = [t.clone() if copied else t for t, copied in zip((q, k, v), injected)]  # only what changes
     for e, plan in enumerate(plans, start=1):
         if plan is not None and plan.inject:
-            for tensor, copy in zip((q, k, v), plan.inject):
+            for tensor, copy in zip(tensors, plan.inject):
                 if copy:
                     tensor[e, :, image] = tensor[0, :, image]
-    return q, k, v
+    return tuple(tensors)
 
 
 def _maps_or_share(plan) -> bool:
