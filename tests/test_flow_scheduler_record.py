@@ -68,7 +68,48 @@ def test_a_unet_edit_still_records_ddim_and_refuses_a_flow_record(unet, flow):
 
 def test_a_recorded_model_scheduler_takes_no_config():
     data = {"prompts": [SRC, TGT], "rules": [{"rule": "KVInjection"}], "seed": 0, "steps": 2, "guidance": 2.0}
-    with pytest.raises(P2PError, match="FlowMatchEulerDiscreteScheduler is recorded as the model's own"):
+    # worded for both readings: a run's record of the model's own (drop the config), or an edit that named
+    # the flow scheduler with a config of its own (not rerun from JSON)
+    with pytest.raises(P2PError) as bad:
         EditSpec.from_dict({**data, "scheduler": "FlowMatchEulerDiscreteScheduler", "scheduler_config": {}})
+    why = str(bad.value)
+    assert why.startswith("scheduler FlowMatchEulerDiscreteScheduler comes with a scheduler_config")
+    assert "where the edit named none" in why and "drop scheduler_config" in why
+    assert "named it with a config of its own" in why and "Editor.edit" in why
     with pytest.raises(P2PError, match="scheduler must be one of .*got 'MyOwn' .*FlowSolverScheduler"):
         EditSpec.from_dict({**data, "scheduler": "MyOwn"})
+
+
+def test_the_studio_refuses_a_flow_record_up_front_as_run_does(unet, flow):
+    """A pocket-flow edit's record loaded into a pocket-UNet Studio: Editor.run refuses it by name, and
+    load_json said nothing and loaded it (its Run then sampled it with DDIM). Now both give one reason."""
+    from p2p_widgets.widgets import Studio
+
+    text = flow.edit(SRC, TGT, seed=1, steps=2, guidance=2.0).spec.to_json()
+    why = "sampled with FlowMatchEulerDiscreteScheduler.*this model samples with DDIMScheduler"
+    with pytest.raises(P2PError, match=why) as ran:
+        unet.run(EditSpec.from_json(text))
+    studio = Studio(editor=unet, background=False, timeline=False)
+    before = dict(source=studio.panel.source, steps=studio.panel.steps, guidance=studio.panel.guidance)
+    with pytest.raises(P2PError, match=why) as loaded:
+        studio.load_json(text)
+    assert str(loaded.value) == str(ran.value)
+    assert dict(source=studio.panel.source, steps=studio.panel.steps, guidance=studio.panel.guidance) == before
+    studio.load_json(unet.edit(SRC, TGT, seed=1, steps=2).spec.to_json())  # a UNet's record still loads
+    assert studio.panel.source == SRC and studio.panel.steps == 2
+
+
+def test_a_record_naming_ddim_reruns_on_a_flow_model_and_unet_only_rules_refuse_by_name(unet, flow):
+    """The choice documented in sampler._record_scheduler: a record that names DDIM and no sampled_with
+    (a UNet's, or a flow model's written before records named what ran) reruns on a flow model with its
+    own scheduler, recording it; a rule that runs on UNets only refuses there by name."""
+    result = flow.edit(SRC, TGT, seed=1, steps=2, guidance=2.0)
+    old = {**json.loads(result.spec.to_json()), "scheduler": "DDIMScheduler"}  # as such files were written
+    again = flow.run(EditSpec.from_dict(old))
+    assert torch.equal(again.latents, result.latents) and again.spec.sampled_with == "FlowMatchEulerDiscreteScheduler"
+    from p2p_widgets.engine.controls import MutualSelfAttention
+
+    masactrl = unet.edit(SRC, TGT, seed=1, steps=2, rules=[MutualSelfAttention()]).spec
+    assert json.loads(masactrl.to_json())["scheduler"] == "DDIMScheduler"
+    with pytest.raises(P2PError, match="MutualSelfAttention cannot run on flux: it edits UNet self-attention"):
+        flow.run(EditSpec.from_json(masactrl.to_json()))

@@ -313,6 +313,12 @@ class Editor:
         return self.edit(prompt, [], **kwargs)
 
     # -- one run ---------------------------------------------------------------------------------
+    def check_recorded_scheduler(self, spec: EditSpec, scheduler=None) -> None:
+        """The P2PError :meth:`run` raises where ``spec`` records sampling with a model's own
+        scheduler (``sampled_with``) other than the one it would sample with here (``scheduler``:
+        the run's, None for the model's own), said before any work (the Studio's ``load_json``)."""
+        _record_scheduler(spec, self._scheduler(spec.steps, scheduler, spec.size))
+
     def count_evals(self, steps: int, scheduler=None, size=None) -> int:
         """Model evaluations of a run of ``steps`` with ``scheduler`` (default DDIM or flow-matching
         Euler: one a step; Heun: 2n - 1)."""
@@ -545,7 +551,12 @@ def _describe(rule: EditRule) -> dict:
 def _record_scheduler(spec, sched):
     """``spec`` naming the scheduler that samples it where it asked for the model's own (DDIM with no
     config) and that is not DDIM (flow-matching Euler, a flow inversion's solver); a spec recorded on
-    a model whose own differs is refused by name."""
+    a model whose own differs is refused by name.
+
+    A record naming DDIM with no ``sampled_with`` reruns on a flow model with the model's own
+    scheduler (and then records it): it may be a UNet's edit or a flow model's edit saved before
+    records named what ran, which said DDIM too and cannot be told apart. Its rules decide whether it
+    runs there: a UNet-only rule (MasaCtrl, Plug-and-Play, StyleAligned) refuses a flow model by name."""
     if spec.scheduler != schedulers.DDIM or spec.scheduler_config is not None:
         return spec
     ran = type(sched).__name__

@@ -196,7 +196,7 @@ class EditSpec:
                 "this edit started from given latents, not from its seed or an inversion: "
                 "a rerun from the JSON would give a different image"
             )
-        _check_scheduler(self.scheduler)
+        _check_scheduler_name(self.scheduler)
         for k, rule in enumerate(self.rules):
             if rule.get("unregistered"):
                 raise P2PError(
@@ -269,8 +269,11 @@ class EditSpec:
         if scheduler in MODEL_OWN:  # a flow model's own, as its run recorded it: the model's own again
             if data.get("scheduler_config") is not None:
                 raise P2PError(
-                    f"{scheduler} is recorded as the model's own scheduler where the edit named none: "
-                    "it takes no scheduler_config"
+                    f"scheduler {scheduler} comes with a scheduler_config: a record names {scheduler} only as "
+                    "the model's own scheduler, where the edit named none, and reruns with the model's own "
+                    "config (drop scheduler_config); an edit that named it with a config of its own does not "
+                    f"rerun from JSON (pass the scheduler to Editor.edit; a JSON's scheduler with a config is one "
+                    f"of {', '.join(SCHEDULERS)})"
                 )
             scheduler, sampled_with = DDIM, data["scheduler"]
         return cls(
@@ -284,7 +287,7 @@ class EditSpec:
             blend=data.get("blend"),
             start=start,
             inversion=data.get("inversion"),
-            scheduler=_check_scheduler(scheduler),
+            scheduler=_check_scheduler_name(scheduler),
             scheduler_config=data.get("scheduler_config"),
             model=data.get("model"),
             sampled_with=sampled_with,
@@ -310,7 +313,8 @@ class EditSpec:
         return cls.from_dict(data)
 
 
-def _check_scheduler(name):
+def _check_scheduler_name(name):
+    """``name`` where a JSON builds it (one of SCHEDULERS), else a P2PError."""
     if name not in SCHEDULERS:
         raise P2PError(
             f"scheduler must be one of {', '.join(SCHEDULERS)} to be saved and rerun, got {name!r} "

@@ -96,12 +96,13 @@ def check_loadable(studio, spec: EditSpec):
     problem = spec.inversion and method_problem(spec.inversion.get("method"), model.family, model.inversion_family)
     if problem:  # e.g. a UNet's DDIM inversion on a flow model
         raise P2PError(f"this edit's inversion cannot run here: {problem}")
-    (rule,) = spec.build_rules(studio.editor)
-    p2p, method = split_rule(rule)
-    base = p2p_base(p2p)
     scheduler = schedulers.of_spec(spec, studio.editor.pipe.scheduler.config)
     if spec.inversion is not None and scheduler is None:  # a flow inversion samples back with its own solver
         scheduler = solver_scheduler(studio.editor.model, spec.inversion["method"])
+    studio.editor.check_recorded_scheduler(spec, scheduler)  # e.g. a flow model's record on a UNet
+    (rule,) = spec.build_rules(studio.editor)
+    p2p, method = split_rule(rule)
+    base = p2p_base(p2p)
     n_evals = studio.editor.count_evals(spec.steps, scheduler)
     if base is not None and base.schedule.n_evals != n_evals:
         raise P2PError(f"the schedule has {base.schedule.n_evals} evaluations but the spec's run has {n_evals}")
