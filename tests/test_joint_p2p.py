@@ -37,6 +37,7 @@ CASES = {
     # the tiny model's mask covers everything below a high threshold (as on the tiny UNets)
     "local-blend": dict(target=SWAP, blend=LocalBlend(["circle"], threshold=0.95)),
     "word-window": dict(target=SWAP, words={"green": (0.0, 0.5)}),
+    "self-past-cross": dict(target=SWAP, cross=0.4),  # steps with the self share and no word map
 }
 
 
@@ -45,7 +46,7 @@ def test_fast_path_equals_the_explicit_definition(editor, case):
     editor, guidance = editor
     options = dict(CASES[case])
     target = options.pop("target")
-    run = dict(seed=3, steps=5, guidance=guidance, height=64, width=64, cross=1.0, self_attn=1.0, **options)
+    run = {**dict(seed=3, steps=5, guidance=guidance, height=64, width=64, cross=1.0, self_attn=1.0), **options}
     fast = editor.edit(SRC, target, mode="fast", **run)
     explicit = editor.edit(SRC, target, mode="explicit", **run)
     plain = editor.edit(
@@ -222,27 +223,38 @@ def test_kv_injection_round_trip_presets_and_bad_parameters():
 
 @pytest.mark.parametrize("text_first", [True, False])
 def test_joint_kernel_agrees_with_the_definition_for_several_edits(text_first):
-    """The fused kernel against the explicit definition on one half with three edits (a word map
-    with a self share, injected keys and values only, none) in Flux's [text; image] and SD3's
-    [image; text] orders: outputs and post-edit maps."""
+    """The fused kernel against the explicit definition on one half with five edits (a word map with
+    a self share, injected keys and values only, a self share alone, a word map with injected queries
+    and keys, none) in Flux's [text; image] and SD3's [image; text] orders: outputs and post-edit maps;
+    injected inputs alone without maps kept are one plain call."""
     from p2p_widgets.engine.joint import JointPlan, joint_explicit, joint_fast
 
     gen = torch.Generator().manual_seed(0)
     n_text, n_img, heads, dim = 7, 20, 2, 8
-    q, k, v = (torch.randn(4, heads, n_text + n_img, dim, generator=gen, dtype=torch.float64) for _ in range(3))
+    q, k, v = (torch.randn(6, heads, n_text + n_img, dim, generator=gen, dtype=torch.float64) for _ in range(3))
     text = slice(0, n_text) if text_first else slice(n_img, n_img + n_text)
     image = slice(n_text, n_text + n_img) if text_first else slice(0, n_img)
     P = torch.softmax(torch.randn(n_text, n_text, generator=gen, dtype=torch.float64), dim=-1)
     keep = (torch.rand(n_text, generator=gen, dtype=torch.float64) > 0.5).double()
-    plans = [JointPlan((P, keep), share=0.7), JointPlan(inject=(False, True, True)), None]
+    plans = [
+        JointPlan((P, keep), share=0.7),
+        JointPlan(inject=(False, True, True)),
+        JointPlan(None, share=0.6),
+        JointPlan((P, keep), inject=(True, True, False)),
+        None,
+    ]
 
-    def edit_cross(e, a_src, a_edit):
-        return a_src @ P + a_edit * keep
+    def edit_cross(e, a_src, a_edit):  # as a rule answers: its word map where it has one, else its own
+        return a_edit if plans[e - 1].cross is None else a_src @ P + a_edit * keep
 
     explicit, explicit_maps = joint_explicit(q, k, v, 0.3, text, image, plans, edit_cross)
     fast, fast_maps = joint_fast(q, k, v, 0.3, text, image, plans)
     plain = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3)
     assert (fast - explicit).abs().max() <= 1e-13 and (fast_maps - explicit_maps).abs().max() <= 1e-13
-    assert (fast[3] - plain[3]).abs().max() <= 1e-13  # the plan-less edit is plain attention
-    for e in (1, 2):  # each planned edit moves far above the tolerance
+    assert (fast[5] - plain[5]).abs().max() <= 1e-13  # the plan-less edit is plain attention
+    for e in (1, 2, 3, 4):  # each planned edit moves far above the tolerance
         assert (fast[e] - plain[e]).abs().max() >= 1e-11
+    injected_only = [None, plans[1], None, None, None]
+    bare, no_maps = joint_fast(q, k, v, 0.3, text, image, injected_only, keep_maps=False)
+    assert no_maps is None
+    assert (bare - joint_explicit(q, k, v, 0.3, text, image, injected_only, edit_cross)[0]).abs().max() <= 1e-13

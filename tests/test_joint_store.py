@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -301,6 +302,13 @@ def test_fused_softmax_normaliser_equals_the_chunked_one():
             assert (value.double() - explicit).abs().max() <= 1e-5, name
         assert torch.allclose(out, torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale), atol=1e-6)
         assert (chunked_lse(q, k, 2 * scale).double() - explicit).abs().max() > 1e-1  # the scale matters
+        # some query rows only (the P2P kernel reads its image rows'), fused and, as off the CPU, not
+        rows = slice(5, 40)
+        for fused in (True, False):
+            with patch("p2p_widgets.engine.joint._fused_lse", lambda *a, fused=fused: fused):
+                out_rows, lse_rows = attention_with_lse(q, k, v, scale, rows=rows)
+            assert lse_rows.shape == (2, 3, 35) and (lse_rows.double() - explicit[:, :, rows]).abs().max() <= 1e-5
+            assert torch.allclose(out_rows, out, atol=1e-6)
 
 
 # -- 4. text -> image maps on request ----------------------------------------------------------------
@@ -369,6 +377,14 @@ def test_text_to_image_maps_follow_injected_keys_and_are_named_where_missing():
     editor.sample(PROMPT, store=plain, **run)
     with pytest.raises(P2PError, match="text_to_image=True"):
         plain.text_image_maps(0, [0])
+    length = own.text_image_sums[own.grid()].shape[-1]
+    for bad in ([length], [-1]):  # named, not an IndexError nor a silent wrap to the last position
+        with pytest.raises(P2PError, match=f"token positions \\{bad}\\ are out of range"):
+            own.text_image_maps(1, bad)
+        with pytest.raises(P2PError, match="out of range"):
+            own.token_maps(1, bad)
+    with pytest.raises(P2PError, match="prompt index 2 is out of range"):
+        own.text_image_maps(2, [0])
     unet = AttentionStore(text_to_image=True)
     Editor(tiny_pipeline(seed=0)).sample(PROMPT, steps=2, store=unet)
     with pytest.raises(P2PError, match="joint attention"):

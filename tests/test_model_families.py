@@ -3,6 +3,8 @@ and every family's attention sites are read from its modules."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import pytest
 import torch
 
@@ -167,14 +169,21 @@ def test_backend_for_refuses_other_pipelines_by_name():
 
 @pytest.mark.parametrize("build", [tiny_pipeline, tiny_flux_pipeline, tiny_sd3_pipeline], ids=["sd", "flux", "sd3"])
 def test_backend_device_and_dtype_follow_the_denoiser(build):
-    """The backend reads its first parameter, not diffusers' module walk: the same answers, and
-    they follow the pipeline when it is moved after the Editor was made."""
+    """diffusers' answers (a walk over every module), read once per run: they follow pipe.to() and
+    layerwise casting enabled on a made Editor (fp8 storage, float32 compute), and a run reads them
+    once (a patched denoiser counts the reads)."""
     editor = Editor(build(seed=0))
     model = editor.model
-    assert (
-        (model.device, model.dtype)
-        == (model.denoiser.device, model.denoiser.dtype)
-        == (torch.device("cpu"), torch.float32)
-    )
+    assert (model.device, model.dtype) == (torch.device("cpu"), torch.float32)
     editor.pipe.to(torch.float64)
-    assert model.dtype == model.denoiser.dtype == torch.float64
+    assert model.dtype == torch.float64
+    editor.pipe.to(torch.float32)
+    model.denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    assert any(p.dtype == torch.float8_e4m3fn for p in model.denoiser.parameters())
+    assert (model.device, model.dtype) == (torch.device("cpu"), torch.float32)
+    reads = []
+    kind = type(model.denoiser)
+    original = kind.dtype
+    with patch.object(kind, "dtype", property(lambda self: reads.append(1) or original.fget(self))):
+        result = editor.sample(PROMPT, steps=2, guidance=3.5, height=64, width=64)
+    assert torch.isfinite(result.latents).all() and len(reads) == 1

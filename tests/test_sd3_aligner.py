@@ -136,3 +136,21 @@ def test_flux_and_sd_prompts_stay_one_unnamed_segment(editor):
     assert _segments(plain.source_tokens) == [""] * 5 and plain.links[1] == [1, 1, 1.0]
     with pytest.raises(traitlets.TraitError, match=r"out of range: 'a blue cat' has tokens 0..4$"):
         plain.links = [[0, 9, 1.0]]
+
+
+def test_the_engine_refuses_a_link_across_segments_and_unmatched_segment_names(sd3):
+    """The aligner refuses a CLIP -> T5 link; an edit file or API call made without it is refused by
+    the engine too (M is block-diagonal over the segments); joined prompts name every segment or none."""
+    from p2p_widgets.engine.mapper import Mapper
+    from p2p_widgets.engine.segments import joined
+    from p2p_widgets.errors import P2PError
+
+    src, tgt = sd3.prompt(SOURCE), sd3.prompt(TARGET)
+    with pytest.raises(P2PError, match=r"link 3 -> 80 crosses token segments \(CLIP -> T5\)"):
+        Mapper.from_links(src, tgt, [(3, 80, 1.0)])
+    assert Mapper.from_links(src, tgt, [(CLIP + 2, CLIP + 2, 1.0)]).matrix[CLIP + 2, CLIP + 2] == 1
+    clip, t5 = (part for _, _, part in src.parts)
+    with pytest.raises(P2PError, match="1 segment names for 2 segments"):
+        joined([clip, t5], [CLIP, 16], names=("CLIP",))
+    unnamed = joined([clip, t5], [CLIP, 16])
+    assert [name for _, name, _ in unnamed.parts] == ["segment 1", "segment 2"]  # distinct, so rows never merge

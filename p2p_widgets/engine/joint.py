@@ -21,7 +21,7 @@ import torch
 
 from ..errors import P2PError
 
-KEY_CHUNK = 1024  # keys per logit block when normalising image rows (bounds memory at 4096-token images)
+KEY_CHUNK = 1024  # keys per logit block when normalising queries off the CPU (bounds memory at 4096-token images)
 
 
 def _cpu_flash(q, k, v, scale):
@@ -38,12 +38,14 @@ def _fused_lse(q, k) -> bool:
     )
 
 
-def attention_with_lse(q, k, v, scale):
-    """Fused attention and each query's softmax log-sum-exp (float32 or wider): one call on the CPU;
-    elsewhere SDPA and :func:`softmax_lse`."""
+def attention_with_lse(q, k, v, scale, rows: slice = slice(None)):
+    """Fused attention and the softmax log-sum-exp (float32 or wider) of the queries at ``rows``: one
+    call on the CPU; elsewhere SDPA and :func:`softmax_lse` of those rows only (an unfused pass)."""
     if _fused_lse(q, k) and v.shape[-1] == q.shape[-1]:
-        return _cpu_flash(q, k, v, scale)
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale), softmax_lse(q, k, scale)
+        out, lse = _cpu_flash(q, k, v, scale)
+        return out, lse[:, :, rows]
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale)
+    return out, softmax_lse(q[:, :, rows], k, scale)
 
 
 def softmax_lse(q, k, scale: float) -> torch.Tensor:
@@ -73,7 +75,7 @@ def block_maps(q_rows, k, keys: slice, scale: float, lse=None) -> torch.Tensor:
     if lse is None:
         lse = softmax_lse(q_rows, k, scale)
     wide = lse.dtype
-    *batch, n_rows, dim = q_rows.shape
+    *batch, n_rows, _ = q_rows.shape
     block = k[:, :, keys].to(wide).flatten(0, 1).transpose(-1, -2)
     # scale * q k^T - lse in one batched product, exponentiated in place (a few ops: they are per site)
     logits = torch.baddbmm(-lse.reshape(-1, n_rows, 1), q_rows.to(wide).flatten(0, 1), block, alpha=scale)
@@ -208,16 +210,19 @@ def _maps_or_share(plan) -> bool:
     return plan is not None and plan.reads_source_attention
 
 
-def joint_fast(q, k, v, scale, text: slice, image: slice, plans):
-    """One half of the batch (source row first), fused: ``(outputs, post-edit image -> text maps)``.
+def joint_fast(q, k, v, scale, text: slice, image: slice, plans, keep_maps: bool = True):
+    """One half of the batch (source row first), fused: ``(outputs, post-edit image -> text maps)``
+    (maps None where ``keep_maps`` is off and no plan needs them: injected inputs only).
     With ``A_s``, ``A_e`` the source's and the edit's image -> text blocks, ``E = A_s P + A_e q`` the
     edit's post-edit block (the store's map) and ``o_e`` the edit's own output on its image rows
     (``o_e = A_e V_txt + A_e[img, img] V_img``), the definition's image rows are
     ``(1 - s) o_e + (E - (1 - s) A_e) V_txt + s attn(Q_s[img], K_s, [0; V_img])``."""
     q, k, v = inject_qkv(q, k, v, image, plans)
-    out, lse = attention_with_lse(q, k, v, scale)
+    if not keep_maps and not any(_maps_or_share(p) for p in plans):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale), None
+    out, lse = attention_with_lse(q, k, v, scale, rows=image)
     wide = torch.promote_types(q.dtype, torch.float32)
-    maps = block_maps(q[:, :, image], k, text, scale, lse[:, :, image].to(wide))
+    maps = block_maps(q[:, :, image], k, text, scale, lse.to(wide))
     edited = maps.clone() if any(p is not None and p.cross is not None for p in plans) else maps
     for e, plan in enumerate(plans, start=1):
         if not _maps_or_share(plan):

@@ -57,6 +57,7 @@ class Mapper:
         matrix = torch.zeros(length, length)
         for link in links:
             i, j, w = _check_link(link, length)
+            _check_same_segment(source, i, j)
             matrix[i, j] += w
         fed = matrix.abs().sum(0) > 0
         if include_special:
@@ -126,6 +127,21 @@ def _check_link(link, length):
     if not is_number(w):
         raise P2PError(f"link weight {w!r} is not a finite number")
     return int(i), int(j), float(w)
+
+
+def _check_same_segment(source: Prompt, i: int, j: int) -> None:
+    """A link stays in one token segment (SD3: CLIP's positions feed CLIP's, T5's T5's): M is
+    block-diagonal over the segments the model reads as separate encoders."""
+    if not source.segments:
+        return
+    starts = [o for o, _ in source.segments]
+    seg_i, seg_j = (sum(o <= p for o in starts) - 1 for p in (i, j))
+    if seg_i != seg_j:
+        names = source.segment_names or tuple(f"segment {n + 1}" for n in range(len(starts)))
+        raise P2PError(
+            f"link {i} -> {j} crosses token segments ({names[seg_i]} -> {names[seg_j]}): "
+            "a link joins positions of the same segment"
+        )
 
 
 def _prompts(source, target, tokenizer):

@@ -200,6 +200,7 @@ class AttentionController:
             return kernels.sdpa(q, k, v, scale)
         grid = self.grid_of(image.stop - image.start)
         ctx = self.context(proc, grid)
+        stores = self.store is not None and self.block != "uncond" and text.stop > text.start and self.store.wants(grid)
         done, cond_maps, cond_plans = {}, None, None
         for bctx, off in self._blocks(ctx):
             plans = self._joint_plans(bctx, v, text)
@@ -214,10 +215,10 @@ class AttentionController:
 
                 done[off], maps = joint_explicit(q[rows], k[rows], v[rows], scale, text, image, plans, edit_cross)
             else:
-                done[off], maps = joint_fast(q[rows], k[rows], v[rows], scale, text, image, plans)
+                keep = stores and bctx.block == "cond"
+                done[off], maps = joint_fast(q[rows], k[rows], v[rows], scale, text, image, plans, keep)
             if bctx.block == "cond":
                 cond_maps, cond_plans = maps, plans
-        stores = self.store is not None and self.block != "uncond" and text.stop > text.start and self.store.wants(grid)
         lse = None
         if stores and not done and self.mode == "fast":  # plain attention: its normaliser comes with it
             out, lse = attention_with_lse(q, k, v, scale)

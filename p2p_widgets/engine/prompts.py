@@ -80,7 +80,7 @@ class Prompt:
         at 0, named ''. A position belongs to one part; mappers align each part with its own."""
         if not self.segments:
             return ((0, "", self),)
-        names = self.segment_names or ("",) * len(self.segments)
+        names = self.segment_names or tuple(f"segment {n + 1}" for n in range(len(self.segments)))
         return tuple((o, name, p) for (o, p), name in zip(self.segments, names) if p is not None)
 
     @property

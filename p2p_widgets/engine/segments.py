@@ -1,4 +1,4 @@
-"""Prompts and mappers over several token segments (SD3's joint attention reads CLIP's 77 positions
+"""Prompts over several token segments (SD3's joint attention reads CLIP's 77 positions
 then T5's, the same words in both).
 
 :func:`joined` makes one :class:`~p2p_widgets.engine.prompts.Prompt` whose positions run over the
@@ -10,6 +10,7 @@ the mappers block-diagonally: M never feeds a CLIP position from a T5 one.
 
 from __future__ import annotations
 
+from ..errors import P2PError
 from .prompts import Prompt, Word
 
 
@@ -17,6 +18,8 @@ def joined(segments: list[Prompt | None], lengths: list[int], pad: str = "<pad>"
     """One prompt over ``segments`` of ``lengths`` positions (None: a segment of padding only,
     e.g. SD3's zeros where the pipeline has no T5); the parts are kept in ``segments``, what each
     is in ``segment_names`` (``names``: SD3's "CLIP", "T5"; the widgets label their rows so)."""
+    if names and len(names) != len(segments):
+        raise P2PError(f"{len(names)} segment names for {len(segments)} segments: name each or none")
     ids, tokens, offsets, offset = [], [], [], 0
     for part, length in zip(segments, lengths):
         offsets.append(offset)

@@ -115,10 +115,7 @@ class AttentionStore:
         if not self.text_image_sums:
             raise P2PError("no text -> image maps stored: they exist on joint attention (SD3, Flux) only")
         g = self.grid(side)
-        maps = self.text_image_sums[g] / self.text_image_counts[g]
-        if not 0 <= prompt_index < maps.shape[0]:
-            raise P2PError(f"prompt index {prompt_index} is out of range: {maps.shape[0]} prompts stored")
-        return maps[prompt_index][..., list(positions)].permute(2, 0, 1).cpu()
+        return _select(self.text_image_sums[g] / self.text_image_counts[g], prompt_index, positions)
 
     def end_step(self) -> dict:
         """Close the current evaluation: average its layers, update the running sums."""
@@ -199,6 +196,15 @@ class AttentionStore:
             maps = self.detail_maps(side, place, head)
         else:
             maps = self.average(side) if step is None else self.step_maps(step, side)
-        if not 0 <= prompt_index < maps.shape[0]:
-            raise P2PError(f"prompt index {prompt_index} is out of range: {maps.shape[0]} prompts stored")
-        return maps[prompt_index][..., list(positions)].permute(2, 0, 1).cpu()
+        return _select(maps, prompt_index, positions)
+
+
+def _select(maps: torch.Tensor, prompt_index: int, positions) -> torch.Tensor:
+    """(len(positions), h, w) of one prompt's (B, h, w, L) maps; out-of-range indices are named."""
+    if not isinstance(prompt_index, int) or not 0 <= prompt_index < maps.shape[0]:
+        raise P2PError(f"prompt index {prompt_index!r} is out of range: {maps.shape[0]} prompts stored")
+    positions = list(positions)
+    bad = [p for p in positions if not isinstance(p, int) or not 0 <= p < maps.shape[-1]]
+    if bad:
+        raise P2PError(f"token positions {bad} are out of range: the maps have positions 0-{maps.shape[-1] - 1}")
+    return maps[prompt_index][..., positions].permute(2, 0, 1).cpu()
