@@ -333,7 +333,11 @@ class Editor:
         size = size or (self.default_size, self.default_size)
         return schedulers.fresh(base, int(steps), lambda sched, n: self.model.set_timesteps(sched, n, size))
 
-    def _run(
+    def _run(self, *args, **kwargs):
+        with self.model.pinned():  # one device / dtype lookup a run (see ModelBackend.pinned)
+            return self._run_pinned(*args, **kwargs)
+
+    def _run_pinned(
         self,
         spec,
         prompts,
