@@ -17,6 +17,9 @@ from pathlib import Path
 
 from . import __version__
 from .cli_types import count_arg, port_arg, seed_arg, steps_arg
+from .engine.defaults import FLUX_DEV_DEFAULTS, SD3_DEFAULTS, SD_DEFAULTS
+from .engine.inversion_methods import FAMILY_DEFAULTS, FAMILY_METHODS, FAMILY_WORDS, methods_of
+from .models import BUILT_IN, BUILT_IN_MODELS
 
 DEMO_NOTEBOOK = "01_quickstart.ipynb"
 
@@ -178,8 +181,21 @@ def _edit_input_problem(args: argparse.Namespace, out: Path) -> str | None:
     return _out_folder_problem(out)
 
 
-BUILT_IN_MODELS = ("pocket", "pocket-flow")
-MODEL_HELP = "'pocket' (default) or 'pocket-flow' (both offline), or a checkpoint folder / hub id"
+MODEL_HELP = (
+    f"{' or '.join(map(repr, BUILT_IN_MODELS))} (built in, offline; default: %(default)s), "
+    "or a checkpoint folder / hub id"
+)
+# the sampling defaults --steps / --guidance fall back on: the loaded model's (editor.model.defaults)
+_KNOWN_DEFAULTS = {**BUILT_IN, "SD": SD_DEFAULTS, "SD3": SD3_DEFAULTS, "Flux dev": FLUX_DEV_DEFAULTS}
+INVERT_METHODS = tuple(m for family in FAMILY_METHODS for m in methods_of(family))  # --invert's choices
+INVERT_HELP = "how --image is inverted, by the model's family: " + "; ".join(
+    f"{FAMILY_WORDS[family]} models {', '.join(methods_of(family))} (default: {FAMILY_DEFAULTS[family]})"
+    for family in FAMILY_METHODS
+)
+
+
+def _defaults_help(what: str) -> str:
+    return ", ".join(f"{name}: {getattr(d, what):g}" for name, d in _KNOWN_DEFAULTS.items())
 
 
 def _model_problem(model: str) -> str | None:
@@ -223,10 +239,10 @@ def _fraction(text: str) -> float:
 
 
 def _edit(args: argparse.Namespace) -> int:
+    from . import models
     from .engine.export import save_edit
     from .engine.sampler import Editor
     from .errors import P2PError
-    from .models import defaults_for, load_pipeline
 
     out = Path(args.out)
     # checked before the work (minutes on SD) and before the model loads, not after
@@ -234,12 +250,12 @@ def _edit(args: argparse.Namespace) -> int:
     if problem:
         print(f"p2p-widgets edit: {problem}", file=sys.stderr)
         return 2
-    defaults = defaults_for(args.model)
-    steps = defaults.steps if args.steps is None else args.steps
-    guidance = defaults.guidance if args.guidance is None else args.guidance
     inversion = None
     try:
-        editor = Editor(load_pipeline(args.model))
+        editor = Editor(models.load_pipeline(args.model))
+        defaults = editor.model.defaults  # the model's own (a checkpoint's: its family's), not SD's for all
+        steps = defaults.steps if args.steps is None else args.steps
+        guidance = defaults.guidance if args.guidance is None else args.guidance
         if args.image:  # a real image: invert it with the source prompt as its caption, edit from there
             inversion = editor.invert(
                 args.image, args.source, method=args.invert, steps=steps, guidance=guidance, progress=True
@@ -438,8 +454,15 @@ def _build_parser() -> argparse.ArgumentParser:
     edit.add_argument("source", help="the source prompt")
     edit.add_argument("target", help="the edited prompt")
     edit.add_argument("--seed", type=seed_arg, default=0, help="noise seed, 0 to 2**63 - 1 (default: 0)")
-    edit.add_argument("--steps", type=steps_arg, default=None, help="DDIM steps, 1-1000 (pocket: 25, SD: 50)")
-    edit.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (pocket: 5, SD: 7.5)")
+    edit.add_argument(
+        "--steps",
+        type=steps_arg,
+        default=None,
+        help=f"sampling steps, 1-1000 (default: the model's; {_defaults_help('steps')})",
+    )
+    edit.add_argument(
+        "--guidance", type=float, default=None, help=f"guidance (default: the model's; {_defaults_help('guidance')})"
+    )
     edit.add_argument("--cross", type=_fraction, default=0.8, help="fraction of steps injecting cross-attention")
     edit.add_argument(
         "--self", dest="self_attn", type=_fraction, default=0.4, help="fraction of steps injecting self-attention"
@@ -464,12 +487,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="edit this picture (the source prompt is its caption) instead of generating from --seed",
     )
-    edit.add_argument(
-        "--invert",
-        default="null-text",
-        choices=("null-text", "negative-prompt", "ddim"),
-        help="how --image is inverted (default: %(default)s)",
-    )
+    edit.add_argument("--invert", default=None, choices=INVERT_METHODS, help=INVERT_HELP)
     edit.add_argument("--model", default="pocket", help=MODEL_HELP)
     edit.add_argument("--out", default="p2p-out", help="output folder (default: %(default)s)")
     edit.set_defaults(func=_edit)

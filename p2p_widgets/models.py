@@ -7,7 +7,12 @@ run (no custom pipelines, no remote code).
 
 from __future__ import annotations
 
-from .engine.defaults import POCKET_DEFAULTS, POCKET_FLOW_DEFAULTS, SD_DEFAULTS, SamplingDefaults
+from .engine.defaults import POCKET_DEFAULTS, POCKET_FLOW_DEFAULTS, SamplingDefaults
+
+# the embedded models load_pipeline builds offline, by name, with their sampling defaults (the one
+# list: the command line, the sweeps and the benches import it)
+BUILT_IN = {"pocket": POCKET_DEFAULTS, "pocket-flow": POCKET_FLOW_DEFAULTS}
+BUILT_IN_MODELS = tuple(BUILT_IN)
 
 # the pipeline classes load_pipeline builds (the class is read from model_index.json as data)
 PIPELINE_CLASSES = (
@@ -79,4 +84,13 @@ def _dtype_keyword() -> str:
 
 
 def defaults_for(model: str) -> SamplingDefaults:
-    return {"pocket": POCKET_DEFAULTS, "pocket-flow": POCKET_FLOW_DEFAULTS}.get(model, SD_DEFAULTS)
+    """A built-in model's sampling defaults, by name, before it loads (a loaded model's, any
+    checkpoint's included, are ``editor.model.defaults``: its family's unless registered)."""
+    if model not in BUILT_IN:
+        from .errors import P2PError
+
+        raise P2PError(
+            f"{model!r} is not a built-in model ({', '.join(BUILT_IN_MODELS)}): a checkpoint's sampling "
+            "defaults are its loaded backend's, editor.model.defaults"
+        )
+    return BUILT_IN[model]

@@ -168,3 +168,82 @@ def test_an_out_path_through_a_file_is_refused_before_the_work(tmp_path, capsys,
     err = capsys.readouterr().err
     assert code == 2 and "afile is a file" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_invert_offers_each_familys_methods_and_defaults_to_the_loaded_models(tmp_path, capsys):
+    """``--invert`` offered the UNet methods only and defaulted to null-text, so ``--model pocket-flow
+    --image X`` could not run: its choices and default now come from the engine's per-family lists."""
+    import numpy as np
+
+    from p2p_widgets.engine.inversion import FAMILY_METHODS
+
+    with pytest.raises(SystemExit):
+        cli.main(["edit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for methods in FAMILY_METHODS.values():
+        assert all(m in text for m in methods)
+    assert "(default: null-text)" in text and "(default: fireflow)" in text  # each family's, from FAMILY_DEFAULTS
+    image = np.full((32, 32, 3), 120, np.uint8)
+    image[8:24, 8:24] = (220, 40, 40)
+    Image.fromarray(image).save(tmp_path / "square.png")
+    source, target = "a big red square on a gray background", "a big blue square on a gray background"
+    argv = ["edit", source, target, "--model", "pocket-flow", "--image", str(tmp_path / "square.png"), "--steps", "2"]
+    assert cli.main([*argv, "--out", str(tmp_path / "a")]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "a" / "edit.json").read_text())["inversion"]["method"] == "fireflow"
+    assert cli.main([*argv, "--invert", "rf-solver", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "edit.json").read_text())["inversion"]["method"] == "rf-solver"
+    capsys.readouterr()
+    assert cli.main([*argv, "--invert", "null-text", "--out", str(tmp_path / "c")]) == 2
+    assert "got 'null-text' ('null-text' inverts UNet models)" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_a_checkpoint_samples_with_its_familys_defaults_not_sds(family, monkeypatch, tmp_path, capsys):
+    """Any checkpoint got Stable Diffusion's 50 steps at 7.5; the loaded model's defaults now decide."""
+    import p2p_widgets.models
+    from p2p_widgets.bench.mmdit_geometries import tiny_flux_pipeline, tiny_sd3_pipeline
+    from p2p_widgets.engine.defaults import FLUX_DEV_DEFAULTS, SD3_DEFAULTS
+    from p2p_widgets.engine.sampler import Editor
+    from p2p_widgets.errors import P2PError
+
+    build = {"sd3": tiny_sd3_pipeline, "flux": lambda: tiny_flux_pipeline(0, guidance_embeds=True)}[family]
+    monkeypatch.setattr(p2p_widgets.models, "load_pipeline", lambda model: build())
+    seen = {}
+
+    def edit(self, source, target, **options):
+        seen.update(steps=options["steps"], guidance=options["guidance"])
+        raise P2PError("stopped by the test")
+
+    monkeypatch.setattr(Editor, "edit", edit)
+    assert cli.main(["edit", "a red cat", "a blue cat", "--model", f"org/tiny-{family}", "--out", str(tmp_path)]) == 2
+    want = {"sd3": SD3_DEFAULTS, "flux": FLUX_DEV_DEFAULTS}[family]
+    assert seen == {"steps": want.steps, "guidance": want.guidance}
+    assert cli.main(["edit", "a red cat", "a blue cat", "--model", "org/x", "--steps", "3", "--guidance", "2"]) == 2
+    assert seen == {"steps": 3, "guidance": 2.0}
+
+
+def test_the_built_in_model_names_are_kept_once():
+    from p2p_widgets import models
+    from p2p_widgets.engine.defaults import POCKET_DEFAULTS, POCKET_FLOW_DEFAULTS
+    from p2p_widgets.errors import P2PError
+    from p2p_widgets.evaluate import report, sweep
+    from p2p_widgets.pocket import eval as pocket_eval
+
+    assert models.BUILT_IN_MODELS == ("pocket", "pocket-flow")
+    assert cli.BUILT_IN_MODELS is sweep.BUILT_IN_MODELS is report.BUILT_IN_MODELS is models.BUILT_IN_MODELS
+    assert pocket_eval.BUILT_IN_MODELS is models.BUILT_IN_MODELS
+    assert (
+        models.defaults_for("pocket") is POCKET_DEFAULTS and models.defaults_for("pocket-flow") is POCKET_FLOW_DEFAULTS
+    )
+    with pytest.raises(P2PError, match="'org/sd3' is not a built-in model .*editor.model.defaults"):
+        models.defaults_for("org/sd3")  # a checkpoint's defaults are its loaded backend's
+
+
+def test_building_the_parser_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from p2p_widgets import cli; cli._build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -2,13 +2,14 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from p2p_widgets.engine import rules as rules_module
 from p2p_widgets.engine.blend import LocalBlend
-from p2p_widgets.engine.defaults import POCKET_DEFAULTS, SD_DEFAULTS, register_defaults
+from p2p_widgets.engine.defaults import POCKET_DEFAULTS, SD_DEFAULTS, register_defaults, registered_defaults
 from p2p_widgets.engine.params import Param
 from p2p_widgets.engine.prompts import Prompt
 from p2p_widgets.engine.rules import ParamRule
@@ -34,6 +35,8 @@ class _FakeEditor:
         self.pipe = _Pipe()
         if defaults is not None:
             register_defaults(self.pipe, defaults)
+        # what a backend reads: the registered defaults, else its family's (Stable Diffusion's here)
+        self.model = SimpleNamespace(defaults=registered_defaults(self.pipe) or SD_DEFAULTS)
         self.tokenizer = tokenizer
 
     def prompt(self, text):
@@ -182,6 +185,9 @@ def test_an_unknown_grid_parameter_is_named_with_the_known_ones():
     with_inversion = apply_grid([presets()["pie-p2p"]], {"inversion": ["ddim", None]})
     assert [m.inversion for _, _, m in with_inversion] == ["ddim", None]
     assert set(INVERSIONS) == {"ddim", "null-text", "negative-prompt", "euler", "rf-solver", "fireflow"}
+    from p2p_widgets.engine.inversion import FAMILY_METHODS
+
+    assert INVERSIONS == tuple(m for ms in FAMILY_METHODS.values() for m in ms)  # the engine's lists, not a copy
 
 
 def test_the_pie_preset_fills_prompts_words_and_the_published_settings_from_the_case():

@@ -176,3 +176,14 @@ def test_a_p2p_edit_with_local_blend_and_baseline_runs_from_a_fireflow_inversion
     with pytest.raises(P2PError, match="stopped by the stop event during the rf-solver trajectory"):
         flux.invert(image, caption, method="rf-solver", steps=3, size=SIDE, callback=callback, stop_event=stop)
     assert steps == [0]
+
+
+def test_invert_without_a_method_uses_the_model_familys_default(flux, editor, picture):
+    """``method`` defaulted to "null-text", which no flow model takes: None now means the family's
+    default (FAMILY_DEFAULTS), FireFlow on Flux and still null-text on a UNet."""
+    from p2p_widgets.engine.inversion import FAMILY_DEFAULTS, invert
+
+    image, caption = picture
+    assert flux.invert(image, caption, steps=2, size=SIDE, cache=False).method == FAMILY_DEFAULTS["flow"] == "fireflow"
+    assert invert(flux, image, caption, steps=2, size=SIDE, cache=False).method == "fireflow"
+    assert editor.invert(image, caption, method=None, steps=1, inner_steps=1).method == "null-text"

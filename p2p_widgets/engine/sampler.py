@@ -302,8 +302,10 @@ class Editor:
             inversion.check_timesteps(sched.timesteps, "the run's")
         return self._run(spec, prompts, rules, blend, scheduler, RunStart.of(inversion, None, None), **run_options)
 
-    def invert(self, image, prompt, method: str = "null-text", **kwargs) -> Inversion:
-        """Invert a real image (PIL, array or path) for editing: see :func:`p2p_widgets.engine.inversion.invert`.
+    def invert(self, image, prompt, method: str | None = None, **kwargs) -> Inversion:
+        """Invert a real image (PIL, array or path) for editing: see :func:`p2p_widgets.engine.inversion.invert`
+        (``method`` None: the model family's default, ``engine.inversion.FAMILY_DEFAULTS``: null-text on
+        a UNet, FireFlow on SD3 / Flux).
         Edit it with ``edit(prompt, targets, inversion=result, steps=result.steps, guidance=result.guidance)``
         (null-text embeddings are optimised for that guidance)."""
         return invert(self, image, prompt, method=method, **kwargs)

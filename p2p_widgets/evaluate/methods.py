@@ -43,10 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.inversion_methods import FAMILY_METHODS
 from ..errors import P2PError, check_nesting, is_int, is_number
 from .grid import MAX_DEPTH, SEED, is_json_value, parse_json
 
-INVERSIONS = ("ddim", "null-text", "negative-prompt", "euler", "rf-solver", "fireflow")
+INVERSIONS = tuple(m for methods in FAMILY_METHODS.values() for m in methods)  # every family's (the engine's lists)
 DIRECT_METHODS = ("flowedit", "rf-inversion")
 MODEL_DEFAULT = "model"  # steps / guidance: what the model samples well with
 KINDS = ("auto", "replace", "refine")

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models import BUILT_IN_MODELS, defaults_for
+
 COLUMNS = (  # (metric, header, scale, digits)
     ("psnr_unedit_part", "PSNR ↑", 1, 2),
     ("mse_unedit_part", "MSE ×10⁴ ↓", 1e4, 1),
@@ -239,9 +241,6 @@ def table(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-MODELS = ("pocket", "pocket-flow")
-
-
 def _setting(flag, text, default, kind):
     """``"model"``, or the number ``text`` gives (``default`` when not given)."""
     if text is None or text == "model":
@@ -256,7 +255,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m p2p_widgets.evaluate.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("dataset", choices=["pocket"])
-    p.add_argument("--model", choices=MODELS, default="pocket", help="the pocket UNet or the pocket flow model")
+    p.add_argument("--model", choices=BUILT_IN_MODELS, default="pocket", help="the pocket UNet or flow model")
     p.add_argument("--out", default="sweeps/pocket-bench", help="folder of the bench and the sweeps (resumable)")
     p.add_argument("--n", type=int, default=210, help="pocket-bench cases (30 per edit type)")
     p.add_argument("--steps", default=None, help="sampling steps, or 'model' (default: 10 on pocket, 'model' on "
@@ -267,7 +266,6 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
-    from ..models import defaults_for
     from .pocket_bench import make_pocket_bench
     from .sweep import run_sweep
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import P2PError, is_int
+from ..models import BUILT_IN_MODELS
 from .backends import check_backend, run_jobs
 from .backends.worker import Job, WorkerConfig
 from .grid import SEED, apply_grid, check_grid, grid_size
@@ -296,9 +297,6 @@ def _check_device(device, local: bool) -> None:
         raise P2PError(f"device {device!r}: MPS is not available on this machine")
 
 
-EMBEDDED_MODELS = ("pocket", "pocket-flow")  # the models load_pipeline builds offline, by name
-
-
 def _check_run_options(backend, workers, address, metrics, model, device=None, threads=None) -> None:
     check_backend(backend, workers, address)
     if threads is not None and (not is_int(threads) or threads < 1):
@@ -312,10 +310,10 @@ def _check_run_options(backend, workers, address, metrics, model, device=None, t
         if address is not None:
             probe_address(address)  # before any row is written
     _check_metrics(metrics)
-    embedded = " or ".join(map(repr, EMBEDDED_MODELS))
+    embedded = " or ".join(map(repr, BUILT_IN_MODELS))
     if not isinstance(model, str) or not model:
         raise P2PError(f"model must be {embedded} or a diffusers folder / hub id, got {model!r}")
-    if model not in EMBEDDED_MODELS and not Path(model).is_dir() and Path(model).suffix:
+    if model not in BUILT_IN_MODELS and not Path(model).is_dir() and Path(model).suffix:
         raise P2PError(f"model {model!r} is neither {embedded} nor a diffusers folder")
 
 

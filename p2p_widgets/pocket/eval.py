@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..engine.blend import LocalBlend
+from ..models import BUILT_IN_MODELS, defaults_for
 from .metrics import SceneReader, iou, match_objects, relation_of
 from .scenes import BACKGROUNDS, COLORS, SHAPES, caption_of, make_dataset, sample_scene
 
@@ -272,7 +273,6 @@ def evaluate_pocket(
 
 def main(argv=None):
     from ..cli_types import count_arg as count  # the same check as `p2p-widgets eval`
-    from ..models import defaults_for
 
     p = argparse.ArgumentParser(
         prog="python -m p2p_widgets.pocket.eval",
@@ -283,7 +283,7 @@ def main(argv=None):
     e = sub.add_parser("pocket", help="caption fidelity, attention localisation and P2P efficacy")
     e.add_argument("--images", type=count, default=256, help="captions scored for fidelity (0: skip)")
     e.add_argument("--seeds", type=count, default=32, help="scenes per P2P edit kind (0: skip)")
-    e.add_argument("--model", choices=("pocket", "pocket-flow"), default="pocket", help="which pocket model")
+    e.add_argument("--model", choices=BUILT_IN_MODELS, default="pocket", help="which pocket model")
     e.add_argument("--steps", type=int, default=None, help="default: the model's (25 for the UNet)")
     e.add_argument("--guidance", type=float, default=None, help="default: the model's (5 for the UNet)")
     e.add_argument("--kinds", nargs="+", choices=EDIT_KINDS, default=list(EDIT_KINDS), help="P2P edits to score")

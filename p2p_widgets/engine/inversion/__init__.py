@@ -112,7 +112,7 @@ def invert(
     editor,
     image,
     prompt,
-    method: str = "null-text",
+    method: str | None = None,
     *,
     steps: int = 50,
     guidance: float = 7.5,
@@ -131,7 +131,9 @@ def invert(
 ) -> Inversion:
     """Invert ``image`` (described by ``prompt``) for editing with ``editor``; see the module docstring.
 
-    - ``method``: ``"null-text"`` (default), ``"ddim"`` or ``"negative-prompt"``;
+    - ``method``: ``"null-text"``, ``"ddim"`` or ``"negative-prompt"`` on a UNet, ``"fireflow"``,
+      ``"rf-solver"`` or ``"euler"`` on a flow model (:func:`methods_of`); None (the default): the
+      model family's default, :data:`FAMILY_DEFAULTS` (null-text on a UNet, FireFlow on SD3 / Flux);
     - ``steps``, ``guidance``: the DDIM steps and the guidance the edits will use (edits must use
       the same steps; null-text embeddings are optimised for this guidance);
     - ``crop``/``size``: see :func:`load_image` (``size`` defaults to the model's size);
@@ -146,6 +148,8 @@ def invert(
     - ``wait``, ``on_wait``: when another run holds the model, wait for it (``on_wait()`` is called
       first) or, with ``wait=False``, raise (see :meth:`ModelBackend.exclusive`).
     """
+    if method is None:
+        method = FAMILY_DEFAULTS.get(editor.model.inversion_family)  # None still: no family inverts it
     guidance, opts = _check_options(
         editor,
         prompt,

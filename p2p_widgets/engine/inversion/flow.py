@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import torch
 
-FLOW_METHODS = ("euler", "rf-solver", "fireflow")
+from ..inversion_methods import FLOW_METHODS
 
 
 def calls_per_run(method: str, steps: int) -> int:
