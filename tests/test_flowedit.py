@@ -103,6 +103,16 @@ def test_bad_settings_are_named(sd3, editor, picture):
             _edit(sd3, picture, **kwargs)
     with pytest.raises(P2PError, match="unknown FlowEdit setting"):
         flowedit_params(sd3.model, strength=1)
+    # an n_max the user never set is named as derived (the authors' share of the steps), not as theirs
+    with pytest.raises(P2PError) as derived:
+        flowedit_params(sd3.model, steps=4, n_min=4)
+    assert str(derived.value) == (
+        "n_min must be an integer in [0, 3], got 4: n_max is unset, so it is default_n_max's 3, the authors' "
+        "share (33 of 50) of the 4 steps; set n_max (up to 4) to run more of them"
+    )
+    with pytest.raises(P2PError) as given:
+        flowedit_params(sd3.model, steps=4, n_max=3, n_min=4)
+    assert str(given.value) == "n_min must be an integer in [0, 3], got 4"
     with pytest.raises(P2PError, match="FlowEdit runs on flow models"):
         flow_edit(editor, picture, SRC, TGT)
 

@@ -85,10 +85,18 @@ def flowedit_params(model, **given) -> dict:
         raise P2PError(f"unknown FlowEdit setting(s) {', '.join(unknown)}: use {', '.join(FLOWEDIT_PARAMS)}")
     params = {**FLOWEDIT_DEFAULTS[family], **{k: v for k, v in given.items() if v is not None}}
     check_int("steps", params["steps"], 1, model.pipe.scheduler.config.num_train_timesteps)
-    if given.get("n_max") is None:
+    derived = given.get("n_max") is None
+    if derived:
         params["n_max"] = default_n_max(family, params["steps"])
     # n_max past the steps runs every step (the authors' loop skips while steps - i > n_max)
     check_int("n_max", params["n_max"], 0, 1000)
+    if derived and is_int(params["n_min"]) and params["n_min"] > params["n_max"]:  # say where the bound came from
+        ours = FLOWEDIT_DEFAULTS[family]
+        raise P2PError(
+            f"n_min must be an integer in [0, {params['n_max']}], got {params['n_min']!r}: n_max is unset, so it "
+            f"is default_n_max's {params['n_max']}, the authors' share ({ours['n_max']} of {ours['steps']}) of the "
+            f"{params['steps']} steps; set n_max (up to {params['steps']}) to run more of them"
+        )
     check_int("n_min", params["n_min"], 0, params["n_max"])
     check_int("n_avg", params["n_avg"], 1, 1000)
     for name in ("source_guidance", "target_guidance"):
