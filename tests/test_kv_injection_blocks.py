@@ -53,10 +53,28 @@ def test_a_model_without_single_blocks_refuses_single_block_numbers():
     from p2p_widgets.engine.sampler import Editor
 
     sd3 = Editor(tiny_sd3_pipeline(0))
+    layout = "(SD3 layout, [image; text] joint attention: 2 double-stream blocks, 0 single-stream)"
     for rule in (KVInjection(double=[], single=["0"]), KVInjection(double=[], single=["20"], single_of=38)):
-        with pytest.raises(P2PError, match="has no single-stream blocks"):
+        with pytest.raises(P2PError, match="has no single-stream blocks") as caught:
             sd3.edit(SRC, TGT, rules=[rule], steps=2, guidance=2.0, height=64, width=64)
+        assert layout in str(caught.value)
     sd3.edit(SRC, TGT, rules=[KVInjection()], steps=2, guidance=2.0, height=64, width=64)  # "all" of none: fine
+
+
+@pytest.mark.parametrize("missing, has", [("single", "num_layers"), ("double", "num_single_layers")])
+def test_a_flux_layout_model_without_a_stream_is_named_as_flux_not_sd3(missing, has):
+    """The refusal always said "(SD3's are all double-stream)"; a Flux-layout model lacking one stream
+    (no single blocks, or no double ones) is now named as what its sites show."""
+    from p2p_widgets.bench.mmdit_geometries import FLUX_VAE, TINY_FLUX, _flux_pipeline
+    from p2p_widgets.engine.sampler import Editor
+
+    config = {**TINY_FLUX, "guidance_embeds": True, ("num_single_layers" if missing == "single" else "num_layers"): 0}
+    flux = Editor(_flux_pipeline(0, config, FLUX_VAE, 32, None))
+    with pytest.raises(P2PError, match=f"has no {missing}-stream blocks") as caught:
+        flux.edit(SRC, TGT, rules=[KVInjection(**{missing: ["0"]})], steps=2, guidance=2.0, height=64, width=64)
+    counts = {"double": 2, "single": 2, missing: 0}
+    layout = f"Flux layout, [text; image] joint attention: {counts['double']} double-stream blocks, {counts['single']}"
+    assert layout in str(caught.value) and "SD3" not in str(caught.value)
 
 
 def test_blocks_of_another_depth_land_at_the_same_depth():

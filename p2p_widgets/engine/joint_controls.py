@@ -30,6 +30,7 @@ from __future__ import annotations
 from ..errors import P2PError
 from .params import Param
 from .rules import ParamRule, register_rule
+from .sites import IMAGE
 
 FLUX_DOUBLE, FLUX_SINGLE = 19, 38  # Flux.1's double- and single-stream blocks (dev and schnell)
 STABLE_FLOW_DOUBLE = ("0", "1", "17", "18")  # Flux.1-dev's vital double-stream blocks (Stable Flow)
@@ -45,6 +46,20 @@ def _blocks(value, place: str, of) -> tuple:
         if of is not None and word != "all" and int(word) >= of:
             raise P2PError(f"{place} block {int(word)} is past {place}_of {of} (blocks 0-{of - 1})")
     return tuple(value)
+
+
+def layout_of(sites) -> str:
+    """What a model's sites show of its blocks, for messages: its layout (SD3's joint attention over
+    [image; text], Flux's over [text; image]) and its double- and single-stream block counts."""
+    counts = {place: len({s.depth for s in sites if s.place == place}) for place in PLACES}
+    stream = next((s for s in sites if s.kind in ("joint", "single")), None)
+    if stream is None:
+        return "no joint-attention blocks"
+    family = "SD3" if stream.queries[0] == IMAGE else "Flux"
+    return (
+        f"{family} layout, [{'; '.join(stream.queries)}] joint attention: {counts['double']} double-stream "
+        f"blocks, {counts['single']} single-stream"
+    )
 
 
 def place_blocks(indices, of: int, count: int) -> frozenset:
@@ -134,11 +149,12 @@ class KVInjection(ParamRule):
 
     def on_sites(self, sites):
         counts = {place: len({s.depth for s in sites if s.place == place}) for place in PLACES}
-        self._chosen = {place: self.blocks_on(place, counts[place]) for place in PLACES}
+        self._chosen = {place: self.blocks_on(place, counts[place], layout_of(sites)) for place in PLACES}
 
-    def blocks_on(self, place: str, count: int) -> frozenset:
+    def blocks_on(self, place: str, count: int, layout: str | None = None) -> frozenset:
         """The indices of the ``place`` ("double" / "single") blocks this rule edits on a model with
-        ``count`` of them, or a P2PError naming the blocks it does not have."""
+        ``count`` of them, or a P2PError naming the blocks it does not have (``layout``: the model's,
+        :func:`layout_of` its sites, for that message)."""
         words, of = getattr(self, place), getattr(self, f"{place}_of")
         if "all" in words:
             return frozenset(range(count))
@@ -148,8 +164,8 @@ class KVInjection(ParamRule):
         named = ", ".join(map(str, indices if len(indices) <= 6 else [*indices[:3], "...", *indices[-2:]]))
         if count == 0:
             raise P2PError(
-                f"KVInjection: {place} block(s) {named} chosen, but this model has no {place}-stream blocks "
-                f"(SD3's are all double-stream): leave {place} empty"
+                f"KVInjection: {place} block(s) {named} chosen, but this model has no {place}-stream blocks"
+                f"{f' ({layout})' if layout else ''}: leave {place} empty"
             )
         if of is not None:
             return place_blocks(indices, of, count)
