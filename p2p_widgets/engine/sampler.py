@@ -213,8 +213,8 @@ class Editor:
             blend = LocalBlend.of(blend, compat)
         if inversion is not None and scheduler is not None:
             inversion.check_scheduler(type(scheduler).__name__)
-        # a flow inversion samples back with the solver that inverted it (not recorded in the spec:
-        # its inversion names it)
+        # a flow inversion samples back with the solver that inverted it where the edit names no
+        # scheduler (the run records FlowSolverScheduler as the spec's sampled_with; which solver, its inversion)
         run_scheduler = scheduler if scheduler is not None or inversion is None else inversion.scheduler(self.model)
         size = self.check_size(height, width)
         sched = self._scheduler(steps, run_scheduler, size)

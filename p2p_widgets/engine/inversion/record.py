@@ -104,9 +104,10 @@ class Inversion:
         return [float(t) if self.family == "flow" else int(t) for t in timesteps]
 
     def scheduler(self, model):
-        """The scheduler an edit from this inversion samples with when it names none: None (the
-        model's DDIM) for a DDIM inversion, the solver that inverted it for a flow inversion."""
-        return FlowSolverScheduler.for_model(model, self.method) if self.family == "flow" else None
+        """The scheduler an edit from this inversion samples with on ``model`` (one :meth:`check`
+        accepts) when it names none: :func:`solver_scheduler` of its method, None (the model's
+        DDIM) for a DDIM inversion, the solver that inverted it for a flow inversion."""
+        return solver_scheduler(model, self.method)
 
     def check_scheduler(self, name: str | None) -> None:
         """A P2PError unless an edit may sample this inversion with the scheduler class ``name``
