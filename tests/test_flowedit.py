@@ -151,3 +151,21 @@ def test_equal_to_the_community_rf_inversion_pipeline():
     row = reference_flow.rf_inversion_flux_case(os.environ["P2P_RF_INVERSION"])
     print(f"RF-Inversion vs ours: max latent difference {row['difference']:.3e}, effect {row['effect']:.3e}")
     assert row["difference"] <= reference_flow.TOLERANCE < row["effect"]
+
+
+def test_every_flow_method_guides_by_the_one_condition(sd3, flux):
+    """FlowEdit, RF-Inversion, the flow inversions and the sampler each wrote the true-CFG condition;
+    it is models.flow.uses_cfg now (the outputs are bitwise the same: the reference comparisons above)."""
+    from pathlib import Path
+
+    import p2p_widgets
+    from p2p_widgets.engine.models.flow import uses_cfg
+
+    cond, uncond = sd3.model.guided_conditioning(SRC, (64, 64), 2.0)
+    assert uncond is not None and torch.equal(cond.hidden, sd3.model.conditioning([sd3.prompt(SRC)], (64, 64)).hidden)
+    assert sd3.model.guided_conditioning(SRC, (64, 64), 1.0)[1] is None  # no guidance at or below 1
+    dev = flux.model
+    assert not uses_cfg(dev, 3.5) and dev.guided_conditioning(SRC, (64, 64), 3.5)[1] is None  # an input there
+    engine = Path(p2p_widgets.__file__).parent / "engine"
+    written = [p.name for p in engine.rglob("*.py") if 'guidance_mode == "cfg"' in p.read_text()]
+    assert written == ["flow.py"]

@@ -175,14 +175,9 @@ def _integrate(editor, pixels, source_prompt, target_prompt, params, draw):
     sigmas = [float(s) for s in sched.sigmas]
     x = editor.encode_image(pixels).to(editor.device, editor.dtype)
     controller = SimpleNamespace(block=None)  # no attention control: predict only names the batch on it
-
-    def branch(text, guidance):
-        prompt = [editor.prompt(text)]
-        cfg = guidance > 1.0 and model.guidance_mode == "cfg"
-        return model.conditioning(prompt, size), model.conditioning(prompt, size, uncond=True) if cfg else None
-
-    source, target = branch(source_prompt, params["source_guidance"]), branch(target_prompt, params["target_guidance"])
     g_src, g_tar = params["source_guidance"], params["target_guidance"]
+    source = model.guided_conditioning(source_prompt, size, g_src)
+    target = model.guided_conditioning(target_prompt, size, g_tar)
     z_edit, x_tar, calls = x.clone(), None, 0
     for i, t in enumerate(sched.timesteps):
         if steps - i > n_max:  # the noisiest steps are skipped

@@ -118,17 +118,11 @@ def _run(editor, pixels, source_prompt, target_prompt, params, draw):
     controller = SimpleNamespace(block=None)
     y0 = editor.encode_image(pixels).to(editor.device, editor.dtype)
 
-    def branch(text, guidance):
-        """The prompt's conditioning, and the empty prompt's where the model takes true CFG."""
-        prompt = [editor.prompt(text)]
-        cfg = guidance > 1.0 and model.guidance_mode == "cfg"
-        return model.conditioning(prompt, size), model.conditioning(prompt, size, uncond=True) if cfg else None
-
     def velocity(latents, t, conds, guidance):
         return model.predict(controller, latents, t, conds[0], conds[1], guidance)
 
     # controlled forward ODE towards the draw y_1
-    conds = branch(source_prompt, params["source_guidance"])
+    conds = model.guided_conditioning(source_prompt, size, params["source_guidance"])
     y1 = draw(y0)
     y = y0
     for i in range(steps):
@@ -137,7 +131,7 @@ def _run(editor, pixels, source_prompt, target_prompt, params, draw):
         u_hat = u + params["gamma"] * ((y1 - y) / (1 - t) - u)
         y = y + u_hat * (sigmas[i] - sigmas[i + 1])
     # controlled reverse ODE back towards the picture, under the target prompt
-    conds = branch(target_prompt, params["guidance"])
+    conds = model.guided_conditioning(target_prompt, size, params["guidance"])
     start, stop = int(params["start"] * steps), min(int(params["stop"] * steps), steps)
     x = y
     for i, timestep in enumerate(sched.timesteps):

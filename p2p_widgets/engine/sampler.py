@@ -21,6 +21,7 @@ from .blend import LocalBlend
 from .inversion import Inversion, check_inversion, invert
 from .mapper import Mapper, check_compat
 from .models import backend_for
+from .models.flow import uses_cfg
 from .processors import AttentionController, installed
 from .prompts import Prompt
 from .rules import EditRule, Refine, Replace, Reweight, rules_for_compat
@@ -440,7 +441,7 @@ class Editor:
         controller = AttentionController(len(prompts), rules, store, mode, latent_hw, min(sides))
         controller.n_evals = n_evals
         cond = self.model.conditioning(prompts, spec.size)
-        use_cfg = guidance > 1.0 and self.model.guidance_mode == "cfg"
+        use_cfg = uses_cfg(self.model, guidance)
         uncond = self.model.conditioning(prompts, spec.size, uncond=True) if use_cfg else None
         stopped, finite, controlled = False, _FiniteWatch(self.device, n_evals), []
         step_options = schedulers.step_kwargs(sched, generator)

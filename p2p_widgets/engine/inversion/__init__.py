@@ -312,9 +312,7 @@ def _invert_flow(editor, pixels, prompt, method, steps, guidance, opts, report, 
     model.set_timesteps(sched, steps, size)
     sigmas = [float(s) for s in sched.sigmas]
     z0 = editor.encode_image(pixels).to(editor.device, editor.dtype)
-    cond = model.conditioning([editor.prompt(prompt)], size)
-    use_cfg = guidance > 1.0 and model.guidance_mode == "cfg"  # as the sampler guides
-    uncond = model.conditioning([editor.prompt(prompt)], size, uncond=True) if use_cfg else None
+    cond, uncond = model.guided_conditioning(prompt, size, guidance)  # as the sampler guides
     try:
         trajectory = flow_trajectory(editor, z0, cond, uncond, guidance, method, sigmas, report, stop_event)
     except _Stopped:

@@ -29,6 +29,14 @@ class JointConditioning:
         return JointConditioning(torch.cat([first.hidden, second.hidden]), torch.cat([first.pooled, second.pooled]))
 
 
+def uses_cfg(model, guidance: float) -> bool:
+    """Whether ``model`` (any backend) is guided at ``guidance`` with true classifier-free guidance,
+    the empty prompt's batch beside the prompt's: above 1 where its ``guidance_mode`` is "cfg" (a
+    UNet, SD3, a Flux without a guidance embedding); never where guidance is a model input (Flux
+    dev). The one condition the sampler, the flow inversions, FlowEdit and RF-Inversion guide by."""
+    return guidance > 1.0 and model.guidance_mode == "cfg"
+
+
 def calculate_shift(image_seq_len, base_seq_len=256, max_seq_len=4096, base_shift=0.5, max_shift=1.15) -> float:
     """The schedule shift ``mu`` for ``image_seq_len`` image tokens: linear between the two
     (length, shift) points of the scheduler's config, as diffusers' Flux and SD3 pipelines."""
@@ -108,6 +116,13 @@ class FlowBackend(ModelBackend):
         with TOKENIZER_LOCK:  # the pipeline's encode_prompt tokenizes
             hidden, pooled = self._encode_prompt(texts)
         return JointConditioning(hidden.to(self.dtype), pooled.to(self.dtype))
+
+    def guided_conditioning(self, text, size, guidance: float):
+        """``(cond, uncond)`` of one prompt for :meth:`predict` at ``guidance``: its conditioning and
+        the empty prompt's where the model takes true CFG there (:func:`uses_cfg`), else None."""
+        prompt = [self.prompt(text)]
+        cond = self.conditioning(prompt, size)
+        return cond, self.conditioning(prompt, size, uncond=True) if uses_cfg(self, guidance) else None
 
     def predict(self, controller, latents, t, cond, uncond, guidance, low_memory=False):
         if uncond is None:
