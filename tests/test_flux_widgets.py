@@ -130,6 +130,11 @@ def test_player_begin_tokenizes_strings_as_the_editor_does(flux):
     assert player.prompts[1]["tokens"][0] == "a"  # not CLIP's <|startoftext|>
     assert player.tokens == [[0, 2], [1, 2]]
     player.end(status="stopped")
+    # the model given as the tokenizer, as the other widgets take it (engine.prompts.prompt_maker): its tokens
+    again = AttentionPlayer()
+    again.begin([SOURCE, TARGET], tokenizer=flux, n_evals=4)
+    assert again.prompts == player.prompts
+    again.end(status="stopped")
 
 
 def test_unet_diagram_draws_flux_as_one_row_of_blocks(flux):

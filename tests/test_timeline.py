@@ -66,7 +66,7 @@ def test_schedule_in_and_out(tokenizer):
     assert by_position.windows["words"] == [["big", 0, 25]]  # word 4 of 'a photo of a big ...'
 
 
-def test_windows_from_the_front_end_reach_the_schedule_and_the_alpha_table(t):
+def test_windows_from_the_front_end_reach_the_schedule_and_the_alpha_table(t, tokenizer):
     from p2p_widgets.engine.prompts import Prompt
 
     w = {"cross": [0, 30], "self_attn": [2, 12], "words": [["tabby", 0, 5]], "blend_start": 7}
@@ -74,7 +74,7 @@ def test_windows_from_the_front_end_reach_the_schedule_and_the_alpha_table(t):
     assert t.error == ""
     s = t.schedule
     assert (s.cross, s.self_attn, s.words, s.blend_start) == ((0, 30), (2, 12), {"tabby": (0, 5)}, 7)
-    alpha = s.cross_alpha(Prompt.from_text(TGT, t._tokenizer))
+    alpha = s.cross_alpha(Prompt.from_text(TGT, tokenizer))
     tabby = 6  # BOS a photo of a big tabby
     assert alpha[:5, tabby].tolist() == [1.0] * 5 and alpha[5:, tabby].sum() == 0
     assert alpha[29, 5] == 1.0 and alpha[30, 5] == 0.0

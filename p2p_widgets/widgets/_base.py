@@ -243,12 +243,9 @@ class PromptCache:
     def __init__(self, tokenizer=None, size: int = 32):
         from ..engine.prompts import prompt_maker
 
-        if tokenizer is None:
-            from ..engine.tokenizer import load_tokenizer
-
-            tokenizer = load_tokenizer()
-        # a tokenizer, or the model (an Editor or its backend) whose prompts may span token segments
-        self.tokenizer, self.size = tokenizer, size
+        # a tokenizer, the model (an Editor or its backend) whose prompts may span token segments, or
+        # None: the bundled CLIP tokenizer (prompt_maker's default)
+        self.size = size
         self._make = prompt_maker(tokenizer)
         self._prompts: dict = {}
 

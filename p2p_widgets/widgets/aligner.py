@@ -132,7 +132,6 @@ class TokenAligner(P2PWidget):
 
     def __init__(self, source: str = "", target: str = "", tokenizer=None, kind: str = "auto", **kwargs: Any):
         self._prompt = PromptCache(tokenizer)
-        self._tokenizer = self._prompt.tokenizer
         self._auto_links: list | None = None
         self._ready = False
         # (name, text) -> None or TraitError: a further check of typed prompts (the Studio's panel's)
@@ -267,7 +266,7 @@ class TokenAligner(P2PWidget):
         if kind not in KINDS:
             raise P2PError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         src, tgt = self.source_prompt, self.target_prompt
-        mapper = align(src, tgt, self._tokenizer, kind)  # segment by segment where the prompts have several
+        mapper = align(src, tgt, kind=kind)  # Prompts already: segment by segment where they have several
         real_src, real_tgt = set(src.token_positions), set(tgt.token_positions)
         links = [[i, j, w] for i, j, w in mapper.links if i in real_src and j in real_tgt]
         self.links = links

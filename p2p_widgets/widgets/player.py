@@ -283,22 +283,16 @@ class AttentionPlayer(P2PWidget):
         """Start streaming a run of ``prompts`` (source first; Prompt objects or strings) and
         return the callback to pass to :meth:`Editor.edit` (``callback=...``).
 
-        Strings are tokenized as ``editor`` does (its model's tokens: CLIP's, or T5's on Flux), else
-        with ``tokenizer``, else with the bundled CLIP tokenizer. ``stop_event``: the run's stop
-        event, so that the step it stops after is sent live."""
-        from ..engine.prompts import Prompt
+        Strings are tokenized as ``editor`` does (its model's tokens: CLIP's, SD3's CLIP then T5
+        segments, T5's on Flux), else with ``tokenizer`` (a tokenizer, or a model as the other widgets
+        take it), else with the bundled CLIP tokenizer: :func:`~p2p_widgets.engine.prompts.prompt_maker`.
+        ``stop_event``: the run's stop event, so that the step it stops after is sent live."""
+        from ..engine.prompts import Prompt, prompt_maker
 
-        objs = []
-        for p in prompts:
-            if not isinstance(p, Prompt) and editor is not None:
-                p = editor.prompt(p)
-            if not isinstance(p, Prompt):
-                if tokenizer is None:
-                    from ..engine.tokenizer import load_tokenizer
-
-                    tokenizer = load_tokenizer()
-                p = Prompt.from_text(p, tokenizer)
-            objs.append(p)
+        prompts = list(prompts)
+        source = editor if editor is not None else tokenizer
+        make = None if all(isinstance(p, Prompt) for p in prompts) else prompt_maker(source)
+        objs = [p if isinstance(p, Prompt) else make(p) for p in prompts]
         if not objs:
             raise ValueError("begin() needs at least one prompt")
         self._run_counter = max(self._run_counter, self.run_id) + 1

@@ -135,7 +135,6 @@ class AlphaTimeline(P2PWidget):
         timesteps=None,
         **kwargs: Any,
     ):
-        self._tokenizer = tokenizer
         self._make_prompt = prompt_maker(tokenizer)
         self._steps = steps
         if timesteps is None:

@@ -58,13 +58,15 @@ class Studio(ipywidgets.VBox):
         A diffusers Stable Diffusion (1.x, 2.x, XL), SD3 or Flux pipeline, or None for the embedded
         pocket model. On SD3 / Flux the Studio offers the model's own flow scheduler, the methods
         that run on joint attention (P2P, K/V injection; the UNet-only ones are refused by name),
-        the prompts' T5 tokens, and real images inverted by the flow solvers (FireFlow, RF-Solver,
-        Euler: the inversion menu lists what the model takes).
+        the tokens the model attends to (Flux: T5's; SD3: CLIP's then T5's, a row pair per segment
+        in the aligner), and real images inverted by the flow solvers (FireFlow, RF-Solver, Euler:
+        the inversion menu lists what the model takes).
     editor:
         An existing :class:`~p2p_widgets.engine.sampler.Editor` instead of ``pipe``.
     source, target, seed, steps, guidance:
-        Initial settings (defaults come from the model: the pocket model's own prompts, 25 steps at
-        guidance 5; SD's 50 steps at 7.5).
+        Initial settings (defaults come from the model, ``editor.model.defaults``: the pocket model's
+        own prompts, 25 steps at guidance 5; else its family's: SD's 50 steps at 7.5, SD3's 28 at 7,
+        Flux dev's 28 at 3.5, schnell's 4 at 0).
     aligner, timeline:
         Show the TokenAligner / AlphaTimeline (default True); without them the panel offers an
         auto-align kind and simple schedule controls.
