@@ -223,3 +223,28 @@ def test_engine_bench_times_every_method_at_the_size_asked_for():
     fns = _timed_paths("tiny", ["fast", "masactrl", "pnp", "style-aligned"], 2, "cpu", torch.float32, size=96)
     for name in ("fast", "masactrl", "pnp", "style-aligned"):
         assert fns[name](2).images[0].size == (96, 96), name
+
+
+def test_the_gpu_bench_hides_only_the_known_warning_lines():
+    """scripts/gpu/bench_gpu.sh filtered its steps' output with grep -v -i "torchvision\\|float32", so an
+    error naming float32 (a dtype mismatch) vanished from the log; only the two known warnings go."""
+    from pathlib import Path
+
+    script = (Path(__file__).parent.parent / "scripts" / "gpu" / "bench_gpu.sh").read_text().splitlines()
+    (run,) = [line for line in script if 'timeout "$limit" "$@" 2>&1 |' in line]
+    pipe = run.split("2>&1 |", 1)[1].rsplit("| tee", 1)[0]
+    prelude = [line for line in script if line.startswith("KNOWN_WARNINGS=")]
+    known = [
+        "[transformers] `CLIPImageProcessor` requires torchvision (not installed); falling back to "
+        "`CLIPImageProcessorPil` for backward compatibility. Install torchvision to use the default backend.",
+        "There are modules in FluxTransformer2DModel that should be kept in float32: []. Casting directly with "
+        "`to()` can lead to inconsistent results; set `torch_dtype` in `from_pretrained()` instead.",
+    ]
+    kept = [
+        "RuntimeError: expected mat1 and mat2 to have the same dtype, but got: float32 != c10::BFloat16",
+        "ModuleNotFoundError: No module named 'torchvision'",
+        "fast  1.23 s  x1.05",
+    ]
+    lines = "\n".join(known + kept) + "\n"
+    shown = subprocess.run(["bash", "-c", "\n".join([*prelude, pipe])], input=lines, capture_output=True, text=True)
+    assert shown.stdout.splitlines() == kept

@@ -131,3 +131,29 @@ def test_report_runs_the_flow_rows_end_to_end(tmp_path, capsys):
     assert main([*argv, "--no-progress"]) == 0
     again = capsys.readouterr().out.splitlines()
     assert "this run: 0 rows" in again[0] and again[1:] == lines
+
+
+def test_the_printed_settings_are_the_ones_the_sweep_ran(tmp_path, monkeypatch, capsys):
+    """The report printed each method's settings through with_params while run_sweep applies its
+    overrides through with_run_settings (a FlowEdit's guidance is its target guidance): one method of
+    the list given a guidance override printed a refusal, or other settings than those run."""
+    from types import SimpleNamespace
+
+    from p2p_widgets.evaluate import pocket_bench, report, sweep
+    from p2p_widgets.evaluate.methods import get_method
+
+    ran = {}
+
+    def run_sweep(data, methods, out, model, workers, metrics, progress, steps=None, guidance=None):
+        ran["methods"] = [m.with_run_settings(steps, guidance) for m in methods]  # as run_sweep sets them
+        return SimpleNamespace(rows_expected=len(methods), ran=0, seconds=0.0, rows=[])
+
+    listed = [pocket_methods()[0], get_method("flowedit")]
+    monkeypatch.setattr(sweep, "run_sweep", run_sweep)
+    monkeypatch.setattr(pocket_bench, "make_pocket_bench", lambda folder, n, seed: None)
+    monkeypatch.setattr(report, "pocket_methods", lambda: listed)
+    assert main(["pocket", "--out", str(tmp_path), "--steps", "6", "--guidance", "3", "--no-progress"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    defaults = defaults_for("pocket")
+    assert printed == [f"- {m.name}: {settings_of(m, defaults)}" for m in ran["methods"]]
+    assert "target_guidance 3" in printed[1] and "steps 6" in printed[1]

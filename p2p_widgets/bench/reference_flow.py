@@ -389,7 +389,7 @@ def authors_flux(src: Path):
     """Their ``flux`` package imported from ``src``: ``(flux.model, flux.sampling, changes)``. The
     ``flux`` modules (and a stub ``einops`` when none is installed) leave ``sys.modules`` after, so
     the two repositories' packages of one name never mix."""
-    import importlib
+    import importlib.util
 
     def theirs(name):
         return name == "flux" or name.startswith("flux.")

@@ -300,8 +300,8 @@ def main(argv=None) -> int:
     )
     print(table(result.rows, [m.name for m in methods]))
     print()
-    for m in methods:  # as the sweep ran them
-        print(f"- {m.name}: {settings_of(m.with_params(**overrides), defaults)}")
+    for m in methods:  # as the sweep ran them (run_sweep sets its overrides with with_run_settings)
+        print(f"- {m.name}: {settings_of(m.with_run_settings(**overrides), defaults)}")
     return 0
 
 

@@ -35,6 +35,9 @@ if [ -n "${DRY:-}" ]; then  # check the script on a CPU: same steps, small model
   INVERT=(--steps 2 --guidance 7.5 --inner-steps 1)
 fi
 ON=(${DEVICE:+--device "$DEVICE"})
+# the two warnings every step prints, hidden from the logs (any other line, an error naming float32 or
+# torchvision included, stays): transformers without torchvision, diffusers' .to(dtype) note
+KNOWN_WARNINGS='^\[transformers\] `[A-Za-z]+` requires torchvision \(not installed\); falling back|^There are modules in [A-Za-z0-9_]+ that should be kept in float32: '
 
 # step NAME LIMIT COMMAND...: COMMAND under `timeout` (LIMIT seconds, or what is left of BUDGET)
 step() {
@@ -46,7 +49,7 @@ step() {
     return
   fi
   echo "== $name (timeout ${limit} s)"
-  timeout "$limit" "$@" 2>&1 | grep -v -i "torchvision\|float32" | tee "$OUT/$name.txt"
+  timeout "$limit" "$@" 2>&1 | grep -v -E "$KNOWN_WARNINGS" | tee "$OUT/$name.txt"
   rc=${PIPESTATUS[0]}
   ((rc == 124)) && echo "$name: stopped by its ${limit} s timeout" | tee -a "$OUT/$name.txt"
   ((rc != 0 && rc != 124)) && echo "$name: exit status $rc" | tee -a "$OUT/$name.txt"
