@@ -61,7 +61,19 @@ def test_the_mapper_from_links_feeds_each_segments_specials_and_align_works_per_
 
     src, tgt = sd3.prompt(SOURCE), sd3.prompt(TARGET)
     joined = align_joined(src, tgt)
-    assert torch.equal(align(src, tgt).matrix, joined.matrix)  # the plain align sees the segments
+    # the plain align sees the segments: each segment aligned alone (CLIP's with CLIP's, T5's with
+    # T5's), placed on the diagonal by hand (align calls align_joined, so comparing the two proved nothing)
+    other = TARGET.replace("big green", "big bright green").replace(" on a gray background", "")  # a refine
+    for target in (tgt, sd3.prompt(other)):
+        for kind in ("auto", "replace", "refine") if target is tgt else ("auto", "refine"):
+            matrix, aligned = torch.zeros(src.max_length, target.max_length), torch.zeros(target.max_length)
+            for (i0, name, part), (j0, other, target_part) in zip(src.parts, target.parts):
+                assert name == other and i0 == j0
+                alone = align(part, target_part, kind=kind)
+                matrix[i0 : i0 + part.max_length, j0 : j0 + target_part.max_length] = alone.matrix
+                aligned[j0 : j0 + target_part.max_length] = alone.aligned
+            mapper = align(src, target, kind=kind)
+            assert torch.equal(mapper.matrix, matrix) and torch.equal(mapper.aligned, aligned), (target.text, kind)
     real_src, real_tgt = set(src.token_positions), set(tgt.token_positions)
     specials = {(0, 0), (15, 15), (CLIP + 14, CLIP + 14)}  # CLIP's BOS and EOS, T5's EOS
     words = [(i, j, w) for i, j, w in joined.links if i in real_src and j in real_tgt and (i, j) not in specials]
