@@ -112,3 +112,10 @@ def test_links_take_numpy_scalars_and_export_plain_numbers(tokenizer):
     m = Mapper.from_links("a cat", "a dog", [(np.int64(2), np.int32(2), np.float32(0.5))], tokenizer)
     assert m.matrix[2, 2] == 0.5
     assert Mapper.from_dict(json.loads(json.dumps(m.to_dict())), m.source, m.target).links == m.links
+
+
+def test_a_link_past_the_models_text_positions_names_the_likely_cause(tokenizer):
+    """An SD edit's links (77 positions) on a model that reads fewer (the pocket flow model: 16) said
+    "not an integer in [0, 16)" of an integer."""
+    with pytest.raises(P2PError, match=r"source position 80 is outside this model's 77 text positions \(0-76\)"):
+        Mapper.from_links("a cat", "a dog", [(80, 2, 1.0)], tokenizer)

@@ -122,8 +122,13 @@ def _check_link(link, length):
     except (TypeError, ValueError):
         raise P2PError(f"a link is (source position, target position, weight), got {link!r}") from None
     for name, v in (("source position", i), ("target position", j)):
-        if not is_int(v) or not 0 <= v < length:  # numpy integers too (widgets, sweep grids)
+        if not is_int(v):  # numpy integers too (widgets, sweep grids)
             raise P2PError(f"{name} {v!r} is not an integer in [0, {length})")
+        if not 0 <= v < length:
+            raise P2PError(
+                f"{name} {v} is outside this model's {length} text positions (0-{length - 1}): "
+                "were the links made for a model that reads more text tokens (e.g. an SD edit on a Flux model)?"
+            )
     if not is_number(w):
         raise P2PError(f"link weight {w!r} is not a finite number")
     return int(i), int(j), float(w)

@@ -59,7 +59,7 @@ class RunStart:
             return
         if not isinstance(self.uncond, (list, tuple)) or not all(torch.is_tensor(e) for e in self.uncond):
             raise P2PError("uncond_embeddings must be a list of tensors, one (1, tokens, width) per step")
-        if not model.invertible:
+        if model.inversion_family != "ddim":
             raise P2PError(f"uncond_embeddings are for Stable Diffusion's guidance; {model.family} takes none")
         want = (model.text_length, model.embedding_width)
         bad = [tuple(e.shape) for e in self.uncond if tuple(e.shape[-2:]) != want or e.numel() != want[0] * want[1]]

@@ -126,7 +126,7 @@ class Inversion:
         if self.family == "flow":
             self._check_flow(editor)
             return
-        if not model.invertible:
+        if model.inversion_family != "ddim":
             raise P2PError(
                 f"this inversion is a DDIM trajectory of a Stable Diffusion model; {model.family} cannot use it"
             )

@@ -45,7 +45,6 @@ class ModelBackend:
 
     family = "base"
     guidance_mode = "cfg"  # "cfg": [uncond; cond] in one batch; "distilled": guidance is a model input
-    invertible = False  # whether engine.inversion can invert images on it
     inversion_family = None  # the inversions engine.inversion makes on it: "ddim", "flow" or None
 
     def __init__(self, pipe, denoiser, device=None):
@@ -179,7 +178,7 @@ class ModelBackend:
         """The mapper from ``source`` to ``target`` over the text tokens the denoiser attends to."""
         from ..mapper import align
 
-        return align(source, target, self.tokenizer, kind, compat)
+        return align(self.prompt(source), self.prompt(target), None, kind, compat)
 
     def conditioning(self, prompts: list[Prompt], size=None, uncond: bool = False):
         """What the denoiser reads for ``prompts`` (``uncond``: the empty prompt, once per prompt)."""

@@ -12,7 +12,6 @@ import copy
 import functools
 
 from ..defaults import SD3_DEFAULTS, SamplingDefaults
-from ..mapper import align_joined
 from ..prompts import Prompt
 from ..segments import joined
 from .flow import FlowBackend
@@ -55,9 +54,6 @@ class SD3Backend(FlowBackend):
         tokenizer = copy.deepcopy(self.pipe.tokenizer_3)
         tokenizer.model_max_length = self.t5_length
         return tokenizer
-
-    def align(self, source, target, kind="auto", compat="project"):
-        return align_joined(self.prompt(source), self.prompt(target), kind, compat)
 
     def _encode_prompt(self, texts):
         hidden, _, pooled, _ = self.pipe.encode_prompt(

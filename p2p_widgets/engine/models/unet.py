@@ -61,7 +61,6 @@ class UNetBackend(ModelBackend):
     """SD 1.x / 2.x / SDXL base pipelines (see the module docstring)."""
 
     family = "unet"
-    invertible = True
     inversion_family = "ddim"
 
     def __init__(self, pipe, device=None):
