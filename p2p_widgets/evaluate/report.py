@@ -9,7 +9,8 @@ Markdown table of the means per method:
   Plug-and-Play, each after DDIM and after null-text inversion (:func:`pocket_methods`), 10 steps,
   the model's guidance 5;
 - ``--model pocket-flow`` (``DIR/sweep-pocket-flow``): FlowEdit, RF-Inversion, RF-Solver-Edit,
-  FireFlow-Edit and P2P on joint attention after FireFlow inversion (:func:`flow_methods`), the
+  FireFlow-Edit and P2P on joint attention (its map form and its query / key form) after FireFlow
+  inversion (:func:`flow_methods`), the
   model's 20 steps. The inverting methods at guidance 2: RF-Solver-Edit and FireFlow edit Flux dev
   at 2 against its 3.5 (inverting at 1; this engine inverts and edits at one guidance), and on this
   model RF-Solver and FireFlow reconstruct at 2 as at 1 (29.4 dB, the VAE's ceiling) but lose 2.4-2.7 dB
