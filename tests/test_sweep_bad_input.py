@@ -374,16 +374,26 @@ def test_ctrl_c_on_the_command_line_prints_one_line_and_keeps_the_rows(tmp_path)
     import time
 
     out = tmp_path / "sweep"
-    # a worker runs a case's rows as one job: with the module's 2 cases on 2 workers every row was
-    # written at once and the signal found nothing left to stop; 6 cases leave 4 jobs after the first
+    # rows slow enough that the signal (sent within 0.2 s of the first row) finds rows left: 2-step
+    # rows of the pocket model take tens of milliseconds, and on an idle machine every one had been
+    # written before the signal came (nothing to stop, no message)
     cases = tmp_path / "bench"
     make_pocket_bench(cases, n=6, seed=0, types=(6, 1))
     grid = json.dumps({"cross": [0.4, 0.8]})
     command = [sys.executable, "-m", "p2p_widgets.cli", "evaluate", str(cases), "--method", json.dumps(GENERATED)]
-    command += ["--grid", grid, "--out", str(out), "--steps", "4", "--guidance", "5", "--metrics", "none"]
+    command += ["--grid", grid, "--out", str(out), "--steps", "40", "--guidance", "5", "--metrics", "none"]
     command += ["--workers", "2", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    # the command starts with SIGINT's default action, as from a terminal: a runner that ignores it
+    # (an ignored signal stays ignored across exec) would hand the sweep an unstoppable SIGINT
+    process = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 240
         while not list((out / "rows").glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
